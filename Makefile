@@ -1,0 +1,35 @@
+# Thin wrapper over CMake. `make` builds build/tern; `make test` runs ctest.
+BUILD ?= build
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+.PHONY: all test test-all demo clean asan fuzz bench
+
+all: $(BUILD)/Makefile
+	@cmake --build $(BUILD) -j $(JOBS)
+
+$(BUILD)/Makefile:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+# Default test run: everything except tests labelled "slow".
+test: all
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE slow
+
+# Everything, slow tests included (CI runs this).
+test-all: all
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+demo: all
+	@scripts/demo.sh
+
+asan:
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTERN_SANITIZE=ON -DTERN_USE_OPENBLAS=OFF $(CMAKE_FLAGS)
+	@cmake --build build-asan -j $(JOBS)
+	cd build-asan && ctest --output-on-failure -j $(JOBS) -LE slow
+
+fuzz:
+	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DTERN_FUZZ=ON -DTERN_USE_OPENBLAS=OFF
+	@cmake --build build-fuzz -j $(JOBS)
+
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz

@@ -1,0 +1,11 @@
+// `tern info`: a human-readable or JSON summary of a loaded model.
+#ifndef TERN_IO_INFO_H
+#define TERN_IO_INFO_H
+
+#include <stdio.h>
+
+#include "io/model.h"
+
+void tern_model_print_info(const tern_model *m, FILE *f, int json);
+
+#endif

@@ -1,0 +1,139 @@
+// The one in-memory description of a model: config, named tensors, vocabulary.
+// Every reader (llama2.c, GGUF, Hugging Face) produces this; everything
+// downstream (forward, training, quantization, export) consumes it.
+//
+// Conventions (fixed, whatever the source file used):
+// - Tensor names follow GGUF: token_embd.weight, output_norm.weight, output.weight,
+//   blk.N.{attn_norm,attn_q,attn_k,attn_v,attn_output,ffn_norm,ffn_gate,ffn_up,ffn_down}.weight,
+//   blk.N.attn_{q,k,v,output}.bias.
+// - Shapes are row-major, outermost first (PyTorch order): a linear layer mapping
+//   `in` to `out` features is shape {out, in}; token_embd is {vocab, dim}.
+// - Data is always float32 after loading (quantized sources are dequantized).
+// - RoPE rotates adjacent pairs (2i, 2i+1) within each head (Meta/GGUF/llama2.c
+//   layout). Hugging Face Q/K rows are permuted into this layout at load.
+#ifndef TERN_IO_MODEL_H
+#define TERN_IO_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TERN_MAX_DIMS 4
+#define TERN_NAME_MAX 96
+
+typedef enum {
+    TERN_ROPE_SCALING_NONE = 0,
+    TERN_ROPE_SCALING_LINEAR,
+    TERN_ROPE_SCALING_LLAMA3,
+} tern_rope_scaling;
+
+typedef struct {
+    char arch[32];     // "llama" (the only architecture family supported)
+    char name[128];    // human-readable model name when the file has one
+    int dim;           // model width (embedding length)
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;      // usually dim / n_heads
+    int hidden_dim;    // SwiGLU inner width
+    int vocab_size;
+    int max_seq;       // context length the model was trained for
+    float rope_theta;
+    tern_rope_scaling rope_scaling;
+    float rope_factor;             // linear / llama3
+    float rope_low_freq_factor;    // llama3
+    float rope_high_freq_factor;   // llama3
+    int rope_orig_max_seq;         // llama3
+    float rms_eps;
+    int tied_embeddings;           // output.weight absent: the head reuses token_embd
+    int attn_qkv_bias;             // q/k/v biases present
+    int attn_out_bias;             // o bias present
+} tern_config;
+
+typedef struct {
+    char name[TERN_NAME_MAX];
+    int ndim;
+    int64_t shape[TERN_MAX_DIMS]; // outermost first
+    int64_t numel;
+    float *data;                  // owned by the model (one aligned allocation per tensor)
+    char src_type[16];            // type in the source file, e.g. "Q4_1", "BF16", "F32"
+} tern_tensor;
+
+typedef enum {
+    TERN_VOCAB_NONE = 0,
+    TERN_VOCAB_SPM,   // SentencePiece-style BPE: scores, byte fallback <0xNN>, U+2581 for space
+    TERN_VOCAB_BPE,   // byte-level BPE (GPT-2 style): merges, byte-to-unicode map
+} tern_vocab_type;
+
+// Token types as in GGUF / SentencePiece.
+enum {
+    TERN_TOKEN_NORMAL = 1,
+    TERN_TOKEN_UNKNOWN = 2,
+    TERN_TOKEN_CONTROL = 3,
+    TERN_TOKEN_USER_DEFINED = 4,
+    TERN_TOKEN_UNUSED = 5,
+    TERN_TOKEN_BYTE = 6,
+};
+
+typedef struct {
+    tern_vocab_type type;
+    int n_tokens;
+    char **tokens;       // [n_tokens] NUL-terminated UTF-8 (or raw bytes for llama2.c pieces)
+    int *token_lens;     // [n_tokens] byte length (tokens may contain NUL for llama2.c)
+    float *scores;       // [n_tokens] or NULL
+    int *token_types;    // [n_tokens] or NULL (then all NORMAL)
+    int n_merges;
+    char **merges;       // [n_merges] "left right" (BPE only)
+    char pre[32];        // pre-tokenizer family for BPE: "gpt2", "smollm", "llama3", ...
+    int bos_id, eos_id, unk_id, pad_id; // -1 when absent
+    int add_bos, add_eos;
+    int add_space_prefix; // SPM: prepend a space to the input (llama/llama2.c do)
+} tern_vocab;
+
+typedef struct {
+    tern_config cfg;
+    int n_tensors;
+    tern_tensor *tensors;
+    tern_vocab vocab;
+    char format[16];   // "llama2c", "gguf", "hf"
+    char path[512];    // where it came from
+    int cap_tensors;   // allocated length of `tensors`
+} tern_model;
+
+// Weights of one decoder block, resolved by name (pointers into tensors).
+typedef struct {
+    const float *attn_norm;                 // [dim]
+    const float *wq, *wk, *wv, *wo;         // [n_heads*hd, dim], [n_kv*hd, dim] x2, [dim, n_heads*hd]
+    const float *bq, *bk, *bv, *bo;         // optional biases, NULL when absent
+    const float *ffn_norm;                  // [dim]
+    const float *w_gate, *w_up, *w_down;    // [hidden, dim] x2, [dim, hidden]
+} tern_layer_weights;
+
+typedef struct {
+    const float *tok_embd;   // [vocab, dim]
+    const float *out_norm;   // [dim]
+    const float *output;     // [vocab, dim] (== tok_embd when tied)
+    tern_layer_weights *layers; // [n_layers]
+} tern_weights;
+
+// Loads any supported model: a directory (Hugging Face), a GGUF file, a .tern
+// file, or a llama2.c checkpoint. `tokenizer_path` (may be NULL) overrides the
+// embedded tokenizer (required for llama2.c checkpoints, which carry none).
+int tern_model_load(tern_model *m, const char *path, const char *tokenizer_path);
+void tern_model_free(tern_model *m);
+
+// Checks the config for sane, non-overflowing values ("PATH: n_heads 0 ...").
+int tern_config_validate(const tern_config *c, const char *path);
+// Resolves and shape-checks every tensor the LLaMA forward needs.
+int tern_model_bind(const tern_model *m, tern_weights *w);
+void tern_weights_free(tern_weights *w);
+
+tern_tensor *tern_model_find(const tern_model *m, const char *name);
+// Adds a tensor with freshly allocated float storage (zeroed); returns it or NULL.
+tern_tensor *tern_model_add_tensor(tern_model *m, const char *name, int ndim, const int64_t *shape,
+                                   const char *src_type);
+int64_t tern_model_param_count(const tern_model *m);
+
+void tern_vocab_free(tern_vocab *v);
+int tern_vocab_find(const tern_vocab *v, const char *token); // -1 when absent
+
+#endif

@@ -1,0 +1,86 @@
+// Minimal test harness: CHECK macros count failures; main returns non-zero
+// when any failed. Each test binary ends by printing "N passed, N failed".
+#ifndef TERN_TEST_H
+#define TERN_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int test_passed, test_failed;
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (cond) test_passed++;                                                     \
+        else {                                                                       \
+            test_failed++;                                                           \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+        }                                                                            \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                  \
+    do {                                                                      \
+        if (cond) test_passed++;                                              \
+        else {                                                                \
+            test_failed++;                                                    \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                     \
+            fputc('\n', stderr);                                              \
+        }                                                                     \
+    } while (0)
+
+// Library call expected to succeed (0); prints the recorded error otherwise.
+#define CHECK_OK(call) CHECK_MSG((call) == 0, "%s", tern_last_error())
+// Library call expected to fail, with the message containing `needle`.
+#define CHECK_FAILS(call, needle)                                                  \
+    do {                                                                           \
+        int rc_ = (call);                                                          \
+        CHECK_MSG(rc_ != 0 && strstr(tern_last_error(), needle),                   \
+                  "rc=%d error='%s' expected '%s'", rc_, rc_ ? tern_last_error() : "", needle); \
+    } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                             \
+    do {                                                                                  \
+        double a_ = (a), b_ = (b);                                                        \
+        CHECK_MSG(fabs(a_ - b_) <= (tol), "%s=%.9g %s=%.9g tol=%g", #a, a_, #b, b_, (double)(tol)); \
+    } while (0)
+
+static inline int test_report(void) {
+    printf("%d passed, %d failed\n", test_passed, test_failed);
+    return test_failed ? 1 : 0;
+}
+
+// Path under $TERN_DATA (default ../shared relative to the source tree).
+static inline const char *test_data_path(const char *rel) {
+    static char buf[8][1024];
+    static int k;
+    const char *root = getenv("TERN_DATA");
+    char *b = buf[k++ % 8];
+    if (root && *root) snprintf(b, 1024, "%s/%s", root, rel);
+    else snprintf(b, 1024, "../shared/%s", rel);
+    return b;
+}
+
+// Path under the source tree ($TERN_SRC, set by ctest).
+static inline const char *test_src_path(const char *rel) {
+    static char buf[8][1024];
+    static int k;
+    const char *root = getenv("TERN_SRC");
+    char *b = buf[k++ % 8];
+    snprintf(b, 1024, "%s/%s", root && *root ? root : ".", rel);
+    return b;
+}
+
+// Relative error max_i |a-b| / max(max_i |b|, floor).
+static inline double test_max_rel_err(const float *a, const float *b, size_t n, double floor_) {
+    double maxdiff = 0, maxref = floor_;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > maxdiff || d != d) maxdiff = d != d ? INFINITY : d;
+        if (fabs((double)b[i]) > maxref) maxref = fabs((double)b[i]);
+    }
+    return maxdiff / maxref;
+}
+
+#endif
