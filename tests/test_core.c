@@ -8,6 +8,7 @@
 #include "core/mem.h"
 #include "test.h"
 
+#ifdef __FLT16_MAX__ // the compiler's _Float16 is the oracle (gcc >= 12 on x86-64)
 static void test_f16_exhaustive(void) {
     int bad_to_f32 = 0, bad_roundtrip = 0;
     for (uint32_t h = 0; h < 65536; h++) {
@@ -34,6 +35,9 @@ static void test_f16_exhaustive(void) {
     }
     CHECK_MSG(bad_round == 0, "%d floats round to half differently from _Float16", bad_round);
 }
+#else
+static void test_f16_exhaustive(void) { fprintf(stderr, "no _Float16 in this compiler: f16 oracle test skipped\n"); }
+#endif
 
 static void test_bf16(void) {
     CHECK(tern_f32_to_bf16(1.0f) == 0x3f80);
