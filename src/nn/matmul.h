@@ -1,0 +1,21 @@
+// FP32 matrix products for linear layers: out = in · Wᵀ (+ bias).
+#ifndef TERN_NN_MATMUL_H
+#define TERN_NN_MATMUL_H
+
+// out[n, out_dim] = in[n, in_dim] · w[out_dim, in_dim]ᵀ + bias[out_dim] (bias may be NULL).
+// n == 1 takes the GEMV path (bandwidth-bound, rows split across threads);
+// n > 1 takes a blocked GEMM (or OpenBLAS sgemm when built with it).
+void tern_matmul_f32(float *out, const float *in, const float *w, const float *bias, int n, int in_dim,
+                     int out_dim);
+
+// The built-in kernels, exposed for tests and benchmarks.
+void tern_gemv_f32(float *out, const float *in, const float *w, const float *bias, int in_dim, int out_dim);
+void tern_gemm_f32_blocked(float *out, const float *in, const float *w, const float *bias, int n, int in_dim,
+                           int out_dim);
+void tern_gemm_f32_reference(float *out, const float *in, const float *w, const float *bias, int n,
+                             int in_dim, int out_dim);
+
+// Which GEMM backs prompt processing: "openblas" or "blocked".
+const char *tern_gemm_backend(void);
+
+#endif

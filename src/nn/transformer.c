@@ -1,0 +1,155 @@
+#include "nn/transformer.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/mem.h"
+#include "core/threads.h"
+#include "nn/matmul.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static int q_dim(const tern_config *c) { return c->n_heads * c->head_dim; }
+static int kv_dim(const tern_config *c) { return c->n_kv_heads * c->head_dim; }
+
+int tern_session_init(tern_session *s, const tern_model *m, int max_seq, int max_batch) {
+    memset(s, 0, sizeof *s);
+    s->model = m;
+    s->cfg = m->cfg;
+    const tern_config *c = &s->cfg;
+    if (tern_model_bind(m, &s->w)) return -1;
+    if (max_seq <= 0) max_seq = c->max_seq < 4096 ? c->max_seq : 4096;
+    if (max_batch <= 0) max_batch = 1;
+    if (max_batch > max_seq) max_batch = max_seq;
+    s->max_seq = max_seq;
+    s->max_batch = max_batch;
+    s->att_threads = tern_get_threads();
+    size_t B = (size_t)max_batch, wide = (size_t)(q_dim(c) > c->dim ? q_dim(c) : c->dim);
+    size_t cache = (size_t)c->n_layers * (size_t)max_seq * (size_t)kv_dim(c) * sizeof(float);
+    s->key_cache = tern_calloc(cache);
+    s->value_cache = tern_calloc(cache);
+    s->x = tern_alloc(B * c->dim * 4);
+    s->xb = tern_alloc(B * wide * 4);
+    s->xb2 = tern_alloc(B * c->dim * 4);
+    s->q = tern_alloc(B * q_dim(c) * 4);
+    s->hb = tern_alloc(B * c->hidden_dim * 4);
+    s->hb2 = tern_alloc(B * c->hidden_dim * 4);
+    s->att = tern_alloc((size_t)s->att_threads * max_seq * 4);
+    s->logits = tern_alloc(B * c->vocab_size * 4);
+    s->pos = tern_alloc(B * sizeof(int));
+    if (!s->key_cache || !s->value_cache || !s->x || !s->xb || !s->xb2 || !s->q || !s->hb || !s->hb2 ||
+        !s->att || !s->logits || !s->pos ||
+        tern_rope_init(&s->rope, c->head_dim, max_seq, c->rope_theta, c->rope_scaling, c->rope_factor,
+                       c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_orig_max_seq)) {
+        tern_session_free(s);
+        return tern_errorf("%s: cannot allocate the inference state (context %d)", m->path, max_seq);
+    }
+    return 0;
+}
+
+void tern_session_free(tern_session *s) {
+    tern_weights_free(&s->w);
+    tern_rope_free(&s->rope);
+    void *bufs[] = {s->key_cache, s->value_cache, s->x, s->xb, s->xb2, s->q,
+                    s->hb, s->hb2, s->att, s->logits, s->pos};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) tern_free(bufs[i]);
+    memset(s, 0, sizeof *s);
+}
+
+// Causal grouped-query attention for n new tokens whose K/V are already cached.
+// q[N, n_heads, hd] -> out[N, n_heads, hd].
+static void attention(tern_session *s, int layer, const float *q, float *out, int n) {
+    const tern_config *c = &s->cfg;
+    int hd = c->head_dim, kvd = kv_dim(c), group = c->n_heads / c->n_kv_heads;
+    const float *kc = s->key_cache + (size_t)layer * s->max_seq * kvd;
+    const float *vc = s->value_cache + (size_t)layer * s->max_seq * kvd;
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < c->n_heads; h++) {
+#ifdef _OPENMP
+            float *att = s->att + (size_t)omp_get_thread_num() * s->max_seq;
+#else
+            float *att = s->att;
+#endif
+            const float *qh = q + ((size_t)t * c->n_heads + h) * hd;
+            int kvh = h / group, len = s->pos[t] + 1;
+            for (int j = 0; j < len; j++) {
+                const float *k = kc + (size_t)j * kvd + (size_t)kvh * hd;
+                float dot = 0;
+                for (int i = 0; i < hd; i++) dot += qh[i] * k[i];
+                att[j] = dot * scale;
+            }
+            tern_softmax(att, len);
+            float *o = out + ((size_t)t * c->n_heads + h) * hd;
+            memset(o, 0, (size_t)hd * 4);
+            for (int j = 0; j < len; j++) {
+                const float *v = vc + (size_t)j * kvd + (size_t)kvh * hd;
+                float a = att[j];
+                for (int i = 0; i < hd; i++) o[i] += a * v[i];
+            }
+        }
+}
+
+static void layer_forward(tern_session *s, int l, int n, int pos0) {
+    const tern_config *c = &s->cfg;
+    const tern_layer_weights *L = &s->w.layers[l];
+    int D = c->dim, QD = q_dim(c), KVD = kv_dim(c), H = c->hidden_dim;
+    float *kc = s->key_cache + ((size_t)l * s->max_seq + pos0) * KVD;
+    float *vc = s->value_cache + ((size_t)l * s->max_seq + pos0) * KVD;
+
+    // Attention block: K and V go straight into the cache rows of these positions.
+    tern_rmsnorm_forward(s->xb, s->x, L->attn_norm, n, D, c->rms_eps);
+    tern_matmul_f32(s->q, s->xb, L->wq, L->bq, n, D, QD);
+    tern_matmul_f32(kc, s->xb, L->wk, L->bk, n, D, KVD);
+    tern_matmul_f32(vc, s->xb, L->wv, L->bv, n, D, KVD);
+    tern_rope_forward(s->q, &s->rope, s->pos, n, c->n_heads);
+    tern_rope_forward(kc, &s->rope, s->pos, n, c->n_kv_heads);
+    attention(s, l, s->q, s->xb, n);
+    tern_matmul_f32(s->xb2, s->xb, L->wo, L->bo, n, QD, D);
+    tern_residual_forward(s->x, s->xb2, (int64_t)n * D);
+
+    // SwiGLU feed-forward block.
+    tern_rmsnorm_forward(s->xb, s->x, L->ffn_norm, n, D, c->rms_eps);
+    tern_matmul_f32(s->hb, s->xb, L->w_gate, NULL, n, D, H);
+    tern_matmul_f32(s->hb2, s->xb, L->w_up, NULL, n, D, H);
+    tern_swiglu_forward(s->hb, s->hb, s->hb2, (int64_t)n * H);
+    tern_matmul_f32(s->xb2, s->hb, L->w_down, NULL, n, H, D);
+    tern_residual_forward(s->x, s->xb2, (int64_t)n * D);
+}
+
+// One step of at most max_batch tokens.
+static void forward_step(tern_session *s, const int *tokens, int n, int pos0, float *logits_out) {
+    const tern_config *c = &s->cfg;
+    for (int i = 0; i < n; i++) s->pos[i] = pos0 + i;
+    tern_embedding_forward(s->x, s->w.tok_embd, tokens, n, c->dim);
+    for (int l = 0; l < c->n_layers; l++) layer_forward(s, l, n, pos0);
+    if (logits_out) {
+        tern_rmsnorm_forward(s->x, s->x, s->w.out_norm, n, c->dim, c->rms_eps);
+        tern_matmul_f32(logits_out, s->x, s->w.output, NULL, n, c->dim, c->vocab_size);
+        memcpy(s->logits, logits_out + (size_t)(n - 1) * c->vocab_size, (size_t)c->vocab_size * 4);
+    } else {
+        // Only the last token's logits are needed (generation).
+        float *last = s->x + (size_t)(n - 1) * c->dim;
+        tern_rmsnorm_forward(last, last, s->w.out_norm, 1, c->dim, c->rms_eps);
+        tern_matmul_f32(s->logits, last, s->w.output, NULL, 1, c->dim, c->vocab_size);
+    }
+}
+
+int tern_forward(tern_session *s, const int *tokens, int n, int pos0, float *logits_out) {
+    const tern_config *c = &s->cfg;
+    if (n <= 0) return tern_errorf("forward: no tokens");
+    if (pos0 < 0 || pos0 + n > s->max_seq)
+        return tern_errorf("forward: positions %d..%d exceed the context of %d", pos0, pos0 + n - 1, s->max_seq);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+            return tern_errorf("forward: token id %d outside the vocabulary (%d)", tokens[i], c->vocab_size);
+    for (int done = 0; done < n; done += s->max_batch) {
+        int step = n - done < s->max_batch ? n - done : s->max_batch;
+        float *lo = logits_out ? logits_out + (size_t)done * c->vocab_size : NULL;
+        forward_step(s, tokens + done, step, pos0 + done, lo);
+    }
+    return 0;
+}

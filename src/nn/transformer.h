@@ -1,0 +1,40 @@
+// LLaMA-family forward pass in FP32 with a KV cache (llama2.c's run.c shape,
+// batched over tokens so a prompt is processed with matrix-matrix products).
+#ifndef TERN_NN_TRANSFORMER_H
+#define TERN_NN_TRANSFORMER_H
+
+#include "io/model.h"
+#include "nn/ops.h"
+
+typedef struct {
+    const tern_model *model;
+    tern_config cfg;
+    tern_weights w;
+    tern_rope rope;
+    int max_seq;   // KV cache length
+    int max_batch; // tokens per internal forward step
+    // KV cache: [n_layers, max_seq, kv_dim]
+    float *key_cache, *value_cache;
+    // Activations for one step of up to max_batch tokens.
+    float *x;      // [B, dim] residual stream
+    float *xb;     // [B, max(dim, q_dim)] normalised input / attention output
+    float *xb2;    // [B, dim]
+    float *q;      // [B, q_dim]
+    float *hb, *hb2; // [B, hidden]
+    float *att;    // [threads, max_seq] attention scores
+    int att_threads;
+    float *logits; // [max_batch, vocab]: logits of the last forward call
+    int *pos;      // [B] positions of the tokens in the step
+} tern_session;
+
+// max_seq <= 0 uses the model's context length (capped at 4096).
+int tern_session_init(tern_session *s, const tern_model *m, int max_seq, int max_batch);
+void tern_session_free(tern_session *s);
+
+// Runs tokens[0..n) at positions pos0..pos0+n-1 (earlier positions must already
+// be in the cache). Logits: when `logits_out` is non-NULL, the logits of every
+// token are written there ([n, vocab]); the last token's logits are always in
+// s->logits. Returns 0, or -1 when the context would overflow or a token is invalid.
+int tern_forward(tern_session *s, const int *tokens, int n, int pos0, float *logits_out);
+
+#endif
