@@ -3,20 +3,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+#include <time.h>
+
 #include "core/error.h"
+#include "core/file.h"
+#include "core/jsonw.h"
 #include "core/progress.h"
 #include "core/threads.h"
+#include "eval/ppl.h"
+#include "infer/bench.h"
+#include "infer/generate.h"
 #include "io/info.h"
 #include "io/model.h"
+#include "nn/matmul.h"
+#include "tok/tokenizer.h"
 
 static const char *usage_text =
     "usage: tern COMMAND [options]\n"
     "\n"
     "commands:\n"
-    "  info      --model M [--tokenizer T] [--json]      describe a model\n"
+    "  info      --model M [--json]                        describe a model\n"
+    "  generate  --model M --prompt TEXT [--n-predict N]    generate text\n"
+    "  ppl       --model M --file TEXT [--ctx 512]          perplexity\n"
+    "  bench     --model M [--threads N] [--json]           throughput (pp512, tg128)\n"
     "\n"
     "Models: a Hugging Face directory, a GGUF file, or a llama2.c checkpoint\n"
-    "(llama2.c needs --tokenizer tokenizer.bin). Run `tern COMMAND --help` for details.\n";
+    "(llama2.c needs --tokenizer tokenizer.bin). Every command takes --model,\n"
+    "--tokenizer (overrides the embedded tokenizer) and --threads N.\n"
+    "Run `tern COMMAND --help` for details.\n";
 
 // Shared option parsing: every command takes --model, --tokenizer, --threads, --json.
 typedef struct {
@@ -86,6 +101,209 @@ static int cmd_info(int argc, char **argv) {
     return 0;
 }
 
+// Option values: each returns 0 or prints a usage error (and returns 2).
+static int need_value(int argc, char **argv, int *i, const char *cmd, const char **out) {
+    if (*i + 1 >= argc) return bad_usage(cmd, "%s needs a value", argv[*i]);
+    *out = argv[++*i];
+    return 0;
+}
+
+static int int_value(int argc, char **argv, int *i, const char *cmd, int lo, int hi, int *out) {
+    const char *v;
+    if (need_value(argc, argv, i, cmd, &v)) return 2;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*end || end == v || x < lo || x > hi) {
+        fprintf(stderr, "tern %s: %s must be an integer in [%d, %d], got '%s'\n", cmd, argv[*i - 1], lo, hi, v);
+        return 2;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+static int float_value(int argc, char **argv, int *i, const char *cmd, double lo, double hi, float *out) {
+    const char *v;
+    if (need_value(argc, argv, i, cmd, &v)) return 2;
+    char *end;
+    double x = strtod(v, &end);
+    if (*end || end == v || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "tern %s: %s must be a number in [%g, %g], got '%s'\n", cmd, argv[*i - 1], lo, hi, v);
+        return 2;
+    }
+    *out = (float)x;
+    return 0;
+}
+
+static int is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "-h"); }
+
+static int load_model_and_tokenizer(const common_opts *o, tern_model *m, tern_tokenizer **tok, const char *cmd) {
+    int rc = load_model(o, m, cmd);
+    if (rc) return rc;
+    if (tern_tokenizer_init(tok, &m->vocab)) {
+        tern_model_free(m);
+        return die();
+    }
+    return 0;
+}
+
+static int cmd_generate(int argc, char **argv) {
+    common_opts o = {0};
+    const char *prompt = NULL;
+    tern_gen_opts g = {.n_predict = 128, .temp = 0.8f, .top_p = 0.95f, .seed = (uint64_t)time(NULL), .ctx = 0};
+    int seed = -1, rc = 0;
+    for (int i = 1; i < argc && rc == 0; i++) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            printf("usage: tern generate --model M [--tokenizer T] --prompt TEXT [--n-predict N] [--temp T]\n"
+                   "                     [--top-p P] [--seed S] [--ctx N] [--threads N]\n"
+                   "Writes only the generated text to stdout (timings go to stderr); stops at end of text.\n"
+                   "Defaults: --n-predict 128 --temp 0.8 --top-p 0.95, random seed; --temp 0 is greedy.\n");
+            return 0;
+        }
+        int r = parse_common(&o, argc, argv, &i);
+        if (r < 0) return bad_usage("generate", "%s needs a value", a);
+        if (r > 0) continue;
+        if (!strcmp(a, "--prompt") || !strcmp(a, "-p")) rc = need_value(argc, argv, &i, "generate", &prompt);
+        else if (!strcmp(a, "--n-predict") || !strcmp(a, "-n")) rc = int_value(argc, argv, &i, "generate", 0, 1 << 24, &g.n_predict);
+        else if (!strcmp(a, "--temp")) rc = float_value(argc, argv, &i, "generate", 0, 100, &g.temp);
+        else if (!strcmp(a, "--top-p")) rc = float_value(argc, argv, &i, "generate", 1e-6, 1, &g.top_p);
+        else if (!strcmp(a, "--seed")) rc = int_value(argc, argv, &i, "generate", 0, 2147483647, &seed);
+        else if (!strcmp(a, "--ctx")) rc = int_value(argc, argv, &i, "generate", 1, 1 << 20, &g.ctx);
+        else return bad_usage("generate", "unknown option %s", a);
+    }
+    if (rc) return rc;
+    if (!prompt) return bad_usage("generate", "%s", "--prompt is required (use --prompt \\\"\\\" to start from BOS)");
+    if (seed >= 0) g.seed = (uint64_t)seed;
+    tern_model m;
+    tern_tokenizer *tok;
+    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "generate"))) return rc;
+    tern_gen_stats st;
+    rc = tern_generate(&m, tok, prompt, &g, stdout, &st);
+    printf("\n");
+    if (rc == 0)
+        fprintf(stderr, "prompt: %d tokens in %.2f s (%.1f tok/s); generated: %d tokens in %.2f s (%.1f tok/s)\n",
+                st.prompt_tokens, st.prompt_sec, st.prompt_tokens / (st.prompt_sec + 1e-9), st.generated,
+                st.gen_sec, st.generated / (st.gen_sec + 1e-9));
+    tern_tokenizer_free(tok);
+    tern_model_free(&m);
+    return rc ? die() : 0;
+}
+
+static int cmd_ppl(int argc, char **argv) {
+    common_opts o = {0};
+    const char *file = NULL;
+    int ctx = 512, chunks = 0, rc = 0;
+    for (int i = 1; i < argc && rc == 0; i++) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            printf("usage: tern ppl --model M [--tokenizer T] --file TEXT [--ctx 512] [--chunks K] [--json]\n"
+                   "Perplexity as llama.cpp's llama-perplexity computes it: non-overlapping chunks of --ctx\n"
+                   "tokens, BOS at each chunk start when the vocabulary adds BOS, the second half of each\n"
+                   "chunk scored. --chunks limits the number of chunks (default: all).\n");
+            return 0;
+        }
+        int r = parse_common(&o, argc, argv, &i);
+        if (r < 0) return bad_usage("ppl", "%s needs a value", a);
+        if (r > 0) continue;
+        if (!strcmp(a, "--file") || !strcmp(a, "-f")) rc = need_value(argc, argv, &i, "ppl", &file);
+        else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) rc = int_value(argc, argv, &i, "ppl", 4, 1 << 20, &ctx);
+        else if (!strcmp(a, "--chunks")) rc = int_value(argc, argv, &i, "ppl", 0, 1 << 30, &chunks);
+        else return bad_usage("ppl", "unknown option %s", a);
+    }
+    if (rc) return rc;
+    if (!file) return bad_usage("ppl", "%s", "--file is required");
+    char *text;
+    size_t len;
+    if (tern_read_file(file, &text, &len)) return die();
+    tern_model m;
+    tern_tokenizer *tok;
+    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "ppl"))) {
+        free(text);
+        return rc;
+    }
+    if (ctx > m.cfg.max_seq)
+        fprintf(stderr, "tern ppl: warning: --ctx %d exceeds the model's training context %d\n", ctx, m.cfg.max_seq);
+    if (o.json) tern_progress_set_enabled(0);
+    tern_ppl_result r;
+    rc = tern_perplexity_text(&m, tok, text, len, ctx, chunks, &r);
+    if (rc == 0) {
+        if (o.json)
+            printf("{\"ppl\": %.6f, \"ppl_se\": %.6f, \"nll\": %.6f, \"tokens\": %lld, \"chunks\": %d, \"ctx\": %d, "
+                   "\"seconds\": %.3f}\n",
+                   r.ppl, r.ppl_se, r.nll, (long long)r.tokens, r.chunks, r.ctx, r.seconds);
+        else
+            printf("PPL = %.4f +/- %.5f  (%lld tokens scored in %d chunks of %d; %.1f s, %.1f tok/s)\n", r.ppl,
+                   r.ppl_se, (long long)r.tokens, r.chunks, r.ctx, r.seconds,
+                   (double)r.chunks * r.ctx / (r.seconds + 1e-9));
+    }
+    free(text);
+    tern_tokenizer_free(tok);
+    tern_model_free(&m);
+    return rc ? die() : 0;
+}
+
+static int64_t file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (int64_t)st.st_size : -1;
+}
+
+static int cmd_bench(int argc, char **argv) {
+    common_opts o = {0};
+    tern_bench_opts b = {.n_prompt = 512, .n_gen = 128, .reps = 3};
+    int rc = 0;
+    for (int i = 1; i < argc && rc == 0; i++) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            printf("usage: tern bench --model M [--threads N] [--reps 3] [--n-prompt 512] [--n-gen 128] [--json]\n"
+                   "Prompt processing (ppN) and generation (tgN) tokens/s, mean +/- sd over repetitions after a\n"
+                   "warm-up, bytes streamed per token, and the fraction of the measured read bandwidth reached.\n");
+            return 0;
+        }
+        int r = parse_common(&o, argc, argv, &i);
+        if (r < 0) return bad_usage("bench", "%s needs a value", a);
+        if (r > 0) continue;
+        if (!strcmp(a, "--reps") || !strcmp(a, "-r")) rc = int_value(argc, argv, &i, "bench", 1, 1000, &b.reps);
+        else if (!strcmp(a, "--n-prompt")) rc = int_value(argc, argv, &i, "bench", 1, 1 << 16, &b.n_prompt);
+        else if (!strcmp(a, "--n-gen")) rc = int_value(argc, argv, &i, "bench", 1, 1 << 16, &b.n_gen);
+        else return bad_usage("bench", "unknown option %s", a);
+    }
+    if (rc) return rc;
+    tern_model m;
+    if ((rc = load_model(&o, &m, "bench"))) return rc;
+    if (o.json) tern_progress_set_enabled(0);
+    double bw = tern_bench_read_bandwidth();
+    tern_bench_result res[2];
+    // Models are benchmarked in the FP32 form they are held in after loading.
+    int64_t f32_bytes = tern_model_param_count(&m) * 4;
+    rc = tern_bench_run(&m, "f32", f32_bytes, &b, res);
+    if (rc == 0) {
+        if (o.json) {
+            printf("{\"model\": ");
+            tern_json_write_string(stdout, o.model, strlen(o.model));
+            printf(", \"source_bytes\": %lld, \"bandwidth_gbs\": %.3f, \"threads\": %d, \"gemm\": \"%s\", \"results\": [",
+                   (long long)file_size(o.model), bw, tern_get_threads(), tern_gemm_backend());
+            for (int k = 0; k < 2; k++)
+                printf("%s{\"format\": \"%s\", \"test\": \"%s\", \"tokens_per_s\": %.4f, \"sd\": %.4f, "
+                       "\"bytes_per_token\": %.0f, \"file_bytes\": %lld, \"gbs\": %.3f}",
+                       k ? ", " : "", res[k].format, res[k].test, res[k].tokens_per_s, res[k].sd,
+                       res[k].bytes_per_token, (long long)res[k].file_bytes,
+                       res[k].tokens_per_s * res[k].bytes_per_token / 1e9);
+            printf("]}\n");
+        } else {
+            printf("model %s, %d threads, GEMM: %s, read bandwidth %.2f GB/s\n", o.model, tern_get_threads(),
+                   tern_gemm_backend(), bw);
+            printf("%-8s %-7s %14s %12s %10s %10s\n", "format", "test", "tokens/s", "MB/token", "GB/s", "% of bw");
+            for (int k = 0; k < 2; k++) {
+                double gbs = res[k].tokens_per_s * res[k].bytes_per_token / 1e9;
+                printf("%-8s %-7s %8.2f ± %-5.2f %10.2f %10.2f %9.1f%%\n", res[k].format, res[k].test,
+                       res[k].tokens_per_s, res[k].sd, res[k].bytes_per_token / 1e6, gbs, 100 * gbs / bw);
+            }
+        }
+    }
+    tern_model_free(&m);
+    return rc ? die() : 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
@@ -96,6 +314,9 @@ int main(int argc, char **argv) {
         int (*fn)(int, char **);
     } commands[] = {
         {"info", cmd_info},
+        {"generate", cmd_generate},
+        {"ppl", cmd_ppl},
+        {"bench", cmd_bench},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);

@@ -4,6 +4,8 @@
 Writes (committed fixtures, regenerate with `/usr/bin/python3 tests/ref/tiny_llama_ref.py`):
   tests/fixtures/tiny_llama.bin         llama2.c v0 checkpoint (untied head: negative vocab)
   tests/fixtures/tiny_llama.logits.bin  int32 n, int32 vocab, int32 tokens[n], float32 logits[n, vocab]
+  tests/fixtures/tiny_llama.ppl.bin     int32 ctx, int32 bos, int32 n, int32 tokens[n],
+                                        float64 ppl, float64 ppl_se, float64 mean_nll, int64 scored
 
 The model is written independently of tern's C code: RoPE rotates adjacent
 pairs (2i, 2i+1), as Meta's and llama2.c's reference model.py do.
@@ -90,6 +92,28 @@ def write_checkpoint(path):
         put(W["cls"])
 
 
+def write_ppl_fixture(path, ctx=16, bos=1):
+    """llama.cpp's perplexity protocol, written from its description: chunks of
+    ctx tokens, first token of each chunk replaced by BOS, positions
+    ctx/2 .. ctx-2 predict the following original token."""
+    tokens = torch.randint(0, VOCAB, (3 * ctx + 5,))  # 3 full chunks + a remainder that is ignored
+    nlls = []
+    for c in range(len(tokens) // ctx):
+        chunk = tokens[c * ctx:(c + 1) * ctx].clone()
+        chunk[0] = bos
+        logp = forward(chunk).log_softmax(-1)
+        for i in range(ctx // 2, ctx - 1):
+            nlls.append(-logp[i, tokens[c * ctx + i + 1]].item())
+    nll = torch.tensor(nlls, dtype=torch.float64)
+    mean = nll.mean().item()
+    ppl = float(torch.exp(torch.tensor(mean)))
+    se = ppl * (nll.var(unbiased=False).item() / (len(nlls) - 1)) ** 0.5
+    with open(path, "wb") as f:
+        f.write(struct.pack("<3i", ctx, bos, len(tokens)))
+        f.write(tokens.int().numpy().tobytes())
+        f.write(struct.pack("<3dq", ppl, se, mean, len(nlls)))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     write_checkpoint(os.path.join(OUT, "tiny_llama.bin"))
@@ -99,6 +123,7 @@ def main():
         f.write(struct.pack("<2i", len(tokens), VOCAB))
         f.write(tokens.int().numpy().tobytes())
         f.write(logits.float().numpy().tobytes())
+    write_ppl_fixture(os.path.join(OUT, "tiny_llama.ppl.bin"))
     print("wrote tiny_llama fixtures; logits[0,:4] =", logits[0, :4].tolist())
 
 

@@ -1,0 +1,32 @@
+// llama-bench-style throughput: pp (prompt processing, one batched forward of
+// n_prompt tokens) and tg (n_gen single-token steps), each after a warm-up run,
+// as mean ± sd over repetitions; plus a STREAM-like read-bandwidth probe.
+#ifndef TERN_INFER_BENCH_H
+#define TERN_INFER_BENCH_H
+
+#include <stdint.h>
+
+#include "io/model.h"
+
+typedef struct {
+    int n_prompt, n_gen, reps;
+} tern_bench_opts;
+
+typedef struct {
+    char format[16];        // e.g. "f32"
+    char test[16];          // "pp512", "tg128"
+    double tokens_per_s, sd;
+    double bytes_per_token; // bytes streamed from memory per token (tg: weights + KV cache)
+    int64_t file_bytes;     // size of the model in this format
+} tern_bench_result;
+
+// Fills res[0] (pp) and res[1] (tg).
+int tern_bench_run(const tern_model *m, const char *format, int64_t file_bytes, const tern_bench_opts *o,
+                   tern_bench_result res[2]);
+// Bytes of weights a single generated token reads (FP32 storage).
+int64_t tern_bench_weight_bytes_per_token(const tern_model *m);
+// Sustained read bandwidth over a buffer much larger than the caches, in GB/s,
+// using all threads (best of several passes).
+double tern_bench_read_bandwidth(void);
+
+#endif

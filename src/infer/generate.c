@@ -1,0 +1,63 @@
+#include "infer/generate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/threads.h"
+#include "infer/sampler.h"
+#include "nn/transformer.h"
+
+int tern_generate(const tern_model *m, const tern_tokenizer *tok, const char *prompt, const tern_gen_opts *o,
+                  FILE *out, tern_gen_stats *stats) {
+    memset(stats, 0, sizeof *stats);
+    int *ids = NULL, n_ids = 0;
+    if (tern_tokenize(tok, prompt, strlen(prompt), tern_tokenizer_add_bos(tok), &ids, &n_ids)) return -1;
+    if (n_ids == 0) {
+        // Nothing to condition on: start from BOS even when the vocabulary does not add it.
+        int bos = tern_tokenizer_bos(tok);
+        free(ids);
+        if (bos < 0) return tern_errorf("empty prompt and the vocabulary has no BOS token");
+        ids = malloc(sizeof(int));
+        if (!ids) return tern_errorf("out of memory");
+        ids[0] = bos;
+        n_ids = 1;
+    }
+    int ctx = o->ctx > 0 ? o->ctx : 0;
+    tern_session s;
+    if (tern_session_init(&s, m, ctx, o->batch > 0 ? o->batch : 256)) {
+        free(ids);
+        return -1;
+    }
+    tern_sampler smp = {0};
+    int rc = -1;
+    if (tern_sampler_init(&smp, m->cfg.vocab_size, o->temp, o->top_p, o->seed)) goto done;
+    if (n_ids >= s.max_seq) {
+        tern_errorf("prompt of %d tokens does not fit the context of %d", n_ids, s.max_seq);
+        goto done;
+    }
+    double t0 = tern_now_sec();
+    if (tern_forward(&s, ids, n_ids, 0, NULL)) goto done;
+    double t1 = tern_now_sec();
+    stats->prompt_tokens = n_ids;
+    stats->prompt_sec = t1 - t0;
+    int prev = ids[n_ids - 1], pos = n_ids;
+    char piece[512];
+    for (int i = 0; i < o->n_predict && pos < s.max_seq; i++) {
+        int next = tern_sample(&smp, s.logits);
+        if (tern_tokenizer_is_eog(tok, next)) break;
+        size_t len = tern_token_to_bytes(tok, prev, next, piece, sizeof piece);
+        fwrite(piece, 1, len < sizeof piece ? len : sizeof piece, out);
+        fflush(out);
+        stats->generated++;
+        prev = next;
+        if (i + 1 < o->n_predict && tern_forward(&s, &next, 1, pos++, NULL)) goto done;
+    }
+    stats->gen_sec = tern_now_sec() - t1;
+    rc = 0;
+done:
+    tern_sampler_free(&smp);
+    tern_session_free(&s);
+    free(ids);
+    return rc;
+}

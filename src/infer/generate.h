@@ -1,0 +1,28 @@
+// Text generation: prompt processing (batched) then token-by-token decoding.
+#ifndef TERN_INFER_GENERATE_H
+#define TERN_INFER_GENERATE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "io/model.h"
+#include "tok/tokenizer.h"
+
+typedef struct {
+    int n_predict;   // tokens to generate (stops earlier at end-of-generation)
+    float temp, top_p;
+    uint64_t seed;
+    int ctx;         // context length (<= 0: the model's, capped)
+    int batch;       // prompt tokens per forward step
+} tern_gen_opts;
+
+typedef struct {
+    int prompt_tokens, generated;
+    double prompt_sec, gen_sec;
+} tern_gen_stats;
+
+// Streams generated text (not the prompt) to `out`.
+int tern_generate(const tern_model *m, const tern_tokenizer *tok, const char *prompt, const tern_gen_opts *o,
+                  FILE *out, tern_gen_stats *stats);
+
+#endif
