@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/error.h"
+
 static int test_passed, test_failed;
 
 #define CHECK(cond)                                                                  \
