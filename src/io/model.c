@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file.h"
+#include "core/hash.h"
 #include "core/mem.h"
 #include "io/readers.h"
 
@@ -80,6 +81,18 @@ int tern_vocab_find(const tern_vocab *v, const char *token) {
     for (int i = 0; i < v->n_tokens; i++)
         if (strcmp(v->tokens[i], token) == 0) return i;
     return -1;
+}
+
+uint64_t tern_vocab_fingerprint(const tern_vocab *v) {
+    int32_t head[9] = {v->type, v->n_tokens, v->n_merges, v->bos_id, v->eos_id, v->unk_id,
+                       v->add_bos, v->add_eos, v->add_space_prefix};
+    uint64_t h = tern_hash64(head, sizeof head, 0);
+    h = tern_hash64(v->pre, strlen(v->pre), h);
+    for (int i = 0; i < v->n_tokens; i++) h = tern_hash64(v->tokens[i], (size_t)v->token_lens[i], h);
+    if (v->scores) h = tern_hash64(v->scores, (size_t)v->n_tokens * sizeof(float), h);
+    if (v->token_types) h = tern_hash64(v->token_types, (size_t)v->n_tokens * sizeof(int), h);
+    for (int i = 0; i < v->n_merges; i++) h = tern_hash64(v->merges[i], strlen(v->merges[i]), h);
+    return h;
 }
 
 void tern_model_free(tern_model *m) {

@@ -135,5 +135,7 @@ int64_t tern_model_param_count(const tern_model *m);
 
 void tern_vocab_free(tern_vocab *v);
 int tern_vocab_find(const tern_vocab *v, const char *token); // -1 when absent
+// Hash of everything that determines tokenization (tokens, scores, types, merges, specials).
+uint64_t tern_vocab_fingerprint(const tern_vocab *v);
 
 #endif
