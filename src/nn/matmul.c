@@ -1,6 +1,10 @@
 #include "nn/matmul.h"
 
 #include <stddef.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "core/threads.h"
 #ifdef TERN_HAVE_OPENBLAS
@@ -140,17 +144,138 @@ void tern_matmul_f32(float *out, const float *in, const float *w, const float *b
         return;
     }
 #ifdef TERN_HAVE_OPENBLAS
-    static int threads_set;
-    if (!threads_set) {
-        openblas_set_num_threads(tern_get_threads());
-        threads_set = 1;
+    // One thread pool only: OpenBLAS runs single-threaded inside each OpenMP
+    // thread on a panel of output rows. (OpenBLAS's own spinning threads would
+    // otherwise compete with OpenMP's for the same cores.)
+    static int single_threaded;
+    if (!single_threaded) {
+        openblas_set_num_threads(1);
+        single_threaded = 1;
     }
-    if (bias)
-        for (int t = 0; t < n; t++)
-            for (int r = 0; r < out_dim; r++) out[(size_t)t * out_dim + r] = bias[r];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out_dim, in_dim, 1.0f, in, in_dim, w, in_dim,
-                bias ? 1.0f : 0.0f, out, out_dim);
+#pragma omp parallel
+    {
+        int nt = 1, id = 0;
+#ifdef _OPENMP
+        nt = omp_get_num_threads();
+        id = omp_get_thread_num();
+#endif
+        int per = ((out_dim + nt - 1) / nt + 15) / 16 * 16;
+        int r0 = id * per, r1 = r0 + per < out_dim ? r0 + per : out_dim;
+        if (r0 < r1) {
+            float *o = out + r0;
+            if (bias)
+                for (int t = 0; t < n; t++) memcpy(o + (size_t)t * out_dim, bias + r0, (size_t)(r1 - r0) * 4);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r1 - r0, in_dim, 1.0f, in, in_dim,
+                        w + (size_t)r0 * in_dim, in_dim, bias ? 1.0f : 0.0f, o, out_dim);
+        }
+    }
 #else
     tern_gemm_f32_blocked(out, in, w, bias, n, in_dim, out_dim);
+#endif
+}
+
+// ---- Backward products (training) ----
+
+// Tiles small enough that a tile's accumulators stay in L1 while the long
+// operand streams past: 32 tokens x 128 columns (16 KB) for dx, 16 rows x 128
+// columns (8 KB) for dw.
+#define DX_TOKENS 32
+#define DW_ROWS 16
+#define COLS 128
+
+void tern_gemm_dx_f32_blocked(float *dx, const float *dy, const float *w, int n, int in_dim, int out_dim,
+                              int accumulate) {
+    int t_tiles = (n + DX_TOKENS - 1) / DX_TOKENS, k_tiles = (in_dim + COLS - 1) / COLS;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int tile = 0; tile < t_tiles * k_tiles; tile++) {
+        int t0 = tile / k_tiles * DX_TOKENS, k0 = tile % k_tiles * COLS;
+        int nt = n - t0 < DX_TOKENS ? n - t0 : DX_TOKENS, nk = in_dim - k0 < COLS ? in_dim - k0 : COLS;
+        float acc[DX_TOKENS][COLS];
+        for (int a = 0; a < nt; a++)
+            for (int k = 0; k < nk; k++) acc[a][k] = accumulate ? dx[(size_t)(t0 + a) * in_dim + k0 + k] : 0.0f;
+        // Sum over output rows r in order: dx[t, k] += dy[t, r] * w[r, k].
+        for (int r = 0; r < out_dim; r++) {
+            const float *wr = w + (size_t)r * in_dim + k0;
+            for (int a = 0; a < nt; a++) {
+                float d = dy[(size_t)(t0 + a) * out_dim + r];
+                for (int k = 0; k < nk; k++) acc[a][k] += d * wr[k];
+            }
+        }
+        for (int a = 0; a < nt; a++) memcpy(dx + (size_t)(t0 + a) * in_dim + k0, acc[a], (size_t)nk * 4);
+    }
+}
+
+void tern_gemm_dw_f32_blocked(float *dw, const float *dy, const float *x, int n, int in_dim, int out_dim) {
+    int r_tiles = (out_dim + DW_ROWS - 1) / DW_ROWS, k_tiles = (in_dim + COLS - 1) / COLS;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int tile = 0; tile < r_tiles * k_tiles; tile++) {
+        int r0 = tile / k_tiles * DW_ROWS, k0 = tile % k_tiles * COLS;
+        int nr = out_dim - r0 < DW_ROWS ? out_dim - r0 : DW_ROWS, nk = in_dim - k0 < COLS ? in_dim - k0 : COLS;
+        // Sum over tokens t in order: dw[r, k] += dy[t, r] * x[t, k].
+        for (int t = 0; t < n; t++) {
+            const float *xr = x + (size_t)t * in_dim + k0;
+            for (int a = 0; a < nr; a++) {
+                float d = dy[(size_t)t * out_dim + r0 + a];
+                float *o = dw + (size_t)(r0 + a) * in_dim + k0;
+                for (int k = 0; k < nk; k++) o[k] += d * xr[k];
+            }
+        }
+    }
+}
+
+#ifdef TERN_HAVE_OPENBLAS
+// Same scheme as tern_matmul_f32: OpenBLAS single-threaded, called by each
+// OpenMP thread on its own slice of the output (one thread pool only).
+static void blas_single_thread(void) {
+    static int done;
+    if (!done) {
+        openblas_set_num_threads(1);
+        done = 1;
+    }
+}
+
+// Thread id's slice [*b, *e) of `len`, in multiples of 16 (whole cache lines).
+static void omp_slice(int len, int *b, int *e) {
+    int nt = 1, id = 0;
+#ifdef _OPENMP
+    nt = omp_get_num_threads();
+    id = omp_get_thread_num();
+#endif
+    int per = ((len + nt - 1) / nt + 15) / 16 * 16;
+    *b = id * per < len ? id * per : len;
+    *e = *b + per < len ? *b + per : len;
+}
+#endif
+
+void tern_matmul_dx_f32(float *dx, const float *dy, const float *w, int n, int in_dim, int out_dim,
+                        int accumulate) {
+#ifdef TERN_HAVE_OPENBLAS
+    blas_single_thread();
+#pragma omp parallel
+    {
+        int k0, k1; // columns of dx (and of w) owned by this thread
+        omp_slice(in_dim, &k0, &k1);
+        if (k0 < k1)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, k1 - k0, out_dim, 1.0f, dy, out_dim, w + k0,
+                        in_dim, accumulate ? 1.0f : 0.0f, dx + k0, in_dim);
+    }
+#else
+    tern_gemm_dx_f32_blocked(dx, dy, w, n, in_dim, out_dim, accumulate);
+#endif
+}
+
+void tern_matmul_dw_f32(float *dw, const float *dy, const float *x, int n, int in_dim, int out_dim) {
+#ifdef TERN_HAVE_OPENBLAS
+    blas_single_thread();
+#pragma omp parallel
+    {
+        int r0, r1; // rows of dw (columns of dy) owned by this thread
+        omp_slice(out_dim, &r0, &r1);
+        if (r0 < r1)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, in_dim, n, 1.0f, dy + r0, out_dim, x,
+                        in_dim, 1.0f, dw + (size_t)r0 * in_dim, in_dim);
+    }
+#else
+    tern_gemm_dw_f32_blocked(dw, dy, x, n, in_dim, out_dim);
 #endif
 }
