@@ -5,7 +5,9 @@
 
 #include "core/error.h"
 #include "core/file.h"
+#include "io/json.h"
 #include "io/readers.h"
+#include "io/safetensors.h"
 #include "test.h"
 
 typedef int (*parse_fn)(const tern_blob *b);
@@ -24,12 +26,43 @@ static int parse_llama2c_tok(const tern_blob *b) {
     return rc;
 }
 
+// Whole LLaMA load: header, metadata, vocabulary, config, shapes, dequantization.
+static int parse_gguf(const tern_blob *b) {
+    tern_model m = {0};
+    int rc = tern_gguf_parse_model(&m, b->data, b->size, b->path);
+    tern_model_free(&m);
+    return rc;
+}
+
+static int parse_json(const tern_blob *b) {
+    tern_json_doc d;
+    int rc = tern_json_parse(&d, b->data, b->size, b->path);
+    tern_json_free(&d);
+    return rc;
+}
+
+// Header parse, then conversion of every tensor (unconvertible dtypes fail there).
+static int parse_safetensors(const tern_blob *b) {
+    tern_st_file f;
+    int rc = tern_st_parse(&f, b->data, b->size, b->path);
+    for (int i = 0; rc == 0 && i < f.n_tensors; i++) {
+        float *dst = malloc((size_t)f.tensors[i].numel * sizeof(float) + 1);
+        rc = dst ? tern_st_read_f32(&f, &f.tensors[i], dst) : -1;
+        free(dst);
+    }
+    tern_st_close(&f);
+    return rc;
+}
+
 static const struct {
     const char *kind;
     parse_fn parse;
 } kinds[] = {
     {"llama2c", parse_llama2c},
     {"llama2c_tok", parse_llama2c_tok},
+    {"gguf", parse_gguf},
+    {"json", parse_json},
+    {"safetensors", parse_safetensors},
 };
 
 int main(void) {

@@ -1,6 +1,9 @@
-// FP32 forward pass vs a float64 PyTorch reference (tests/ref/tiny_llama_ref.py):
-// a tiny random LLaMA with GQA and an untied head, run as one batch, token by
-// token through the KV cache, and as a prompt split across cache positions.
+// FP32 forward pass vs float64 PyTorch references, each run as one batch,
+// token by token through the KV cache, and as a prompt split across positions:
+// - tests/ref/tiny_llama_ref.py: tiny random LLaMA, GQA, untied head (llama2.c file);
+// - tests/ref/hf_logits_ref.py: the tiny_hf directory computed as Hugging Face
+//   does (rotate-half RoPE, llama3 RoPE scaling, q/k/v/o biases, BF16 shards),
+//   which checks tern's Q/K permutation at load.
 #include "core/error.h"
 #include "core/file.h"
 #include "core/mem.h"
@@ -12,10 +15,12 @@ static int n_tok, vocab;
 static int *tokens;
 static float *ref_logits;
 
-static void load_reference(void) {
+static void load_reference(const char *fixture) {
     char *data;
     size_t size;
-    if (tern_read_file(test_src_path("tests/fixtures/tiny_llama.logits.bin"), &data, &size)) {
+    free(tokens);
+    free(ref_logits);
+    if (tern_read_file(test_src_path(fixture), &data, &size)) {
         fprintf(stderr, "%s\n", tern_last_error());
         exit(1);
     }
@@ -67,12 +72,19 @@ static void run_paths(const tern_model *m, int max_batch) {
 }
 
 int main(void) {
-    load_reference();
+    load_reference("tests/fixtures/tiny_llama.logits.bin");
     tern_model m = {0};
     CHECK_OK(tern_llama2c_load(&m, test_src_path("tests/fixtures/tiny_llama.bin")));
     CHECK(m.cfg.vocab_size == vocab && !m.cfg.tied_embeddings && m.cfg.n_kv_heads == 2);
     run_paths(&m, 64);
     run_paths(&m, 3); // odd step size exercises partial GEMM tiles and step boundaries
+    tern_model_free(&m);
+
+    load_reference("tests/fixtures/tiny_hf.logits.bin");
+    CHECK_OK(tern_model_load(&m, test_src_path("tests/fixtures/tiny_hf"), NULL));
+    CHECK(m.cfg.vocab_size == vocab && m.cfg.attn_qkv_bias && m.cfg.rope_scaling == TERN_ROPE_SCALING_LLAMA3);
+    run_paths(&m, 64);
+    run_paths(&m, 5);
     tern_model_free(&m);
     free(tokens);
     free(ref_logits);

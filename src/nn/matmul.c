@@ -1,6 +1,7 @@
 #include "nn/matmul.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -43,8 +44,12 @@ static inline float dot_f32(const float *a, const float *b, int n) {
     return sum;
 }
 
+// Below this many multiply-adds a fork/join costs more than it saves, and on a
+// loaded machine spinning threads make small parallel regions far slower.
+#define PARALLEL_MIN_MACS (1 << 18)
+
 void tern_gemv_f32(float *out, const float *in, const float *w, const float *bias, int in_dim, int out_dim) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)in_dim * out_dim >= PARALLEL_MIN_MACS)
     for (int r = 0; r < out_dim; r++) {
         float s = dot_f32(w + (size_t)r * in_dim, in, in_dim);
         out[r] = bias ? s + bias[r] : s;
@@ -105,7 +110,7 @@ void tern_gemm_f32_blocked(float *out, const float *in, const float *w, const fl
                            int out_dim) {
     const int panel = 64, token_block = 64;
     int n_panels = (out_dim + panel - 1) / panel;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if ((int64_t)n * in_dim * out_dim >= PARALLEL_MIN_MACS)
     for (int p = 0; p < n_panels; p++) {
         int r_begin = p * panel, r_end = r_begin + panel < out_dim ? r_begin + panel : out_dim;
         for (int tb = 0; tb < n; tb += token_block) {
@@ -152,7 +157,7 @@ void tern_matmul_f32(float *out, const float *in, const float *w, const float *b
         openblas_set_num_threads(1);
         single_threaded = 1;
     }
-#pragma omp parallel
+#pragma omp parallel if ((int64_t)n * in_dim * out_dim >= PARALLEL_MIN_MACS)
     {
         int nt = 1, id = 0;
 #ifdef _OPENMP

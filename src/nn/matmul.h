@@ -18,4 +18,19 @@ void tern_gemm_f32_reference(float *out, const float *in, const float *w, const 
 // Which GEMM backs prompt processing: "openblas" or "blocked".
 const char *tern_gemm_backend(void);
 
+// Backward products of a linear layer y[n, out] = x[n, in] · w[out, in]ᵀ.
+// OpenBLAS sgemm when built with it, otherwise the threaded built-in kernels
+// below. Every output element is owned by one thread and summed in a fixed
+// order, so results are bit-identical run to run for a given thread count.
+//
+// dx[n, in] (= or +=, by `accumulate`) dy[n, out] · w[out, in]
+void tern_matmul_dx_f32(float *dx, const float *dy, const float *w, int n, int in_dim, int out_dim,
+                        int accumulate);
+// dw[out, in] += dy[n, out]ᵀ · x[n, in]
+void tern_matmul_dw_f32(float *dw, const float *dy, const float *x, int n, int in_dim, int out_dim);
+// The built-in versions, exposed for tests.
+void tern_gemm_dx_f32_blocked(float *dx, const float *dy, const float *w, int n, int in_dim, int out_dim,
+                              int accumulate);
+void tern_gemm_dw_f32_blocked(float *dw, const float *dy, const float *x, int n, int in_dim, int out_dim);
+
 #endif

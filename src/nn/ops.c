@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/mem.h"
 #include "io/model.h"
+#include "nn/matmul.h"
 
 void tern_embedding_forward(float *out, const float *embd, const int *tokens, int n, int dim) {
     for (int i = 0; i < n; i++) memcpy(out + (size_t)i * dim, embd + (size_t)tokens[i] * dim, (size_t)dim * 4);
@@ -104,4 +105,201 @@ void tern_softmax(float *x, int n) {
     }
     float inv = (float)(1.0 / sum);
     for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+// ---- Training ----
+
+// Column chunk for loops where threads own column ranges and walk rows in
+// order (deterministic reductions over tokens without atomics).
+#define COL_CHUNK 64
+
+void tern_embedding_backward(float *dembd, const float *dout, const int *tokens, int n, int dim) {
+    int chunks = (dim + COL_CHUNK - 1) / COL_CHUNK;
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < chunks; ch++) {
+        int c0 = ch * COL_CHUNK, c1 = c0 + COL_CHUNK < dim ? c0 + COL_CHUNK : dim;
+        for (int i = 0; i < n; i++) {
+            float *d = dembd + (size_t)tokens[i] * dim;
+            const float *g = dout + (size_t)i * dim;
+            for (int c = c0; c < c1; c++) d[c] += g[c];
+        }
+    }
+}
+
+void tern_rmsnorm_forward_train(float *out, float *rstd, const float *in, const float *w, int n, int dim,
+                                float eps) {
+    // Same arithmetic as tern_rmsnorm_forward, so training and inference agree bit for bit.
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *x = in + (size_t)i * dim;
+        float *o = out + (size_t)i * dim;
+        double ss = 0;
+        for (int c = 0; c < dim; c++) ss += (double)x[c] * x[c];
+        float scale = (float)(1.0 / sqrt(ss / dim + eps));
+        rstd[i] = scale;
+        for (int c = 0; c < dim; c++) o[c] = x[c] * scale * w[c];
+    }
+}
+
+// y_c = x_c r w_c with r = (Σx²/C + eps)^-1/2 and dr/dx_j = -r³ x_j / C, so
+// dx_j = r w_j dy_j - (r³/C) x_j Σ_c dy_c w_c x_c and dw_c = Σ_n dy_c x_c r.
+void tern_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *in, const float *w,
+                           const float *rstd, int n, int dim) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *x = in + (size_t)i * dim, *dy = dout + (size_t)i * dim;
+        float *d = dx + (size_t)i * dim;
+        double dot = 0;
+        for (int c = 0; c < dim; c++) dot += (double)dy[c] * w[c] * x[c];
+        double r = rstd[i];
+        float coef = (float)(r * r * r * dot / dim);
+        float rf = rstd[i];
+        for (int c = 0; c < dim; c++) d[c] += rf * w[c] * dy[c] - coef * x[c];
+    }
+    if (!dw) return;
+    int chunks = (dim + COL_CHUNK - 1) / COL_CHUNK;
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < chunks; ch++) {
+        int c0 = ch * COL_CHUNK, c1 = c0 + COL_CHUNK < dim ? c0 + COL_CHUNK : dim;
+        for (int i = 0; i < n; i++) {
+            const float *x = in + (size_t)i * dim, *dy = dout + (size_t)i * dim;
+            float r = rstd[i];
+            for (int c = c0; c < c1; c++) dw[c] += dy[c] * x[c] * r;
+        }
+    }
+}
+
+void tern_bias_backward(float *db, const float *dy, int n, int out_dim) {
+    int chunks = (out_dim + COL_CHUNK - 1) / COL_CHUNK;
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < chunks; ch++) {
+        int c0 = ch * COL_CHUNK, c1 = c0 + COL_CHUNK < out_dim ? c0 + COL_CHUNK : out_dim;
+        for (int i = 0; i < n; i++)
+            for (int c = c0; c < c1; c++) db[c] += dy[(size_t)i * out_dim + c];
+    }
+}
+
+void tern_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                          int n, int in_dim, int out_dim, int accumulate_dx) {
+    if (dx) tern_matmul_dx_f32(dx, dy, w, n, in_dim, out_dim, accumulate_dx);
+    if (dw) tern_matmul_dw_f32(dw, dy, x, n, in_dim, out_dim);
+    if (db) tern_bias_backward(db, dy, n, out_dim);
+}
+
+void tern_rope_backward(float *dx, const tern_rope *r, const int *pos, int n, int n_heads) {
+    int hd = 2 * r->half;
+    for (int t = 0; t < n; t++) {
+        const float *c = r->cos + (size_t)pos[t] * r->half, *s = r->sin + (size_t)pos[t] * r->half;
+        for (int h = 0; h < n_heads; h++) {
+            float *v = dx + ((size_t)t * n_heads + h) * hd;
+            for (int i = 0; i < r->half; i++) {
+                float da = v[2 * i], db = v[2 * i + 1];
+                v[2 * i] = da * c[i] + db * s[i];
+                v[2 * i + 1] = -da * s[i] + db * c[i];
+            }
+        }
+    }
+}
+
+// silu(g) = g σ(g), silu'(g) = σ(g) (1 + g (1 - σ(g))).
+void tern_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                          int64_t count) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < count; i++) {
+        float g = gate[i], d = dout[i];
+        float sig = 1.0f / (1.0f + expf(-g));
+        dup[i] = d * g * sig;
+        dgate[i] = d * up[i] * sig * (1.0f + g * (1.0f - sig));
+    }
+}
+
+void tern_residual_backward(float *da, float *db, const float *dout, int64_t count) {
+    if (da) tern_residual_forward(da, dout, count);
+    if (db) tern_residual_forward(db, dout, count);
+}
+
+void tern_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B,
+                            int T, int n_heads, int n_kv_heads, int head_dim) {
+    int hd = head_dim, H = n_heads, KVH = n_kv_heads, group = H / KVH;
+    float scale = 1.0f / sqrtf((float)hd);
+    // Same arithmetic per row as the inference attention (transformer.c).
+#pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                const float *qh = q + (((size_t)b * T + t) * H + h) * hd;
+                float *p = att + (((size_t)b * H + h) * T + t) * T;
+                int kvh = h / group;
+                for (int s = 0; s <= t; s++) {
+                    const float *kh = k + (((size_t)b * T + s) * KVH + kvh) * hd;
+                    float dot = 0;
+                    for (int i = 0; i < hd; i++) dot += qh[i] * kh[i];
+                    p[s] = dot * scale;
+                }
+                tern_softmax(p, t + 1);
+                for (int s = t + 1; s < T; s++) p[s] = 0;
+                float *o = out + (((size_t)b * T + t) * H + h) * hd;
+                memset(o, 0, (size_t)hd * 4);
+                for (int s = 0; s <= t; s++) {
+                    const float *vh = v + (((size_t)b * T + s) * KVH + kvh) * hd;
+                    float a = p[s];
+                    for (int i = 0; i < hd; i++) o[i] += a * vh[i];
+                }
+            }
+}
+
+// Two passes so every output has one owner: (1) per query row, the softmax
+// backward dS = P ∘ (dP − Σ P dP) with dP = dout · Vᵀ, stored in datt, and dq;
+// (2) per key row s and KV head, dk and dv summed over the group's heads and
+// over the queries t >= s that saw it.
+void tern_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout, const float *att,
+                             const float *q, const float *k, const float *v, int B, int T, int n_heads,
+                             int n_kv_heads, int head_dim) {
+    int hd = head_dim, H = n_heads, KVH = n_kv_heads, group = H / KVH;
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                size_t row = (((size_t)b * H + h) * T + t) * T;
+                const float *p = att + row, *go = dout + (((size_t)b * T + t) * H + h) * hd;
+                float *ds = datt + row;
+                int kvh = h / group;
+                double sum = 0;
+                for (int s = 0; s <= t; s++) {
+                    const float *vh = v + (((size_t)b * T + s) * KVH + kvh) * hd;
+                    float dp = 0;
+                    for (int i = 0; i < hd; i++) dp += go[i] * vh[i];
+                    ds[s] = dp;
+                    sum += (double)p[s] * dp;
+                }
+                float sumf = (float)sum;
+                for (int s = 0; s <= t; s++) ds[s] = p[s] * (ds[s] - sumf) * scale;
+                float *g = dq + (((size_t)b * T + t) * H + h) * hd;
+                memset(g, 0, (size_t)hd * 4);
+                for (int s = 0; s <= t; s++) {
+                    const float *kh = k + (((size_t)b * T + s) * KVH + kvh) * hd;
+                    for (int i = 0; i < hd; i++) g[i] += ds[s] * kh[i];
+                }
+            }
+#pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int kvh = 0; kvh < KVH; kvh++)
+            for (int s = 0; s < T; s++) {
+                float *gk = dk + (((size_t)b * T + s) * KVH + kvh) * hd;
+                float *gv = dv + (((size_t)b * T + s) * KVH + kvh) * hd;
+                memset(gk, 0, (size_t)hd * 4);
+                memset(gv, 0, (size_t)hd * 4);
+                for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                    for (int t = s; t < T; t++) {
+                        size_t idx = (((size_t)b * H + h) * T + t) * T + s;
+                        const float *qh = q + (((size_t)b * T + t) * H + h) * hd;
+                        const float *go = dout + (((size_t)b * T + t) * H + h) * hd;
+                        float ds = datt[idx], p = att[idx];
+                        for (int i = 0; i < hd; i++) {
+                            gk[i] += ds * qh[i];
+                            gv[i] += p * go[i];
+                        }
+                    }
+            }
 }

@@ -33,4 +33,52 @@ void tern_residual_forward(float *x, const float *y, int64_t count);
 // In-place softmax of x[n].
 void tern_softmax(float *x, int n);
 
+// ---- Training: forward variants that keep what the backward needs, and the
+// backward passes. Parameter gradients always ACCUMULATE (+=); a NULL
+// parameter-gradient pointer skips that work (frozen tensor). Each output
+// element is summed by one thread in a fixed order, so results are
+// bit-identical run to run for a given thread count (no float atomics).
+
+// dembd[V, C] += dout[N, C] scattered to rows tokens[n] (repeated tokens add up).
+void tern_embedding_backward(float *dembd, const float *dout, const int *tokens, int n, int dim);
+
+// tern_rmsnorm_forward (bit-identical out) that also saves rstd[N] = 1/rms(in[n, :]).
+void tern_rmsnorm_forward_train(float *out, float *rstd, const float *in, const float *w, int n, int dim,
+                                float eps);
+// From dout[N, C]: dx[N, C] += dL/din; dw[C] += dL/dw (dw may be NULL).
+void tern_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *in, const float *w,
+                           const float *rstd, int n, int dim);
+
+// Linear y[N, out] = x[N, in] · w[out, in]ᵀ + b[out]. From dy[N, out]:
+// dx[N, in] = dy · w (+= when accumulate_dx; dx NULL skips), dw[out, in] += dyᵀ · x
+// (NULL skips), db[out] += Σ_n dy[n, :] (NULL skips).
+void tern_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                          int n, int in_dim, int out_dim, int accumulate_dx);
+// db[out] += Σ_n dy[n, out]
+void tern_bias_backward(float *db, const float *dy, int n, int out_dim);
+
+// dx[N, n_heads, head_dim] in place: the gradient through tern_rope_forward
+// (the transpose of a rotation is the inverse rotation).
+void tern_rope_backward(float *dx, const tern_rope *r, const int *pos, int n, int n_heads);
+
+// out = silu(gate) * up: dgate[i], dup[i] (written) from dout[i]; dgate may alias dout.
+void tern_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                          int64_t count);
+
+// x = a + b: da[i] += dout[i], db[i] += dout[i] (either may be NULL).
+void tern_residual_backward(float *da, float *db, const float *dout, int64_t count);
+
+// Causal grouped-query attention over B sequences of T tokens (positions 0..T-1),
+// head h reading KV head h / (n_heads / n_kv_heads), scores scaled by 1/sqrt(hd).
+// q[B*T, H, hd], k/v[B*T, KVH, hd] -> out[B*T, H, hd]; att[B, H, T, T] receives
+// the softmax probabilities (row t holds s <= t, zeros above the diagonal).
+void tern_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B,
+                            int T, int n_heads, int n_kv_heads, int head_dim);
+// From dout[B*T, H, hd] and the forward's att/q/k/v: dq[B*T, H, hd] and
+// dk/dv[B*T, KVH, hd] (written, not accumulated; dK/dV sum over the heads that
+// share a KV head). datt is scratch [B, H, T, T].
+void tern_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout, const float *att,
+                             const float *q, const float *k, const float *v, int B, int T, int n_heads,
+                             int n_kv_heads, int head_dim);
+
 #endif

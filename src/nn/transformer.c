@@ -66,7 +66,9 @@ static void attention(tern_session *s, int layer, const float *q, float *out, in
     const float *kc = s->key_cache + (size_t)layer * s->max_seq * kvd;
     const float *vc = s->value_cache + (size_t)layer * s->max_seq * kvd;
     float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    // Work ~ tokens x heads x context x head_dim; tiny steps stay on one thread.
+    int64_t work = (int64_t)n * c->n_heads * (s->pos[n - 1] + 1) * hd;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work >= (1 << 16))
     for (int t = 0; t < n; t++)
         for (int h = 0; h < c->n_heads; h++) {
 #ifdef _OPENMP

@@ -1,8 +1,10 @@
 #include "train/loss.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 
+// Small inputs stay on one thread: forking costs more than the work.
 // Per-token values are written to a scratch array in parallel and summed
 // serially: OpenMP reductions may combine partial sums in any order.
 static double ordered_sum(const double *v, int n) {
@@ -29,7 +31,7 @@ double tern_loss_cross_entropy(const float *logits, const int *targets, int n, i
     int count = 0;
     for (int t = 0; t < n; t++) count += targets[t] >= 0;
     double scale = count ? (double)weight / count : 0;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)n * vocab >= (1 << 16))
     for (int t = 0; t < n; t++) {
         per[t] = 0;
         if (targets[t] < 0) continue;
@@ -53,7 +55,7 @@ double tern_loss_kl(const float *student, const float *teacher, int n, int vocab
     double *per = malloc((size_t)n * sizeof(double));
     if (!per) return NAN;
     double scale = (double)weight * tau * tau / n;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)n * vocab >= (1 << 16))
     for (int t = 0; t < n; t++) {
         const float *zs = student + (size_t)t * vocab, *zt = teacher + (size_t)t * vocab;
         float ms, mt;
@@ -79,7 +81,7 @@ double tern_loss_cosine(const float *student, const float *teacher, int n, int d
     if (!per) return NAN;
     const double eps = 1e-8; // as torch.nn.functional.cosine_similarity
     double scale = (double)weight / n;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)n * dim >= (1 << 16))
     for (int t = 0; t < n; t++) {
         const float *s = student + (size_t)t * dim, *q = teacher + (size_t)t * dim;
         double ss = 0, qq = 0, sq = 0;
@@ -105,7 +107,7 @@ double tern_loss_mse(const float *student, const float *teacher, int n, int dim,
     double *per = malloc((size_t)n * sizeof(double));
     if (!per) return NAN;
     double count = (double)n * dim, scale = 2.0 * weight / count;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)n * dim >= (1 << 16))
     for (int t = 0; t < n; t++) {
         const float *s = student + (size_t)t * dim, *q = teacher + (size_t)t * dim;
         double acc = 0;

@@ -1,0 +1,255 @@
+// GGUF reader: dequantization of every supported tensor type against values
+// computed independently in numpy (tests/ref/gguf_fixtures.py), every metadata
+// value type, v2/v1 headers, a tiny complete LLaMA with its BPE vocabulary,
+// and every truncation of a valid file.
+#include "core/error.h"
+#include "core/file.h"
+#include "core/half.h"
+#include "io/gguf.h"
+#include "io/model.h"
+#include "io/readers.h"
+#include "test.h"
+
+#define ROW 256
+#define ROWS 2
+
+// Same order as TYPES in tests/ref/gguf_fixtures.py (and the expected file).
+static const struct {
+    const char *name;
+    // Types whose formula is x = a*q + b may differ from numpy's separately
+    // rounded multiply-then-add by 1 ulp when the compiler fuses them into an
+    // FMA (GCC does under -std=gnu11). Pure products are bit-exact.
+    int max_ulps;
+} types[] = {
+    {"F32", 0}, {"F16", 0}, {"BF16", 0}, {"Q8_0", 0}, {"Q4_0", 0}, {"Q4_1", 1},
+    {"Q5_0", 0}, {"Q5_1", 1}, {"Q4_K", 1}, {"Q5_K", 1}, {"Q6_K", 0},
+};
+#define N_TYPES (int)(sizeof types / sizeof types[0])
+
+// Distance in units in the last place (same-sign floats map to ordered ints).
+static int64_t ulps(float a, float b) {
+    int32_t ia = (int32_t)tern_f32_to_bits(a), ib = (int32_t)tern_f32_to_bits(b);
+    if (ia < 0) ia = INT32_MIN - ia;
+    if (ib < 0) ib = INT32_MIN - ib;
+    return ia > ib ? (int64_t)ia - ib : (int64_t)ib - ia;
+}
+
+static void check_metadata(const tern_gguf *g) {
+    const tern_gguf_kv *kv;
+    CHECK((kv = tern_gguf_find_kv(g, "test.u8")) && kv->type == TERN_GGUF_U8 && kv->u == 200);
+    CHECK((kv = tern_gguf_find_kv(g, "test.i8")) && kv->type == TERN_GGUF_I8 && kv->i == -100);
+    CHECK((kv = tern_gguf_find_kv(g, "test.u16")) && kv->type == TERN_GGUF_U16 && kv->u == 60000);
+    CHECK((kv = tern_gguf_find_kv(g, "test.i16")) && kv->type == TERN_GGUF_I16 && kv->i == -30000);
+    CHECK((kv = tern_gguf_find_kv(g, "test.u32")) && kv->type == TERN_GGUF_U32 && kv->u == 4000000000u);
+    CHECK((kv = tern_gguf_find_kv(g, "test.i32")) && kv->type == TERN_GGUF_I32 && kv->i == -2000000000);
+    CHECK((kv = tern_gguf_find_kv(g, "test.f32")) && kv->type == TERN_GGUF_F32 && kv->f == 1.5);
+    CHECK((kv = tern_gguf_find_kv(g, "test.bool")) && kv->type == TERN_GGUF_BOOL && kv->u == 1);
+    CHECK((kv = tern_gguf_find_kv(g, "test.u64")) && kv->type == TERN_GGUF_U64 &&
+          kv->u == (1ull << 63) + 5);
+    CHECK((kv = tern_gguf_find_kv(g, "test.i64")) && kv->type == TERN_GGUF_I64 && kv->i == -(1ll << 62));
+    CHECK((kv = tern_gguf_find_kv(g, "test.f64")) && kv->type == TERN_GGUF_F64 && kv->f == 0.1);
+    CHECK((kv = tern_gguf_find_kv(g, "test.string")) && kv->type == TERN_GGUF_STRING &&
+          kv->str_len == 6 && memcmp(kv->str, "h\xc3\xa9llo", 6) == 0);
+    CHECK((kv = tern_gguf_find_kv(g, "test.array_i32")) && kv->type == TERN_GGUF_ARRAY &&
+          kv->arr_type == TERN_GGUF_I32 && kv->arr_n == 3 && kv->arr_bytes == 12);
+    if (kv && kv->arr_bytes == 12) {
+        int32_t v[3];
+        memcpy(v, kv->arr_data, 12);
+        CHECK(v[0] == 1 && v[1] == -2 && v[2] == 3);
+    }
+    // 3 strings: 8-byte lengths + "a" "bc" "".
+    CHECK((kv = tern_gguf_find_kv(g, "test.array_str")) && kv->arr_type == TERN_GGUF_STRING &&
+          kv->arr_n == 3 && kv->arr_bytes == 3 * 8 + 3);
+    // [[u8 1, 2], [string "x"], [[f32]]]: 3 nested headers + contents.
+    CHECK((kv = tern_gguf_find_kv(g, "test.nested")) && kv->arr_type == TERN_GGUF_ARRAY &&
+          kv->arr_n == 3 && kv->arr_bytes == (12 + 2) + (12 + 9) + (12 + 12));
+    CHECK((kv = tern_gguf_find_kv(g, "test.empty")) && kv->arr_type == TERN_GGUF_U64 && kv->arr_n == 0);
+    CHECK(tern_gguf_find_kv(g, "test.absent") == NULL);
+}
+
+// Dequantizes every tensor of quant_types.gguf and compares with numpy.
+static void check_types(const tern_gguf *g, const float *expected) {
+    float *out = malloc(ROW * ROWS * sizeof *out);
+    for (int k = 0; k < N_TYPES; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "t.%s", types[k].name);
+        const tern_gguf_tensor *t = tern_gguf_find_tensor(g, name);
+        CHECK_MSG(t != NULL, "missing %s", name);
+        if (!t) continue;
+        CHECK(t->n_dims == 2 && t->ne[0] == ROW && t->ne[1] == ROWS && t->numel == ROW * ROWS);
+        CHECK(strcmp(tern_gguf_type_name(t->type), types[k].name) == 0);
+        CHECK(t->offset % 64 == 0);
+        memset(out, 0xff, ROW * ROWS * sizeof *out);
+        CHECK_OK(tern_gguf_dequantize(g, t, out));
+        const float *want = expected + (size_t)k * ROW * ROWS;
+        int bad = 0, nonzero = 0;
+        int64_t worst = 0;
+        for (int i = 0; i < ROW * ROWS; i++) {
+            int64_t u = ulps(out[i], want[i]);
+            if (u > worst) worst = u;
+            if (u > types[k].max_ulps && bad++ == 0)
+                fprintf(stderr, "%s[%d] = %.9g (0x%08x), numpy %.9g (0x%08x)\n", name, i, out[i],
+                        tern_f32_to_bits(out[i]), want[i], tern_f32_to_bits(want[i]));
+            nonzero += want[i] != 0;
+        }
+        CHECK_MSG(bad == 0, "%s: %d of %d values differ (worst %lld ulps)", name, bad, ROW * ROWS,
+                  (long long)worst);
+        CHECK(nonzero > ROW); // the oracle really produced data
+    }
+    free(out);
+}
+
+// Patches the u32 type field of tensor `name` in a copy of the file.
+static int tensor_type_offset(const uint8_t *buf, size_t size, const char *name) {
+    size_t n = strlen(name);
+    for (size_t i = 8; i + n + 4 + 16 + 4 <= size; i++) {
+        uint64_t len;
+        memcpy(&len, buf + i - 8, 8);
+        if (len == n && memcmp(buf + i, name, n) == 0) return (int)(i + n + 4 + 2 * 8);
+    }
+    return -1;
+}
+
+static void test_quant_types(void) {
+    tern_gguf g;
+    CHECK_OK(tern_gguf_open(&g, test_src_path("tests/fixtures/quant_types.gguf")));
+    char *exp_data;
+    size_t exp_size;
+    CHECK_OK(tern_read_file(test_src_path("tests/fixtures/quant_types.expected.bin"), &exp_data, &exp_size));
+    CHECK(exp_size == (size_t)N_TYPES * ROW * ROWS * 4);
+    CHECK(g.version == 3 && g.alignment == 64 && g.n_tensors == N_TYPES && g.data_offset % 64 == 0);
+    check_metadata(&g);
+    if (exp_size == (size_t)N_TYPES * ROW * ROWS * 4) check_types(&g, (const float *)exp_data);
+
+    // The same bytes as GGUF v2 (same layout: v3 only added big-endian files).
+    uint8_t *copy = malloc(g.size);
+    memcpy(copy, g.data, g.size);
+    size_t size = g.size;
+    tern_gguf_close(&g);
+    copy[4] = 2;
+    CHECK_OK(tern_gguf_parse(&g, copy, size, "v2.gguf"));
+    CHECK(g.version == 2);
+    check_metadata(&g);
+    if (exp_size == (size_t)N_TYPES * ROW * ROWS * 4) check_types(&g, (const float *)exp_data);
+    tern_gguf_close(&g);
+
+    copy[4] = 1;
+    CHECK_FAILS(tern_gguf_parse(&g, copy, size, "v1.gguf"), "v1.gguf: GGUF v1 is not supported");
+    tern_gguf_close(&g);
+    copy[4] = 4;
+    CHECK_FAILS(tern_gguf_parse(&g, copy, size, "v4.gguf"), "v4.gguf: unsupported GGUF version 4");
+    tern_gguf_close(&g);
+    copy[4] = 3;
+
+    // A type tern knows by size but cannot dequantize: parse works, loading
+    // the tensor names it and the type id.
+    int off = tensor_type_offset(copy, size, "t.F32");
+    CHECK(off > 0);
+    if (off > 0) {
+        uint32_t q2k = 10;
+        memcpy(copy + off, &q2k, 4);
+        CHECK_OK(tern_gguf_parse(&g, copy, size, "q2k.gguf"));
+        const tern_gguf_tensor *t = tern_gguf_find_tensor(&g, "t.F32");
+        float *out = malloc(ROW * ROWS * 4);
+        CHECK_FAILS(tern_gguf_dequantize(&g, t, out), "q2k.gguf: tensor t.F32 has type Q2_K (id 10)");
+        free(out);
+        tern_gguf_close(&g);
+        uint32_t unknown = 99;
+        memcpy(copy + off, &unknown, 4);
+        CHECK_FAILS(tern_gguf_parse(&g, copy, size, "u99.gguf"), "u99.gguf: tensor t.F32 has unknown type id 99");
+        tern_gguf_close(&g);
+    }
+    // The fixture is not a llama model: the model reader refuses it clearly.
+    tern_model m = {0};
+    copy[4] = 3;
+    if (off > 0) {
+        uint32_t f32 = 0;
+        memcpy(copy + off, &f32, 4);
+    }
+    CHECK_FAILS(tern_gguf_parse_model(&m, copy, size, "qt.gguf"),
+                "qt.gguf: unsupported architecture 'test' (tern supports the LLaMA family)");
+    tern_model_free(&m);
+    tern_vocab v = {0};
+    CHECK_FAILS(tern_gguf_load_vocab(&v, test_src_path("tests/fixtures/quant_types.gguf")),
+                "quant_types.gguf: the file carries no tokenizer");
+    tern_vocab_free(&v);
+    free(copy);
+    free(exp_data);
+}
+
+static void test_tiny_llama(void) {
+    const char *path = test_src_path("tests/fixtures/quant_types_llama.gguf");
+    tern_model m;
+    int rc = tern_model_load(&m, path, NULL);
+    CHECK_MSG(rc == 0, "%s", tern_last_error());
+    if (rc) return;
+    const tern_config *c = &m.cfg;
+    CHECK(strcmp(m.format, "gguf") == 0 && strcmp(c->arch, "llama") == 0 && strcmp(c->name, "tiny llama") == 0);
+    CHECK(c->dim == 32 && c->n_layers == 1 && c->n_heads == 4 && c->n_kv_heads == 2 && c->head_dim == 8);
+    CHECK(c->hidden_dim == 64 && c->vocab_size == 12 && c->max_seq == 128);
+    CHECK(c->rope_theta == 10000.0f && c->rms_eps == 1e-6f); // theta defaulted
+    CHECK(c->rope_scaling == TERN_ROPE_SCALING_LINEAR && c->rope_factor == 2.0f);
+    CHECK(c->tied_embeddings && c->attn_qkv_bias && !c->attn_out_bias);
+    CHECK(m.n_tensors == 14);
+    // GGUF ne {32, 16} is tern shape {16, 32} with row r, column c at r*32 + c.
+    const tern_tensor *k = tern_model_find(&m, "blk.0.attn_k.weight");
+    CHECK(k && k->ndim == 2 && k->shape[0] == 16 && k->shape[1] == 32 && strcmp(k->src_type, "F32") == 0);
+    if (k) CHECK(k->data[0] == 0 && k->data[1] == 1 && k->data[32] == 1000 && k->data[15 * 32 + 31] == 15031);
+    const tern_tensor *e = tern_model_find(&m, "token_embd.weight");
+    CHECK(e && e->shape[0] == 12 && e->shape[1] == 32 && strcmp(e->src_type, "Q8_0") == 0);
+    const tern_tensor *bv = tern_model_find(&m, "blk.0.attn_v.bias");
+    CHECK(bv && bv->ndim == 1 && bv->shape[0] == 16 && strcmp(bv->src_type, "BF16") == 0);
+    tern_weights w;
+    CHECK_OK(tern_model_bind(&m, &w));
+    CHECK(w.output == w.tok_embd && w.layers[0].bq && w.layers[0].bk && w.layers[0].bv && !w.layers[0].bo);
+    tern_weights_free(&w);
+
+    const tern_vocab *v = &m.vocab;
+    CHECK(v->type == TERN_VOCAB_BPE && v->n_tokens == 12 && v->n_merges == 4);
+    CHECK(v->bos_id == 1 && v->eos_id == 0 && v->unk_id == -1 && v->pad_id == -1);
+    CHECK(v->add_bos == 0 && v->add_eos == 0 && v->add_space_prefix == 0);
+    CHECK(strcmp(v->pre, "tiny-pre") == 0);
+    CHECK(v->scores == NULL && v->token_types && v->token_types[0] == TERN_TOKEN_CONTROL &&
+          v->token_types[2] == TERN_TOKEN_NORMAL);
+    CHECK(strcmp(v->tokens[10], "\xc3\xa9") == 0 && v->token_lens[10] == 2 && v->token_lens[11] == 3);
+    CHECK(strcmp(v->merges[1], "\xc4\xa0 a") == 0);
+    CHECK(tern_vocab_find(v, "abc") == 9);
+    tern_model_free(&m);
+
+    tern_vocab voc = {0};
+    CHECK_OK(tern_gguf_load_vocab(&voc, path));
+    CHECK(voc.n_tokens == 12 && voc.type == TERN_VOCAB_BPE);
+    tern_vocab_free(&voc);
+    // The embedded tokenizer of a GGUF also serves as a --tokenizer override.
+    CHECK_OK(tern_model_load(&m, path, path));
+    tern_model_free(&m);
+}
+
+// Every proper prefix of a valid model must fail cleanly, naming the file.
+static void test_truncations(void) {
+    tern_blob b;
+    CHECK_OK(tern_blob_open(&b, test_src_path("tests/fixtures/quant_types_llama.gguf")));
+    int failed_ok = 0;
+    for (size_t n = 0; n < b.size; n++) {
+        uint8_t *p = malloc(n ? n : 1); // exact size so ASan catches any over-read
+        memcpy(p, b.data, n);
+        tern_model m = {0};
+        tern_clear_error();
+        int rc = tern_gguf_parse_model(&m, p, n, "cut.gguf");
+        failed_ok += rc != 0 && strncmp(tern_last_error(), "cut.gguf: ", 10) == 0;
+        tern_model_free(&m);
+        free(p);
+    }
+    CHECK_MSG(failed_ok == (int)b.size, "%d of %zu truncations failed cleanly", failed_ok, b.size);
+    tern_model m = {0};
+    CHECK_OK(tern_gguf_parse_model(&m, b.data, b.size, "whole.gguf"));
+    tern_model_free(&m);
+    tern_blob_close(&b);
+}
+
+int main(void) {
+    test_quant_types();
+    test_tiny_llama();
+    test_truncations();
+    return test_report();
+}
