@@ -1,6 +1,7 @@
 # Thin wrapper over CMake. `make` builds build/tern; `make test` runs ctest.
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+MAKEFLAGS += --no-print-directory
 CMAKE_FLAGS ?=
 
 .PHONY: all test test-all demo clean asan fuzz bench
@@ -24,7 +25,7 @@ demo: all
 	@scripts/demo.sh
 
 asan:
-	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTERN_SANITIZE=ON -DTERN_USE_OPENBLAS=OFF $(CMAKE_FLAGS)
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" -DTERN_SANITIZE=ON -DTERN_USE_OPENBLAS=OFF $(CMAKE_FLAGS)
 	@cmake --build build-asan -j $(JOBS)
 	cd build-asan && ctest --output-on-failure -LE slow
 

@@ -9,7 +9,7 @@ DATA=${TERN_DATA:-../shared}
 
 model=$(scripts/get-model.sh)
 echo "== tern info"
-"$TERN" info --model "$model" | head -n 8
+"$TERN" info --model "$model" | sed -n '1,7p'
 echo
 echo "== tern generate (greedy)"
 "$TERN" generate --model "$model" --prompt "The capital of France is" --n-predict 32 --temp 0

@@ -14,10 +14,12 @@
 #include "eval/ppl.h"
 #include "infer/bench.h"
 #include "infer/generate.h"
+#include "io/gguf_write.h"
 #include "io/info.h"
 #include "io/model.h"
 #include "nn/matmul.h"
 #include "tok/tokenizer.h"
+#include "train/trainer.h"
 
 static const char *usage_text =
     "usage: tern COMMAND [options]\n"
@@ -27,6 +29,7 @@ static const char *usage_text =
     "  generate  --model M --prompt TEXT [--n-predict N]    generate text\n"
     "  ppl       --model M --file TEXT [--ctx 512]          perplexity\n"
     "  bench     --model M [--threads N] [--json]           throughput (pp512, tg128)\n"
+    "  train     --model M --data TEXT --out OUT.gguf       full-precision fine-tuning\n"
     "\n"
     "Models: a Hugging Face directory, a GGUF file, or a llama2.c checkpoint\n"
     "(llama2.c needs --tokenizer tokenizer.bin). Every command takes --model,\n"
@@ -180,6 +183,7 @@ static int cmd_generate(int argc, char **argv) {
     tern_gen_stats st;
     rc = tern_generate(&m, tok, prompt, &g, stdout, &st);
     printf("\n");
+    fflush(stdout); // the timing line on stderr must follow the text, also through pipes
     if (rc == 0)
         fprintf(stderr, "prompt: %d tokens in %.2f s (%.1f tok/s); generated: %d tokens in %.2f s (%.1f tok/s)\n",
                 st.prompt_tokens, st.prompt_sec, st.prompt_tokens / (st.prompt_sec + 1e-9), st.generated,
@@ -304,6 +308,128 @@ static int cmd_bench(int argc, char **argv) {
     return rc ? die() : 0;
 }
 
+// Training options shared by `tern train` and (later) `tern quantize`.
+// Returns 1 when argv[*i] was a training option, 0 if not, 2 on a bad value.
+static int parse_train_opt(tern_train_opts *t, int argc, char **argv, int *i, const char *cmd) {
+    const char *a = argv[*i];
+    int rc = -1;
+    if (!strcmp(a, "--data") || !strcmp(a, "--calib")) rc = need_value(argc, argv, i, cmd, &t->data_path);
+    else if (!strcmp(a, "--steps")) rc = int_value(argc, argv, i, cmd, 0, 1 << 30, &t->steps);
+    else if (!strcmp(a, "--batch")) rc = int_value(argc, argv, i, cmd, 1, 4096, &t->batch);
+    else if (!strcmp(a, "--seq")) rc = int_value(argc, argv, i, cmd, 2, 1 << 16, &t->seq_len);
+    else if (!strcmp(a, "--grad-accum")) rc = int_value(argc, argv, i, cmd, 1, 4096, &t->grad_accum);
+    else if (!strcmp(a, "--lr")) rc = float_value(argc, argv, i, cmd, 0, 10, &t->lr);
+    else if (!strcmp(a, "--lr-quant")) rc = float_value(argc, argv, i, cmd, 0, 10, &t->lr_method);
+    else if (!strcmp(a, "--beta1")) rc = float_value(argc, argv, i, cmd, 0, 0.999999, &t->beta1);
+    else if (!strcmp(a, "--beta2")) rc = float_value(argc, argv, i, cmd, 0, 0.999999, &t->beta2);
+    else if (!strcmp(a, "--weight-decay")) rc = float_value(argc, argv, i, cmd, 0, 10, &t->weight_decay);
+    else if (!strcmp(a, "--clip")) rc = float_value(argc, argv, i, cmd, 0, 1e9, &t->clip);
+    else if (!strcmp(a, "--warmup")) rc = int_value(argc, argv, i, cmd, 0, 1 << 30, &t->sched.warmup_steps);
+    else if (!strcmp(a, "--min-lr-ratio")) rc = float_value(argc, argv, i, cmd, 0, 1, &t->sched.min_lr_ratio);
+    else if (!strcmp(a, "--schedule")) {
+        const char *v;
+        rc = need_value(argc, argv, i, cmd, &v);
+        if (rc == 0 && tern_schedule_parse(&t->sched, v)) {
+            fprintf(stderr, "tern %s: %s\n", cmd, tern_last_error());
+            rc = 2;
+        }
+    } else if (!strcmp(a, "--ce-weight")) rc = float_value(argc, argv, i, cmd, 0, 1e6, &t->ce_weight);
+    else if (!strcmp(a, "--kd-weight")) rc = float_value(argc, argv, i, cmd, 0, 1e6, &t->kd_weight);
+    else if (!strcmp(a, "--kd-temp")) rc = float_value(argc, argv, i, cmd, 1e-3, 100, &t->kd_tau);
+    else if (!strcmp(a, "--off-weight")) rc = float_value(argc, argv, i, cmd, 0, 1e6, &t->off_weight);
+    else if (!strcmp(a, "--val-every")) rc = int_value(argc, argv, i, cmd, 0, 1 << 30, &t->val_every);
+    else if (!strcmp(a, "--val-batches")) rc = int_value(argc, argv, i, cmd, 1, 1 << 20, &t->val_batches);
+    else if (!strcmp(a, "--val-frac")) {
+        float f;
+        rc = float_value(argc, argv, i, cmd, 0, 0.5, &f);
+        t->val_frac = f;
+    } else if (!strcmp(a, "--seed")) {
+        int s;
+        rc = int_value(argc, argv, i, cmd, 0, 2147483647, &s);
+        t->seed = (uint64_t)s;
+    } else if (!strcmp(a, "--checkpoint")) rc = need_value(argc, argv, i, cmd, &t->checkpoint_path);
+    else if (!strcmp(a, "--checkpoint-every")) rc = int_value(argc, argv, i, cmd, 0, 1 << 30, &t->checkpoint_every);
+    else if (!strcmp(a, "--resume")) {
+        t->resume = 1;
+        rc = 0;
+    } else if (!strcmp(a, "--log")) rc = need_value(argc, argv, i, cmd, &t->log_path);
+    else return 0;
+    return rc ? 2 : 1;
+}
+
+static const char *train_options_help =
+    "  --data TEXT            training text (plain UTF-8; tokenized once and cached)\n"
+    "  --steps N (100)        optimizer steps; --batch B (4) x --seq L (256) x --grad-accum K (1) tokens each\n"
+    "  --lr LR (1e-4)         AdamW lr; --beta1 (0.9) --beta2 (0.95) --weight-decay (0) --clip (1.0)\n"
+    "  --schedule S           constant | cosine (default) | linear | wsd; --warmup N; --min-lr-ratio R (0.1)\n"
+    "  --ce-weight W (1)      next-token cross-entropy\n"
+    "  --kd-weight W (0)      logit distillation KL(teacher||student), teacher = the input model; --kd-temp T\n"
+    "  --off-weight W (0)     1 - cosine(student, teacher) of every block output (TernaryLLM OFF)\n"
+    "  --val-frac F (0.05)    held-out tail of the data; --val-every N (50) --val-batches N (4)\n"
+    "  --seed S (1)           data shuffle\n"
+    "  --checkpoint FILE      (default OUT.ckpt) --checkpoint-every N (100); --resume continues from FILE\n"
+    "  --log FILE             JSONL log of every step (default OUT.log.jsonl)\n";
+
+static int cmd_train(int argc, char **argv) {
+    common_opts o = {0};
+    tern_train_opts t;
+    tern_train_opts_defaults(&t);
+    const char *out = NULL;
+    int rc = 0;
+    for (int i = 1; i < argc && rc == 0; i++) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            printf("usage: tern train --model M --data TEXT --out OUT.gguf [options]\n"
+                   "Full-precision fine-tuning with the training engine; writes a self-contained GGUF.\n%s",
+                   train_options_help);
+            return 0;
+        }
+        int r = parse_common(&o, argc, argv, &i);
+        if (r < 0) return bad_usage("train", "%s needs a value", a);
+        if (r > 0) continue;
+        r = parse_train_opt(&t, argc, argv, &i, "train");
+        if (r == 2) return 2;
+        if (r == 1) continue;
+        if (!strcmp(a, "--out") || !strcmp(a, "-o")) rc = need_value(argc, argv, &i, "train", &out);
+        else return bad_usage("train", "unknown option %s", a);
+    }
+    if (rc) return rc;
+    if (!t.data_path) return bad_usage("train", "%s", "--data is required");
+    if (!out) return bad_usage("train", "%s", "--out is required");
+    char ckpt[1100], log[1100];
+    if (!t.checkpoint_path) {
+        snprintf(ckpt, sizeof ckpt, "%s.ckpt", out);
+        t.checkpoint_path = ckpt;
+    }
+    if (!t.log_path) {
+        snprintf(log, sizeof log, "%s.log.jsonl", out);
+        t.log_path = log;
+    }
+    if (t.resume && !tern_file_exists(t.checkpoint_path)) {
+        fprintf(stderr, "tern train: --resume: %s does not exist\n", t.checkpoint_path);
+        return 1;
+    }
+    tern_model m;
+    tern_tokenizer *tok;
+    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "train"))) return rc;
+    static char cache[1024];
+    const char *home = getenv("HOME");
+    snprintf(cache, sizeof cache, "%s", getenv("TERN_CACHE") ? getenv("TERN_CACHE") : home ? home : "/tmp");
+    if (!getenv("TERN_CACHE")) strncat(cache, "/.cache/tern", sizeof cache - strlen(cache) - 1);
+    mkdir(cache, 0755);
+    t.cache_dir = tern_is_dir(cache) ? cache : NULL;
+    tern_train_report rep;
+    rc = tern_train_run(&m, tok, &t, NULL, &rep);
+    if (rc == 0) rc = tern_gguf_write_model(&m, out);
+    if (rc == 0)
+        fprintf(stderr, "trained %d steps, %lld tokens in %.1f s (%.0f tok/s); final loss %.4f, val %.4f; peak RSS %.0f MiB; wrote %s\n",
+                rep.steps_done, (long long)rep.tokens, rep.seconds, rep.tokens / (rep.seconds + 1e-9), rep.final_loss,
+                rep.final_val_loss, rep.peak_rss_kb / 1024.0, out);
+    tern_tokenizer_free(tok);
+    tern_model_free(&m);
+    return rc ? die() : 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
@@ -317,6 +443,7 @@ int main(int argc, char **argv) {
         {"generate", cmd_generate},
         {"ppl", cmd_ppl},
         {"bench", cmd_bench},
+        {"train", cmd_train},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);

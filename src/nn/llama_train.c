@@ -182,8 +182,11 @@ int tern_train_model_init(tern_train_model **out, const tern_model *m) {
         return -1;
     }
     size_t bytes;
+    // Gradients come from calloc, not tern_calloc's memset: a large calloc maps
+    // zero pages lazily, so a model that never computes gradients (a frozen
+    // distillation teacher) does not pay their memory.
     if (tern_mul_size((size_t)tm->total, sizeof(float), &bytes) || !(tm->params = tern_alloc(bytes)) ||
-        !(tm->grads = tern_calloc(bytes))) {
+        !(tm->grads = calloc((size_t)tm->total, sizeof(float)))) {
         tern_train_model_free(tm);
         return tern_errorf("%s: cannot allocate %lld training parameters", m->path, (long long)tm->total);
     }
@@ -210,7 +213,7 @@ void tern_train_model_free(tern_train_model *tm) {
     if (!tm) return;
     free_hook_buffers(tm);
     tern_free(tm->params);
-    tern_free(tm->grads);
+    free(tm->grads);
     tern_free(tm->acts);
     tern_free(tm->scratch);
     free(tm->tokens);
@@ -272,10 +275,10 @@ static const linear_info *lin_of(const tern_train_model *tm, int id) {
 
 // With a hook, every linear keeps its effective weight from the forward to the
 // backward, so the hook's quantizer runs once per step.
-void tern_train_set_hook(tern_train_model *tm, const tern_weight_hook *hook) {
+int tern_train_set_hook(tern_train_model *tm, const tern_weight_hook *hook) {
     free_hook_buffers(tm);
     tm->hook = NULL;
-    if (!hook) return;
+    if (!hook) return 0;
     int n_lin = tm->cfg.n_layers * TERN_LIN_COUNT;
     int64_t w_total = 0, o_total = 0, w_max = 0, o_max = 0;
     for (int id = 0; id < n_lin; id++) {
@@ -295,10 +298,8 @@ void tern_train_set_hook(tern_train_model *tm, const tern_weight_hook *hook) {
     tm->has_extra = calloc((size_t)n_lin, sizeof *tm->has_extra);
     if (!tm->weff_buf || !tm->extra_buf || !tm->d_weff || !tm->d_extra || !tm->weff || !tm->extra ||
         !tm->has_extra) {
-        // The interface returns nothing here: leave the model hook-less and say why.
         free_hook_buffers(tm);
-        tern_errorf("cannot allocate the weight-hook buffers (%lld floats)", (long long)w_total);
-        return;
+        return tern_errorf("cannot allocate the weight-hook buffers (%lld floats)", (long long)w_total);
     }
     int64_t wo = 0, oo = 0;
     for (int id = 0; id < n_lin; id++) {
@@ -310,6 +311,7 @@ void tern_train_set_hook(tern_train_model *tm, const tern_weight_hook *hook) {
     }
     tm->hook_val = *hook;
     tm->hook = &tm->hook_val;
+    return 0;
 }
 
 // ---- Activations ----
@@ -325,9 +327,7 @@ static int64_t layout_acts(tern_train_model *tm, float *base) {
         if (base) (ptr) = base + off;            \
         off += ((count) + 15) / 16 * 16;         \
     } while (0)
-    float *dummy;
-    TAKE(dummy, (c->n_layers + 1) * n * D);
-    if (base) tm->res = dummy;
+    TAKE(tm->res, (c->n_layers + 1) * n * D);
     for (int l = 0; l < c->n_layers; l++) {
         block_acts tmp, *a = base ? &tm->blk[l] : &tmp;
         TAKE(a->ln1, n * D);
@@ -386,7 +386,7 @@ static int ensure_acts(tern_train_model *tm, int B, int T) {
     free(tm->tokens);
     free(tm->pos);
     free(tm->blk);
-    tm->acts = tm->scratch = NULL;
+    tm->acts = tm->scratch = tm->res = NULL;
     tm->tokens = tm->pos = NULL;
     tm->blk = NULL;
     tm->full_forward = 0;
@@ -402,7 +402,7 @@ static int ensure_acts(tern_train_model *tm, int B, int T) {
     if (!tm->blk || !tm->tokens || !tm->pos || !tm->acts || !tm->scratch) {
         tern_free(tm->acts);
         tern_free(tm->scratch);
-        tm->acts = tm->scratch = NULL;
+        tm->acts = tm->scratch = tm->res = NULL;
         tm->cap_n = tm->cap_att = 0;
         return tern_errorf("train: cannot allocate activations for %d x %d tokens (%.1f GiB)", B, T,
                            (double)(acts + scratch) * 4 / (1 << 30));
@@ -552,7 +552,7 @@ int tern_train_forward(tern_train_model *tm, const int *tokens, int B, int T) {
 const float *tern_train_logits(const tern_train_model *tm) { return tm->full_forward ? tm->logits : NULL; }
 
 const float *tern_train_hidden(const tern_train_model *tm, int layer) {
-    if (!tm->res || layer < 0 || layer >= tm->cfg.n_layers) return NULL;
+    if (!tm->res || !tm->B || layer < 0 || layer >= tm->cfg.n_layers) return NULL;
     return tm->res + (size_t)(layer + 1) * tm->B * tm->T * tm->cfg.dim;
 }
 

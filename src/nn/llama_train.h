@@ -48,13 +48,17 @@ float *tern_train_grads_flat(tern_train_model *tm, int64_t *total);
 // Frozen tensors get no gradient computed (their weight-gradient work is skipped)
 // but gradients still flow through them to earlier trainable tensors.
 void tern_train_set_frozen(tern_train_model *tm, int i, int frozen);
-void tern_train_set_hook(tern_train_model *tm, const tern_weight_hook *hook);
+// Installs (a copy of) the hook, or removes it with NULL. With a hook, each
+// linear's w_eff is kept from the forward for the backward (one FP32 copy of
+// all linear weights). Returns -1 when that cannot be allocated (no hook then).
+int tern_train_set_hook(tern_train_model *tm, const tern_weight_hook *hook);
 
-// Forward over tokens[B, T] (B*T <= the size given at the first call grows the
-// activation buffer as needed).
+// Forward over tokens[B, T], each sequence at positions 0..T-1. The activation
+// buffers grow when a larger B x T comes (dropping what they held).
 int tern_train_forward(tern_train_model *tm, const int *tokens, int B, int T);
-// After a forward: logits [B*T, V], and block l's output [B*T, D] (the residual
-// stream after block l); valid until the next forward.
+// After a forward: logits [B*T, V] (NULL unless the last forward was
+// tern_train_forward), and block l's output [B*T, D] (the residual stream after
+// block l); valid until the next forward (full or block-wise).
 const float *tern_train_logits(const tern_train_model *tm);
 const float *tern_train_hidden(const tern_train_model *tm, int layer);
 // Backward from dL/dlogits [B*T, V] (may be NULL) and optional dL/dhidden[l]
@@ -65,7 +69,8 @@ void tern_train_zero_grad(tern_train_model *tm);
 // Block-wise training: run one decoder block alone on its input x_in[B*T, D]
 // (positions 0..T-1 within each sequence), keeping activations for the matching
 // backward, which accumulates parameter gradients of that block and writes
-// dL/dx_in.
+// dL/dx_in (d_in may equal d_out; x_out may equal x_in). A block-wise forward
+// invalidates the last full forward for tern_train_backward.
 int tern_train_block_forward(tern_train_model *tm, int layer, const float *x_in, int B, int T, float *x_out);
 int tern_train_block_backward(tern_train_model *tm, int layer, const float *d_out, float *d_in);
 // Writes the (possibly updated) parameters back into a tern_model's tensors.

@@ -191,7 +191,7 @@ void tern_matmul_f32(float *out, const float *in, const float *w, const float *b
 void tern_gemm_dx_f32_blocked(float *dx, const float *dy, const float *w, int n, int in_dim, int out_dim,
                               int accumulate) {
     int t_tiles = (n + DX_TOKENS - 1) / DX_TOKENS, k_tiles = (in_dim + COLS - 1) / COLS;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if ((int64_t)n * in_dim * out_dim >= PARALLEL_MIN_MACS)
     for (int tile = 0; tile < t_tiles * k_tiles; tile++) {
         int t0 = tile / k_tiles * DX_TOKENS, k0 = tile % k_tiles * COLS;
         int nt = n - t0 < DX_TOKENS ? n - t0 : DX_TOKENS, nk = in_dim - k0 < COLS ? in_dim - k0 : COLS;
@@ -212,7 +212,7 @@ void tern_gemm_dx_f32_blocked(float *dx, const float *dy, const float *w, int n,
 
 void tern_gemm_dw_f32_blocked(float *dw, const float *dy, const float *x, int n, int in_dim, int out_dim) {
     int r_tiles = (out_dim + DW_ROWS - 1) / DW_ROWS, k_tiles = (in_dim + COLS - 1) / COLS;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if ((int64_t)n * in_dim * out_dim >= PARALLEL_MIN_MACS)
     for (int tile = 0; tile < r_tiles * k_tiles; tile++) {
         int r0 = tile / k_tiles * DW_ROWS, k0 = tile % k_tiles * COLS;
         int nr = out_dim - r0 < DW_ROWS ? out_dim - r0 : DW_ROWS, nk = in_dim - k0 < COLS ? in_dim - k0 : COLS;
@@ -256,7 +256,7 @@ void tern_matmul_dx_f32(float *dx, const float *dy, const float *w, int n, int i
                         int accumulate) {
 #ifdef TERN_HAVE_OPENBLAS
     blas_single_thread();
-#pragma omp parallel
+#pragma omp parallel if ((int64_t)n * in_dim * out_dim >= PARALLEL_MIN_MACS)
     {
         int k0, k1; // columns of dx (and of w) owned by this thread
         omp_slice(in_dim, &k0, &k1);
@@ -272,7 +272,7 @@ void tern_matmul_dx_f32(float *dx, const float *dy, const float *w, int n, int i
 void tern_matmul_dw_f32(float *dw, const float *dy, const float *x, int n, int in_dim, int out_dim) {
 #ifdef TERN_HAVE_OPENBLAS
     blas_single_thread();
-#pragma omp parallel
+#pragma omp parallel if ((int64_t)n * in_dim * out_dim >= PARALLEL_MIN_MACS)
     {
         int r0, r1; // rows of dw (columns of dy) owned by this thread
         omp_slice(out_dim, &r0, &r1);

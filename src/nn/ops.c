@@ -112,10 +112,14 @@ void tern_softmax(float *x, int n) {
 // Column chunk for loops where threads own column ranges and walk rows in
 // order (deterministic reductions over tokens without atomics).
 #define COL_CHUNK 64
+// Below this much work a loop stays on one thread: a fork/join costs more, and
+// on a loaded machine spinning threads make small regions far slower. The
+// split never changes results (one owner per output element, fixed order).
+#define PAR_MIN (1 << 16)
 
 void tern_embedding_backward(float *dembd, const float *dout, const int *tokens, int n, int dim) {
     int chunks = (dim + COL_CHUNK - 1) / COL_CHUNK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)n * dim >= PAR_MIN)
     for (int ch = 0; ch < chunks; ch++) {
         int c0 = ch * COL_CHUNK, c1 = c0 + COL_CHUNK < dim ? c0 + COL_CHUNK : dim;
         for (int i = 0; i < n; i++) {
@@ -129,7 +133,7 @@ void tern_embedding_backward(float *dembd, const float *dout, const int *tokens,
 void tern_rmsnorm_forward_train(float *out, float *rstd, const float *in, const float *w, int n, int dim,
                                 float eps) {
     // Same arithmetic as tern_rmsnorm_forward, so training and inference agree bit for bit.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)n * dim >= PAR_MIN)
     for (int i = 0; i < n; i++) {
         const float *x = in + (size_t)i * dim;
         float *o = out + (size_t)i * dim;
@@ -145,7 +149,7 @@ void tern_rmsnorm_forward_train(float *out, float *rstd, const float *in, const 
 // dx_j = r w_j dy_j - (r³/C) x_j Σ_c dy_c w_c x_c and dw_c = Σ_n dy_c x_c r.
 void tern_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *in, const float *w,
                            const float *rstd, int n, int dim) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)n * dim >= PAR_MIN)
     for (int i = 0; i < n; i++) {
         const float *x = in + (size_t)i * dim, *dy = dout + (size_t)i * dim;
         float *d = dx + (size_t)i * dim;
@@ -158,7 +162,7 @@ void tern_rmsnorm_backward(float *dx, float *dw, const float *dout, const float 
     }
     if (!dw) return;
     int chunks = (dim + COL_CHUNK - 1) / COL_CHUNK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)n * dim >= PAR_MIN)
     for (int ch = 0; ch < chunks; ch++) {
         int c0 = ch * COL_CHUNK, c1 = c0 + COL_CHUNK < dim ? c0 + COL_CHUNK : dim;
         for (int i = 0; i < n; i++) {
@@ -171,7 +175,7 @@ void tern_rmsnorm_backward(float *dx, float *dw, const float *dout, const float 
 
 void tern_bias_backward(float *db, const float *dy, int n, int out_dim) {
     int chunks = (out_dim + COL_CHUNK - 1) / COL_CHUNK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)n * out_dim >= PAR_MIN)
     for (int ch = 0; ch < chunks; ch++) {
         int c0 = ch * COL_CHUNK, c1 = c0 + COL_CHUNK < out_dim ? c0 + COL_CHUNK : out_dim;
         for (int i = 0; i < n; i++)
@@ -204,7 +208,7 @@ void tern_rope_backward(float *dx, const tern_rope *r, const int *pos, int n, in
 // silu(g) = g σ(g), silu'(g) = σ(g) (1 + g (1 - σ(g))).
 void tern_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
                           int64_t count) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count >= PAR_MIN)
     for (int64_t i = 0; i < count; i++) {
         float g = gate[i], d = dout[i];
         float sig = 1.0f / (1.0f + expf(-g));
@@ -222,8 +226,9 @@ void tern_attention_forward(float *out, float *att, const float *q, const float 
                             int T, int n_heads, int n_kv_heads, int head_dim) {
     int hd = head_dim, H = n_heads, KVH = n_kv_heads, group = H / KVH;
     float scale = 1.0f / sqrtf((float)hd);
+    int64_t work = (int64_t)B * H * T * T * hd; // ~ multiply-adds of one pass
     // Same arithmetic per row as the inference attention (transformer.c).
-#pragma omp parallel for collapse(3) schedule(static)
+#pragma omp parallel for collapse(3) schedule(static) if (work >= PAR_MIN)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             for (int t = 0; t < T; t++) {
@@ -257,7 +262,8 @@ void tern_attention_backward(float *dq, float *dk, float *dv, float *datt, const
                              int n_kv_heads, int head_dim) {
     int hd = head_dim, H = n_heads, KVH = n_kv_heads, group = H / KVH;
     float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for collapse(3) schedule(static)
+    int64_t work = (int64_t)B * H * T * T * hd; // ~ multiply-adds of one pass
+#pragma omp parallel for collapse(3) schedule(static) if (work >= PAR_MIN)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             for (int t = 0; t < T; t++) {
@@ -282,7 +288,7 @@ void tern_attention_backward(float *dq, float *dk, float *dv, float *datt, const
                     for (int i = 0; i < hd; i++) g[i] += ds[s] * kh[i];
                 }
             }
-#pragma omp parallel for collapse(3) schedule(static)
+#pragma omp parallel for collapse(3) schedule(static) if (work >= PAR_MIN)
     for (int b = 0; b < B; b++)
         for (int kvh = 0; kvh < KVH; kvh++)
             for (int s = 0; s < T; s++) {

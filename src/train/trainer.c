@@ -181,7 +181,7 @@ static int setup(trainer *t, tern_model *m, const tern_tokenizer *tok) {
     if (t->teacher)
         for (int i = 0; i < tern_train_n_params(t->teacher); i++) tern_train_set_frozen(t->teacher, i, 1);
     const tern_train_method *me = t->method;
-    if (me && me->hook) tern_train_set_hook(t->student, me->hook);
+    if (me && me->hook && tern_train_set_hook(t->student, me->hook)) return -1;
     tern_adamw_init(&t->opt);
     int g_weights = tern_adamw_add_group(&t->opt, (tern_adamw_hparams){o->lr, o->beta1, o->beta2, o->eps, o->weight_decay});
     for (int i = 0; i < tern_train_n_params(t->student); i++) {
