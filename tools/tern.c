@@ -227,7 +227,6 @@ static int cmd_ppl(int argc, char **argv) {
     }
     if (ctx > m.cfg.max_seq)
         fprintf(stderr, "tern ppl: warning: --ctx %d exceeds the model's training context %d\n", ctx, m.cfg.max_seq);
-    if (o.json) tern_progress_set_enabled(0);
     tern_ppl_result r;
     rc = tern_perplexity_text(&m, tok, text, len, ctx, chunks, &r);
     if (rc == 0) {
@@ -274,7 +273,6 @@ static int cmd_bench(int argc, char **argv) {
     if (rc) return rc;
     tern_model m;
     if ((rc = load_model(&o, &m, "bench"))) return rc;
-    if (o.json) tern_progress_set_enabled(0);
     double bw = tern_bench_read_bandwidth();
     tern_bench_result res[2];
     // Models are benchmarked in the FP32 form they are held in after loading.
