@@ -351,7 +351,17 @@ static int parse_train_opt(tern_train_opts *t, int argc, char **argv, int *i, co
         t->resume = 1;
         rc = 0;
     } else if (!strcmp(a, "--log")) rc = need_value(argc, argv, i, cmd, &t->log_path);
-    else return 0;
+    else if (!strcmp(a, "--calib-seqs")) rc = int_value(argc, argv, i, cmd, 1, 1 << 20, &t->calib_seqs);
+    else if (!strcmp(a, "--mode")) {
+        const char *v;
+        rc = need_value(argc, argv, i, cmd, &v);
+        if (rc == 0 && !strcmp(v, "e2e")) t->mode = TERN_TRAIN_E2E;
+        else if (rc == 0 && !strcmp(v, "blockwise")) t->mode = TERN_TRAIN_BLOCKWISE;
+        else if (rc == 0) {
+            fprintf(stderr, "tern %s: --mode must be e2e or blockwise, got '%s'\n", cmd, v);
+            rc = 2;
+        }
+    } else return 0;
     return rc ? 2 : 1;
 }
 
@@ -365,6 +375,8 @@ static const char *train_options_help =
     "  --off-weight W (0)     1 - cosine(student, teacher) of every block output (TernaryLLM OFF)\n"
     "  --val-frac F (0.05)    held-out tail of the data; --val-every N (50) --val-batches N (4)\n"
     "  --seed S (1)           data shuffle\n"
+    "  --mode M (e2e)         e2e | blockwise: one block at a time, MSE to the FP block output on a pool of\n"
+    "                         --calib-seqs N (128) sequences; --steps is split evenly over the blocks\n"
     "  --checkpoint FILE      (default OUT.ckpt) --checkpoint-every N (100); --resume continues from FILE\n"
     "  --log FILE             JSONL log of every step (default OUT.log.jsonl)\n";
 

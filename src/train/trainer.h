@@ -17,8 +17,10 @@ typedef struct {
     const char *name;
     void *ctx;
     const tern_weight_hook *hook; // effective weights; NULL for FP training
-    // Registers the method's own trainable tensors with the optimizer (group given).
-    int (*add_params)(void *ctx, tern_adamw *opt, int group);
+    // Registers the method's own trainable tensors with the optimizer (group
+    // given): those of decoder block `layer`, or of every block when layer < 0
+    // (block-wise training builds a fresh optimizer per block).
+    int (*add_params)(void *ctx, tern_adamw *opt, int group, int layer);
     // Decides which model parameters train (default: all).
     int (*is_trainable)(void *ctx, const char *param_name);
     // State to checkpoint / restore (sections named by the method).
@@ -28,8 +30,15 @@ typedef struct {
     void (*after_step)(void *ctx, tern_train_model *tm, int step, char *log_json, size_t cap);
 } tern_train_method;
 
+typedef enum {
+    TERN_TRAIN_E2E = 0,   // the whole model against data and/or the FP teacher
+    TERN_TRAIN_BLOCKWISE, // one block at a time: MSE to the FP block output on a calibration pool
+} tern_train_mode;
+
 typedef struct {
-    int steps, batch, seq_len, grad_accum;
+    tern_train_mode mode;
+    int calib_seqs;       // block-wise: sequences in the calibration pool
+    int steps, batch, seq_len, grad_accum; // block-wise: steps are split evenly over the blocks
     float lr, lr_method, beta1, beta2, eps, weight_decay, clip;
     tern_schedule sched;
     float ce_weight, kd_weight, kd_tau, off_weight;
