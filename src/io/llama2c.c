@@ -55,7 +55,13 @@ int tern_llama2c_parse(tern_model *m, const void *data, size_t size, const char 
     c->head_dim = c->n_heads > 0 && c->dim % c->n_heads == 0 ? c->dim / c->n_heads : 0;
     c->rope_theta = 10000.0f;
     c->rms_eps = 1e-5f;
-    if (tern_config_validate(c, path)) return tern_error_prefix("not a llama2.c checkpoint");
+    if (tern_config_validate(c, path)) {
+        // Any file without GGUF magic lands here: say what it is not, then why.
+        char why[TERN_ERR_MAX];
+        size_t skip = strlen(path) + 2; // the validator's "PATH: " prefix
+        snprintf(why, sizeof why, "%s", strlen(tern_last_error()) > skip ? tern_last_error() + skip : tern_last_error());
+        return tern_errorf("%s: not a GGUF file or llama2.c checkpoint (header: %s)", path, why);
+    }
     // The header fixes the file size exactly; check before allocating anything.
     int64_t D = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
     int64_t kv = (int64_t)c->n_kv_heads * c->head_dim;
