@@ -1,0 +1,208 @@
+// Micro-benchmark of the packed ternary / low-bit kernels on SmolLM2-135M's
+// linear-layer shapes: GEMV (1 token) and GEMM (8 tokens) per format and
+// kernel implementation, next to the FP32 GEMV/GEMM of nn/matmul.c.
+//
+//   build/bench/bench_kernels [--threads N] [--ms T] [--formats a,b] [--impls a,b] [--cpu-time] [--cold]
+//
+// Prints a Markdown table. GB/s counts the packed weight bytes streamed per
+// call (read once per call, also for GEMM); GMAC/s counts multiply-adds
+// (rows * cols * tokens). Activation quantization is timed separately.
+// Each figure is the best of 5 rounds of at least T/5 ms. By default the
+// weights stay in cache between calls; --cold rotates through copies filling
+// 256 MiB, so every call streams its weights from DRAM as in a real forward.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/cpu.h"
+#include "core/error.h"
+#include "core/mem.h"
+#include "core/threads.h"
+#include "kernels/kernels.h"
+#include "nn/matmul.h"
+
+static unsigned rng = 1;
+static unsigned rnd(void) { return (rng = rng * 1664525u + 1013904223u) >> 8; }
+static float frand(void) { return (float)(rnd() & 0xffff) / 32768.0f - 1.0f; }
+
+typedef struct {
+    int rows, cols;
+    const char *what;
+} shape;
+
+enum { N_GEMM = 8 };
+
+typedef struct {
+    int kind; // 0 packed gemv, 1 packed gemm, 2 f32 gemv, 3 f32 gemm, 4 quantize
+    tern_kimpl impl;
+    const tern_kmatrix *w;
+    tern_qact *a;
+    const float *x, *wf;
+    float *out;
+    int rows, cols;
+    int copies, next;   // --cold: rotate through this many copies of the weights
+    size_t stride;      // bytes between copies
+} job;
+
+static void run(job *j) {
+    size_t off = (size_t)j->next * j->stride;
+    j->next = (j->next + 1) % j->copies;
+    tern_kmatrix w;
+    if (j->w) w = *j->w, w.data += off;
+    const float *wf = j->wf ? (const float *)((const char *)j->wf + off) : NULL;
+    switch (j->kind) {
+    case 0: tern_kgemv(j->impl, &w, j->a, 0, NULL, j->out); break;
+    case 1: tern_kgemm(j->impl, &w, j->a, N_GEMM, NULL, j->out, (size_t)j->rows); break;
+    case 2: tern_gemv_f32(j->out, j->x, wf, NULL, j->cols, j->rows); break;
+    case 3: tern_gemm_f32_blocked(j->out, j->x, wf, NULL, N_GEMM, j->cols, j->rows); break;
+    default: tern_quantize_act(j->impl, j->a, j->x, 1); break;
+    }
+}
+
+static int use_cpu_time;
+static size_t cold_bytes; // --cold: weights copied to fill this many bytes (0 = hot cache)
+
+static int n_copies(size_t bytes) { return cold_bytes > bytes ? (int)(cold_bytes / bytes) : 1; }
+
+// Wall clock, or with --cpu-time this thread's CPU time: on a shared machine
+// that leaves out the time the benchmark is not scheduled at all (only
+// meaningful with --threads 1).
+static double now(void) {
+    if (!use_cpu_time) return tern_now_sec();
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// Seconds per call: best of 5 rounds, each at least ms/5 milliseconds.
+static double time_job(job *j, double ms) {
+    double best = 1e30;
+    run(j); // warm caches and the thread pool
+    for (int round = 0; round < 5; round++) {
+        long calls = 0;
+        double t0 = now(), t;
+        do {
+            run(j);
+            calls++;
+            t = now() - t0;
+        } while (t < ms / 5e3);
+        if (t / calls < best) best = t / calls;
+    }
+    return best;
+}
+
+static int listed(const char *list, const char *name) {
+    if (!list) return 1;
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)); p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == 0)) return 1;
+    return 0;
+}
+
+static void row(const char *shape_s, const char *fmt, const char *impl, double bytes, double macs, double t1,
+                double t8) {
+    printf("| %s | %s | %s | %.0f | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f |\n", shape_s, fmt, impl, bytes / 1024,
+           t1 * 1e6, bytes / t1 / 1e9, macs / t1 / 1e9, t8 * 1e6, bytes / t8 / 1e9, macs * N_GEMM / t8 / 1e9);
+}
+
+int main(int argc, char **argv) {
+    int threads = 1;
+    double ms = 300;
+    const char *formats = NULL, *impls = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ms") && i + 1 < argc) ms = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--formats") && i + 1 < argc) formats = argv[++i];
+        else if (!strcmp(argv[i], "--impls") && i + 1 < argc) impls = argv[++i];
+        else if (!strcmp(argv[i], "--cpu-time")) use_cpu_time = 1;
+        else if (!strcmp(argv[i], "--cold")) cold_bytes = (size_t)256 << 20;
+        else {
+            fprintf(stderr, "usage: %s [--threads N] [--ms T] [--formats a,b] [--impls scalar,avx2,avx512] [--cpu-time] [--cold]\n", argv[0]);
+            return 2;
+        }
+    }
+    tern_set_threads(threads);
+    static const shape shapes[] = {{576, 576, "q/o 576x576"},
+                                   {192, 576, "k/v 192x576"},
+                                   {1536, 576, "gate/up 1536x576"},
+                                   {576, 1536, "down 576x1536"}};
+    printf("cpu: %s; threads: %d; GEMM = %d tokens; G = 128 (q8-row: 32); timing: %s; weights %s\n\n",
+           tern_cpu_describe(), threads, N_GEMM, use_cpu_time ? "thread CPU time" : "wall clock",
+           cold_bytes ? "streamed from DRAM (--cold)" : "hot in cache");
+    printf("| shape (rows x cols) | format | kernel | weights KiB | GEMV us | GEMV GB/s | GEMV GMAC/s | GEMM8 us | "
+           "GEMM8 GB/s | GEMM8 GMAC/s |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int rows = shapes[s].rows, cols = shapes[s].cols;
+        float *x = malloc((size_t)N_GEMM * cols * sizeof(float));
+        size_t fbytes = (size_t)rows * cols * sizeof(float);
+        int fcopies = n_copies(fbytes);
+        float *wf = malloc(fbytes * fcopies);
+        float *out = malloc((size_t)N_GEMM * rows * sizeof(float));
+        for (size_t i = 0; i < (size_t)N_GEMM * cols; i++) x[i] = frand();
+        for (size_t i = 0; i < (size_t)rows * cols; i++) wf[i] = 0.05f * frand();
+        for (int k = 1; k < fcopies; k++) memcpy((char *)wf + k * fbytes, wf, fbytes);
+        job jf = {2, TERN_KIMPL_SCALAR, NULL, NULL, x, wf, out, rows, cols, fcopies, 0, fbytes};
+        double f1 = time_job(&jf, ms);
+        jf.kind = 3;
+        double f8 = time_job(&jf, ms);
+        row(shapes[s].what, "f32", "tern_gemv_f32 / gemm_blocked", (double)rows * cols * 4, (double)rows * cols, f1, f8);
+        for (int fi = 0; fi < TERN_KFMT_COUNT; fi++) {
+            const tern_kformat *f = tern_kformat_get((tern_kfmt_id)fi);
+            if (!listed(formats, f->name)) continue;
+            int group = f->kind == TERN_KKIND_Q8 ? 32 : 128, has_shift = 0;
+            tern_kmatrix km;
+            if (tern_kmatrix_init(&km, f, rows, cols, group, has_shift, NULL)) return 1;
+            int ng = km.n_groups;
+            int8_t *codes = malloc((size_t)rows * cols);
+            float *sc = malloc((size_t)rows * ng * sizeof(float));
+            size_t pbytes = (size_t)rows * km.row_bytes;
+            int pcopies = n_copies(pbytes);
+            uint8_t *z = malloc((size_t)rows * ng), *buf = tern_alloc(pbytes * pcopies);
+            for (size_t i = 0; i < (size_t)rows * cols; i++)
+                codes[i] = (int8_t)(f->code_min + (int)(rnd() % (unsigned)(f->code_max - f->code_min + 1)));
+            for (size_t i = 0; i < (size_t)rows * ng; i++) sc[i] = 0.01f + 0.01f * frand(), z[i] = 1;
+            km.data = buf;
+            if (tern_kpack(&km, buf, codes, sc, NULL, z)) {
+                fprintf(stderr, "%s\n", tern_last_error());
+                return 1;
+            }
+            for (int k = 1; k < pcopies; k++) memcpy(buf + k * pbytes, buf, pbytes);
+            tern_qact a;
+            if (tern_qact_init(&a, N_GEMM, cols, group)) return 1;
+            tern_quantize_act(TERN_KIMPL_SCALAR, &a, x, N_GEMM);
+            for (int impl = 0; impl < TERN_KIMPL_COUNT; impl++) {
+                if (!tern_kernel_supported((tern_kimpl)impl, NULL) || !listed(impls, tern_kernel_name((tern_kimpl)impl)))
+                    continue;
+                job j = {0, (tern_kimpl)impl, &km, &a, x, NULL, out, rows, cols, pcopies, 0, pbytes};
+                double t1 = time_job(&j, ms);
+                j.kind = 1;
+                double t8 = time_job(&j, ms);
+                row(shapes[s].what, f->name, tern_kernel_name((tern_kimpl)impl), (double)rows * km.row_bytes,
+                    (double)rows * cols, t1, t8);
+            }
+            tern_qact_free(&a);
+            free(codes), free(sc), free(z), tern_free(buf);
+        }
+        free(x), free(wf), free(out);
+    }
+    // Activation quantization (per token, once per matrix input).
+    printf("\n| activation quantizer | kernel | us per token (576) | us per token (1536) |\n|---|---|---|---|\n");
+    for (int impl = 0; impl < TERN_KIMPL_AVX512; impl++) {
+        if (!tern_kernel_supported((tern_kimpl)impl, NULL)) continue;
+        double us[2];
+        for (int k = 0; k < 2; k++) {
+            int cols = k ? 1536 : 576;
+            float *x = malloc((size_t)cols * sizeof(float));
+            for (int i = 0; i < cols; i++) x[i] = frand();
+            tern_qact a;
+            if (tern_qact_init(&a, 1, cols, 128)) return 1;
+            job j = {4, (tern_kimpl)impl, NULL, &a, x, NULL, NULL, 1, cols, 1, 0, 0};
+            us[k] = time_job(&j, ms) * 1e6;
+            tern_qact_free(&a);
+            free(x);
+        }
+        printf("| int8 absmax + group sums | %s | %.2f | %.2f |\n", tern_kernel_name((tern_kimpl)impl), us[0], us[1]);
+    }
+    return 0;
+}

@@ -1,0 +1,103 @@
+// Packed storage formats for ternary and low-bit linear layers: one traits
+// entry per format (ggml style) with its geometry, pack/unpack and dot kernels.
+// Bit layouts are documented in docs/format.md.
+//
+// Common geometry. A weight matrix is rows x cols (out x in). Each row is cut
+// into groups of G consecutive columns (the last group of a row may be
+// shorter); G must be a multiple of 32 or >= cols (one group per row). A group
+// is stored as ceil(len/32) chunks of 32 code slots; only the row's last chunk
+// can be partial, and its unused slots hold code field 0, which contributes
+// nothing to an integer dot product. So chunk c always meets activations
+// 32c..32c+31 and the kernels never need to know where a group ends inside a
+// chunk.
+//
+// A packed row is [code bytes][per-group scale fp16 x ng][per-group extras]:
+//   ternary (tern-t2, tern-t1.6): w = alpha*T + gamma, T in {-1,0,1};
+//       extras = gamma fp16 x ng when the matrix has a shift (DLT), else none.
+//   RTN (q4g, q3g, q2g): w = s*(c - z), c in [0, 2^b-1], z integer in the
+//       same range; extras = z as u8 x ng.
+//   q8-row: w = d*c, c in [-127,127]; no extras.
+#ifndef TERN_KERNELS_FORMATS_H
+#define TERN_KERNELS_FORMATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TERN_KCHUNK 32          // code slots per chunk
+#define TERN_KMAX_COLS 65536    // keeps every per-group int32 sum exact (see docs/format.md)
+
+typedef enum {
+    TERN_KFMT_T2,   // ternary, 2 bits per code
+    TERN_KFMT_T1_6, // ternary, 5 trits per byte (1.6 bits)
+    TERN_KFMT_Q8,   // int8, per-block scale (embeddings, LM head)
+    TERN_KFMT_Q4G,  // 4-bit asymmetric RTN
+    TERN_KFMT_Q3G,  // 3-bit asymmetric RTN
+    TERN_KFMT_Q2G,  // 2-bit asymmetric RTN
+    TERN_KFMT_COUNT
+} tern_kfmt_id;
+
+// How a group's integer dot becomes a float (see tern_kstep in kern_impl.h).
+typedef enum { TERN_KKIND_TERNARY, TERN_KKIND_RTN, TERN_KKIND_Q8 } tern_kkind;
+
+// Kernel implementations, selected at run time (kernels.h).
+typedef enum { TERN_KIMPL_SCALAR, TERN_KIMPL_AVX2, TERN_KIMPL_AVX512, TERN_KIMPL_COUNT } tern_kimpl;
+
+typedef struct tern_kformat tern_kformat;
+typedef struct tern_qact tern_qact;
+
+// A packed matrix: geometry plus a pointer to rows * row_bytes bytes.
+typedef struct {
+    const tern_kformat *fmt;
+    int rows, cols, group;
+    int n_groups;   // ceil(cols / group)
+    int n_chunks;   // ceil(cols / 32): chunks per row
+    int cpg;        // chunks per full group
+    int has_shift;  // ternary only: gamma stored per group
+    size_t code_bytes, row_bytes;
+    const uint8_t *data;
+} tern_kmatrix;
+
+// Rows [r0, r1) x tokens [t0, t0+nt): out[(t-t0)*ldo + (r-r0)] = row_r . x_t (+ bias[r]).
+typedef void (*tern_kdot_fn)(const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t0, int nt,
+                             const float *bias, float *out, size_t ldo);
+
+struct tern_kformat {
+    tern_kfmt_id id;
+    const char *name;
+    tern_kkind kind;
+    int code_bits;      // bits per stored code field (t1.6: 0, it is base-3)
+    int code_min, code_max; // accepted input codes
+    int default_group;
+    double bits_per_code;   // code storage only, for a row of whole 5-chunk bundles
+    // Bytes of code storage for a row of n_chunks chunks.
+    size_t (*code_bytes)(int n_chunks);
+    // Read / write the 32 unsigned code fields of chunk c (stored value: T+1
+    // for ternary, c for RTN, the int8 bits for q8). put_chunk expects the
+    // code bytes zeroed first.
+    void (*get_chunk)(const uint8_t *codes, int n_chunks, int c, uint8_t u[TERN_KCHUNK]);
+    void (*put_chunk)(uint8_t *codes, int n_chunks, int c, const uint8_t u[TERN_KCHUNK]);
+    tern_kdot_fn dot[TERN_KIMPL_COUNT]; // NULL where an implementation does not exist
+};
+
+const tern_kformat *tern_kformat_get(tern_kfmt_id id);
+const tern_kformat *tern_kformat_find(const char *name); // NULL (error set) if unknown
+
+// Bytes per packed row; 0 (error set) when cols/group are invalid.
+size_t tern_kformat_row_bytes(const tern_kformat *f, int cols, int group, int has_shift);
+
+// Fills m for data of rows * row_bytes bytes; -1 (error set) on a bad shape.
+int tern_kmatrix_init(tern_kmatrix *m, const tern_kformat *f, int rows, int cols, int group, int has_shift,
+                      const void *data);
+
+// Packs into dst (rows * m->row_bytes bytes, m from tern_kmatrix_init on dst).
+// codes [rows, cols]: ternary T in {-1,0,1}; RTN c in [0, 2^b-1]; q8 c in
+// [-127,127]. scales, shifts, zeros [rows, n_groups]: shifts = ternary gamma
+// (NULL when the matrix has none); zeros = RTN zero points (required for RTN,
+// ignored otherwise). Scales and shifts are rounded to fp16. -1 (error set) on
+// a code or zero point out of range, or a scale that is not finite in fp16.
+int tern_kpack(const tern_kmatrix *m, uint8_t *dst, const int8_t *codes, const float *scales,
+               const float *shifts, const uint8_t *zeros);
+// Inverse of pack (scales come back fp16-rounded). Any output may be NULL.
+void tern_kunpack(const tern_kmatrix *m, int8_t *codes, float *scales, float *shifts, uint8_t *zeros);
+
+#endif

@@ -1,0 +1,243 @@
+// AVX2 kernels (maddubs/madd) and the AVX2 activation quantizer.
+//
+// Compiled with function-level target attributes, not -mavx2, so a portable
+// build still contains them and the dispatcher (kernels.c) decides at run time.
+//
+// One generic row kernel, specialised per format and per token count by
+// constant arguments to always_inline functions: for every chunk of 32 codes
+// the weights are expanded once to 32 unsigned bytes, then multiplied with up
+// to 4 tokens' int8 activations by maddubs (u8 x s8 -> pairs summed in int16).
+// int16 partials are widened with madd(., 1) before TERN_KI16_LIMIT chunks
+// (kern_impl.h) and at every group end; per group, int32 lanes are summed and
+// handed to the shared float epilogue.
+#include "kernels/kern_impl.h"
+
+#ifdef TERN_KHAVE_X86
+#include <immintrin.h>
+
+#define TGT __attribute__((target("avx2,fma,f16c")))
+#define INL static inline __attribute__((always_inline)) TGT
+
+enum { F_T2, F_T16, F_Q8, F_Q4, F_Q3, F_Q2 };
+
+// 8 bytes of 2-bit fields -> slots 0..31 (layout in formats.c).
+INL __m256i expand2(const uint8_t *p) {
+    int64_t v;
+    memcpy(&v, p, 8);
+    __m256i b = _mm256_srlv_epi64(_mm256_set1_epi64x(v), _mm256_setr_epi64x(0, 2, 4, 6));
+    return _mm256_and_si256(b, _mm256_set1_epi8(3));
+}
+
+// 16 bytes of nibbles: low nibbles are slots 0..15, high nibbles 16..31.
+INL __m256i expand4(const uint8_t *p) {
+    __m128i x = _mm_loadu_si128((const __m128i *)p), m = _mm_set1_epi8(15);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(x, 4), m), _mm_and_si128(x, m));
+}
+
+// 2-bit low part plus a 32-bit word of third bits (bit i -> slot i).
+INL __m256i expand3(const uint8_t *p) {
+    uint32_t hb;
+    memcpy(&hb, p + 8, 4);
+    const __m256i idx = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, //
+                                         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((int64_t)0x8040201008040201ull);
+    __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)hb), idx); // byte i = byte i/8 of the word
+    h = _mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit);              // 0xff where bit i%8 is set
+    return _mm256_or_si256(expand2(p), _mm256_and_si256(h, _mm256_set1_epi8(4)));
+}
+
+// Leading trit of bytes already multiplied by 3^k (mod 256): (x*3) >> 8,
+// i.e. [x >= 86] + [x >= 171].
+INL __m256i trit(__m256i x) {
+    const __m256i one = _mm256_set1_epi8(1);
+    __m256i a = _mm256_min_epu8(_mm256_subs_epu8(x, _mm256_set1_epi8(85)), one);
+    __m256i b = _mm256_min_epu8(_mm256_subs_epu8(x, _mm256_set1_epi8((char)170)), one);
+    return _mm256_add_epi8(a, b);
+}
+
+// Chunk c's 32 fields. Chunks are visited in order from 0, which lets the
+// t1.6 decoder keep the current bundle in *m and step it by x3 (mod 256).
+INL __m256i decode(int fmt, const uint8_t *row, int n_chunks, int c, __m256i *m) {
+    switch (fmt) {
+    case F_T2:
+    case F_Q2: return expand2(row + (size_t)c * 8);
+    case F_Q4: return expand4(row + (size_t)c * 16);
+    case F_Q3: return expand3(row + (size_t)c * 12);
+    case F_Q8: return _mm256_loadu_si256((const __m256i *)(row + (size_t)c * 32));
+    default: { // F_T16
+        int full = n_chunks / 5;
+        if (c >= 5 * full) return expand2(row + (size_t)full * 32 + (size_t)(c - 5 * full) * 8);
+        if (c % 5 == 0) *m = _mm256_loadu_si256((const __m256i *)(row + (size_t)(c / 5) * 32));
+        else *m = _mm256_add_epi8(*m, _mm256_add_epi8(*m, *m));
+        return trit(*m);
+    }
+    }
+}
+
+// maddubs of fields with activations. q8 fields are signed: |w| * (q * sign w).
+INL __m256i pair_dot(int fmt, __m256i u, __m256i q) {
+    if (fmt == F_Q8) return _mm256_maddubs_epi16(_mm256_abs_epi8(u), _mm256_sign_epi8(q, u));
+    return _mm256_maddubs_epi16(u, q);
+}
+
+INL int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+INL unsigned short load_u16(const uint8_t *p, int i) {
+    uint16_t h;
+    memcpy(&h, p + 2 * (size_t)i, 2);
+    return h;
+}
+
+INL int i16_limit(int fmt) {
+    switch (fmt) {
+    case F_Q8: return 1; // |w| * |q| pairs reach 32258: widen every chunk
+    case F_Q4: return TERN_KI16_LIMIT(15);
+    case F_Q3: return TERN_KI16_LIMIT(7);
+    case F_T16: return TERN_KI16_LIMIT(2);
+    default: return TERN_KI16_LIMIT(3);
+    }
+}
+
+INL tern_kkind kind_of(int fmt) {
+    return fmt == F_T2 || fmt == F_T16 ? TERN_KKIND_TERNARY : fmt == F_Q8 ? TERN_KKIND_Q8 : TERN_KKIND_RTN;
+}
+
+// One row x NT tokens (NT <= 4, constant after inlining).
+INL void row_tokens(int fmt, int NT, const tern_kmatrix *w, int r, const tern_qact *a, int t0, const float *bias,
+                    float *out, size_t ldo) {
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes, *sc = row + w->code_bytes;
+    const int limit = i16_limit(fmt), nch = w->n_chunks;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int8_t *q[4];
+    const int32_t *gs[4];
+    float acc[4] = {0, 0, 0, 0};
+    for (int t = 0; t < NT; t++) {
+        q[t] = a->q + (size_t)(t0 + t) * a->stride;
+        gs[t] = a->gsum + (size_t)(t0 + t) * a->n_groups;
+    }
+    __m256i m = _mm256_setzero_si256();
+    int c = 0;
+    for (int g = 0; g < w->n_groups; g++) {
+        int end = c + w->cpg < nch ? c + w->cpg : nch;
+        __m256i s32[4];
+        for (int t = 0; t < NT; t++) s32[t] = _mm256_setzero_si256();
+        while (c < end) {
+            int stop = c + limit < end ? c + limit : end;
+            __m256i s16[4];
+            for (int t = 0; t < NT; t++) s16[t] = _mm256_setzero_si256();
+            for (; c < stop; c++) {
+                __m256i u = decode(fmt, row, nch, c, &m);
+                for (int t = 0; t < NT; t++) {
+                    __m256i x = _mm256_loadu_si256((const __m256i *)(q[t] + (size_t)c * TERN_KCHUNK));
+                    s16[t] = _mm256_add_epi16(s16[t], pair_dot(fmt, u, x));
+                }
+            }
+            for (int t = 0; t < NT; t++) s32[t] = _mm256_add_epi32(s32[t], _mm256_madd_epi16(s16[t], ones));
+        }
+        // F16C converts exactly, like the scalar software conversion.
+        const tern_kkind kind = kind_of(fmt);
+        float alpha = _cvtsh_ss(load_u16(sc, g));
+        float gamma = kind == TERN_KKIND_TERNARY && w->has_shift ? _cvtsh_ss(load_u16(sc, w->n_groups + g)) : 0.0f;
+        int32_t zero = kind == TERN_KKIND_RTN ? sc[2 * (size_t)w->n_groups + g] : 0;
+        for (int t = 0; t < NT; t++)
+            acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, hsum_i32(s32[t]), gs[t][g], acc[t]);
+    }
+    for (int t = 0; t < NT; t++) out[(size_t)t * ldo] = tern_kfinish(acc[t], a->scale[t0 + t], bias, r);
+}
+
+INL void rows(int fmt, const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t0, int nt,
+              const float *bias, float *out, size_t ldo) {
+    for (int r = r0; r < r1; r++) {
+        float *o = out + (r - r0);
+        int t = t0;
+        for (; t + 4 <= t0 + nt; t += 4) row_tokens(fmt, 4, w, r, a, t, bias, o + (size_t)(t - t0) * ldo, ldo);
+        switch (t0 + nt - t) {
+        case 3: row_tokens(fmt, 3, w, r, a, t, bias, o + (size_t)(t - t0) * ldo, ldo); break;
+        case 2: row_tokens(fmt, 2, w, r, a, t, bias, o + (size_t)(t - t0) * ldo, ldo); break;
+        case 1: row_tokens(fmt, 1, w, r, a, t, bias, o + (size_t)(t - t0) * ldo, ldo); break;
+        default: break;
+        }
+    }
+}
+
+#define ENTRY(name, fmt) \
+    TGT TERN_KDECL(name) { rows(fmt, w, r0, r1, a, t0, nt, bias, out, ldo); }
+ENTRY(tern_kdot_t2_avx2, F_T2)
+ENTRY(tern_kdot_t16_avx2, F_T16)
+ENTRY(tern_kdot_q8_avx2, F_Q8)
+ENTRY(tern_kdot_q4_avx2, F_Q4)
+ENTRY(tern_kdot_q3_avx2, F_Q3)
+ENTRY(tern_kdot_q2_avx2, F_Q2)
+
+// ---- activation quantizer: same formula and operations as the scalar one ----
+
+INL float hmax_ps(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// round-half-even(x / s) clamped to [-127, 127], as int32 lanes.
+INL __m256i quant8(const float *x, __m256 vs) {
+    __m256 v = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+    return _mm256_cvtps_epi32(v);
+}
+
+TGT static void quantize_token(const tern_qact *a, const float *x, int8_t *q, float *scale, int32_t *gs) {
+    const int cols = a->cols;
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 vmax = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= cols; i += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(x + i), absmask));
+    float amax = hmax_ps(vmax);
+    for (; i < cols; i++) amax = fmaxf(amax, fabsf(x[i]));
+    float s = amax / 127.0f;
+    *scale = s;
+    i = 0;
+    if (s > 0.0f) {
+        const __m256 vs = _mm256_set1_ps(s);
+        const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (; i + 32 <= cols; i += 32) {
+            __m256i ab = _mm256_packs_epi32(quant8(x + i, vs), quant8(x + i + 8, vs));
+            __m256i cd = _mm256_packs_epi32(quant8(x + i + 16, vs), quant8(x + i + 24, vs));
+            // packs work per 128-bit lane; the permute restores element order.
+            __m256i b = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), perm);
+            _mm256_storeu_si256((__m256i *)(q + i), b);
+        }
+        for (; i < cols; i++) {
+            float v = nearbyintf(x[i] / s);
+            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+            q[i] = (int8_t)v;
+        }
+    }
+    memset(q + i, 0, a->stride - (size_t)i); // zero tokens and the padding
+    // Group sums over whole chunks: padding slots are zero, and a group is
+    // either chunk-aligned or the whole row.
+    const int nch = (cols + TERN_KCHUNK - 1) / TERN_KCHUNK;
+    const int cpg = a->group >= cols ? nch : a->group / TERN_KCHUNK;
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    for (int g = 0, c = 0; g < a->n_groups; g++) {
+        __m256i acc = _mm256_setzero_si256();
+        for (int end = c + cpg < nch ? c + cpg : nch; c < end; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(q + (size_t)c * TERN_KCHUNK));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, v), ones16));
+        }
+        gs[g] = hsum_i32(acc);
+    }
+}
+
+TGT void tern_quantize_act_avx2(tern_qact *a, const float *x, int n) {
+    for (int t = 0; t < n; t++)
+        quantize_token(a, x + (size_t)t * a->cols, a->q + (size_t)t * a->stride, a->scale + t,
+                       a->gsum + (size_t)t * a->n_groups);
+    a->n = n;
+}
+
+#endif

@@ -1,0 +1,82 @@
+// Private to src/kernels: the float epilogue every implementation shares, and
+// the kernel entry points the traits table points at.
+//
+// Why the epilogue is bit-identical everywhere: the integer part of a group
+// (raw = sum of stored code * q over the group's chunks) is exact in every
+// kernel, and the float part is this one inline sequence, written with
+// explicit fmaf so that -ffp-contract can neither fuse nor split anything
+// differently in the scalar and the SIMD builds (fmaf is correctly rounded
+// in hardware and in libm alike).
+#ifndef TERN_KERNELS_KERN_IMPL_H
+#define TERN_KERNELS_KERN_IMPL_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/half.h"
+#include "kernels/kernels.h"
+
+static inline float tern_kload_f16(const uint8_t *p, int i) {
+    uint16_t h;
+    memcpy(&h, p + 2 * (size_t)i, 2);
+    return tern_f16_to_f32(h);
+}
+
+// Group contribution added to acc. raw: sum over the group of stored field * q;
+// gsum: sum of q over the group; alpha: the group scale; gamma: the ternary
+// shift (used only with has_shift); zero: the RTN zero point. Callers may
+// decode the fp16 scales any exact way (software or F16C): the values are the same.
+static inline float tern_kstep_v(tern_kkind kind, int has_shift, float alpha, float gamma, int32_t zero,
+                                 int32_t raw, int32_t gsum, float acc) {
+    switch (kind) {
+    case TERN_KKIND_TERNARY:
+        // Stored field is T+1, so sum T*q = raw - sum q (exact in int32).
+        acc = fmaf(alpha, (float)(raw - gsum), acc);
+        if (has_shift) acc = fmaf(gamma, (float)gsum, acc);
+        return acc;
+    case TERN_KKIND_RTN: return fmaf(alpha, (float)(raw - zero * gsum), acc);
+    case TERN_KKIND_Q8:
+    default: return fmaf(alpha, (float)raw, acc);
+    }
+}
+
+// Same, reading group g's parameters from the row's scale area sc.
+static inline float tern_kstep(tern_kkind kind, int has_shift, int n_groups, const uint8_t *sc, int g,
+                               int32_t raw, int32_t gsum, float acc) {
+    float gamma = kind == TERN_KKIND_TERNARY && has_shift ? tern_kload_f16(sc, n_groups + g) : 0.0f;
+    int32_t zero = kind == TERN_KKIND_RTN ? sc[2 * (size_t)n_groups + g] : 0;
+    return tern_kstep_v(kind, has_shift, tern_kload_f16(sc, g), gamma, zero, raw, gsum, acc);
+}
+
+static inline float tern_kfinish(float acc, float sx, const float *bias, int r) {
+    return bias ? fmaf(acc, sx, bias[r]) : acc * sx;
+}
+
+// int16 partial sums in the maddubs kernels: a maddubs lane is u0*q0 + u1*q1
+// with |q| <= 128 (the quantizer emits <= 127; 128 covers hand-made input), so
+// it is at most 2*umax*128 and this many can be added before widening without
+// leaving int16. umax is the largest value a stored field can hold, valid or not
+// (a corrupt 2-bit field can be 3), so a bad file cannot make SIMD and scalar differ.
+#define TERN_KI16_LIMIT(umax) (32767 / (2 * (umax) * 128))
+
+// Entry points (kern_scalar.c, kern_avx2.c, kern_avx512.c).
+#define TERN_KDECL(name)                                                                                   \
+    void name(const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t0, int nt, const float *bias, \
+              float *out, size_t ldo)
+TERN_KDECL(tern_kdot_scalar);
+#if defined(__x86_64__) || defined(__i386__)
+#define TERN_KHAVE_X86 1
+TERN_KDECL(tern_kdot_t2_avx2);
+TERN_KDECL(tern_kdot_t16_avx2);
+TERN_KDECL(tern_kdot_q8_avx2);
+TERN_KDECL(tern_kdot_q4_avx2);
+TERN_KDECL(tern_kdot_q3_avx2);
+TERN_KDECL(tern_kdot_q2_avx2);
+TERN_KDECL(tern_kdot_t2_avx512);
+TERN_KDECL(tern_kdot_q2_avx512);
+void tern_quantize_act_avx2(tern_qact *a, const float *x, int n);
+#endif
+void tern_quantize_act_scalar(tern_qact *a, const float *x, int n);
+
+#endif

@@ -1,0 +1,161 @@
+// Kernel dispatch, activation buffers and the threaded GEMV/GEMM driver.
+#include "kernels/kernels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cpu.h"
+#include "core/error.h"
+#include "core/mem.h"
+#include "kernels/kern_impl.h"
+
+// Same threshold as nn/matmul.c: below this many multiply-adds a fork/join
+// costs more than it saves (and spinning threads hurt on a loaded machine).
+#define PARALLEL_MIN_MACS (1 << 18)
+// Rows per scheduling unit: small enough to balance 2..16 threads on 192-row
+// matrices, large enough that the per-block call overhead is noise.
+#define ROW_BLOCK 16
+
+static const char *impl_names[TERN_KIMPL_COUNT] = {"scalar", "avx2", "avx512"};
+
+const char *tern_kernel_name(tern_kimpl impl) {
+    return (unsigned)impl < TERN_KIMPL_COUNT ? impl_names[impl] : "?";
+}
+
+int tern_kernel_supported(tern_kimpl impl, const char **missing) {
+    const char *miss = NULL;
+    unsigned f = tern_cpu_features();
+    (void)f; // unused off x86
+    switch (impl) {
+    case TERN_KIMPL_SCALAR: break;
+#ifdef TERN_KHAVE_X86
+    case TERN_KIMPL_AVX512:
+        // Formats without a VNNI kernel run the AVX2 one, so AVX2 is needed too.
+        if (!(f & TERN_CPU_AVX512F)) miss = "avx512f";
+        else if (!(f & TERN_CPU_AVX512BW)) miss = "avx512bw";
+        else if (!(f & TERN_CPU_AVX512VNNI)) miss = "avx512vnni";
+        else if (!(f & TERN_CPU_AVX2)) miss = "avx2";
+        else if (!(f & TERN_CPU_FMA)) miss = "fma";
+        else if (!(f & TERN_CPU_F16C)) miss = "f16c";
+        break;
+    case TERN_KIMPL_AVX2:
+        if (!(f & TERN_CPU_AVX2)) miss = "avx2";
+        else if (!(f & TERN_CPU_FMA)) miss = "fma";
+        else if (!(f & TERN_CPU_F16C)) miss = "f16c";
+        break;
+#else
+    case TERN_KIMPL_AVX2: miss = "x86-64 (avx2)"; break;
+    case TERN_KIMPL_AVX512: miss = "x86-64 (avx512f)"; break;
+#endif
+    default: miss = "?"; break;
+    }
+    if (missing) *missing = miss;
+    return miss == NULL;
+}
+
+int tern_kernel_resolve(const char *name, tern_kimpl *out) {
+    if (!name || !*name || strcmp(name, "auto") == 0) {
+        // AVX-512 is opt-in (TERN_KERNEL=avx512) until its kernels have run
+        // on real hardware: none was available where they were written.
+        *out = tern_kernel_supported(TERN_KIMPL_AVX2, NULL) ? TERN_KIMPL_AVX2 : TERN_KIMPL_SCALAR;
+        return 0;
+    }
+    for (int i = 0; i < TERN_KIMPL_COUNT; i++) {
+        if (strcmp(name, impl_names[i]) != 0) continue;
+        const char *miss;
+        if (!tern_kernel_supported((tern_kimpl)i, &miss))
+            return tern_errorf("TERN_KERNEL=%s: this CPU lacks %s", name, miss);
+        *out = (tern_kimpl)i;
+        return 0;
+    }
+    return tern_errorf("TERN_KERNEL=%s: unknown kernel (scalar, avx2, avx512, auto)", name);
+}
+
+int tern_kernel_default(tern_kimpl *out) {
+    static int resolved = -1; // -1 unknown, 0 ok, 1 failed
+    static tern_kimpl cached;
+    static char err[TERN_ERR_MAX];
+    if (resolved < 0) {
+        tern_kimpl k = TERN_KIMPL_SCALAR;
+        int rc = tern_kernel_resolve(getenv("TERN_KERNEL"), &k);
+        if (rc) snprintf(err, sizeof err, "%s", tern_last_error());
+        cached = k;
+        resolved = rc ? 1 : 0;
+    }
+    if (resolved) return tern_errorf("%s", err);
+    *out = cached;
+    return 0;
+}
+
+int tern_qact_init(tern_qact *a, int n_max, int cols, int group) {
+    memset(a, 0, sizeof *a);
+    if (n_max < 1 || cols < 1 || cols > TERN_KMAX_COLS || group < 1 ||
+        (group % TERN_KCHUNK != 0 && group < cols))
+        return tern_errorf("activation buffer: bad shape n=%d cols=%d group=%d", n_max, cols, group);
+    a->n_max = n_max, a->cols = cols, a->group = group;
+    a->n_groups = (cols + group - 1) / group;
+    // Rounded to 64: the AVX-512 kernel reads chunk pairs.
+    a->stride = ((size_t)cols + 63) / 64 * 64;
+    a->q = tern_calloc((size_t)n_max * a->stride);
+    a->scale = tern_calloc((size_t)n_max * sizeof(float));
+    a->gsum = tern_calloc((size_t)n_max * a->n_groups * sizeof(int32_t));
+    if (!a->q || !a->scale || !a->gsum) {
+        tern_qact_free(a);
+        return tern_errorf("activation buffer: out of memory");
+    }
+    return 0;
+}
+
+void tern_qact_free(tern_qact *a) {
+    tern_free(a->q), tern_free(a->scale), tern_free(a->gsum);
+    memset(a, 0, sizeof *a);
+}
+
+void tern_quantize_act(tern_kimpl impl, tern_qact *a, const float *x, int n) {
+#ifdef TERN_KHAVE_X86
+    if (impl != TERN_KIMPL_SCALAR) {
+        tern_quantize_act_avx2(a, x, n);
+        return;
+    }
+#endif
+    (void)impl;
+    tern_quantize_act_scalar(a, x, n);
+}
+
+static tern_kdot_fn pick(tern_kimpl impl, const tern_kmatrix *w) {
+    tern_kdot_fn f = (unsigned)impl < TERN_KIMPL_COUNT ? w->fmt->dot[impl] : NULL;
+    return f ? f : tern_kdot_scalar;
+}
+
+void tern_kgemm(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int n, const float *bias,
+                float *out, size_t ldo) {
+    tern_kdot_fn f = pick(impl, w);
+    int n_blocks = (w->rows + ROW_BLOCK - 1) / ROW_BLOCK;
+    int64_t macs = (int64_t)n * w->rows * w->cols;
+    (void)macs; // unused without OpenMP
+#pragma omp parallel for schedule(static) if (macs >= PARALLEL_MIN_MACS)
+    for (int b = 0; b < n_blocks; b++) {
+        int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < w->rows ? r0 + ROW_BLOCK : w->rows;
+        f(w, r0, r1, a, 0, n, bias, out + r0, ldo);
+    }
+}
+
+void tern_kgemv(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int t, const float *bias,
+                float *out) {
+    tern_kdot_fn f = pick(impl, w);
+    int n_blocks = (w->rows + ROW_BLOCK - 1) / ROW_BLOCK;
+    int64_t macs = (int64_t)w->rows * w->cols;
+    (void)macs;
+#pragma omp parallel for schedule(static) if (macs >= PARALLEL_MIN_MACS)
+    for (int b = 0; b < n_blocks; b++) {
+        int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < w->rows ? r0 + ROW_BLOCK : w->rows;
+        f(w, r0, r1, a, t, 1, bias, out + r0, 0);
+    }
+}
+
+float tern_kdot_row(tern_kimpl impl, const tern_kmatrix *w, int r, const tern_qact *a, int t, const float *bias) {
+    float y;
+    pick(impl, w)(w, r, r + 1, a, t, 1, bias, &y, 0);
+    return y;
+}

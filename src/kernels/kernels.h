@@ -1,0 +1,60 @@
+// Packed ternary / low-bit matrix products with int8 activations.
+//
+// y[t, r] = s_x[t] * sum_g step_g + bias[r], where each group's integer dot
+// (exact int32) is turned into float by one fixed sequence of fmaf calls
+// shared by every implementation (kern_impl.h), so the SIMD kernels equal the
+// scalar reference bit for bit.
+//
+// Implementation choice: tern_kernel_default() picks the best one the CPU
+// supports, or the one named by env TERN_KERNEL=scalar|avx2|avx512.
+#ifndef TERN_KERNELS_KERNELS_H
+#define TERN_KERNELS_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/formats.h"
+
+// Activations of n tokens quantized to int8 (absmax per token) with the
+// per-group sums of q that the shift / zero-point / ternary terms need.
+struct tern_qact {
+    int n_max, n;       // capacity and tokens currently held
+    int cols, group, n_groups;
+    size_t stride;      // bytes per token in q: cols rounded up to 64, zero padded
+    int8_t *q;          // [n_max, stride], values in [-127, 127]
+    float *scale;       // [n_max]: s_x = max|x| / 127 (0 for an all-zero token)
+    int32_t *gsum;      // [n_max, n_groups]: sum of q over each group
+};
+
+// group follows the weight matrices the activations feed (same rule as
+// tern_kmatrix: a multiple of 32 or >= cols). -1 (error set) on bad sizes or
+// out of memory.
+int tern_qact_init(tern_qact *a, int n_max, int cols, int group);
+void tern_qact_free(tern_qact *a);
+// Quantizes x[n, cols] (n <= n_max) with the given implementation.
+void tern_quantize_act(tern_kimpl impl, tern_qact *a, const float *x, int n);
+
+// Resolves a kernel name ("scalar", "avx2", "avx512"; NULL or "" or "auto" =
+// best available). -1 with a one-line error naming the kernel and the missing
+// CPU feature when this CPU cannot run it, or naming the bad value.
+int tern_kernel_resolve(const char *name, tern_kimpl *out);
+// tern_kernel_resolve(getenv("TERN_KERNEL")), resolved once and cached.
+int tern_kernel_default(tern_kimpl *out);
+const char *tern_kernel_name(tern_kimpl impl);
+// Whether this CPU (and this build) can run impl; *missing names the feature.
+int tern_kernel_supported(tern_kimpl impl, const char **missing);
+
+// out[t*ldo + r] for t < n, r < w->rows (ldo = w->rows for a dense output).
+// Output rows are split across OpenMP threads above a work threshold; each
+// thread runs tokens in blocks of 4 so a weight chunk is decoded once per 4
+// tokens. bias may be NULL. a->cols must equal w->cols and a->group w->group.
+void tern_kgemm(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int n, const float *bias,
+                float *out, size_t ldo);
+// One token (token index t of a).
+void tern_kgemv(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int t, const float *bias,
+                float *out);
+// One row, one token.
+float tern_kdot_row(tern_kimpl impl, const tern_kmatrix *w, int r, const tern_qact *a, int t,
+                    const float *bias);
+
+#endif

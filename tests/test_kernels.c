@@ -1,0 +1,402 @@
+// Packed ternary / low-bit kernels: pack/unpack round trips for every format,
+// every SIMD kernel == the scalar reference bit for bit, the scalar reference
+// against a float64 dequantize-then-dot oracle, the activation quantizer
+// against its formula, and TERN_KERNEL forcing.
+#include <stdint.h>
+
+#include "core/cpu.h"
+#include "core/half.h"
+#include "core/mem.h"
+#include "kernels/kernels.h"
+#include "test.h"
+
+static unsigned rng = 12345u;
+static unsigned rnd(void) {
+    rng = rng * 1664525u + 1013904223u;
+    return rng >> 8;
+}
+static float frand(void) { return (float)(rnd() & 0xffff) / 32768.0f - 1.0f; } // [-1, 1)
+
+// ---- a random (or patterned) unpacked matrix ----
+
+typedef struct {
+    int rows, cols, group, ng, shift;
+    int8_t *codes;
+    float *scales, *shifts;
+    uint8_t *zeros;
+} mat;
+
+enum { FILL_RANDOM, FILL_MAX, FILL_MIN }; // codes all at the top / bottom of their range
+
+static mat mat_make(const tern_kformat *f, int rows, int cols, int group, int shift, int fill, float scale_mag) {
+    mat m = {rows, cols, group, (cols + group - 1) / group, shift, NULL, NULL, NULL, NULL};
+    m.codes = malloc((size_t)rows * cols);
+    m.scales = malloc((size_t)rows * m.ng * sizeof(float));
+    m.shifts = malloc((size_t)rows * m.ng * sizeof(float));
+    m.zeros = malloc((size_t)rows * m.ng);
+    int span = f->code_max - f->code_min + 1;
+    for (size_t i = 0; i < (size_t)rows * cols; i++)
+        m.codes[i] = (int8_t)(fill == FILL_MAX ? f->code_max
+                              : fill == FILL_MIN ? f->code_min
+                                                 : f->code_min + (int)(rnd() % (unsigned)span));
+    for (size_t i = 0; i < (size_t)rows * m.ng; i++) {
+        m.scales[i] = scale_mag * (0.25f + fabsf(frand())); // <= 1.25 * scale_mag
+        if (f->kind == TERN_KKIND_Q8 && rnd() % 4 == 0) m.scales[i] = -m.scales[i];
+        m.shifts[i] = scale_mag * 0.3f * frand();
+        m.zeros[i] = (uint8_t)(fill == FILL_RANDOM ? (int)(rnd() % (unsigned)(f->code_max + 1))
+                               : fill == FILL_MAX ? 0 : f->code_max);
+    }
+    return m;
+}
+
+static void mat_free(mat *m) { free(m->codes), free(m->scales), free(m->shifts), free(m->zeros); }
+
+static uint8_t *pack(const tern_kformat *f, const mat *m, tern_kmatrix *km) {
+    if (tern_kmatrix_init(km, f, m->rows, m->cols, m->group, m->shift, NULL)) return NULL;
+    uint8_t *buf = tern_alloc((size_t)m->rows * km->row_bytes + 1);
+    km->data = buf;
+    if (tern_kpack(km, buf, m->codes, m->scales, m->shift ? m->shifts : NULL, m->zeros)) {
+        tern_free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static float f16_round(float v) { return tern_f16_to_f32(tern_f32_to_f16(v)); }
+
+// ---- 1. pack / unpack round trips ----
+
+static void roundtrip(const tern_kformat *f, int rows, int cols, int group, int shift) {
+    mat m = mat_make(f, rows, cols, group, shift, FILL_RANDOM, 0.05f);
+    tern_kmatrix km;
+    uint8_t *buf = pack(f, &m, &km);
+    CHECK_MSG(buf != NULL, "%s pack %dx%d G=%d: %s", f->name, rows, cols, group, tern_last_error());
+    if (!buf) return mat_free(&m);
+    size_t n = (size_t)rows * cols, ng = (size_t)rows * m.ng;
+    int8_t *codes = malloc(n);
+    float *sc = malloc(ng * sizeof(float)), *sh = malloc(ng * sizeof(float));
+    uint8_t *z = malloc(ng);
+    tern_kunpack(&km, codes, sc, sh, z);
+    int bad_codes = memcmp(codes, m.codes, n) != 0, bad_sc = 0, bad_z = 0;
+    for (size_t i = 0; i < ng; i++) {
+        bad_sc += sc[i] != f16_round(m.scales[i]);
+        bad_sc += sh[i] != (shift ? f16_round(m.shifts[i]) : 0.0f);
+        bad_z += f->kind == TERN_KKIND_RTN && z[i] != m.zeros[i];
+    }
+    CHECK_MSG(!bad_codes && !bad_sc && !bad_z, "%s round trip %dx%d G=%d shift=%d: codes %d scales %d zeros %d",
+              f->name, rows, cols, group, shift, bad_codes, bad_sc, bad_z);
+    CHECK(km.row_bytes == tern_kformat_row_bytes(f, cols, group, shift));
+    free(codes), free(sc), free(sh), free(z);
+    tern_free(buf);
+    mat_free(&m);
+}
+
+// Every 5-trit combination through the t1.6 base-3 byte coding.
+static void t16_exhaustive(void) {
+    const tern_kformat *f = tern_kformat_get(TERN_KFMT_T1_6);
+    int rows = 8, cols = 160; // one whole bundle per row: 256 bytes >= 243 values
+    mat m = mat_make(f, rows, cols, cols, 0, FILL_RANDOM, 1);
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < 32; j++) {
+            int v = (r * 32 + j) % 243;
+            for (int k = 4; k >= 0; k--, v /= 3) m.codes[(size_t)r * cols + 32 * k + j] = (int8_t)(v % 3 - 1);
+        }
+    tern_kmatrix km;
+    uint8_t *buf = pack(f, &m, &km);
+    int8_t *codes = malloc((size_t)rows * cols);
+    tern_kunpack(&km, codes, NULL, NULL, NULL);
+    CHECK(memcmp(codes, m.codes, (size_t)rows * cols) == 0);
+    CHECK(km.code_bytes == 32); // 160 codes in 32 bytes: 1.6 bits
+    free(codes), tern_free(buf), mat_free(&m);
+}
+
+// ---- 2. kernels ----
+
+static int same_bits(const float *a, const float *b, size_t n, size_t *where) {
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], sizeof(float)) != 0) {
+            *where = i;
+            return 0;
+        }
+    return 1;
+}
+
+// float64 dequantize-then-dot; *mag gets the sum of |terms| for the tolerance.
+static double oracle(const tern_kformat *f, const tern_kmatrix *km, const int8_t *codes, const float *sc,
+                     const float *sh, const uint8_t *z, const tern_qact *a, int t, int r, const float *bias,
+                     double *mag) {
+    double y = 0, m = 0, sx = a->scale[t];
+    const int8_t *q = a->q + (size_t)t * a->stride;
+    for (int i = 0; i < km->cols; i++) {
+        size_t gi = (size_t)r * km->n_groups + i / km->group;
+        int c = codes[(size_t)r * km->cols + i];
+        double wv = f->kind == TERN_KKIND_RTN ? (double)sc[gi] * (c - z[gi]) : (double)sc[gi] * c + (double)sh[gi];
+        y += wv * (sx * q[i]);
+        m += fabs(wv * (sx * q[i]));
+    }
+    if (bias) y += bias[r], m += fabs(bias[r]);
+    *mag = m;
+    return y;
+}
+
+static int n_impls_tested[TERN_KIMPL_COUNT];
+
+// Packs m, quantizes n tokens of x, and checks every kernel entry point of
+// every supported implementation against the scalar GEMM bit for bit, and
+// the scalar GEMM against the oracle.
+static void check_kernels(const tern_kformat *f, const mat *m, const float *x, int n, const float *bias,
+                          const char *what) {
+    tern_kmatrix km;
+    uint8_t *buf = pack(f, m, &km);
+    CHECK_MSG(buf != NULL, "%s %s: %s", f->name, what, tern_last_error());
+    if (!buf) return;
+    tern_qact a, a2;
+    CHECK_OK(tern_qact_init(&a, n, m->cols, m->group));
+    CHECK_OK(tern_qact_init(&a2, n, m->cols, m->group));
+    tern_quantize_act(TERN_KIMPL_SCALAR, &a, x, n);
+    size_t no = (size_t)n * m->rows;
+    float *ref = malloc(no * sizeof(float)), *got = malloc(no * sizeof(float));
+    tern_kgemm(TERN_KIMPL_SCALAR, &km, &a, n, bias, ref, (size_t)m->rows);
+
+    // Oracle.
+    int8_t *codes = malloc((size_t)m->rows * m->cols);
+    size_t ng = (size_t)m->rows * km.n_groups;
+    float *sc = malloc(ng * sizeof(float)), *sh = malloc(ng * sizeof(float));
+    uint8_t *z = malloc(ng);
+    tern_kunpack(&km, codes, sc, sh, z);
+    int bad = 0;
+    for (int t = 0; t < n && bad < 3; t++)
+        for (int r = 0; r < m->rows && bad < 3; r++) {
+            double mag, y = oracle(f, &km, codes, sc, sh, z, &a, t, r, bias, &mag);
+            // fp32 epilogue: one rounding per fmaf step (<= 2 per group) plus the final one.
+            double tol = (2.0 * km.n_groups + 2) * ldexp(mag, -23) + 1e-30;
+            double g = ref[(size_t)t * m->rows + r];
+            if (!isfinite(y)) continue;
+            if (!(fabs(g - y) <= tol)) {
+                bad++;
+                CHECK_MSG(0, "%s %s oracle t=%d r=%d: got %.9g want %.9g tol %.3g", f->name, what, t, r, g, y, tol);
+            }
+        }
+    CHECK(bad == 0);
+
+    for (int impl = 0; impl < TERN_KIMPL_COUNT; impl++) {
+        if (!tern_kernel_supported((tern_kimpl)impl, NULL)) continue;
+        n_impls_tested[impl]++;
+        // Quantizer of this implementation: identical bytes, scales, sums.
+        tern_quantize_act((tern_kimpl)impl, &a2, x, n);
+        int qsame = memcmp(a.q, a2.q, (size_t)n * a.stride) == 0 &&
+                    memcmp(a.scale, a2.scale, (size_t)n * sizeof(float)) == 0 &&
+                    memcmp(a.gsum, a2.gsum, (size_t)n * a.n_groups * sizeof(int32_t)) == 0;
+        CHECK_MSG(qsame, "%s quantizer differs from scalar (%s)", tern_kernel_name((tern_kimpl)impl), what);
+        size_t where = 0;
+        memset(got, 0xff, no * sizeof(float));
+        tern_kgemm((tern_kimpl)impl, &km, &a2, n, bias, got, (size_t)m->rows);
+        CHECK_MSG(same_bits(got, ref, no, &where), "%s %s gemm %s: [%zu] %.9g vs scalar %.9g", f->name,
+                  tern_kernel_name((tern_kimpl)impl), what, where, got[where], ref[where]);
+        memset(got, 0xff, no * sizeof(float));
+        for (int t = 0; t < n; t++) tern_kgemv((tern_kimpl)impl, &km, &a2, t, bias, got + (size_t)t * m->rows);
+        CHECK_MSG(same_bits(got, ref, no, &where), "%s %s gemv %s: [%zu] %.9g vs scalar %.9g", f->name,
+                  tern_kernel_name((tern_kimpl)impl), what, where, got[where], ref[where]);
+        int t = n - 1, r = m->rows - 1;
+        float y = tern_kdot_row((tern_kimpl)impl, &km, r, &a2, t, bias);
+        CHECK_MSG(same_bits(&y, &ref[(size_t)t * m->rows + r], 1, &where), "%s %s dot_row %s", f->name,
+                  tern_kernel_name((tern_kimpl)impl), what);
+    }
+    free(codes), free(sc), free(sh), free(z);
+    free(ref), free(got);
+    tern_qact_free(&a), tern_qact_free(&a2);
+    tern_free(buf);
+}
+
+static float *rand_x(int n, int cols, float mag) {
+    float *x = malloc((size_t)n * cols * sizeof(float));
+    for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = mag * frand() * (rnd() % 16 == 0 ? 8.0f : 1.0f);
+    return x;
+}
+
+static void random_cases(const tern_kformat *f) {
+    static const int shapes[][2] = {{1, 1}, {3, 7}, {5, 31}, {9, 33}, {7, 100}, {13, 161}, {6, 320},
+                                    {17, 577}, {8, 1000}, {33, 576}};
+    static const int groups[] = {32, 64, 128, 256, 0 /* = width */};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++) {
+            int rows = shapes[s][0], cols = shapes[s][1], group = groups[gi] ? groups[gi] : cols;
+            if (group < cols && group % 32) continue;
+            for (int shift = 0; shift <= (f->kind == TERN_KKIND_TERNARY); shift++) {
+                int n = 1 + (int)(rnd() % 9);
+                mat m = mat_make(f, rows, cols, group, shift, FILL_RANDOM, 0.05f);
+                float *x = rand_x(n, cols, 2.0f), *bias = malloc((size_t)rows * sizeof(float));
+                for (int r = 0; r < rows; r++) bias[r] = frand();
+                char what[96];
+                snprintf(what, sizeof what, "%dx%d G=%d shift=%d n=%d", rows, cols, group, shift, n);
+                check_kernels(f, &m, x, n, (rows + cols) % 2 ? bias : NULL, what);
+                roundtrip(f, rows, cols, group, shift);
+                free(x), free(bias);
+                mat_free(&m);
+            }
+        }
+    // Every token count 1..9 on one shape (token blocks of 4 plus tails).
+    for (int n = 1; n <= 9; n++) {
+        mat m = mat_make(f, 11, 200, 64, f->kind == TERN_KKIND_TERNARY, FILL_RANDOM, 0.05f);
+        float *x = rand_x(n, 200, 1.0f);
+        char what[64];
+        snprintf(what, sizeof what, "11x200 G=64 n=%d", n);
+        check_kernels(f, &m, x, n, NULL, what);
+        free(x);
+        mat_free(&m);
+    }
+}
+
+// Extreme values: saturated activations (q = +-127 everywhere), codes all at
+// one end of their range, zero activations, huge and tiny scales. Long single
+// groups stress the int16 widening.
+static void extreme_cases(const tern_kformat *f) {
+    static const int shapes[][3] = {{5, 4096, 4096}, {9, 1537, 128}, {4, 64, 32}, {3, 2048, 256}};
+    static const float xs[] = {1.0f, -1.0f};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int fill = FILL_MAX; fill <= FILL_MIN; fill++)
+            for (int sign = 0; sign < 2; sign++) {
+                int rows = shapes[s][0], cols = shapes[s][1], group = shapes[s][2], n = 5;
+                float mag = s == 1 ? 50000.0f : s == 2 ? 1e-7f : 1.0f;  // fp16 extremes
+                mat m = mat_make(f, rows, cols, group, f->kind == TERN_KKIND_TERNARY, fill, mag);
+                float *x = malloc((size_t)n * cols * sizeof(float));
+                for (int t = 0; t < n; t++)
+                    for (int i = 0; i < cols; i++)
+                        x[(size_t)t * cols + i] = t == 2 ? 0.0f                      // zero token
+                                                  : t == 3 ? ((i & 1) ? xs[sign] : -xs[sign]) * 3.0f
+                                                           : xs[sign] * (t + 1.0f); // all q = +-127
+                char what[96];
+                snprintf(what, sizeof what, "extreme %dx%d G=%d fill=%d sign=%d", rows, cols, group, fill, sign);
+                check_kernels(f, &m, x, n, NULL, what);
+                free(x);
+                mat_free(&m);
+            }
+}
+
+// ---- 3. activation quantizer against its formula ----
+
+static void quantizer_formula(void) {
+    int n = 4, cols = 77, group = 32;
+    float *x = rand_x(n, cols, 3.0f);
+    x[5] = -100.0f; // token 0's max-magnitude element: must map to exactly -127
+    for (int i = 0; i < cols; i++) x[(size_t)3 * cols + i] = 0.0f; // zero token
+    for (int impl = 0; impl < TERN_KIMPL_COUNT; impl++) {
+        if (!tern_kernel_supported((tern_kimpl)impl, NULL)) continue;
+        tern_qact a;
+        CHECK_OK(tern_qact_init(&a, n, cols, group));
+        tern_quantize_act((tern_kimpl)impl, &a, x, n);
+        int bad = 0;
+        for (int t = 0; t < n; t++) {
+            float amax = 0;
+            for (int i = 0; i < cols; i++) amax = fabsf(x[(size_t)t * cols + i]) > amax ? fabsf(x[(size_t)t * cols + i]) : amax;
+            float s = amax / 127.0f;
+            bad += a.scale[t] != s;
+            int32_t gs[3] = {0, 0, 0};
+            for (int i = 0; i < cols; i++) {
+                double v = s > 0 ? (double)(x[(size_t)t * cols + i] / s) : 0.0;
+                double r = floor(v + 0.5);
+                if (r - v == 0.5 && fmod(r, 2.0) != 0) r -= 1; // ties to even
+                r = r > 127 ? 127 : r < -127 ? -127 : r;
+                bad += a.q[(size_t)t * a.stride + i] != (int8_t)r;
+                gs[i / group] += (int32_t)r;
+            }
+            for (size_t i = cols; i < a.stride; i++) bad += a.q[(size_t)t * a.stride + i] != 0;
+            for (int g = 0; g < 3; g++) bad += a.gsum[(size_t)t * a.n_groups + g] != gs[g];
+        }
+        CHECK_MSG(bad == 0, "quantizer %s: %d mismatches", tern_kernel_name((tern_kimpl)impl), bad);
+        CHECK(a.q[5] == -127 && a.scale[3] == 0.0f);
+        tern_qact_free(&a);
+    }
+    free(x);
+}
+
+// ---- 4. dispatch, errors, and that the checks can fail ----
+
+static void dispatch(void) {
+    tern_kimpl k;
+    setenv("TERN_KERNEL", "scalar", 1);
+    CHECK_OK(tern_kernel_default(&k));
+    CHECK(k == TERN_KIMPL_SCALAR);
+    CHECK_OK(tern_kernel_resolve("scalar", &k));
+    CHECK_OK(tern_kernel_resolve(NULL, &k));
+    const char *miss = NULL;
+    if (tern_kernel_supported(TERN_KIMPL_AVX512, &miss)) {
+        CHECK_OK(tern_kernel_resolve("avx512", &k));
+    } else {
+        CHECK_FAILS(tern_kernel_resolve("avx512", &k), "TERN_KERNEL=avx512: this CPU lacks avx512");
+        CHECK(strchr(tern_last_error(), '\n') == NULL);
+        printf("avx512 unavailable here: %s\n", tern_last_error());
+    }
+    if (!tern_kernel_supported(TERN_KIMPL_AVX2, NULL))
+        CHECK_FAILS(tern_kernel_resolve("avx2", &k), "TERN_KERNEL=avx2: this CPU lacks");
+    CHECK_FAILS(tern_kernel_resolve("sse9", &k), "unknown kernel");
+}
+
+static void errors(void) {
+    const tern_kformat *f = tern_kformat_get(TERN_KFMT_T2);
+    tern_kmatrix km;
+    CHECK_FAILS(tern_kmatrix_init(&km, f, 4, 100, 48, 0, NULL), "multiple of 32");
+    CHECK_FAILS(tern_kmatrix_init(&km, tern_kformat_get(TERN_KFMT_Q4G), 4, 100, 32, 1, NULL), "shift");
+    CHECK(tern_kformat_find("tern-t1.6") == tern_kformat_get(TERN_KFMT_T1_6));
+    CHECK(tern_kformat_find("t3") == NULL);
+    int8_t codes[64];
+    float sc[2] = {1, 1};
+    uint8_t buf[256], z[2] = {0, 0}; // >= the q8 row (64 + 4 bytes)
+    memset(codes, 0, sizeof codes);
+    codes[40] = 2;
+    CHECK_OK(tern_kmatrix_init(&km, f, 1, 64, 32, 0, buf));
+    CHECK_FAILS(tern_kpack(&km, buf, codes, sc, NULL, NULL), "code 2 at row 0 col 40");
+    codes[40] = 0, sc[1] = 1e6f;
+    CHECK_FAILS(tern_kpack(&km, buf, codes, sc, NULL, NULL), "not finite in fp16");
+    CHECK_OK(tern_kmatrix_init(&km, tern_kformat_get(TERN_KFMT_Q2G), 1, 64, 32, 0, buf));
+    z[1] = 4, sc[1] = 1;
+    CHECK_FAILS(tern_kpack(&km, buf, codes, sc, NULL, z), "zero point 4");
+    codes[0] = -1;
+    CHECK_OK(tern_kmatrix_init(&km, tern_kformat_get(TERN_KFMT_Q8), 1, 64, 32, 0, buf));
+    codes[1] = -128;
+    CHECK_FAILS(tern_kpack(&km, buf, codes, sc, NULL, NULL), "outside [-127, 127]");
+}
+
+// A corrupted weight byte must change the output, or the comparisons above
+// could be comparing nothing.
+static void sensitivity(void) {
+    for (int fi = 0; fi < TERN_KFMT_COUNT; fi++) {
+        const tern_kformat *f = tern_kformat_get((tern_kfmt_id)fi);
+        mat m = mat_make(f, 2, 96, 32, 0, FILL_RANDOM, 0.1f);
+        tern_kmatrix km;
+        uint8_t *buf = pack(f, &m, &km);
+        float *x = rand_x(1, 96, 1.0f);
+        tern_qact a;
+        CHECK_OK(tern_qact_init(&a, 1, 96, 32));
+        tern_quantize_act(TERN_KIMPL_SCALAR, &a, x, 1);
+        for (int impl = 0; impl < TERN_KIMPL_COUNT; impl++) {
+            if (!tern_kernel_supported((tern_kimpl)impl, NULL)) continue;
+            float y0[2], y1[2];
+            tern_kgemv((tern_kimpl)impl, &km, &a, 0, NULL, y0);
+            buf[km.row_bytes + 3] ^= 0x01; // a code of row 1, chunk 0
+            tern_kgemv((tern_kimpl)impl, &km, &a, 0, NULL, y1);
+            buf[km.row_bytes + 3] ^= 0x01;
+            CHECK_MSG(y0[0] == y1[0] && y0[1] != y1[1], "%s %s: corruption not seen", f->name,
+                      tern_kernel_name((tern_kimpl)impl));
+        }
+        tern_qact_free(&a);
+        free(x), tern_free(buf), mat_free(&m);
+    }
+}
+
+int main(void) {
+    printf("cpu: %s\n", tern_cpu_describe());
+    dispatch();
+    errors();
+    t16_exhaustive();
+    quantizer_formula();
+    for (int fi = 0; fi < TERN_KFMT_COUNT; fi++) {
+        const tern_kformat *f = tern_kformat_get((tern_kfmt_id)fi);
+        random_cases(f);
+        extreme_cases(f);
+    }
+    sensitivity();
+    for (int i = 0; i < TERN_KIMPL_COUNT; i++)
+        printf("%s: %d kernel cases compared\n", tern_kernel_name((tern_kimpl)i), n_impls_tested[i]);
+    return test_report();
+}
