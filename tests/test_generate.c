@@ -42,7 +42,7 @@ int main(void) {
     size_t n;
     CHECK_OK(tern_read_file(test_data_path("data/tinystories/valid-sample.txt"), &story, &n));
     tern_ppl_result r;
-    CHECK_OK(tern_perplexity_text(&m, tok, story, n, 256, 20, &r));
+    CHECK_OK(tern_perplexity_text(&m, tok, story, n, 256, 20, NULL, &r));
     printf("stories260K ppl(valid-sample, 20 chunks of 256) = %.4f +/- %.4f over %lld tokens\n", r.ppl, r.ppl_se,
            (long long)r.tokens);
     CHECK(r.chunks == 20 && r.ppl > 1.5 && r.ppl < 20); // a 260K-parameter TinyStories model: single digits

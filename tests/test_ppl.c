@@ -28,18 +28,18 @@ int main(void) {
     tern_model m = {0};
     CHECK_OK(tern_llama2c_load(&m, test_src_path("tests/fixtures/tiny_llama.bin")));
     tern_ppl_result r;
-    CHECK_OK(tern_perplexity_tokens(&m, tokens, n, bos, ctx, 0, &r));
+    CHECK_OK(tern_perplexity_tokens(&m, tokens, n, bos, ctx, 0, NULL, &r));
     CHECK(r.tokens == ref_count && r.chunks == n / ctx);
     CHECK_NEAR(r.ppl / ref[0], 1.0, 1e-5);
     CHECK_NEAR(r.ppl_se / ref[1], 1.0, 1e-4);
     CHECK_NEAR(r.nll, ref[2], 1e-5);
     // Without BOS substitution the first token of each chunk changes: a different answer.
-    CHECK_OK(tern_perplexity_tokens(&m, tokens, n, -1, ctx, 0, &r));
+    CHECK_OK(tern_perplexity_tokens(&m, tokens, n, -1, ctx, 0, NULL, &r));
     CHECK(fabs(r.ppl / ref[0] - 1.0) > 1e-4);
     // --chunks limits the work; too little text is an error, not a NaN.
-    CHECK_OK(tern_perplexity_tokens(&m, tokens, n, bos, ctx, 1, &r));
+    CHECK_OK(tern_perplexity_tokens(&m, tokens, n, bos, ctx, 1, NULL, &r));
     CHECK(r.chunks == 1 && r.tokens == ctx / 2 - 1);
-    CHECK_FAILS(tern_perplexity_tokens(&m, tokens, ctx - 1, bos, ctx, 0, &r), "fewer than one chunk");
+    CHECK_FAILS(tern_perplexity_tokens(&m, tokens, ctx - 1, bos, ctx, 0, NULL, &r), "fewer than one chunk");
     tern_model_free(&m);
     free(tokens);
     return test_report();

@@ -12,6 +12,7 @@
 #include "core/progress.h"
 #include "core/threads.h"
 #include "eval/ppl.h"
+#include "eval/zeroshot.h"
 #include "infer/bench.h"
 #include "infer/generate.h"
 #include "io/gguf_write.h"
@@ -19,6 +20,7 @@
 #include "io/model.h"
 #include "nn/matmul.h"
 #include "tok/tokenizer.h"
+#include "quant/quant.h"
 #include "train/trainer.h"
 
 static const char *usage_text =
@@ -28,8 +30,10 @@ static const char *usage_text =
     "  info      --model M [--json]                        describe a model\n"
     "  generate  --model M --prompt TEXT [--n-predict N]    generate text\n"
     "  ppl       --model M --file TEXT [--ctx 512]          perplexity\n"
-    "  bench     --model M [--threads N] [--json]           throughput (pp512, tg128)\n"
+    "  bench     --model M [--compare f32,t2] [--json]      throughput (pp512, tg128) per format\n"
+    "  eval      --model M --task FILE [--task FILE ...]    zero-shot multiple-choice accuracy\n"
     "  train     --model M --data TEXT --out OUT.gguf       full-precision fine-tuning\n"
+    "  quantize  --model M --method M --calib TEXT --out O  QAT/PTQ to ternary or low-bit\n"
     "\n"
     "Models: a Hugging Face directory, a GGUF file, or a llama2.c checkpoint\n"
     "(llama2.c needs --tokenizer tokenizer.bin). Every command takes --model,\n"
@@ -195,15 +199,16 @@ static int cmd_generate(int argc, char **argv) {
 
 static int cmd_ppl(int argc, char **argv) {
     common_opts o = {0};
-    const char *file = NULL;
+    const char *file = NULL, *format = "f32";
     int ctx = 512, chunks = 0, rc = 0;
     for (int i = 1; i < argc && rc == 0; i++) {
         const char *a = argv[i];
         if (is_help(a)) {
-            printf("usage: tern ppl --model M [--tokenizer T] --file TEXT [--ctx 512] [--chunks K] [--json]\n"
+            printf("usage: tern ppl --model M [--tokenizer T] --file TEXT [--ctx 512] [--chunks K] [--format F] [--json]\n"
                    "Perplexity as llama.cpp's llama-perplexity computes it: non-overlapping chunks of --ctx\n"
                    "tokens, BOS at each chunk start when the vocabulary adds BOS, the second half of each\n"
-                   "chunk scored. --chunks limits the number of chunks (default: all).\n");
+                   "chunk scored. --chunks limits the number of chunks (default: all). --format runs the linear\n"
+                   "layers in another storage (bf16, t2, t1.6, q8; see tern bench --help).\n");
             return 0;
         }
         int r = parse_common(&o, argc, argv, &i);
@@ -212,6 +217,7 @@ static int cmd_ppl(int argc, char **argv) {
         if (!strcmp(a, "--file") || !strcmp(a, "-f")) rc = need_value(argc, argv, &i, "ppl", &file);
         else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) rc = int_value(argc, argv, &i, "ppl", 4, 1 << 20, &ctx);
         else if (!strcmp(a, "--chunks")) rc = int_value(argc, argv, &i, "ppl", 0, 1 << 30, &chunks);
+        else if (!strcmp(a, "--format")) rc = need_value(argc, argv, &i, "ppl", &format);
         else return bad_usage("ppl", "unknown option %s", a);
     }
     if (rc) return rc;
@@ -228,7 +234,7 @@ static int cmd_ppl(int argc, char **argv) {
     if (ctx > m.cfg.max_seq)
         fprintf(stderr, "tern ppl: warning: --ctx %d exceeds the model's training context %d\n", ctx, m.cfg.max_seq);
     tern_ppl_result r;
-    rc = tern_perplexity_text(&m, tok, text, len, ctx, chunks, &r);
+    rc = tern_perplexity_text(&m, tok, text, len, ctx, chunks, format, &r);
     if (rc == 0) {
         if (o.json)
             printf("{\"ppl\": %.6f, \"ppl_se\": %.6f, \"nll\": %.6f, \"tokens\": %lld, \"chunks\": %d, \"ctx\": %d, "
@@ -245,21 +251,21 @@ static int cmd_ppl(int argc, char **argv) {
     return rc ? die() : 0;
 }
 
-static int64_t file_size(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (int64_t)st.st_size : -1;
-}
-
 static int cmd_bench(int argc, char **argv) {
     common_opts o = {0};
     tern_bench_opts b = {.n_prompt = 512, .n_gen = 128, .reps = 3};
+    const char *compare = "f32";
     int rc = 0;
     for (int i = 1; i < argc && rc == 0; i++) {
         const char *a = argv[i];
         if (is_help(a)) {
-            printf("usage: tern bench --model M [--threads N] [--reps 3] [--n-prompt 512] [--n-gen 128] [--json]\n"
-                   "Prompt processing (ppN) and generation (tgN) tokens/s, mean +/- sd over repetitions after a\n"
-                   "warm-up, bytes streamed per token, and the fraction of the measured read bandwidth reached.\n");
+            printf("usage: tern bench --model M [--compare f32,bf16,t2,t1.6,q8] [--threads N] [--reps 3]\n"
+                   "                  [--n-prompt 512] [--n-gen 128] [--json]\n"
+                   "For each format: prompt processing (ppN) and generation (tgN) tokens/s, mean +/- sd over\n"
+                   "repetitions after a warm-up, the bytes streamed per token, the file size in that format, and\n"
+                   "the fraction of the measured read bandwidth reached. Formats other than f32 are made from\n"
+                   "the loaded model: bf16 rounds the weights; t2/t1.6 ternarize every linear layer with\n"
+                   "absmean per group of 128 (LM head at 8 bits); q8 is int8 per block of 32.\n");
             return 0;
         }
         int r = parse_common(&o, argc, argv, &i);
@@ -268,38 +274,43 @@ static int cmd_bench(int argc, char **argv) {
         if (!strcmp(a, "--reps") || !strcmp(a, "-r")) rc = int_value(argc, argv, &i, "bench", 1, 1000, &b.reps);
         else if (!strcmp(a, "--n-prompt")) rc = int_value(argc, argv, &i, "bench", 1, 1 << 16, &b.n_prompt);
         else if (!strcmp(a, "--n-gen")) rc = int_value(argc, argv, &i, "bench", 1, 1 << 16, &b.n_gen);
+        else if (!strcmp(a, "--compare")) rc = need_value(argc, argv, &i, "bench", &compare);
         else return bad_usage("bench", "unknown option %s", a);
     }
     if (rc) return rc;
     tern_model m;
     if ((rc = load_model(&o, &m, "bench"))) return rc;
     double bw = tern_bench_read_bandwidth();
-    tern_bench_result res[2];
-    // Models are benchmarked in the FP32 form they are held in after loading.
-    int64_t f32_bytes = tern_model_param_count(&m) * 4;
-    rc = tern_bench_run(&m, "f32", f32_bytes, &b, res);
-    if (rc == 0) {
-        if (o.json) {
-            printf("{\"model\": ");
-            tern_json_write_string(stdout, o.model, strlen(o.model));
-            printf(", \"source_bytes\": %lld, \"bandwidth_gbs\": %.3f, \"threads\": %d, \"gemm\": \"%s\", \"results\": [",
-                   (long long)file_size(o.model), bw, tern_get_threads(), tern_gemm_backend());
-            for (int k = 0; k < 2; k++)
-                printf("%s{\"format\": \"%s\", \"test\": \"%s\", \"tokens_per_s\": %.4f, \"sd\": %.4f, "
-                       "\"bytes_per_token\": %.0f, \"file_bytes\": %lld, \"gbs\": %.3f}",
-                       k ? ", " : "", res[k].format, res[k].test, res[k].tokens_per_s, res[k].sd,
-                       res[k].bytes_per_token, (long long)res[k].file_bytes,
-                       res[k].tokens_per_s * res[k].bytes_per_token / 1e9);
-            printf("]}\n");
-        } else {
-            printf("model %s, %d threads, GEMM: %s, read bandwidth %.2f GB/s\n", o.model, tern_get_threads(),
-                   tern_gemm_backend(), bw);
-            printf("%-8s %-7s %14s %12s %10s %10s\n", "format", "test", "tokens/s", "MB/token", "GB/s", "% of bw");
-            for (int k = 0; k < 2; k++) {
-                double gbs = res[k].tokens_per_s * res[k].bytes_per_token / 1e9;
-                printf("%-8s %-7s %8.2f ± %-5.2f %10.2f %10.2f %9.1f%%\n", res[k].format, res[k].test,
-                       res[k].tokens_per_s, res[k].sd, res[k].bytes_per_token / 1e6, gbs, 100 * gbs / bw);
-            }
+    char formats[256];
+    snprintf(formats, sizeof formats, "%s", compare);
+    tern_bench_result res[32];
+    int n_res = 0;
+    for (char *save = NULL, *f = strtok_r(formats, ",", &save); f && rc == 0 && n_res + 2 <= 32;
+         f = strtok_r(NULL, ",", &save)) {
+        rc = tern_bench_run(&m, f, &b, res + n_res);
+        n_res += 2;
+    }
+    if (rc == 0 && o.json) {
+        printf("{\"model\": ");
+        tern_json_write_string(stdout, o.model, strlen(o.model));
+        printf(", \"bandwidth_gbs\": %.3f, \"threads\": %d, \"gemm\": \"%s\", \"results\": [", bw, tern_get_threads(),
+               tern_gemm_backend());
+        for (int k = 0; k < n_res; k++)
+            printf("%s{\"format\": \"%s\", \"test\": \"%s\", \"tokens_per_s\": %.4f, \"sd\": %.4f, "
+                   "\"bytes_per_token\": %.0f, \"file_bytes\": %lld}",
+                   k ? ", " : "", res[k].format, res[k].test, res[k].tokens_per_s, res[k].sd, res[k].bytes_per_token,
+                   (long long)res[k].file_bytes);
+        printf("]}\n");
+    } else if (rc == 0) {
+        printf("model %s, %d threads, FP32 GEMM: %s, read bandwidth %.2f GB/s\n", o.model, tern_get_threads(),
+               tern_gemm_backend(), bw);
+        printf("%-7s %-6s %18s %10s %10s %8s %8s\n", "format", "test", "tokens/s", "file MB", "MB/token", "GB/s", "% bw");
+        for (int k = 0; k < n_res; k++) {
+            double gbs = res[k].tokens_per_s * res[k].bytes_per_token / 1e9;
+            int tg = res[k].test[0] == 't'; // bandwidth matters for generation; pp is compute-bound
+            printf("%-7s %-6s %10.2f ± %-6.2f %10.1f %10.2f %8.2f %7.1f%%\n", res[k].format, res[k].test,
+                   res[k].tokens_per_s, res[k].sd, res[k].file_bytes / 1e6, res[k].bytes_per_token / 1e6,
+                   tg ? gbs : 0.0, tg ? 100 * gbs / bw : 0.0);
         }
     }
     tern_model_free(&m);
@@ -440,6 +451,200 @@ static int cmd_train(int argc, char **argv) {
     return rc ? die() : 0;
 }
 
+#define EVAL_MAX_TASKS 64
+
+// Evaluates one task file; prints its table row unless --json.
+static int eval_one(const tern_model *m, const tern_tokenizer *tok, const char *path, const tern_zs_opts *zo,
+                    int json, tern_zs_task *task, tern_zs_result *res) {
+    if (tern_zs_task_read(task, path, zo)) return -1;
+    int rc = tern_zs_task_tokenize(task, tok);
+    if (rc == 0) rc = tern_zs_evaluate(m, task, res);
+    if (rc == 0 && !json) {
+        printf("%-16s %6d   %.4f ± %.4f   %.4f ± %.4f %9.1f %9.2f\n", task->name, res->n, res->acc, res->acc_se,
+               res->acc_norm, res->acc_norm_se, res->seconds, res->items_per_s);
+        fflush(stdout);
+    }
+    return rc;
+}
+
+static int cmd_eval(int argc, char **argv) {
+    common_opts o = {0};
+    tern_zs_opts zo = {0};
+    const char *tasks[EVAL_MAX_TASKS];
+    int n_tasks = 0, rc = 0;
+    for (int i = 1; i < argc && rc == 0; i++) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            printf("usage: tern eval --model M [--tokenizer T] --task FILE [--task FILE ...] [--limit N] [--json]\n"
+                   "                 [--skip-bad] [--fields MAP] [--delimiter STR] [--threads N]\n"
+                   "Zero-shot multiple-choice accuracy as lm-evaluation-harness scores it: acc (argmax of the\n"
+                   "continuation's log-likelihood) and acc_norm (log-likelihood per byte of the choice), each with\n"
+                   "its standard error. Task files are JSONL: {\"query\", \"choices\", \"gold\"} (ARC, PIQA, BoolQ,\n"
+                   "HellaSwag) or {\"context_options\", \"continuation\", \"gold\"} (WinoGrande, partial scoring).\n"
+                   "  --limit N        first N items of each task\n"
+                   "  --skip-bad       skip lines that are not valid JSON objects (default: error)\n"
+                   "  --fields MAP     field names of other exports, e.g. query=ctx,choices=endings,gold=label;\n"
+                   "                   dotted paths (choices=choices.text) and string fields joined by '|'\n"
+                   "                   (choices=sol1|sol2) are accepted; gold may be a string of digits\n"
+                   "  --delimiter STR  text between context and choice (default: \" \", none when the context\n"
+                   "                   ends or the choice starts with whitespace)\n");
+            return 0;
+        }
+        int r = parse_common(&o, argc, argv, &i);
+        if (r < 0) return bad_usage("eval", "%s needs a value", a);
+        if (r > 0) continue;
+        if (!strcmp(a, "--task")) {
+            if (n_tasks == EVAL_MAX_TASKS) return bad_usage("eval", "%s", "too many --task files");
+            rc = need_value(argc, argv, &i, "eval", &tasks[n_tasks++]);
+        } else if (!strcmp(a, "--limit")) rc = int_value(argc, argv, &i, "eval", 0, 1 << 30, &zo.limit);
+        else if (!strcmp(a, "--skip-bad")) zo.skip_bad = 1;
+        else if (!strcmp(a, "--fields")) rc = need_value(argc, argv, &i, "eval", &zo.fields);
+        else if (!strcmp(a, "--delimiter")) rc = need_value(argc, argv, &i, "eval", &zo.delimiter);
+        else return bad_usage("eval", "unknown option %s", a);
+    }
+    if (rc) return rc;
+    if (n_tasks == 0) return bad_usage("eval", "%s", "--task is required");
+    tern_model m;
+    tern_tokenizer *tok;
+    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "eval"))) return rc;
+    if (o.json) tern_progress_set_enabled(0);
+    else printf("%-16s %6s   %-15s   %-15s %9s %9s\n", "task", "n", "acc ± se", "acc_norm ± se", "seconds", "items/s");
+    tern_zs_result res[EVAL_MAX_TASKS];
+    char names[EVAL_MAX_TASKS][128];
+    for (int k = 0; k < n_tasks && rc == 0; k++) {
+        tern_zs_task task;
+        rc = eval_one(&m, tok, tasks[k], &zo, o.json, &task, &res[k]);
+        snprintf(names[k], sizeof names[k], "%s", task.name);
+        tern_zs_task_free(&task);
+    }
+    if (rc == 0 && o.json) {
+        printf("{\"model\": ");
+        tern_json_write_string(stdout, o.model, strlen(o.model));
+        printf(", \"tasks\": [");
+        for (int k = 0; k < n_tasks; k++) {
+            printf("%s{\"task\": ", k ? ", " : "");
+            tern_json_write_string(stdout, names[k], strlen(names[k]));
+            printf(", \"n\": %d, \"acc\": %.6f, \"acc_se\": %.6f, \"acc_norm\": %.6f, \"acc_norm_se\": %.6f, "
+                   "\"seconds\": %.3f, \"items_per_s\": %.4f}",
+                   res[k].n, res[k].acc, res[k].acc_se, res[k].acc_norm, res[k].acc_norm_se, res[k].seconds,
+                   res[k].items_per_s);
+        }
+        printf("]}\n");
+    }
+    tern_tokenizer_free(tok);
+    tern_model_free(&m);
+    return rc ? die() : 0;
+}
+
+// `tern quantize`: QAT (or PTQ with --steps 0) of the block linears with one
+// of the methods in src/quant; writes a fake-quant GGUF with tern.* metadata.
+static int cmd_quantize(int argc, char **argv) {
+    common_opts o = {0};
+    tern_train_opts t;
+    tern_train_opts_defaults(&t);
+    tern_quant_opts q;
+    tern_quant_opts_defaults(&q);
+    const char *out = NULL, *method_name = NULL, *distill = "none";
+    int rc = 0, steps_given = 0, ce_given = 0, off_given = 0;
+    for (int i = 1; i < argc && rc == 0; i++) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            printf("usage: tern quantize --model M --method METHOD --calib TEXT --out OUT.gguf [options]\n"
+                   "Quantizes every decoder-block linear (q k v o gate up down) and writes their effective\n"
+                   "(dequantized) weights as a self-contained GGUF with tern.* metadata.\n"
+                   "  --method M             %s\n"
+                   "  --bits B (4)           rtn / teq grid bits, 2..8; --sym for a symmetric grid\n"
+                   "  --group G (128)        input columns per group, -1 = whole row\n"
+                   "  --lambda L (1e-3)      tequila dead-zone bias weight\n"
+                   "  --inner Q (rtn)        teq's quantizer: rtn | absmean | twn\n"
+                   "  --no-lsq-scale         dlt: no 1/sqrt(group) scaling of the alpha/gamma gradients\n"
+                   "  --distill D (none)     none | kd (KL to the FP model; CE weight 0 unless given) |\n"
+                   "                         off (cosine of block outputs, weight --off-weight, default 1)\n"
+                   "  --diag-window K (20)   dead-zone diagnostics window; --diag-every N (50) per-layer arrays\n"
+                   "  --steps N (100; rtn 0) QAT steps, 0 = post-training quantization\n"
+                   "  --lr-quant LR (1e-3)   lr of the method's own parameters (dlt alpha/gamma, teq s)\n%s",
+                   tern_quant_names(), train_options_help);
+            return 0;
+        }
+        int r = parse_common(&o, argc, argv, &i);
+        if (r < 0) return bad_usage("quantize", "%s needs a value", a);
+        if (r > 0) continue;
+        steps_given |= !strcmp(a, "--steps");
+        ce_given |= !strcmp(a, "--ce-weight");
+        off_given |= !strcmp(a, "--off-weight");
+        r = parse_train_opt(&t, argc, argv, &i, "quantize");
+        if (r == 2) return 2;
+        if (r == 1) continue;
+        if (!strcmp(a, "--out") || !strcmp(a, "-o")) rc = need_value(argc, argv, &i, "quantize", &out);
+        else if (!strcmp(a, "--method")) rc = need_value(argc, argv, &i, "quantize", &method_name);
+        else if (!strcmp(a, "--bits")) rc = int_value(argc, argv, &i, "quantize", 2, 8, &q.bits);
+        else if (!strcmp(a, "--group")) rc = int_value(argc, argv, &i, "quantize", -1, 1 << 20, &q.group);
+        else if (!strcmp(a, "--lambda")) rc = float_value(argc, argv, &i, "quantize", 0, 1, &q.lambda);
+        else if (!strcmp(a, "--sym")) q.sym = 1;
+        else if (!strcmp(a, "--inner")) rc = need_value(argc, argv, &i, "quantize", &q.inner);
+        else if (!strcmp(a, "--no-lsq-scale")) q.lsq_scale = 0;
+        else if (!strcmp(a, "--distill")) rc = need_value(argc, argv, &i, "quantize", &distill);
+        else if (!strcmp(a, "--diag-window")) rc = int_value(argc, argv, &i, "quantize", 1, 65535, &q.diag_window);
+        else if (!strcmp(a, "--diag-every")) rc = int_value(argc, argv, &i, "quantize", 0, 1 << 30, &q.diag_every);
+        else return bad_usage("quantize", "unknown option %s", a);
+    }
+    if (rc) return rc;
+    const tern_quant_method *method = tern_quant_find(method_name);
+    if (!method_name) return bad_usage("quantize", "%s", "--method is required");
+    if (!method) {
+        fprintf(stderr, "tern quantize: unknown method '%s' (known: %s)\n", method_name, tern_quant_names());
+        return 2;
+    }
+    if (q.group == 0) return bad_usage("quantize", "%s", "--group must be -1 or at least 1");
+    if (!t.data_path) return bad_usage("quantize", "%s", "--calib is required");
+    if (!out) return bad_usage("quantize", "%s", "--out is required");
+    if (!strcmp(distill, "kd")) {
+        t.kd_weight = 1.0f;
+        if (!ce_given) t.ce_weight = 0.0f;
+    } else if (!strcmp(distill, "off")) {
+        if (!off_given) t.off_weight = 1.0f;
+    } else if (strcmp(distill, "none"))
+        return bad_usage("quantize", "--distill must be none, kd or off, got '%s'", distill);
+    if (!steps_given && !method->trains) t.steps = 0;
+    char ckpt[1100], log[1100];
+    if (!t.checkpoint_path) snprintf(ckpt, sizeof ckpt, "%s.ckpt", out), t.checkpoint_path = ckpt;
+    if (!t.log_path) snprintf(log, sizeof log, "%s.log.jsonl", out), t.log_path = log;
+    if (t.resume && !tern_file_exists(t.checkpoint_path)) {
+        fprintf(stderr, "tern quantize: --resume: %s does not exist\n", t.checkpoint_path);
+        return 1;
+    }
+    char *text;
+    size_t len;
+    if (tern_read_file(t.data_path, &text, &len)) return die();
+    free(text);
+    if (len == 0) {
+        fprintf(stderr, "tern quantize: %s: the calibration text is empty\n", t.data_path);
+        return 1;
+    }
+    if (o.model && tern_quant_check_unquantized(o.model)) return die();
+    tern_model m;
+    tern_tokenizer *tok;
+    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "quantize"))) return rc;
+    static char cache[1024];
+    const char *home = getenv("HOME");
+    snprintf(cache, sizeof cache, "%s", getenv("TERN_CACHE") ? getenv("TERN_CACHE") : home ? home : "/tmp");
+    if (!getenv("TERN_CACHE")) strncat(cache, "/.cache/tern", sizeof cache - strlen(cache) - 1);
+    mkdir(cache, 0755);
+    t.cache_dir = tern_is_dir(cache) ? cache : NULL;
+    tern_train_report rep;
+    double frac[3];
+    rc = tern_quantize_model(&m, tok, method, &q, &t, out, &rep, frac);
+    if (rc == 0) {
+        fprintf(stderr, "quantized with %s: %d steps, %lld tokens in %.1f s; final loss %.4f, val %.4f", method->name,
+                rep.steps_done, (long long)rep.tokens, rep.seconds, rep.final_loss, rep.final_val_loss);
+        if (method->ternary) fprintf(stderr, "; codes -1/0/+1: %.3f/%.3f/%.3f", frac[0], frac[1], frac[2]);
+        fprintf(stderr, "; wrote %s\n", out);
+    }
+    tern_tokenizer_free(tok);
+    tern_model_free(&m);
+    return rc ? die() : 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
@@ -454,6 +659,8 @@ int main(int argc, char **argv) {
         {"ppl", cmd_ppl},
         {"bench", cmd_bench},
         {"train", cmd_train},
+        {"quantize", cmd_quantize},
+        {"eval", cmd_eval},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);

@@ -9,6 +9,7 @@
 #include "core/mem.h"
 #include "core/progress.h"
 #include "core/threads.h"
+#include "infer/packed.h"
 #include "nn/transformer.h"
 
 // -log softmax(logits)[target], accumulated in double for stability.
@@ -22,7 +23,7 @@ static double token_nll(const float *logits, int vocab, int target) {
 }
 
 int tern_perplexity_tokens(const tern_model *m, const int *tokens, int64_t n_tokens, int bos, int ctx,
-                           int max_chunks, tern_ppl_result *r) {
+                           int max_chunks, const char *format, tern_ppl_result *r) {
     memset(r, 0, sizeof *r);
     if (ctx < 4) return tern_errorf("perplexity: context %d is too small", ctx);
     int64_t n_chunks = n_tokens / ctx;
@@ -32,7 +33,12 @@ int tern_perplexity_tokens(const tern_model *m, const int *tokens, int64_t n_tok
     if (max_chunks > 0 && n_chunks > max_chunks) n_chunks = max_chunks;
     int vocab = m->cfg.vocab_size;
     tern_session s;
+    tern_packed *packed = NULL;
     if (tern_session_init(&s, m, ctx, ctx)) return -1;
+    if (tern_session_set_format(&s, format ? format : "f32", 0, &packed)) {
+        tern_session_free(&s);
+        return -1;
+    }
     size_t logits_bytes;
     if (tern_mul3_size((size_t)ctx, (size_t)vocab, sizeof(float), &logits_bytes)) {
         tern_session_free(&s);
@@ -44,6 +50,7 @@ int tern_perplexity_tokens(const tern_model *m, const int *tokens, int64_t n_tok
         tern_free(logits);
         free(chunk);
         tern_session_free(&s);
+        tern_packed_free(packed);
         return tern_errorf("perplexity: out of memory");
     }
     double t0 = tern_now_sec(), nll = 0, nll2 = 0;
@@ -81,15 +88,16 @@ int tern_perplexity_tokens(const tern_model *m, const int *tokens, int64_t n_tok
     tern_free(logits);
     free(chunk);
     tern_session_free(&s);
+    tern_packed_free(packed);
     return rc;
 }
 
 int tern_perplexity_text(const tern_model *m, const tern_tokenizer *tok, const char *text, size_t len, int ctx,
-                         int max_chunks, tern_ppl_result *r) {
+                         int max_chunks, const char *format, tern_ppl_result *r) {
     int *ids = NULL, n = 0;
     int add_bos = tern_tokenizer_add_bos(tok);
     if (tern_tokenize(tok, text, len, add_bos, &ids, &n)) return -1;
-    int rc = tern_perplexity_tokens(m, ids, n, add_bos ? tern_tokenizer_bos(tok) : -1, ctx, max_chunks, r);
+    int rc = tern_perplexity_tokens(m, ids, n, add_bos ? tern_tokenizer_bos(tok) : -1, ctx, max_chunks, format, r);
     free(ids);
     return rc;
 }

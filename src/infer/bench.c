@@ -9,21 +9,11 @@
 #include "core/mem.h"
 #include "core/progress.h"
 #include "core/threads.h"
+#include "infer/packed.h"
 #include "nn/transformer.h"
 #if defined(__AVX2__)
 #include <immintrin.h>
 #endif
-
-int64_t tern_bench_weight_bytes_per_token(const tern_model *m) {
-    int64_t bytes = 0;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const tern_tensor *t = &m->tensors[i];
-        // A token reads one embedding row, unless the head shares the table.
-        if (!strcmp(t->name, "token_embd.weight") && !m->cfg.tied_embeddings) bytes += t->shape[1] * 4;
-        else bytes += t->numel * 4;
-    }
-    return bytes;
-}
 
 static void mean_sd(const double *x, int n, double *mean, double *sd) {
     double s = 0, s2 = 0;
@@ -33,18 +23,23 @@ static void mean_sd(const double *x, int n, double *mean, double *sd) {
     *sd = n > 1 ? sqrt(s2 / (n - 1)) : 0;
 }
 
-int tern_bench_run(const tern_model *m, const char *format, int64_t file_bytes, const tern_bench_opts *o,
-                   tern_bench_result res[2]) {
+int tern_bench_run(const tern_model *m, const char *format, const tern_bench_opts *o, tern_bench_result res[2]) {
     const tern_config *c = &m->cfg;
     int n_prompt = o->n_prompt, n_gen = o->n_gen, reps = o->reps < 1 ? 1 : o->reps;
     int ctx = n_prompt > n_gen ? n_prompt : n_gen;
     tern_session s;
+    tern_packed *packed = NULL;
     if (tern_session_init(&s, m, ctx, n_prompt)) return -1;
+    if (tern_session_set_format(&s, format, 0, &packed)) {
+        tern_session_free(&s);
+        return -1;
+    }
     int *tokens = malloc((size_t)ctx * sizeof(int));
     double *tps = malloc((size_t)reps * sizeof(double));
     if (!tokens || !tps) {
         free(tokens), free(tps);
         tern_session_free(&s);
+        tern_packed_free(packed);
         return tern_errorf("bench: out of memory");
     }
     unsigned seed = 42;
@@ -54,7 +49,7 @@ int tern_bench_run(const tern_model *m, const char *format, int64_t file_bytes, 
     }
     memset(res, 0, 2 * sizeof *res);
     tern_progress bar;
-    tern_progress_begin(&bar, "bench", "run", 2 * (reps + 1));
+    tern_progress_begin(&bar, format, "run", 2 * (reps + 1));
     int rc = 0, done = 0;
     for (int r = -1; r < reps && rc == 0; r++) { // r = -1: warm-up
         double t0 = tern_now_sec();
@@ -71,7 +66,7 @@ int tern_bench_run(const tern_model *m, const char *format, int64_t file_bytes, 
     }
     tern_progress_end(&bar);
     if (rc == 0) mean_sd(tps, reps, &res[1].tokens_per_s, &res[1].sd);
-    int64_t w = tern_bench_weight_bytes_per_token(m);
+    int64_t w = tern_session_weight_bytes(&s), file_bytes = tern_session_file_bytes(&s, packed);
     // tg reads, on average, half of the n_gen cached positions' K and V per layer.
     double kv = (double)c->n_layers * 2.0 * c->n_kv_heads * c->head_dim * 4 * (n_gen / 2.0);
     for (int k = 0; k < 2; k++) {
@@ -85,6 +80,7 @@ int tern_bench_run(const tern_model *m, const char *format, int64_t file_bytes, 
     free(tokens);
     free(tps);
     tern_session_free(&s);
+    tern_packed_free(packed);
     return rc;
 }
 

@@ -20,11 +20,9 @@ typedef struct {
     int64_t file_bytes;     // size of the model in this format
 } tern_bench_result;
 
-// Fills res[0] (pp) and res[1] (tg).
-int tern_bench_run(const tern_model *m, const char *format, int64_t file_bytes, const tern_bench_opts *o,
-                   tern_bench_result res[2]);
-// Bytes of weights a single generated token reads (FP32 storage).
-int64_t tern_bench_weight_bytes_per_token(const tern_model *m);
+// Runs the model with its linear layers in `format` (see infer/packed.h: f32,
+// bf16, t2, t1.6, q8); fills res[0] (pp) and res[1] (tg).
+int tern_bench_run(const tern_model *m, const char *format, const tern_bench_opts *o, tern_bench_result res[2]);
 // Sustained read bandwidth over a buffer much larger than the caches, in GB/s,
 // using all threads (best of several passes).
 double tern_bench_read_bandwidth(void);

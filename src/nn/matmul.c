@@ -284,3 +284,10 @@ void tern_matmul_dw_f32(float *dw, const float *dy, const float *x, int n, int i
     tern_gemm_dw_f32_blocked(dw, dy, x, n, in_dim, out_dim);
 #endif
 }
+
+#include "nn/linear.h"
+
+void tern_linear_forward(const tern_linear *l, float *out, const float *in, int n, int fresh) {
+    if (l->apply) l->apply(l, out, in, n, fresh);
+    else tern_matmul_f32(out, in, l->w, l->bias, n, l->cols, l->rows);
+}

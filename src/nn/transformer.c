@@ -1,6 +1,7 @@
 #include "nn/transformer.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -20,6 +21,24 @@ int tern_session_init(tern_session *s, const tern_model *m, int max_seq, int max
     s->cfg = m->cfg;
     const tern_config *c = &s->cfg;
     if (tern_model_bind(m, &s->w)) return -1;
+    s->lin = calloc((size_t)c->n_layers * TERN_L_COUNT, sizeof *s->lin);
+    if (!s->lin) {
+        tern_weights_free(&s->w);
+        return tern_errorf("out of memory");
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        const tern_layer_weights *L = &s->w.layers[l];
+        tern_linear *lin = s->lin + (size_t)l * TERN_L_COUNT;
+        int qd = q_dim(c), kvd = kv_dim(c), D = c->dim, H = c->hidden_dim;
+        lin[TERN_L_Q] = (tern_linear){qd, D, L->wq, L->bq, NULL, NULL, 4LL * qd * D};
+        lin[TERN_L_K] = (tern_linear){kvd, D, L->wk, L->bk, NULL, NULL, 4LL * kvd * D};
+        lin[TERN_L_V] = (tern_linear){kvd, D, L->wv, L->bv, NULL, NULL, 4LL * kvd * D};
+        lin[TERN_L_O] = (tern_linear){D, qd, L->wo, L->bo, NULL, NULL, 4LL * D * qd};
+        lin[TERN_L_GATE] = (tern_linear){H, D, L->w_gate, NULL, NULL, NULL, 4LL * H * D};
+        lin[TERN_L_UP] = (tern_linear){H, D, L->w_up, NULL, NULL, NULL, 4LL * H * D};
+        lin[TERN_L_DOWN] = (tern_linear){D, H, L->w_down, NULL, NULL, NULL, 4LL * D * H};
+    }
+    s->head = (tern_linear){c->vocab_size, c->dim, s->w.output, NULL, NULL, NULL, 4LL * c->vocab_size * c->dim};
     if (max_seq <= 0) max_seq = c->max_seq < 4096 ? c->max_seq : 4096;
     if (max_batch <= 0) max_batch = 1;
     if (max_batch > max_seq) max_batch = max_seq;
@@ -51,6 +70,7 @@ int tern_session_init(tern_session *s, const tern_model *m, int max_seq, int max
 
 void tern_session_free(tern_session *s) {
     tern_weights_free(&s->w);
+    free(s->lin);
     tern_rope_free(&s->rope);
     void *bufs[] = {s->key_cache, s->value_cache, s->x, s->xb, s->xb2, s->q,
                     s->hb, s->hb2, s->att, s->logits, s->pos};
@@ -98,27 +118,28 @@ static void attention(tern_session *s, int layer, const float *q, float *out, in
 static void layer_forward(tern_session *s, int l, int n, int pos0) {
     const tern_config *c = &s->cfg;
     const tern_layer_weights *L = &s->w.layers[l];
-    int D = c->dim, QD = q_dim(c), KVD = kv_dim(c), H = c->hidden_dim;
+    const tern_linear *lin = s->lin + (size_t)l * TERN_L_COUNT;
+    int D = c->dim, KVD = kv_dim(c), H = c->hidden_dim;
     float *kc = s->key_cache + ((size_t)l * s->max_seq + pos0) * KVD;
     float *vc = s->value_cache + ((size_t)l * s->max_seq + pos0) * KVD;
 
     // Attention block: K and V go straight into the cache rows of these positions.
     tern_rmsnorm_forward(s->xb, s->x, L->attn_norm, n, D, c->rms_eps);
-    tern_matmul_f32(s->q, s->xb, L->wq, L->bq, n, D, QD);
-    tern_matmul_f32(kc, s->xb, L->wk, L->bk, n, D, KVD);
-    tern_matmul_f32(vc, s->xb, L->wv, L->bv, n, D, KVD);
+    tern_linear_forward(&lin[TERN_L_Q], s->q, s->xb, n, 1);
+    tern_linear_forward(&lin[TERN_L_K], kc, s->xb, n, 0);
+    tern_linear_forward(&lin[TERN_L_V], vc, s->xb, n, 0);
     tern_rope_forward(s->q, &s->rope, s->pos, n, c->n_heads);
     tern_rope_forward(kc, &s->rope, s->pos, n, c->n_kv_heads);
     attention(s, l, s->q, s->xb, n);
-    tern_matmul_f32(s->xb2, s->xb, L->wo, L->bo, n, QD, D);
+    tern_linear_forward(&lin[TERN_L_O], s->xb2, s->xb, n, 1);
     tern_residual_forward(s->x, s->xb2, (int64_t)n * D);
 
     // SwiGLU feed-forward block.
     tern_rmsnorm_forward(s->xb, s->x, L->ffn_norm, n, D, c->rms_eps);
-    tern_matmul_f32(s->hb, s->xb, L->w_gate, NULL, n, D, H);
-    tern_matmul_f32(s->hb2, s->xb, L->w_up, NULL, n, D, H);
+    tern_linear_forward(&lin[TERN_L_GATE], s->hb, s->xb, n, 1);
+    tern_linear_forward(&lin[TERN_L_UP], s->hb2, s->xb, n, 0);
     tern_swiglu_forward(s->hb, s->hb, s->hb2, (int64_t)n * H);
-    tern_matmul_f32(s->xb2, s->hb, L->w_down, NULL, n, H, D);
+    tern_linear_forward(&lin[TERN_L_DOWN], s->xb2, s->hb, n, 1);
     tern_residual_forward(s->x, s->xb2, (int64_t)n * D);
 }
 
@@ -130,13 +151,13 @@ static void forward_step(tern_session *s, const int *tokens, int n, int pos0, fl
     for (int l = 0; l < c->n_layers; l++) layer_forward(s, l, n, pos0);
     if (logits_out) {
         tern_rmsnorm_forward(s->x, s->x, s->w.out_norm, n, c->dim, c->rms_eps);
-        tern_matmul_f32(logits_out, s->x, s->w.output, NULL, n, c->dim, c->vocab_size);
+        tern_linear_forward(&s->head, logits_out, s->x, n, 1);
         memcpy(s->logits, logits_out + (size_t)(n - 1) * c->vocab_size, (size_t)c->vocab_size * 4);
     } else {
         // Only the last token's logits are needed (generation).
         float *last = s->x + (size_t)(n - 1) * c->dim;
         tern_rmsnorm_forward(last, last, s->w.out_norm, 1, c->dim, c->rms_eps);
-        tern_matmul_f32(s->logits, last, s->w.output, NULL, 1, c->dim, c->vocab_size);
+        tern_linear_forward(&s->head, s->logits, last, 1, 1);
     }
 }
 

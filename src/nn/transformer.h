@@ -4,12 +4,18 @@
 #define TERN_NN_TRANSFORMER_H
 
 #include "io/model.h"
+#include "nn/linear.h"
 #include "nn/ops.h"
+
+// The seven linear layers of a decoder block, in this order.
+enum { TERN_L_Q, TERN_L_K, TERN_L_V, TERN_L_O, TERN_L_GATE, TERN_L_UP, TERN_L_DOWN, TERN_L_COUNT };
 
 typedef struct {
     const tern_model *model;
     tern_config cfg;
     tern_weights w;
+    tern_linear *lin;   // [n_layers * TERN_L_COUNT]; FP32 views of w unless replaced
+    tern_linear head;   // LM head (FP32 view of w.output unless replaced)
     tern_rope rope;
     int max_seq;   // KV cache length
     int max_batch; // tokens per internal forward step

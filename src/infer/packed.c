@@ -1,0 +1,253 @@
+#include "infer/packed.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "core/mem.h"
+#include "kernels/kernels.h"
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+#define MAX_ACTS 8
+
+// One weight matrix in a non-FP32 storage, the ctx of its tern_linear.
+typedef struct {
+    tern_packed *owner;
+    tern_kmatrix m;     // packed formats
+    uint16_t *bf16;     // bf16 format
+    void *data;
+} plinear;
+
+struct tern_packed {
+    tern_kimpl impl;
+    int max_batch;
+    plinear *lins;      // [n_layers * 7 + 1]
+    int n_lins;
+    tern_qact acts[MAX_ACTS]; // one per distinct (cols, group) input
+    int n_acts;
+    int64_t embd_bytes; // embedding table in the file (0 when tied to the head)
+};
+
+static tern_qact *act_for(tern_packed *p, int cols, int group) {
+    for (int i = 0; i < p->n_acts; i++)
+        if (p->acts[i].cols == cols && p->acts[i].group == group) return &p->acts[i];
+    if (p->n_acts == MAX_ACTS) return NULL;
+    tern_qact *a = &p->acts[p->n_acts];
+    if (tern_qact_init(a, p->max_batch, cols, group)) return NULL;
+    p->n_acts++;
+    return a;
+}
+
+static void packed_apply(const tern_linear *l, float *out, const float *in, int n, int fresh) {
+    plinear *pl = l->ctx;
+    tern_packed *p = pl->owner;
+    // Inputs are quantized once: q/k/v (and gate/up) share one tern_qact.
+    tern_qact *a = act_for(p, l->cols, pl->m.group);
+    if (fresh || a->n != n) tern_quantize_act(p->impl, a, in, n);
+    if (n == 1) tern_kgemv(p->impl, &pl->m, a, 0, l->bias, out);
+    else tern_kgemm(p->impl, &pl->m, a, n, l->bias, out, (size_t)l->rows);
+}
+
+static float dot_bf16(const uint16_t *w, const float *x, int n) {
+    int k = 0;
+    float s = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; k + 16 <= n; k += 16) {
+        __m256i a = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + k))), 16);
+        __m256i b = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + k + 8))), 16);
+        acc0 = _mm256_fmadd_ps(_mm256_castsi256_ps(a), _mm256_loadu_ps(x + k), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_castsi256_ps(b), _mm256_loadu_ps(x + k + 8), acc1);
+    }
+    float t[8];
+    _mm256_storeu_ps(t, _mm256_add_ps(acc0, acc1));
+    s = t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
+#endif
+    for (; k < n; k++) s += tern_bf16_to_f32(w[k]) * x[k];
+    return s;
+}
+
+static void bf16_apply(const tern_linear *l, float *out, const float *in, int n, int fresh) {
+    (void)fresh;
+    const plinear *pl = l->ctx;
+    int rows = l->rows, cols = l->cols;
+#pragma omp parallel for schedule(static) if ((long long)rows * cols * n >= (1 << 18))
+    for (int r = 0; r < rows; r++) {
+        const uint16_t *w = pl->bf16 + (size_t)r * cols;
+        float b = l->bias ? l->bias[r] : 0;
+        for (int t = 0; t < n; t++) out[(size_t)t * rows + r] = dot_bf16(w, in + (size_t)t * cols, cols) + b;
+    }
+}
+
+// Ternary codes and absmean scales of one matrix, per group of `group` columns.
+static void absmean_ternary(const float *w, int rows, int cols, int group, int8_t *codes, float *scales) {
+    int n_groups = (cols + group - 1) / group;
+    for (int r = 0; r < rows; r++)
+        for (int g = 0; g < n_groups; g++) {
+            int c0 = g * group, c1 = c0 + group < cols ? c0 + group : cols;
+            const float *x = w + (size_t)r * cols;
+            double sum = 0;
+            for (int c = c0; c < c1; c++) sum += fabsf(x[c]);
+            float alpha = (float)(sum / (c1 - c0));
+            scales[(size_t)r * n_groups + g] = alpha;
+            for (int c = c0; c < c1; c++) {
+                float v = alpha > 0 ? rintf(x[c] / alpha) : 0;
+                codes[(size_t)r * cols + c] = (int8_t)(v > 1 ? 1 : v < -1 ? -1 : v);
+            }
+        }
+}
+
+// int8 codes with one absmax scale per block of `group` columns.
+static void absmax_q8(const float *w, int rows, int cols, int group, int8_t *codes, float *scales) {
+    int n_groups = (cols + group - 1) / group;
+    for (int r = 0; r < rows; r++)
+        for (int g = 0; g < n_groups; g++) {
+            int c0 = g * group, c1 = c0 + group < cols ? c0 + group : cols;
+            const float *x = w + (size_t)r * cols;
+            float amax = 0;
+            for (int c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(x[c]));
+            float scale = amax / 127.0f;
+            scales[(size_t)r * n_groups + g] = scale;
+            for (int c = c0; c < c1; c++) codes[(size_t)r * cols + c] = (int8_t)(scale > 0 ? rintf(x[c] / scale) : 0);
+        }
+}
+
+static int pack_linear(tern_packed *p, plinear *pl, tern_linear *l, tern_kfmt_id fmt, int group) {
+    const tern_kformat *f = tern_kformat_get(fmt);
+    if (group > l->cols) group = l->cols;
+    size_t row_bytes = tern_kformat_row_bytes(f, l->cols, group, 0);
+    if (!row_bytes) return -1;
+    int n_groups = (l->cols + group - 1) / group;
+    pl->owner = p;
+    pl->data = tern_calloc((size_t)l->rows * row_bytes);
+    int8_t *codes = malloc((size_t)l->rows * l->cols);
+    float *scales = malloc((size_t)l->rows * n_groups * sizeof(float));
+    int rc = -1;
+    if (pl->data && codes && scales && !tern_kmatrix_init(&pl->m, f, l->rows, l->cols, group, 0, pl->data)) {
+        if (fmt == TERN_KFMT_Q8) absmax_q8(l->w, l->rows, l->cols, group, codes, scales);
+        else absmean_ternary(l->w, l->rows, l->cols, group, codes, scales);
+        rc = tern_kpack(&pl->m, pl->data, codes, scales, NULL, NULL);
+    }
+    free(codes);
+    free(scales);
+    if (rc) return -1;
+    if (!act_for(p, l->cols, group)) return tern_errorf("packed inference: cannot allocate activation buffers");
+    l->apply = packed_apply;
+    l->ctx = pl;
+    l->bytes = (long long)l->rows * (long long)row_bytes;
+    return 0;
+}
+
+static int bf16_linear(plinear *pl, tern_packed *p, tern_linear *l) {
+    size_t n = (size_t)l->rows * l->cols;
+    pl->owner = p;
+    pl->bf16 = tern_alloc(n * sizeof(uint16_t));
+    if (!pl->bf16) return -1;
+    pl->data = pl->bf16;
+    for (size_t i = 0; i < n; i++) pl->bf16[i] = tern_f32_to_bf16(l->w[i]);
+    l->apply = bf16_apply;
+    l->ctx = pl;
+    l->bytes = (long long)n * 2;
+    return 0;
+}
+
+void tern_packed_free(tern_packed *p) {
+    if (!p) return;
+    for (int i = 0; i < p->n_lins; i++) tern_free(p->lins[i].data);
+    for (int i = 0; i < p->n_acts; i++) tern_qact_free(&p->acts[i]);
+    free(p->lins);
+    free(p);
+}
+
+int tern_session_set_format(tern_session *s, const char *format, int group, tern_packed **out) {
+    *out = NULL;
+    if (!strcmp(format, "f32")) return 0;
+    int is_bf16 = !strcmp(format, "bf16");
+    tern_kfmt_id body = TERN_KFMT_T2;
+    if (!strcmp(format, "t2") || !strcmp(format, "tern-t2")) body = TERN_KFMT_T2;
+    else if (!strcmp(format, "t1.6") || !strcmp(format, "tern-t1.6")) body = TERN_KFMT_T1_6;
+    else if (!strcmp(format, "q8")) body = TERN_KFMT_Q8;
+    else if (!is_bf16) return tern_errorf("unknown format '%s' (f32, bf16, t2, t1.6, q8)", format);
+    if (group <= 0) group = 128;
+    tern_packed *p = calloc(1, sizeof *p);
+    if (!p) return tern_errorf("out of memory");
+    p->max_batch = s->max_batch;
+    p->n_lins = s->cfg.n_layers * TERN_L_COUNT + 1;
+    p->lins = calloc((size_t)p->n_lins, sizeof *p->lins);
+    int rc = p->lins ? tern_kernel_default(&p->impl) : tern_errorf("out of memory");
+    for (int i = 0; i < p->n_lins && rc == 0; i++) {
+        int is_head = i == p->n_lins - 1;
+        tern_linear *l = is_head ? &s->head : &s->lin[i];
+        if (is_bf16) rc = bf16_linear(&p->lins[i], p, l);
+        else if (is_head || body == TERN_KFMT_Q8) rc = pack_linear(p, &p->lins[i], l, TERN_KFMT_Q8, 32);
+        else rc = pack_linear(p, &p->lins[i], l, body, group);
+    }
+    // An untied embedding table is stored like the head (8 bits, or bf16).
+    if (!s->cfg.tied_embeddings)
+        p->embd_bytes = is_bf16 ? 2LL * s->cfg.vocab_size * s->cfg.dim
+                                : (int64_t)s->cfg.vocab_size * (int64_t)tern_kformat_row_bytes(tern_kformat_get(TERN_KFMT_Q8), s->cfg.dim, 32, 0);
+    if (rc) {
+        tern_packed_free(p);
+        return -1;
+    }
+    *out = p;
+    return 0;
+}
+
+static int64_t norm_bytes(const tern_session *s) { return 4LL * s->cfg.dim * (2 * s->cfg.n_layers + 1); }
+
+int64_t tern_session_weight_bytes(const tern_session *s) {
+    int64_t b = s->head.bytes + norm_bytes(s) + 4LL * s->cfg.dim; // one embedding row
+    for (int i = 0; i < s->cfg.n_layers * TERN_L_COUNT; i++) b += s->lin[i].bytes;
+    return b;
+}
+
+int64_t tern_session_file_bytes(const tern_session *s, const tern_packed *p) {
+    int64_t b = tern_session_weight_bytes(s) - 4LL * s->cfg.dim;
+    // An untied embedding table is a file's extra tensor (FP32 when unpacked).
+    if (!s->cfg.tied_embeddings) b += p ? p->embd_bytes : 4LL * s->cfg.vocab_size * s->cfg.dim;
+    return b;
+}
+
+// Replaces w[rows, cols] by scale[g] * code (scales fp16-rounded like tern_kpack).
+static void fake_quant(float *w, int rows, int cols, int group, int q8) {
+    int n_groups = (cols + group - 1) / group;
+    int8_t *codes = malloc((size_t)rows * cols);
+    float *scales = malloc((size_t)rows * n_groups * sizeof(float));
+    if (!codes || !scales) {
+        free(codes), free(scales);
+        return;
+    }
+    if (q8) absmax_q8(w, rows, cols, group, codes, scales);
+    else absmean_ternary(w, rows, cols, group, codes, scales);
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) {
+            float a = tern_f16_to_f32(tern_f32_to_f16(scales[(size_t)r * n_groups + c / group]));
+            w[(size_t)r * cols + c] = a * codes[(size_t)r * cols + c];
+        }
+    free(codes), free(scales);
+}
+
+int tern_model_fake_quant_absmean(tern_model *m, int group) {
+    static const char *linears[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    if (group <= 0) group = 128;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int k = 0; k < 7; k++) {
+            char name[TERN_NAME_MAX];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, linears[k]);
+            tern_tensor *t = tern_model_find(m, name);
+            if (!t) return tern_errorf("%s: missing tensor %s", m->path, name);
+            int cols = (int)t->shape[1];
+            fake_quant(t->data, (int)t->shape[0], cols, group < cols ? group : cols, 0);
+        }
+    tern_tensor *head = tern_model_find(m, m->cfg.tied_embeddings ? "token_embd.weight" : "output.weight");
+    if (!head) return tern_errorf("%s: missing LM head", m->path);
+    // A tied head shares its table with the embedding: both see the q8 values.
+    fake_quant(head->data, (int)head->shape[0], (int)head->shape[1], 32, 1);
+    return 0;
+}

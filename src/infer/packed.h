@@ -1,0 +1,35 @@
+// Inference in other weight formats: replaces an FP32 session's linear layers
+// (and LM head) with packed copies run by the kernels layer.
+//   "f32"         unchanged
+//   "bf16"        weights rounded to bfloat16, FP32 activations
+//   "t2", "t1.6"  ternary by BitNet b1.58's absmean rule per group (PTQ, no
+//                 training): T = clamp(round(w / a), -1, 1), a = mean|w| over
+//                 the group; int8 activations; LM head at 8 bits (q8, block 32)
+//   "q8"          int8 weights per block of 32 (linears and head)
+#ifndef TERN_INFER_PACKED_H
+#define TERN_INFER_PACKED_H
+
+#include <stdint.h>
+
+#include "nn/transformer.h"
+
+typedef struct tern_packed tern_packed;
+
+// group <= 0 uses 128. The returned state must outlive the session's use of
+// it; free it after tern_session_free.
+int tern_session_set_format(tern_session *s, const char *format, int group, tern_packed **out);
+void tern_packed_free(tern_packed *p);
+
+// Fake quantization for reference: replaces every decoder linear's weights in
+// `m` with the FP32 values the packed "t2"/"t1.6" format represents (absmean
+// ternary per group, scales rounded to fp16 exactly as packing rounds them),
+// and the LM head with its q8 values. Running this model in FP32 differs from
+// the packed run only by the int8 activations.
+int tern_model_fake_quant_absmean(tern_model *m, int group);
+
+// Bytes the forward streams per generated token for the weights (linears,
+// head, norms, one embedding row), and the bytes a file in this format holds.
+int64_t tern_session_weight_bytes(const tern_session *s);
+int64_t tern_session_file_bytes(const tern_session *s, const tern_packed *p); // p NULL: f32
+
+#endif

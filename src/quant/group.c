@@ -1,0 +1,74 @@
+// Shared per-group quantizers: absmean and TWN ternary, b-bit round-to-nearest.
+// Rounding is nearbyintf (ties to even under the default rounding mode), the
+// same as torch.round, so the PyTorch reference matches bit for bit on ties.
+#include <math.h>
+
+#include "quant/quant.h"
+
+float tern_group_absmean(const float *w, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += fabsf(w[i]);
+    return n > 0 ? (float)(s / n) : 0.0f;
+}
+
+static float clamp1(float x) { return x < -1.0f ? -1.0f : x > 1.0f ? 1.0f : x; }
+
+// α = mean|w| (floored so an all-zero group does not divide by zero).
+static float absmean_alpha(const float *w, int n) {
+    float a = tern_group_absmean(w, n);
+    return a > 1e-8f ? a : 1e-8f;
+}
+
+float tern_group_absmean_codes(const float *w, int n, int8_t *T) {
+    float a = absmean_alpha(w, n);
+    for (int i = 0; i < n; i++) T[i] = (int8_t)clamp1(nearbyintf(w[i] / a));
+    return 0.5f * a; // round(w/α) leaves 0 exactly when |w| < α/2
+}
+
+void tern_group_absmean_q(const float *w, int n, float *out) {
+    float a = absmean_alpha(w, n);
+    for (int i = 0; i < n; i++) out[i] = a * clamp1(nearbyintf(w[i] / a));
+}
+
+float tern_group_twn_codes(const float *w, int n, int8_t *T) {
+    float delta = 0.7f * tern_group_absmean(w, n);
+    for (int i = 0; i < n; i++) T[i] = (int8_t)(fabsf(w[i]) > delta ? (w[i] > 0 ? 1 : -1) : 0);
+    return delta;
+}
+
+void tern_group_twn_q(const float *w, int n, float *out) {
+    float delta = 0.7f * tern_group_absmean(w, n);
+    double s = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(w[i]) > delta) s += fabsf(w[i]), k++;
+    float a = k ? (float)(s / k) : 0.0f;
+    for (int i = 0; i < n; i++) out[i] = fabsf(w[i]) > delta ? (w[i] > 0 ? a : -a) : 0.0f;
+}
+
+void tern_group_rtn_q(const float *w, int n, int bits, int sym, float *out) {
+    if (sym) {
+        // Levels -qmax..qmax (b = 2: ternary with an absmax scale).
+        float qmax = (float)((1 << (bits - 1)) - 1), amax = 0;
+        for (int i = 0; i < n; i++) amax = fmaxf(amax, fabsf(w[i]));
+        float scale = amax / qmax;
+        for (int i = 0; i < n; i++) {
+            float q = scale > 0 ? nearbyintf(w[i] / scale) : 0.0f;
+            out[i] = fminf(fmaxf(q, -qmax), qmax) * scale;
+        }
+        return;
+    }
+    // Asymmetric: the range includes 0 so that 0 is exactly representable.
+    float mn = 0, mx = 0, levels = (float)((1 << bits) - 1);
+    for (int i = 0; i < n; i++) mn = fminf(mn, w[i]), mx = fmaxf(mx, w[i]);
+    float scale = (mx - mn) / levels;
+    if (!(scale > 0)) {
+        for (int i = 0; i < n; i++) out[i] = 0.0f;
+        return;
+    }
+    float z = nearbyintf(-mn / scale);
+    for (int i = 0; i < n; i++) {
+        float q = fminf(fmaxf(nearbyintf(w[i] / scale) + z, 0.0f), levels);
+        out[i] = (q - z) * scale;
+    }
+}

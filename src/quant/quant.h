@@ -1,0 +1,153 @@
+// Quantization methods (issue 4): one file per method (absmean.c, twn.c,
+// tequila.c, dlt.c, teq.c, rtn.c) behind this one interface, plus the adapter
+// that turns a method into a tern_train_method for the trainer, dead-zone
+// diagnostics, and export to a fake-quant GGUF.
+//
+// What is quantized: the seven linears of every decoder block (linear id =
+// layer*7 + TERN_LIN_{Q,K,V,O,GATE,UP,DOWN}); embeddings, norms and the LM head
+// stay FP. A group is G consecutive input columns of one output row (G = -1:
+// the whole row); a row whose width is not a multiple of G ends with a shorter
+// group. Exact formulas: docs/methods.md.
+#ifndef TERN_QUANT_QUANT_H
+#define TERN_QUANT_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "io/model.h"
+#include "nn/llama_train.h"
+#include "train/trainer.h"
+
+// Options every method parses (each reads the ones it uses).
+typedef struct {
+    int bits;         // rtn / teq: 2..8 (default 4)
+    int group;        // G, or -1 for per-row (default 128)
+    float lambda;     // tequila dead-zone bias weight (default 1e-3)
+    int sym;          // rtn / teq: symmetric grid instead of asymmetric
+    int lsq_scale;    // dlt: scale alpha/gamma gradients by 1/sqrt(group size) (default 1)
+    const char *inner; // teq: inner quantizer "rtn" (default), "absmean" or "twn"
+    int diag_window;  // dead-zone diagnostics: window K in steps (default 20)
+    int diag_every;   // per-layer arrays in the log every N steps (default 50; 0 = never)
+} tern_quant_opts;
+
+void tern_quant_opts_defaults(tern_quant_opts *o);
+
+typedef struct tern_quant tern_quant;
+
+// Per-linear state common to every method.
+typedef struct {
+    int out, in, G, n_groups; // G resolved (never -1)
+    float *p, *g;             // the method's parameters / their gradients (NULL when none)
+} tern_quant_linear;
+
+// A method. `effective`/`backward` have tern_weight_hook's contract (w_eff and
+// the optional extra[out]; gradients ADDED into d_w and the method's own
+// gradient buffer). `codes` (ternary methods) writes T[out*in] in {-1,0,1} and
+// the threshold Δ on |w| of each group (delta[out*n_groups]; NaN when the
+// threshold is not on |w|, as for dlt's shifted grid: no "trapped" count then).
+typedef struct tern_quant_method {
+    const char *name;
+    int ternary;          // the codes are {-1, 0, 1} (bits reported as 2 in metadata: log2(3) rounded up)
+    int trains_weights;   // 0: latent weights stay frozen (teq) or nothing trains (rtn)
+    int trains;           // 0: no training at all (rtn); --steps must be 0
+    int (*check)(const tern_quant_opts *o);                        // option ranges; -1 with an error
+    // Parameter floats linear `id` needs, or -1 when it shares those of linear `*share` (teq).
+    int64_t (*n_params)(const tern_quant *q, int id, int *share);
+    // Initializes linear id's parameters from its latent weight w (after they are laid out).
+    void (*init)(tern_quant *q, int id, const float *w);
+    int (*effective)(tern_quant *q, int id, const float *w, float *w_eff, float *extra, int *has_extra);
+    int (*backward)(tern_quant *q, int id, const float *w, const float *d_w_eff, const float *d_extra, float *d_w);
+    void (*codes)(const tern_quant *q, int id, const float *w, int8_t *T, float *delta);
+    // Optional: rewrites the model for export (teq folds s into the norms); NULL = generic.
+    int (*export_model)(tern_quant *q, tern_model *m);
+} tern_quant_method;
+
+// Looks a method up by name (NULL when unknown).
+const tern_quant_method *tern_quant_find(const char *name);
+// "absmean, twn, tequila, dlt, teq, rtn"
+const char *tern_quant_names(void);
+
+// Dead-zone diagnostics state (ternary methods with `codes` only).
+typedef struct {
+    int8_t *T;        // last codes, all linears concatenated
+    uint16_t *age;    // steps since the code last changed (saturating)
+    float *delta;     // scratch: thresholds of one linear
+    int64_t n, n_delta, observed; // weights; delta capacity; steps observed
+    int *param_idx;   // linear id -> trainer parameter index (resolved on first use)
+} tern_quant_diag;
+
+struct tern_quant {
+    const tern_quant_method *method;
+    tern_quant_opts opt;
+    tern_config cfg;
+    int n_lin;
+    tern_quant_linear *lin;   // [n_lin]
+    float *params, *grads;    // all method parameters, contiguous
+    int64_t n_params;
+    int64_t *w_off;           // offset of each linear's weights in the concatenation (diagnostics)
+    tern_quant_diag diag;
+    float *scratch;           // one row of the widest linear (methods' temporaries)
+    char key[96];             // method name + settings (checkpoint identity)
+    tern_weight_hook hook;
+    tern_train_method train;  // the adapter for tern_train_run
+};
+
+// Linear id -> the model's tensor name ("blk.3.ffn_up.weight").
+void tern_quant_linear_name(int id, char *buf, size_t cap);
+
+// Creates the method's state for model m (shapes from m, parameters initialized
+// from m's latent weights). Errors: bad options, a group wider than a row.
+int tern_quant_create(tern_quant **out, const tern_quant_method *method, const tern_quant_opts *o,
+                      const tern_model *m);
+void tern_quant_free(tern_quant *q);
+// The trainer plug-in (points into q; valid while q lives).
+const tern_train_method *tern_quant_train_method(tern_quant *q);
+
+// Effective weight of one linear through the method (for tests and export).
+int tern_quant_effective(tern_quant *q, int id, const float *w, float *w_eff, float *extra, int *has_extra);
+int tern_quant_backward(tern_quant *q, int id, const float *w, const float *d_w_eff, const float *d_extra,
+                        float *d_w);
+
+// Diagnostics over the given latent weights (get(id) returns linear id's
+// weights); appends JSON fields to buf. Exposed for tests.
+typedef const float *(*tern_quant_weights_fn)(void *ctx, int id);
+void tern_quant_diag_update(tern_quant *q, tern_quant_weights_fn get, void *ctx, int step, char *buf, size_t cap);
+
+// Replaces m's linear weights by their effective (dequantized) values, adds
+// Tequila's constant term as biases (q/k/v/o exactly; gate/up/down as
+// blk.N.ffn_*.bias tensors that the current forward ignores), folds TEQ's
+// scales into the norms. Fills the ternary code statistics (fractions of -1,
+// 0, +1; zeros when not ternary).
+int tern_quant_export(tern_quant *q, tern_model *m, double code_frac[3]);
+// Writes m as a self-contained GGUF with tern.* metadata, atomically.
+int tern_quant_write_gguf(const tern_quant *q, const tern_model *m, const double code_frac[3], const char *path);
+// Fails when `path` is a GGUF that already holds a tern.method key.
+int tern_quant_check_unquantized(const char *path);
+
+// The whole `tern quantize` pipeline on a loaded model: sets the method up
+// from m's weights, trains it (QAT; 0 steps = PTQ) with tern_train_run,
+// exports and writes `out` (atomically). m receives the exported weights.
+int tern_quantize_model(tern_model *m, const tern_tokenizer *tok, const tern_quant_method *method,
+                        const tern_quant_opts *qo, const tern_train_opts *to, const char *out,
+                        tern_train_report *report, double code_frac[3]);
+
+// Shared group helpers (group.c).
+static inline int tern_group_len(const tern_quant_linear *L, int g) {
+    int start = g * L->G;
+    return L->in - start < L->G ? L->in - start : L->G;
+}
+float tern_group_absmean(const float *w, int n);
+// Fake-quantizes one group: absmean ternary, TWN ternary, b-bit RTN (sym/asym).
+void tern_group_absmean_q(const float *w, int n, float *out);
+void tern_group_twn_q(const float *w, int n, float *out);
+void tern_group_rtn_q(const float *w, int n, int bits, int sym, float *out);
+// Absmean codes for one group (T and Δ = α/2) and TWN codes (Δ = 0.7·mean|w|).
+float tern_group_absmean_codes(const float *w, int n, int8_t *T);
+float tern_group_twn_codes(const float *w, int n, int8_t *T);
+
+// Method descriptors (one per file).
+extern const tern_quant_method tern_quant_absmean, tern_quant_twn, tern_quant_tequila, tern_quant_dlt,
+    tern_quant_teq, tern_quant_rtn;
+
+#endif
