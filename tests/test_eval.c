@@ -113,10 +113,14 @@ static void test_reference(void) {
 
 // ---- reading: joining rule, layouts, field map, bad files ------------------
 
+static char tmp_paths[16][64];
+static int n_tmp;
+
+// Writes a temporary task file (removed at exit by remove_tmp).
 static const char *write_tmp(const char *text) {
-    static char path[8][64];
     static int k;
-    char *p = path[k++ % 8];
+    char *p = tmp_paths[n_tmp < 16 ? n_tmp++ : 15];
+    k++;
     snprintf(p, 64, "/tmp/tern_test_eval_%d_%d.jsonl", (int)getpid(), k);
     FILE *f = fopen(p, "w");
     fputs(text, f);
@@ -382,5 +386,6 @@ int main(void) {
     test_bad_files();
     test_stories();
     test_cli();
+    for (int i = 0; i < n_tmp; i++) unlink(tmp_paths[i]);
     return test_report();
 }

@@ -3,12 +3,15 @@
 // agree with scoring each choice from scratch, and accuracy must be clearly
 // above chance. Also checks how the byte-level tokenizer splits context and
 // continuation.
+#include "core/threads.h"
 #include "eval/zeroshot.h"
 #include "test.h"
 
 int main(void) {
     tern_model m = {0};
     tern_tokenizer *tok = NULL;
+    // One thread: on a busy shared machine spinning OpenMP workers slow this test threefold.
+    tern_set_threads(1);
     CHECK_OK(tern_model_load(&m, test_smollm2_path(), NULL));
     CHECK_OK(tern_tokenizer_init(&tok, &m.vocab));
     if (!tok) return test_report();

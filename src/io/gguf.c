@@ -901,6 +901,7 @@ static int read_config(const tern_gguf *g, tern_model *m) {
     c->tied_embeddings = tern_gguf_find_tensor(g, "output.weight") == NULL;
     c->attn_qkv_bias = tern_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
     c->attn_out_bias = tern_gguf_find_tensor(g, "blk.0.attn_output.bias") != NULL;
+    c->ffn_bias = tern_gguf_find_tensor(g, "blk.0.ffn_gate.bias") != NULL;
     if (tern_config_validate(c, g->path)) return -1;
     // The tokenizer must never produce an id the embedding cannot look up.
     if (m->vocab.n_tokens > c->vocab_size)

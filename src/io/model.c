@@ -244,6 +244,9 @@ int tern_model_bind(const tern_model *m, tern_weights *w) {
         BIND(bk, "attn_k.bias", kv_dim, 0, c->attn_qkv_bias);
         BIND(bv, "attn_v.bias", kv_dim, 0, c->attn_qkv_bias);
         BIND(bo, "attn_output.bias", c->dim, 0, c->attn_out_bias);
+        BIND(b_gate, "ffn_gate.bias", c->hidden_dim, 0, c->ffn_bias);
+        BIND(b_up, "ffn_up.bias", c->hidden_dim, 0, c->ffn_bias);
+        BIND(b_down, "ffn_down.bias", c->dim, 0, c->ffn_bias);
     }
 #undef BIND
     if (err) {

@@ -5,7 +5,7 @@
 // Conventions (fixed, whatever the source file used):
 // - Tensor names follow GGUF: token_embd.weight, output_norm.weight, output.weight,
 //   blk.N.{attn_norm,attn_q,attn_k,attn_v,attn_output,ffn_norm,ffn_gate,ffn_up,ffn_down}.weight,
-//   blk.N.attn_{q,k,v,output}.bias.
+//   blk.N.attn_{q,k,v,output}.bias, blk.N.ffn_{gate,up,down}.bias.
 // - Shapes are row-major, outermost first (PyTorch order): a linear layer mapping
 //   `in` to `out` features is shape {out, in}; token_embd is {vocab, dim}.
 // - Data is always float32 after loading (quantized sources are dequantized).
@@ -47,6 +47,7 @@ typedef struct {
     int tied_embeddings;           // output.weight absent: the head reuses token_embd
     int attn_qkv_bias;             // q/k/v biases present
     int attn_out_bias;             // o bias present
+    int ffn_bias;                  // gate/up/down biases present (Tequila's exported dead-zone term)
 } tern_config;
 
 typedef struct {
@@ -106,6 +107,7 @@ typedef struct {
     const float *bq, *bk, *bv, *bo;         // optional biases, NULL when absent
     const float *ffn_norm;                  // [dim]
     const float *w_gate, *w_up, *w_down;    // [hidden, dim] x2, [dim, hidden]
+    const float *b_gate, *b_up, *b_down;    // optional biases, NULL when absent
 } tern_layer_weights;
 
 typedef struct {

@@ -34,9 +34,9 @@ int tern_session_init(tern_session *s, const tern_model *m, int max_seq, int max
         lin[TERN_L_K] = (tern_linear){kvd, D, L->wk, L->bk, NULL, NULL, 4LL * kvd * D};
         lin[TERN_L_V] = (tern_linear){kvd, D, L->wv, L->bv, NULL, NULL, 4LL * kvd * D};
         lin[TERN_L_O] = (tern_linear){D, qd, L->wo, L->bo, NULL, NULL, 4LL * D * qd};
-        lin[TERN_L_GATE] = (tern_linear){H, D, L->w_gate, NULL, NULL, NULL, 4LL * H * D};
-        lin[TERN_L_UP] = (tern_linear){H, D, L->w_up, NULL, NULL, NULL, 4LL * H * D};
-        lin[TERN_L_DOWN] = (tern_linear){D, H, L->w_down, NULL, NULL, NULL, 4LL * D * H};
+        lin[TERN_L_GATE] = (tern_linear){H, D, L->w_gate, L->b_gate, NULL, NULL, 4LL * H * D};
+        lin[TERN_L_UP] = (tern_linear){H, D, L->w_up, L->b_up, NULL, NULL, 4LL * H * D};
+        lin[TERN_L_DOWN] = (tern_linear){D, H, L->w_down, L->b_down, NULL, NULL, 4LL * D * H};
     }
     s->head = (tern_linear){c->vocab_size, c->dim, s->w.output, NULL, NULL, NULL, 4LL * c->vocab_size * c->dim};
     if (max_seq <= 0) max_seq = c->max_seq < 4096 ? c->max_seq : 4096;

@@ -9,8 +9,7 @@
 #include "io/gguf_write.h"
 #include "quant/quant.h"
 
-// Bias tensor names by linear kind (q/k/v/o are read by the forward; the FFN
-// ones are stored but not yet applied: the forward has no FFN biases).
+// Bias tensor names by linear kind; the inference forward applies all seven.
 static const char *const bias_names[TERN_LIN_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output",
                                                        "ffn_gate", "ffn_up", "ffn_down"};
 
@@ -41,7 +40,7 @@ int tern_quant_export(tern_quant *q, tern_model *m, double code_frac[3]) {
     float *w_eff = tern_alloc(max_w * 4), *extra = tern_alloc(max_out * 4);
     int8_t *T = malloc(max_w);
     int rc = w_eff && extra && T ? 0 : tern_errorf("out of memory for the export");
-    int attn_extra = 0, out_extra = 0;
+    int attn_extra = 0, out_extra = 0, ffn_extra = 0;
     char name[TERN_NAME_MAX];
     for (int id = 0; id < q->n_lin && rc == 0; id++) {
         tern_quant_linear_name(id, name, sizeof name);
@@ -58,14 +57,15 @@ int tern_quant_export(tern_quant *q, tern_model *m, double code_frac[3]) {
         if (has_extra) {
             rc = add_bias(m, id, extra, q->lin[id].out);
             int k = id % TERN_LIN_COUNT;
-            attn_extra |= k <= TERN_LIN_V, out_extra |= k == TERN_LIN_O;
+            attn_extra |= k <= TERN_LIN_V, out_extra |= k == TERN_LIN_O, ffn_extra |= k >= TERN_LIN_GATE;
         }
     }
     if (rc == 0 && q->method->export_model) rc = q->method->export_model(q, m);
     if (rc == 0) {
-        // Every layer got q/k/v (and o) biases, so the forward can use them.
+        // Every layer got the biases of each kind that has them, so the forward uses them.
         if (attn_extra) m->cfg.attn_qkv_bias = 1;
         if (out_extra) m->cfg.attn_out_bias = 1;
+        if (ffn_extra) m->cfg.ffn_bias = 1;
     }
     double total = counts[0] + counts[1] + counts[2];
     for (int k = 0; k < 3; k++) code_frac[k] = total > 0 ? counts[k] / total : 0.0;

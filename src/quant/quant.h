@@ -115,8 +115,8 @@ typedef const float *(*tern_quant_weights_fn)(void *ctx, int id);
 void tern_quant_diag_update(tern_quant *q, tern_quant_weights_fn get, void *ctx, int step, char *buf, size_t cap);
 
 // Replaces m's linear weights by their effective (dequantized) values, adds
-// Tequila's constant term as biases (q/k/v/o exactly; gate/up/down as
-// blk.N.ffn_*.bias tensors that the current forward ignores), folds TEQ's
+// Tequila's constant term as per-output biases of every linear (applied by the
+// inference forward), folds TEQ's
 // scales into the norms. Fills the ternary code statistics (fractions of -1,
 // 0, +1; zeros when not ternary).
 int tern_quant_export(tern_quant *q, tern_model *m, double code_frac[3]);

@@ -198,6 +198,9 @@ static int setup(trainer *t, tern_model *m, const tern_tokenizer *tok) {
     if (o->steps < 0 || o->batch < 1 || o->seq_len < 2 || o->grad_accum < 1)
         return tern_errorf("invalid training shape: steps %d, batch %d, seq %d, accumulation %d", o->steps, o->batch,
                            o->seq_len, o->grad_accum);
+    if (m->cfg.ffn_bias)
+        return tern_errorf("%s: the model has FFN biases (exported by tern quantize --method tequila?); "
+                           "the training engine does not train them", m->path);
     if (o->seq_len > m->cfg.max_seq)
         return tern_errorf("--seq %d exceeds the model's context of %d", o->seq_len, m->cfg.max_seq);
     if (tern_dataset_load(&t->data, o->data_path, tok, tern_vocab_fingerprint(&m->vocab), o->seq_len, o->val_frac,
