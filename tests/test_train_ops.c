@@ -512,7 +512,7 @@ static void test_model(int with_hook) {
     for (int i = 0; i < MB * MT * 19; i++) r_logits[i] = frand();
     for (int i = 0; i < MB * MT * 16; i++) r_hidden[i] = frand();
     toy_hook th = {0};
-    tern_weight_hook hook = {&th, toy_effective, toy_backward};
+    tern_weight_hook hook = {.ctx = &th, .effective = toy_effective, .backward = toy_backward};
     if (with_hook) CHECK_OK(tern_train_set_hook(tm, &hook));
     model_ctx c = {tm, tokens, r_logits, r_hidden};
     const float *dh[2] = {r_hidden, NULL};

@@ -23,7 +23,7 @@ static int halve_backward(void *ctx, int id, const float *w, int out_dim, int in
     return 0;
 }
 
-static const tern_weight_hook halve_hook = {NULL, halve_effective, halve_backward};
+static const tern_weight_hook halve_hook = {.effective = halve_effective, .backward = halve_backward};
 static int interrupt_at = -1;
 
 static void maybe_interrupt(void *ctx, tern_train_model *tm, int step, char *log_json, size_t cap) {

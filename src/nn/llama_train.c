@@ -440,8 +440,8 @@ static int linear_forward(tern_train_model *tm, int id, float *y, const float *x
 }
 
 // From dy[N, out]: dx (= or += by accumulate), bias and weight gradients. A
-// frozen weight skips dW and the hook's backward but still passes dx through
-// w_eff.
+// frozen weight skips dW and the hook's backward (unless the hook asks for it,
+// then with d_w = NULL) but still passes dx through w_eff.
 static int linear_backward(tern_train_model *tm, int id, float *dx, int accumulate, const float *dy,
                            const float *x, int n) {
     const linear_info *L = lin_of(tm, id);
@@ -453,7 +453,7 @@ static int linear_backward(tern_train_model *tm, int id, float *dx, int accumula
         return 0;
     }
     tern_linear_backward(dx, NULL, db, dy, x, weff, n, in, out, accumulate);
-    if (!dw) return 0;
+    if (!dw && !tm->hook->backward_when_frozen) return 0;
     memset(tm->d_weff, 0, (size_t)out * in * sizeof(float));
     tern_matmul_dw_f32(tm->d_weff, dy, x, n, in, out);
     const float *d_extra = NULL;
@@ -558,6 +558,7 @@ const float *tern_train_hidden(const tern_train_model *tm, int layer) {
 
 // Whether any parameter before index `first` (embeddings, earlier layers) trains.
 static int trainable_before(const tern_train_model *tm, int first) {
+    if (tm->hook && tm->hook->backward_when_frozen && first > 0) return 1;
     for (int i = 0; i < first; i++)
         if (!tm->frozen[i]) return 1;
     return 0;

@@ -26,6 +26,10 @@ struct tern_weight_hook {
     // gradient into dL/dw (latent) and into the method's own parameters.
     int (*backward)(void *ctx, int linear_id, const float *w, int out_dim, int in_dim, const float *d_w_eff,
                     const float *d_extra, float *d_w);
+    // Set when the method trains parameters of its own behind frozen weights
+    // (TEQ's scales): backward is then also called for frozen linears, with
+    // d_w = NULL, and the backward pass always runs down to the first block.
+    int backward_when_frozen;
 };
 
 // Linear ids: layer * 7 + {0 q, 1 k, 2 v, 3 o, 4 gate, 5 up, 6 down}.

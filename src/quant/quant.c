@@ -81,16 +81,13 @@ static int hook_backward(void *ctx, int id, const float *w, int out, int in, con
     return tern_quant_backward(q, id, w, d_w_eff, d_extra, d_w);
 }
 
-// Only block linears train. TEQ keeps its weights frozen but must still see
-// dL/dw_eff for its scales, which the engine only computes for trainable
-// weights: its scaled linears are "trainable" here and add_params sets their
-// optimizer group's lr to 0 (see the report / docs/methods.md).
+// Only block linears train, and only for methods that train latent weights.
+// TEQ keeps its weights frozen; its hook sets backward_when_frozen so the
+// engine still hands it dL/dw_eff for its scales.
 static int train_is_trainable(void *ctx, const char *name) {
     tern_quant *q = ctx;
     int id = linear_id_of(name, q->cfg.n_layers);
-    if (id < 0 || !q->method->trains) return 0;
-    if (q->method->trains_weights) return 1;
-    return q->lin[id].p != NULL;
+    return id >= 0 && q->method->trains && q->method->trains_weights;
 }
 
 // Parameters are laid out in linear-id order, so one block's are contiguous.
@@ -119,9 +116,7 @@ static void layer_param_range(const tern_quant *q, int layer, int64_t *begin, in
 static int train_add_params(void *ctx, tern_adamw *opt, int group, int layer) {
     tern_quant *q = ctx;
     if (!q->method->trains_weights) {
-        // The weight group was created before the method's: freeze it (TEQ:
-        // only s trains), and give s its own betas (0.9, 0.9).
-        for (int g = 0; g < group; g++) opt->groups[g].lr = 0.0f;
+        // TEQ: only s trains, with its own betas (0.9, 0.9).
         tern_adamw_hparams h = opt->groups[group];
         h.beta1 = 0.9f, h.beta2 = 0.9f, h.weight_decay = 0.0f;
         group = tern_adamw_add_group(opt, h);
@@ -318,7 +313,10 @@ int tern_quant_create(tern_quant **out, const tern_quant_method *method, const t
         return -1;
     }
     set_key(q);
-    q->hook = (tern_weight_hook){.ctx = q, .effective = hook_effective, .backward = hook_backward};
+    q->hook = (tern_weight_hook){.ctx = q,
+                                 .effective = hook_effective,
+                                 .backward = hook_backward,
+                                 .backward_when_frozen = q->method->trains && !q->method->trains_weights};
     q->train = (tern_train_method){.name = q->key,
                                    .ctx = q,
                                    .hook = &q->hook,
