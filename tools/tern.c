@@ -12,8 +12,10 @@
 #include "core/progress.h"
 #include "core/threads.h"
 #include "eval/ppl.h"
+#include "eval/report.h"
 #include "eval/zeroshot.h"
 #include "infer/bench.h"
+#include "infer/export.h"
 #include "infer/generate.h"
 #include "io/gguf_write.h"
 #include "io/info.h"
@@ -34,6 +36,8 @@ static const char *usage_text =
     "  eval      --model M --task FILE [--task FILE ...]    zero-shot multiple-choice accuracy\n"
     "  train     --model M --data TEXT --out OUT.gguf       full-precision fine-tuning\n"
     "  quantize  --model M --method M --calib TEXT --out O  QAT/PTQ to ternary or low-bit\n"
+    "  report    LOG [LOG ...] --out report.svg [--json]   plot training logs (loss, dead zone)\n"
+    "  export    --model M --out MODEL.tern [--pack 2|1.6]  packed ternary model file\n"
     "\n"
     "Models: a Hugging Face directory, a GGUF file, or a llama2.c checkpoint\n"
     "(llama2.c needs --tokenizer tokenizer.bin). Every command takes --model,\n"
@@ -199,7 +203,7 @@ static int cmd_generate(int argc, char **argv) {
 
 static int cmd_ppl(int argc, char **argv) {
     common_opts o = {0};
-    const char *file = NULL, *format = "f32";
+    const char *file = NULL, *format = "native";
     int ctx = 512, chunks = 0, rc = 0;
     for (int i = 1; i < argc && rc == 0; i++) {
         const char *a = argv[i];
@@ -254,7 +258,7 @@ static int cmd_ppl(int argc, char **argv) {
 static int cmd_bench(int argc, char **argv) {
     common_opts o = {0};
     tern_bench_opts b = {.n_prompt = 512, .n_gen = 128, .reps = 3};
-    const char *compare = "f32";
+    const char *compare = "native";
     int rc = 0;
     for (int i = 1; i < argc && rc == 0; i++) {
         const char *a = argv[i];
@@ -645,6 +649,84 @@ static int cmd_quantize(int argc, char **argv) {
     return rc ? die() : 0;
 }
 
+static int cmd_export(int argc, char **argv) {
+    common_opts o = {0};
+    const char *out = NULL, *format = "tern";
+    tern_export_opts e = {0};
+    int rc = 0;
+    for (int i = 1; i < argc && rc == 0; i++) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            printf("usage: tern export --model M --out MODEL.tern [--pack 2|1.6] [--group G]\n"
+                   "Writes a packed .tern file (a GGUF container, docs/format.md): decoder linears ternary\n"
+                   "(2 bits or 1.6 bits per weight, fp16 scale per group of G, DLT shifts), biases and norms\n"
+                   "F32, embedding and LM head q8. From a `tern quantize` output the ternary codes are\n"
+                   "recovered exactly (G = its group); from an FP model they are absmean per group (PTQ,\n"
+                   "--group default 128). Every command runs the .tern file with the packed kernels.\n");
+            return 0;
+        }
+        int r = parse_common(&o, argc, argv, &i);
+        if (r < 0) return bad_usage("export", "%s needs a value", a);
+        if (r > 0) continue;
+        if (!strcmp(a, "--out") || !strcmp(a, "-o")) rc = need_value(argc, argv, &i, "export", &out);
+        else if (!strcmp(a, "--pack")) rc = need_value(argc, argv, &i, "export", &e.pack);
+        else if (!strcmp(a, "--group")) rc = int_value(argc, argv, &i, "export", 1, 1 << 16, &e.group);
+        else if (!strcmp(a, "--format")) rc = need_value(argc, argv, &i, "export", &format);
+        else return bad_usage("export", "unknown option %s", a);
+    }
+    if (rc) return rc;
+    if (!out) return bad_usage("export", "%s", "--out is required");
+    if (strcmp(format, "tern"))
+        return bad_usage("export", "unknown --format %s (tern; gguf-tq2/gguf-tq1 are not implemented yet)", format);
+    tern_model m;
+    if ((rc = load_model(&o, &m, "export"))) return rc;
+    tern_export_info info;
+    rc = tern_export_tern(&m, o.model, &e, out, &info);
+    if (rc == 0)
+        fprintf(stderr, "tern export: %s, G=%d%s, %s: wrote %s (%.1f KB)\n",
+                info.method[0] ? info.method : "absmean PTQ", info.group, info.has_shift ? " with shifts" : "",
+                e.pack && strstr(e.pack, "1.6") ? "tern-t1.6" : "tern-t2", out, info.bytes / 1e3);
+    tern_model_free(&m);
+    return rc ? die() : 0;
+}
+
+// `tern report`: plots JSONL training logs (loss, val loss, dead-zone stats).
+static int cmd_report(int argc, char **argv) {
+    const char *out = NULL, *paths[64], *labels[64];
+    int n = 0, json = 0, rc = 0;
+    for (int i = 1; i < argc && rc == 0; i++) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            printf("usage: tern report LOG [--label NAME] [LOG [--label NAME] ...] [--out report.svg|.html] [--json]\n"
+                   "Draws the loss, validation loss and dead-zone statistics (dz_frac, dz_crossed,\n"
+                   "dz_trapped) of JSONL training logs over steps, one series per log, as a\n"
+                   "self-contained SVG (or an HTML page embedding it when OUT ends in .html).\n"
+                   "--label names the preceding log in the legend (default: its file name).\n"
+                   "--json prints per log: records, steps, final loss and val loss, last dz stats.\n");
+            return 0;
+        }
+        if (!strcmp(a, "--out") || !strcmp(a, "-o")) rc = need_value(argc, argv, &i, "report", &out);
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--label")) {
+            if (n == 0) return bad_usage("report", "%s must follow a log file", a);
+            rc = need_value(argc, argv, &i, "report", &labels[n - 1]);
+        } else if (a[0] == '-' && a[1]) return bad_usage("report", "unknown option %s", a);
+        else if (n == 64) return bad_usage("report", "%s", "at most 64 logs");
+        else paths[n] = a, labels[n++] = NULL;
+    }
+    if (rc) return rc;
+    if (n == 0) return bad_usage("report", "%s", "no log given");
+    if (!out && !json) return bad_usage("report", "%s", "give --out FILE and/or --json");
+    tern_report_log logs[64];
+    int loaded = 0;
+    while (loaded < n && tern_report_load(&logs[loaded], paths[loaded], labels[loaded]) == 0) loaded++;
+    rc = loaded < n ? -1 : 0;
+    if (rc == 0 && out) rc = tern_report_save(out, logs, n);
+    if (rc == 0 && json) tern_report_write_json(stdout, logs, n);
+    for (int k = 0; k < loaded; k++) tern_report_log_free(&logs[k]);
+    return rc ? die() : 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
@@ -661,6 +743,8 @@ int main(int argc, char **argv) {
         {"train", cmd_train},
         {"quantize", cmd_quantize},
         {"eval", cmd_eval},
+        {"report", cmd_report},
+        {"export", cmd_export},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);

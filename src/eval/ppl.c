@@ -35,7 +35,7 @@ int tern_perplexity_tokens(const tern_model *m, const int *tokens, int64_t n_tok
     tern_session s;
     tern_packed *packed = NULL;
     if (tern_session_init(&s, m, ctx, ctx)) return -1;
-    if (tern_session_set_format(&s, format ? format : "f32", 0, &packed)) {
+    if (tern_session_set_format(&s, format ? format : "native", 0, &packed)) {
         tern_session_free(&s);
         return -1;
     }

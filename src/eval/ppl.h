@@ -20,7 +20,7 @@ typedef struct {
     double seconds;
 } tern_ppl_result;
 
-// format: the linear layers' storage ("f32", or see infer/packed.h); NULL = f32.
+// format: the linear layers' storage ("f32", or see infer/packed.h); NULL = "native" (a .tern model's packed bytes, else f32).
 int tern_perplexity_tokens(const tern_model *m, const int *tokens, int64_t n_tokens, int bos, int ctx,
                            int max_chunks, const char *format, tern_ppl_result *r);
 int tern_perplexity_text(const tern_model *m, const tern_tokenizer *tok, const char *text, size_t len, int ctx,

@@ -10,6 +10,7 @@
 #include "core/mem.h"
 #include "core/progress.h"
 #include "core/threads.h"
+#include "infer/packed.h"
 #include "io/json.h"
 #include "nn/transformer.h"
 
@@ -478,6 +479,7 @@ int tern_zs_task_tokenize(tern_zs_task *t, const tern_tokenizer *tok) {
 // beyond that are simply overwritten.
 typedef struct {
     tern_session s;
+    tern_packed *packed; // a .tern model's packed linears (NULL otherwise)
     int vocab;
     int *cached, n_cached;
     int *seq;          // scratch: context + continuation
@@ -493,6 +495,7 @@ typedef struct {
 
 static void scorer_free(scorer *sc) {
     tern_session_free(&sc->s);
+    tern_packed_free(sc->packed);
     free(sc->cached);
     free(sc->seq);
     tern_free(sc->logits);
@@ -508,6 +511,10 @@ static int scorer_init(scorer *sc, const tern_model *m, int max_seq) {
     // Logits of a batch are [max_batch, vocab] inside the session: keep batches moderate.
     int batch = max_seq < 128 ? max_seq : 128;
     if (tern_session_init(&sc->s, m, max_seq, batch)) return -1;
+    if (tern_session_use_native(&sc->s, &sc->packed)) {
+        scorer_free(sc);
+        return -1;
+    }
     sc->vocab = m->cfg.vocab_size;
     sc->cached = malloc((size_t)max_seq * sizeof(int));
     sc->seq = malloc((size_t)max_seq * sizeof(int));

@@ -70,7 +70,8 @@ int tern_bench_run(const tern_model *m, const char *format, const tern_bench_opt
     // tg reads, on average, half of the n_gen cached positions' K and V per layer.
     double kv = (double)c->n_layers * 2.0 * c->n_kv_heads * c->head_dim * 4 * (n_gen / 2.0);
     for (int k = 0; k < 2; k++) {
-        snprintf(res[k].format, sizeof res[k].format, "%s", format);
+        const char *name = !strcmp(format, "native") ? tern_packed_format_name(packed) : format;
+        snprintf(res[k].format, sizeof res[k].format, "%s", name ? name : "f32");
         res[k].file_bytes = file_bytes;
     }
     snprintf(res[0].test, sizeof res[0].test, "pp%d", n_prompt);

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/threads.h"
+#include "infer/packed.h"
 #include "infer/sampler.h"
 #include "nn/transformer.h"
 
@@ -30,7 +31,9 @@ int tern_generate(const tern_model *m, const tern_tokenizer *tok, const char *pr
         return -1;
     }
     tern_sampler smp = {0};
+    tern_packed *packed = NULL; // a .tern model runs its packed bytes
     int rc = -1;
+    if (tern_session_use_native(&s, &packed)) goto done;
     if (tern_sampler_init(&smp, m->cfg.vocab_size, o->temp, o->top_p, o->seed)) goto done;
     if (n_ids >= s.max_seq) {
         tern_errorf("prompt of %d tokens does not fit the context of %d", n_ids, s.max_seq);
@@ -58,6 +61,7 @@ int tern_generate(const tern_model *m, const tern_tokenizer *tok, const char *pr
 done:
     tern_sampler_free(&smp);
     tern_session_free(&s);
+    tern_packed_free(packed);
     free(ids);
     return rc;
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -31,6 +32,9 @@ struct tern_packed {
     tern_qact acts[MAX_ACTS]; // one per distinct (cols, group) input
     int n_acts;
     int64_t embd_bytes; // embedding table in the file (0 when tied to the head)
+    int native;         // linears run a loaded .tern file's packed bytes
+    int64_t file_bytes; // native: the file's size
+    const char *name;   // native: the body format's name ("tern-t2", ...)
 };
 
 static tern_qact *act_for(tern_packed *p, int cols, int group) {
@@ -85,7 +89,7 @@ static void bf16_apply(const tern_linear *l, float *out, const float *in, int n,
 }
 
 // Ternary codes and absmean scales of one matrix, per group of `group` columns.
-static void absmean_ternary(const float *w, int rows, int cols, int group, int8_t *codes, float *scales) {
+void tern_absmean_ternary(const float *w, int rows, int cols, int group, int8_t *codes, float *scales) {
     int n_groups = (cols + group - 1) / group;
     for (int r = 0; r < rows; r++)
         for (int g = 0; g < n_groups; g++) {
@@ -103,7 +107,7 @@ static void absmean_ternary(const float *w, int rows, int cols, int group, int8_
 }
 
 // int8 codes with one absmax scale per block of `group` columns.
-static void absmax_q8(const float *w, int rows, int cols, int group, int8_t *codes, float *scales) {
+void tern_absmax_q8(const float *w, int rows, int cols, int group, int8_t *codes, float *scales) {
     int n_groups = (cols + group - 1) / group;
     for (int r = 0; r < rows; r++)
         for (int g = 0; g < n_groups; g++) {
@@ -129,8 +133,8 @@ static int pack_linear(tern_packed *p, plinear *pl, tern_linear *l, tern_kfmt_id
     float *scales = malloc((size_t)l->rows * n_groups * sizeof(float));
     int rc = -1;
     if (pl->data && codes && scales && !tern_kmatrix_init(&pl->m, f, l->rows, l->cols, group, 0, pl->data)) {
-        if (fmt == TERN_KFMT_Q8) absmax_q8(l->w, l->rows, l->cols, group, codes, scales);
-        else absmean_ternary(l->w, l->rows, l->cols, group, codes, scales);
+        if (fmt == TERN_KFMT_Q8) tern_absmax_q8(l->w, l->rows, l->cols, group, codes, scales);
+        else tern_absmean_ternary(l->w, l->rows, l->cols, group, codes, scales);
         rc = tern_kpack(&pl->m, pl->data, codes, scales, NULL, NULL);
     }
     free(codes);
@@ -158,14 +162,73 @@ static int bf16_linear(plinear *pl, tern_packed *p, tern_linear *l) {
 
 void tern_packed_free(tern_packed *p) {
     if (!p) return;
-    for (int i = 0; i < p->n_lins; i++) tern_free(p->lins[i].data);
+    for (int i = 0; p->lins && i < p->n_lins; i++) tern_free(p->lins[i].data);
     for (int i = 0; i < p->n_acts; i++) tern_qact_free(&p->acts[i]);
     free(p->lins);
     free(p);
 }
 
+// The tensor of s's model whose FP32 data a linear views (NULL if none).
+static const tern_tensor *tensor_of(const tern_session *s, const float *w) {
+    for (int i = 0; i < s->model->n_tensors; i++)
+        if (s->model->tensors[i].data == w) return &s->model->tensors[i];
+    return NULL;
+}
+
+// Points l at a loaded tensor's packed bytes (no copy, no re-quantization).
+static int native_linear(tern_packed *p, plinear *pl, tern_linear *l, const tern_tensor *t) {
+    const tern_kformat *f = tern_kformat_get((tern_kfmt_id)t->packed_fmt);
+    if (t->ndim != 2 || t->shape[0] != l->rows || t->shape[1] != l->cols)
+        return tern_errorf("packed tensor %s does not match its layer's shape", t->name);
+    pl->owner = p;
+    if (tern_kmatrix_init(&pl->m, f, l->rows, l->cols, t->packed_group, t->packed_shift, t->packed)) return -1;
+    if ((size_t)l->rows * pl->m.row_bytes != t->packed_bytes)
+        return tern_errorf("packed tensor %s has %zu bytes, expected %zu", t->name, t->packed_bytes,
+                           (size_t)l->rows * pl->m.row_bytes);
+    if (!act_for(p, l->cols, pl->m.group)) return tern_errorf("packed inference: cannot allocate activation buffers");
+    l->apply = packed_apply;
+    l->ctx = pl;
+    l->bytes = (long long)t->packed_bytes;
+    return 0;
+}
+
+int tern_session_use_native(tern_session *s, tern_packed **out) {
+    *out = NULL;
+    int any = 0;
+    for (int i = 0; i < s->model->n_tensors; i++) any |= s->model->tensors[i].packed != NULL;
+    if (!any) return 0; // nothing packed: the FP32 session is the model
+    tern_packed *p = calloc(1, sizeof *p);
+    if (!p) return tern_errorf("out of memory");
+    p->max_batch = s->max_batch;
+    p->native = 1;
+    p->n_lins = s->cfg.n_layers * TERN_L_COUNT + 1;
+    p->lins = calloc((size_t)p->n_lins, sizeof *p->lins);
+    int rc = p->lins ? tern_kernel_default(&p->impl) : tern_errorf("out of memory");
+    for (int i = 0; i < p->n_lins && rc == 0; i++) {
+        int is_head = i == p->n_lins - 1;
+        tern_linear *l = is_head ? &s->head : &s->lin[i];
+        const tern_tensor *t = tensor_of(s, l->w);
+        if (!t || !t->packed) continue;
+        rc = native_linear(p, &p->lins[i], l, t);
+        if (rc == 0 && !is_head && !p->name) p->name = tern_kformat_get((tern_kfmt_id)t->packed_fmt)->name;
+    }
+    struct stat st;
+    p->file_bytes = stat(s->model->path, &st) == 0 ? (int64_t)st.st_size : 0;
+    if (rc) {
+        tern_packed_free(p);
+        return -1;
+    }
+    *out = p;
+    return 0;
+}
+
+const char *tern_packed_format_name(const tern_packed *p) {
+    return p && p->native && p->name ? p->name : NULL;
+}
+
 int tern_session_set_format(tern_session *s, const char *format, int group, tern_packed **out) {
     *out = NULL;
+    if (!strcmp(format, "native")) return tern_session_use_native(s, out);
     if (!strcmp(format, "f32")) return 0;
     int is_bf16 = !strcmp(format, "bf16");
     tern_kfmt_id body = TERN_KFMT_T2;
@@ -208,6 +271,7 @@ int64_t tern_session_weight_bytes(const tern_session *s) {
 }
 
 int64_t tern_session_file_bytes(const tern_session *s, const tern_packed *p) {
+    if (p && p->native && p->file_bytes > 0) return p->file_bytes;
     int64_t b = tern_session_weight_bytes(s) - 4LL * s->cfg.dim;
     // An untied embedding table is a file's extra tensor (FP32 when unpacked).
     if (!s->cfg.tied_embeddings) b += p ? p->embd_bytes : 4LL * s->cfg.vocab_size * s->cfg.dim;
@@ -223,8 +287,8 @@ static void fake_quant(float *w, int rows, int cols, int group, int q8) {
         free(codes), free(scales);
         return;
     }
-    if (q8) absmax_q8(w, rows, cols, group, codes, scales);
-    else absmean_ternary(w, rows, cols, group, codes, scales);
+    if (q8) tern_absmax_q8(w, rows, cols, group, codes, scales);
+    else tern_absmean_ternary(w, rows, cols, group, codes, scales);
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) {
             float a = tern_f16_to_f32(tern_f32_to_f16(scales[(size_t)r * n_groups + c / group]));

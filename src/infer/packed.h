@@ -6,6 +6,7 @@
 //                 training): T = clamp(round(w / a), -1, 1), a = mean|w| over
 //                 the group; int8 activations; LM head at 8 bits (q8, block 32)
 //   "q8"          int8 weights per block of 32 (linears and head)
+//   "native"      the packed bytes a loaded .tern file carries (f32 otherwise)
 #ifndef TERN_INFER_PACKED_H
 #define TERN_INFER_PACKED_H
 
@@ -19,6 +20,21 @@ typedef struct tern_packed tern_packed;
 // it; free it after tern_session_free.
 int tern_session_set_format(tern_session *s, const char *format, int group, tern_packed **out);
 void tern_packed_free(tern_packed *p);
+
+// For every linear (and the LM head) whose model tensor carries packed bytes
+// (a loaded .tern file), installs a packed layer that runs those bytes
+// directly: no re-quantization, int8 activations. *out stays NULL when the
+// model has no packed tensor (the session is left FP32). Also reachable as
+// tern_session_set_format(s, "native", ...).
+int tern_session_use_native(tern_session *s, tern_packed **out);
+// "tern-t2" / "tern-t1.6" / ... for a native session's decoder linears, else NULL.
+const char *tern_packed_format_name(const tern_packed *p);
+
+// The PTQ quantizers the packed formats use (exported for `tern export`):
+// absmean ternary codes + scales per group (scales [rows, ceil(cols/group)]),
+// and int8 codes with one absmax scale per block of `group` columns.
+void tern_absmean_ternary(const float *w, int rows, int cols, int group, int8_t *codes, float *scales);
+void tern_absmax_q8(const float *w, int rows, int cols, int group, int8_t *codes, float *scales);
 
 // Fake quantization for reference: replaces every decoder linear's weights in
 // `m` with the FP32 values the packed "t2"/"t1.6" format represents (absmean

@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/mem.h"
+#include "kernels/formats.h"
 
 #define GGUF_DEFAULT_ALIGNMENT 32
 #define GGUF_MAX_ALIGNMENT (1u << 24)
@@ -209,14 +210,56 @@ static const type_info *type_of(uint32_t t) {
     return &TYPES[t];
 }
 
+// tern's packed types (gguf.h): the kernels' format, or NULL when t is not one.
+static const tern_kformat *packed_format(uint32_t t, int *shift) {
+    int sh = t >= TERN_GGUF_PACKED_SHIFT_BASE && t < TERN_GGUF_PACKED_SHIFT_BASE + TERN_GGUF_PACKED_MAX_FMT;
+    uint32_t base = sh ? TERN_GGUF_PACKED_SHIFT_BASE : TERN_GGUF_PACKED_BASE;
+    if (t < base || t - base >= TERN_KFMT_COUNT) return NULL;
+    const tern_kformat *f = tern_kformat_get((tern_kfmt_id)(t - base));
+    if (!f || (sh && f->kind != TERN_KKIND_TERNARY)) return NULL;
+    if (shift) *shift = sh;
+    return f;
+}
+
 const char *tern_gguf_type_name(uint32_t type) {
+    const tern_kformat *f = packed_format(type, NULL);
+    if (f) return f->name;
     const type_info *ti = type_of(type);
     return ti ? ti->name : NULL;
 }
 
 int tern_gguf_type_supported(uint32_t type) {
+    if (packed_format(type, NULL)) return 1;
     const type_info *ti = type_of(type);
     return ti && ti->supported;
+}
+
+// Dequantizes a packed tern tensor (validated by packed_info): ternary
+// alpha*T + gamma, RTN s*(c - z), q8 d*c.
+static int dequant_packed(const tern_gguf_tensor *t, float *out) {
+    const tern_kformat *f = packed_format(t->type, NULL);
+    int rows = (int)(t->numel / t->ne[0]), cols = (int)t->ne[0], group = t->packed_group;
+    tern_kmatrix m;
+    if (tern_kmatrix_init(&m, f, rows, cols, group, t->packed_shift, t->data)) return -1;
+    size_t ng = (size_t)rows * m.n_groups;
+    int8_t *codes = malloc((size_t)rows * cols);
+    float *scales = malloc(ng * sizeof(float)), *shifts = malloc(ng * sizeof(float));
+    uint8_t *zeros = malloc(ng);
+    int rc = codes && scales && shifts && zeros ? 0 : tern_errorf("out of memory");
+    if (rc == 0) {
+        memset(shifts, 0, ng * sizeof(float));
+        memset(zeros, 0, ng);
+        tern_kunpack(&m, codes, scales, t->packed_shift ? shifts : NULL, zeros);
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) {
+                size_t j = (size_t)r * m.n_groups + c / group, i = (size_t)r * cols + c;
+                float v = (float)codes[i];
+                if (f->kind == TERN_KKIND_RTN) v -= (float)zeros[j];
+                out[i] = f->kind == TERN_KKIND_TERNARY ? scales[j] * v + shifts[j] : scales[j] * v;
+            }
+    }
+    free(codes), free(scales), free(shifts), free(zeros);
+    return rc;
 }
 
 // Dequantizes blocks [b0, b1) of t into out (the whole tensor's output); for
@@ -271,7 +314,10 @@ static void run_chunks(const dq_chunk *c, int64_t n) {
     for (int64_t i = 0; i < n; i++) dequant_blocks(c[i].t, type_of(c[i].t->type), c[i].b0, c[i].b1, c[i].out);
 }
 
+static const tern_kformat *packed_format(uint32_t t, int *shift);
+
 static int check_supported(const tern_gguf *g, const tern_gguf_tensor *t) {
+    if (packed_format(t->type, NULL)) return 0;
     const type_info *ti = type_of(t->type);
     if (ti && ti->supported) return 0;
     return tern_errorf("%s: tensor %s has type %s (id %u), which tern cannot load", g->path, t->name,
@@ -279,6 +325,7 @@ static int check_supported(const tern_gguf *g, const tern_gguf_tensor *t) {
 }
 
 int tern_gguf_dequantize(const tern_gguf *g, const tern_gguf_tensor *t, float *out) {
+    if (packed_format(t->type, NULL)) return dequant_packed(t, out);
     if (check_supported(g, t)) return -1;
     int64_t n = count_chunks(t);
     dq_chunk *c = malloc((size_t)n * sizeof *c);
@@ -293,13 +340,18 @@ int tern_gguf_dequantize(const tern_gguf *g, const tern_gguf_tensor *t, float *o
 static int dequantize_all(const tern_gguf *g, float *const *outs, int64_t n) {
     int64_t total = 0;
     for (int64_t i = 0; i < n; i++) {
+        if (packed_format(g->tensors[i].type, NULL)) {
+            if (dequant_packed(&g->tensors[i], outs[i])) return -1;
+            continue;
+        }
         if (check_supported(g, &g->tensors[i])) return -1;
         total += count_chunks(&g->tensors[i]);
     }
     dq_chunk *c = malloc((size_t)(total ? total : 1) * sizeof *c);
     if (!c) return tern_errorf("out of memory");
     int64_t k = 0;
-    for (int64_t i = 0; i < n; i++) k += add_chunks(c + k, &g->tensors[i], outs[i]);
+    for (int64_t i = 0; i < n; i++)
+        if (!packed_format(g->tensors[i].type, NULL)) k += add_chunks(c + k, &g->tensors[i], outs[i]);
     run_chunks(c, k);
     free(c);
     return 0;
@@ -435,6 +487,36 @@ static int read_kv(tern_gguf *g, tern_cursor *c, tern_gguf_kv *kv) {
     return 0;
 }
 
+static int meta_int(const tern_gguf *g, const char *key, int required, int64_t def, int64_t lo, int64_t hi,
+                    int64_t *out);
+
+// Geometry of a tern packed tensor: a 2-D matrix whose group comes from the
+// metadata (read before the tensor infos); bytes = rows * packed row bytes.
+static int packed_info(tern_gguf *g, tern_gguf_tensor *t, const tern_kformat *f, int shift) {
+    if (t->n_dims != 2 || t->ne[0] > TERN_KMAX_COLS || t->ne[1] > INT_MAX)
+        return tern_errorf("%s: tensor %s: a %s tensor must be a matrix of at most %d columns and %d rows",
+                           g->path, t->name, f->name, TERN_KMAX_COLS, INT_MAX);
+    int64_t group;
+    const char *key = f->kind == TERN_KKIND_Q8 ? "tern.q8_group" : "tern.group_size";
+    if (meta_int(g, key, 1, 0, 1, INT_MAX, &group)) return -1;
+    if (group > t->ne[0]) group = t->ne[0];
+    size_t row = tern_kformat_row_bytes(f, (int)t->ne[0], (int)group, shift);
+    if (!row) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", tern_last_error());
+        return tern_errorf("%s: tensor %s: %s", g->path, t->name, why);
+    }
+    uint64_t bytes;
+    if (__builtin_mul_overflow((uint64_t)t->ne[1], (uint64_t)row, &bytes))
+        return tern_errorf("%s: tensor %s is too large", g->path, t->name);
+    t->packed_fmt = (int)f->id;
+    t->packed_group = (int)group;
+    t->packed_shift = shift;
+    t->packed_row_bytes = row;
+    t->nbytes = bytes;
+    return 0;
+}
+
 static int read_tensor_info(tern_gguf *g, tern_cursor *c, tern_gguf_tensor *t) {
     const uint8_t *name;
     uint64_t len;
@@ -461,6 +543,9 @@ static int read_tensor_info(tern_gguf *g, tern_cursor *c, tern_gguf_tensor *t) {
     }
     t->numel = numel;
     if (tern_cur_u32(c, &t->type, "tensor type") || tern_cur_u64(c, &t->offset, "tensor offset")) return -1;
+    int shift = 0;
+    const tern_kformat *pf = packed_format(t->type, &shift);
+    if (pf) return packed_info(g, t, pf, shift);
     const type_info *ti = type_of(t->type);
     if (!ti) return tern_errorf("%s: tensor %s has unknown type id %u", g->path, t->name, t->type);
     if (t->ne[0] % ti->block)
@@ -910,6 +995,20 @@ static int read_config(const tern_gguf *g, tern_model *m) {
     return 0;
 }
 
+// A packed tensor keeps its bytes next to the FP32 values (inference runs them).
+static int keep_packed(const tern_gguf_tensor *gt, tern_tensor *t) {
+    if (!packed_format(gt->type, NULL)) return 0;
+    void *p = tern_alloc((size_t)gt->nbytes ? (size_t)gt->nbytes : 1);
+    if (!p) return tern_errorf("out of memory");
+    memcpy(p, gt->data, (size_t)gt->nbytes);
+    t->packed = p;
+    t->packed_bytes = (size_t)gt->nbytes;
+    t->packed_fmt = gt->packed_fmt;
+    t->packed_group = gt->packed_group;
+    t->packed_shift = gt->packed_shift;
+    return 0;
+}
+
 int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
     snprintf(m->format, sizeof m->format, "gguf");
     if (!m->path[0]) snprintf(m->path, sizeof m->path, "%s", g->path);
@@ -932,6 +1031,7 @@ int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
     for (int64_t i = 0; i < g->n_tensors; i++) outs[i] = m->tensors[base + i].data;
     int rc = dequantize_all(g, outs, g->n_tensors);
     free(outs);
+    for (int64_t i = 0; i < g->n_tensors && rc == 0; i++) rc = keep_packed(&g->tensors[i], &m->tensors[base + i]);
     return rc;
 }
 

@@ -61,6 +61,14 @@ enum {
     TERN_GGML_BF16 = 30,
 };
 
+// tern's packed types in a .tern file (docs/format.md): 1000 + tern_kfmt_id
+// (kernels/formats.h), 1100 + id for a ternary matrix with per-group shifts.
+// The group size comes from metadata: tern.group_size for ternary and RTN
+// types, tern.q8_group for q8 (min(G, row length) per tensor).
+#define TERN_GGUF_PACKED_BASE 1000u
+#define TERN_GGUF_PACKED_SHIFT_BASE 1100u
+#define TERN_GGUF_PACKED_MAX_FMT 100u
+
 typedef struct {
     char *key;              // NUL-terminated copy
     uint32_t type;          // tern_gguf_vtype
@@ -88,6 +96,9 @@ typedef struct {
     uint64_t nbytes;
     int64_t numel;
     const uint8_t *data;       // the tensor's bytes inside the file
+    // tern packed types only: format id, group (resolved), shift flag, row bytes.
+    int packed_fmt, packed_group, packed_shift;
+    uint64_t packed_row_bytes;
 } tern_gguf_tensor;
 
 typedef struct {

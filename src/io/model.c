@@ -96,7 +96,10 @@ uint64_t tern_vocab_fingerprint(const tern_vocab *v) {
 }
 
 void tern_model_free(tern_model *m) {
-    for (int i = 0; i < m->n_tensors; i++) tern_free(m->tensors[i].data);
+    for (int i = 0; i < m->n_tensors; i++) {
+        tern_free(m->tensors[i].data);
+        tern_free((void *)m->tensors[i].packed);
+    }
     free(m->tensors);
     tern_vocab_free(&m->vocab);
     memset(m, 0, sizeof *m);

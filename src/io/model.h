@@ -57,6 +57,12 @@ typedef struct {
     int64_t numel;
     float *data;                  // owned by the model (one aligned allocation per tensor)
     char src_type[16];            // type in the source file, e.g. "Q4_1", "BF16", "F32"
+    // Packed storage from a .tern file (NULL otherwise): rows x packed row bytes
+    // in a kernels/formats.h format (packed_fmt = tern_kfmt_id), with its group
+    // and shift flag. Owned by the model; `data` still holds the FP32 values.
+    const void *packed;
+    size_t packed_bytes;
+    int packed_fmt, packed_group, packed_shift;
 } tern_tensor;
 
 typedef enum {
