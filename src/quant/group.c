@@ -72,3 +72,31 @@ void tern_group_rtn_q(const float *w, int n, int bits, int sym, float *out) {
         out[i] = (q - z) * scale;
     }
 }
+
+void tern_linear_groups_q(const tern_quant_linear *L, const float *w, float *out, tern_group_q_fn fq,
+                          const tern_quant_opts *o) {
+    for (int r = 0; r < L->out; r++)
+        for (int g = 0; g < L->n_groups; g++) {
+            size_t off = (size_t)r * L->in + (size_t)g * L->G;
+            fq(w + off, tern_group_len(L, g), o, out + off);
+        }
+}
+
+void tern_linear_groups_codes(const tern_quant_linear *L, const float *w, int8_t *T, float *delta,
+                              tern_group_codes_fn fc) {
+    for (int r = 0; r < L->out; r++)
+        for (int g = 0; g < L->n_groups; g++) {
+            size_t off = (size_t)r * L->in + (size_t)g * L->G;
+            delta[(size_t)r * L->n_groups + g] = fc(w + off, tern_group_len(L, g), T + off);
+        }
+}
+
+int tern_quant_ste_backward(tern_quant *q, int id, const float *w, const float *d_w_eff, const float *d_extra,
+                            float *d_w) {
+    (void)w, (void)d_extra;
+    const tern_quant_linear *L = &q->lin[id];
+    if (!d_w) return 0;
+    size_t n = (size_t)L->out * L->in;
+    for (size_t i = 0; i < n; i++) d_w[i] += d_w_eff[i];
+    return 0;
+}

@@ -146,6 +146,19 @@ void tern_group_rtn_q(const float *w, int n, int bits, int sym, float *out);
 float tern_group_absmean_codes(const float *w, int n, int8_t *T);
 float tern_group_twn_codes(const float *w, int n, int8_t *T);
 
+// Whole-linear drivers for methods that quantize each group independently:
+// apply a group function to every group of linear L (row-major [out, in]).
+typedef void (*tern_group_q_fn)(const float *w, int n, const tern_quant_opts *o, float *out);
+typedef float (*tern_group_codes_fn)(const float *w, int n, int8_t *T);
+void tern_linear_groups_q(const tern_quant_linear *L, const float *w, float *out, tern_group_q_fn fq,
+                          const tern_quant_opts *o);
+// T[out, in] codes and delta[out, n_groups] thresholds.
+void tern_linear_groups_codes(const tern_quant_linear *L, const float *w, int8_t *T, float *delta,
+                              tern_group_codes_fn fc);
+// Straight-through backward (dL/dw += dL/dŵ) for methods whose only trainable input is w.
+int tern_quant_ste_backward(tern_quant *q, int id, const float *w, const float *d_w_eff, const float *d_extra,
+                            float *d_w);
+
 // Method descriptors (one per file).
 extern const tern_quant_method tern_quant_absmean, tern_quant_twn, tern_quant_tequila, tern_quant_dlt,
     tern_quant_teq, tern_quant_rtn;

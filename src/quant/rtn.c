@@ -8,23 +8,13 @@ static int rtn_check(const tern_quant_opts *o) {
     return 0;
 }
 
-static int rtn_effective(tern_quant *q, int id, const float *w, float *w_eff, float *extra, int *has_extra) {
-    (void)extra, (void)has_extra;
-    const tern_quant_linear *L = &q->lin[id];
-    for (int r = 0; r < L->out; r++)
-        for (int g = 0; g < L->n_groups; g++) {
-            size_t o = (size_t)r * L->in + (size_t)g * L->G;
-            tern_group_rtn_q(w + o, tern_group_len(L, g), q->opt.bits, q->opt.sym, w_eff + o);
-        }
-    return 0;
+static void rtn_group(const float *w, int n, const tern_quant_opts *o, float *out) {
+    tern_group_rtn_q(w, n, o->bits, o->sym, out);
 }
 
-static int rtn_backward(tern_quant *q, int id, const float *w, const float *d_w_eff, const float *d_extra,
-                        float *d_w) {
-    (void)w, (void)d_extra;
-    const tern_quant_linear *L = &q->lin[id];
-    size_t n = (size_t)L->out * L->in;
-    for (size_t i = 0; i < n; i++) d_w[i] += d_w_eff[i];
+static int rtn_effective(tern_quant *q, int id, const float *w, float *w_eff, float *extra, int *has_extra) {
+    (void)extra, (void)has_extra;
+    tern_linear_groups_q(&q->lin[id], w, w_eff, rtn_group, &q->opt);
     return 0;
 }
 
@@ -35,5 +25,5 @@ const tern_quant_method tern_quant_rtn = {
     .trains = 0,
     .check = rtn_check,
     .effective = rtn_effective,
-    .backward = rtn_backward,
+    .backward = tern_quant_ste_backward,
 };
