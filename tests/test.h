@@ -74,6 +74,26 @@ static inline const char *test_src_path(const char *rel) {
     return b;
 }
 
+// A private temporary directory per test process (so concurrent runs of the
+// suite never share files), and a fresh heap path inside it (never freed).
+static inline const char *test_tmp_dir(void) {
+    static char dir[64];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/tern_test_XXXXXX");
+        if (!mkdtemp(dir)) {
+            perror("mkdtemp");
+            exit(1);
+        }
+    }
+    return dir;
+}
+
+static inline const char *test_tmp_path(const char *name) {
+    char *p = malloc(strlen(test_tmp_dir()) + strlen(name) + 2);
+    sprintf(p, "%s/%s", test_tmp_dir(), name);
+    return p;
+}
+
 // Path of SmolLM2-135M (GGUF), fetched once by scripts/get-model.sh; exits
 // the test with failure when it cannot be had (CI always has the registry).
 static inline const char *test_smollm2_path(void) {

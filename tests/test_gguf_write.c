@@ -10,7 +10,7 @@ int main(void) {
     tern_model a, b;
     CHECK_OK(tern_model_load(&a, test_data_path("models/stories260K/stories260K.bin"),
                              test_data_path("models/stories260K/tok512.bin")));
-    const char *path = "/tmp/tern_test_roundtrip.gguf";
+    const char *path = test_tmp_path("tern_test_roundtrip.gguf");
     CHECK_OK(tern_gguf_write_model(&a, path));
     CHECK_OK(tern_model_load(&b, path, NULL)); // no --tokenizer: it is embedded
     CHECK(memcmp(&a.cfg.dim, &b.cfg.dim, sizeof(tern_config) - offsetof(tern_config, dim)) == 0);

@@ -14,7 +14,7 @@ static const char *tern_bin(void) {
 }
 
 static char model_args[2048], calib[1024];
-#define ERR_FILE "/tmp/tern_quant_cli.err"
+#define ERR_FILE test_tmp_path("tern_quant_cli.err")
 
 // Runs `tern ARGS` (stdout into out_file or /dev/null, stderr into ERR_FILE); returns the exit status.
 static int run(const char *args, const char *out_file) {
@@ -44,12 +44,12 @@ static void show_err(void) {
 static double ppl_of(const char *model_opts) {
     char args[4096];
     snprintf(args, sizeof args, "ppl %s --file %s --ctx 128 --chunks 4 --json --threads 1", model_opts, calib);
-    if (run(args, "/tmp/tern_quant_cli.out")) {
+    if (run(args, test_tmp_path("tern_quant_cli.out"))) {
         show_err();
         return NAN;
     }
     char buf[512] = "";
-    FILE *f = fopen("/tmp/tern_quant_cli.out", "r");
+    FILE *f = fopen(test_tmp_path("tern_quant_cli.out"), "r");
     if (f && !fgets(buf, sizeof buf, f)) buf[0] = 0;
     if (f) fclose(f);
     const char *p = strstr(buf, "\"ppl\": ");
@@ -94,7 +94,7 @@ static double ptq_ppl[6];
 static void test_ptq(double fp) {
     for (int k = 0; k < 6; k++) {
         char out[256], opts[300], name[32];
-        snprintf(out, sizeof out, "/tmp/tern_quant_cli_%s.gguf", methods[k]);
+        snprintf(out, sizeof out, "%s/tern_quant_cli_%s.gguf", test_tmp_dir(), methods[k]);
         CHECK_MSG(quantize(methods[k], "", 0, out) == 0, "PTQ %s", methods[k]);
         snprintf(opts, sizeof opts, "--model %s", out);
         ptq_ppl[k] = ppl_of(opts);
@@ -112,7 +112,7 @@ static void test_ptq(double fp) {
 static void test_qat(void) {
     for (int k = 0; k < 5; k++) {
         char out[256], opts[300], log[300];
-        snprintf(out, sizeof out, "/tmp/tern_quant_cli_qat_%s.gguf", methods[k]);
+        snprintf(out, sizeof out, "%s/tern_quant_cli_qat_%s.gguf", test_tmp_dir(), methods[k]);
         CHECK_MSG(quantize(methods[k], "--diag-every 10", 20, out) == 0, "QAT %s", methods[k]);
         snprintf(opts, sizeof opts, "--model %s", out);
         double p = ppl_of(opts);
@@ -147,7 +147,7 @@ static void expect_bad(const char *args, int status, const char *needle, const c
 }
 
 static void test_bad_input(void) {
-    const char *out = "/tmp/tern_quant_cli_bad.gguf";
+    const char *out = test_tmp_path("tern_quant_cli_bad.gguf");
     char args[8192], base[4200];
     snprintf(base, sizeof base, "quantize %s --calib %s --seq 64 --threads 1 --out %s", model_args, calib, out);
     snprintf(args, sizeof args, "%s --method bogus", base);
@@ -162,18 +162,17 @@ static void test_bad_input(void) {
     expect_bad(args, 1, "--inner", out);
     snprintf(args, sizeof args, "%s --method rtn --group 32 --steps 5", base);
     expect_bad(args, 1, "does not train", out);
-    FILE *f = fopen("/tmp/tern_quant_cli_empty.txt", "w");
+    FILE *f = fopen(test_tmp_path("tern_quant_cli_empty.txt"), "w");
     if (f) fclose(f);
-    snprintf(args, sizeof args, "quantize %s --method absmean --group 32 --calib /tmp/tern_quant_cli_empty.txt --out %s",
-             model_args, out);
+    snprintf(args, sizeof args, "quantize %s --method absmean --group 32 --calib %s --out %s", model_args,
+             test_tmp_path("tern_quant_cli_empty.txt"), out);
     expect_bad(args, 1, "empty", out);
     snprintf(args, sizeof args,
-             "quantize --model /tmp/tern_quant_cli_absmean.gguf --method absmean --group 32 --calib %s --steps 0 "
-             "--seq 64 --out %s",
-             calib, out);
+             "quantize --model %s --method absmean --group 32 --calib %s --steps 0 --seq 64 --out %s",
+             test_tmp_path("tern_quant_cli_absmean.gguf"), calib, out);
     expect_bad(args, 1, "already quantized", out);
     // A checkpoint made by tequila cannot continue as absmean.
-    const char *tq = "/tmp/tern_quant_cli_resume.gguf";
+    const char *tq = test_tmp_path("tern_quant_cli_resume.gguf");
     CHECK(quantize("tequila", "", 2, tq) == 0);
     snprintf(args, sizeof args, "%s --method absmean --group 32 --steps 4 --batch 4 --checkpoint %s.ckpt --resume", base,
              tq);
@@ -190,7 +189,7 @@ static void test_bad_input(void) {
     CHECK_MSG(run(args, NULL) == 0 && access(out, F_OK) == 0, "tequila resume");
     remove_outputs(tq);
     remove_outputs(out);
-    unlink("/tmp/tern_quant_cli_empty.txt");
+    unlink(test_tmp_path("tern_quant_cli_empty.txt"));
 }
 
 int main(void) {
@@ -204,10 +203,10 @@ int main(void) {
     test_bad_input();
     for (int k = 0; k < 6; k++) {
         char out[256];
-        snprintf(out, sizeof out, "/tmp/tern_quant_cli_%s.gguf", methods[k]);
+        snprintf(out, sizeof out, "%s/tern_quant_cli_%s.gguf", test_tmp_dir(), methods[k]);
         remove_outputs(out);
     }
     unlink(ERR_FILE);
-    unlink("/tmp/tern_quant_cli.out");
+    unlink(test_tmp_path("tern_quant_cli.out"));
     return test_report();
 }

@@ -8,7 +8,7 @@
 #include "test.h"
 
 static void test_checkpoint(void) {
-    const char *path = "/tmp/tern_test_ckpt.bin";
+    const char *path = test_tmp_path("tern_test_ckpt.bin");
     float params[1000];
     for (int i = 0; i < 1000; i++) params[i] = (float)i * 0.5f;
     int64_t step = 42;

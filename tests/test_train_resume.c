@@ -48,20 +48,20 @@ static int last_logged_step(const char *log) {
 }
 
 int main(void) {
-    const char *a = "/tmp/tern_resume_a.gguf", *b = "/tmp/tern_resume_b.gguf";
-    const char *cleanup[] = {"/tmp/tern_resume_a.gguf", "/tmp/tern_resume_a.gguf.ckpt", "/tmp/tern_resume_a.gguf.log.jsonl",
-                             "/tmp/tern_resume_b.gguf", "/tmp/tern_resume_b.gguf.ckpt", "/tmp/tern_resume_b.gguf.log.jsonl"};
+    const char *a = test_tmp_path("tern_resume_a.gguf"), *b = test_tmp_path("tern_resume_b.gguf");
+    const char *cleanup[] = {test_tmp_path("tern_resume_a.gguf"), test_tmp_path("tern_resume_a.gguf.ckpt"), test_tmp_path("tern_resume_a.gguf.log.jsonl"),
+                             test_tmp_path("tern_resume_b.gguf"), test_tmp_path("tern_resume_b.gguf.ckpt"), test_tmp_path("tern_resume_b.gguf.log.jsonl")};
     for (size_t i = 0; i < sizeof cleanup / sizeof cleanup[0]; i++) unlink(cleanup[i]);
     CHECK(wait_exit(start_train(a, 0)) == 0);
 
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     int kill_at = 5 + rand() % 40;
     pid_t pid = start_train(b, 0);
-    while (last_logged_step("/tmp/tern_resume_b.gguf.log.jsonl") < kill_at && waitpid(pid, NULL, WNOHANG) == 0)
+    while (last_logged_step(test_tmp_path("tern_resume_b.gguf.log.jsonl")) < kill_at && waitpid(pid, NULL, WNOHANG) == 0)
         usleep(2000);
     kill(pid, SIGKILL);
     int status = wait_exit(pid);
-    printf("killed at logged step %d (target %d), exit status %d\n", last_logged_step("/tmp/tern_resume_b.gguf.log.jsonl"),
+    printf("killed at logged step %d (target %d), exit status %d\n", last_logged_step(test_tmp_path("tern_resume_b.gguf.log.jsonl")),
            kill_at, status);
     CHECK_MSG(status == 128 + SIGKILL, "the run ended before it could be killed (status %d)", status);
     CHECK(access(b, F_OK) != 0); // no final output from a killed run

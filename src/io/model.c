@@ -87,7 +87,7 @@ uint64_t tern_vocab_fingerprint(const tern_vocab *v) {
     int32_t head[9] = {v->type, v->n_tokens, v->n_merges, v->bos_id, v->eos_id, v->unk_id,
                        v->add_bos, v->add_eos, v->add_space_prefix};
     uint64_t h = tern_hash64(head, sizeof head, 0);
-    h = tern_hash64(v->pre, strlen(v->pre), h);
+    if (v->type == TERN_VOCAB_BPE) h = tern_hash64(v->pre, strlen(v->pre), h); // SPM has no pre-tokenizer
     for (int i = 0; i < v->n_tokens; i++) h = tern_hash64(v->tokens[i], (size_t)v->token_lens[i], h);
     if (v->scores) h = tern_hash64(v->scores, (size_t)v->n_tokens * sizeof(float), h);
     if (v->token_types) h = tern_hash64(v->token_types, (size_t)v->n_tokens * sizeof(int), h);
