@@ -75,7 +75,7 @@ static inline const char *test_src_path(const char *rel) {
 }
 
 // A private temporary directory per test process (so concurrent runs of the
-// suite never share files), and a fresh heap path inside it (never freed).
+// suite never share files), and a path inside it (valid until exit).
 static inline const char *test_tmp_dir(void) {
     static char dir[64];
     if (!dir[0]) {
@@ -89,8 +89,19 @@ static inline const char *test_tmp_dir(void) {
 }
 
 static inline const char *test_tmp_path(const char *name) {
+    // Paths live until exit; keeping them on a static list keeps them reachable
+    // (LeakSanitizer would otherwise report each one).
+    static char **kept;
+    static size_t n_kept;
     char *p = malloc(strlen(test_tmp_dir()) + strlen(name) + 2);
+    char **k = realloc(kept, (n_kept + 1) * sizeof *kept);
+    if (!p || !k) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
     sprintf(p, "%s/%s", test_tmp_dir(), name);
+    kept = k;
+    kept[n_kept++] = p;
     return p;
 }
 
