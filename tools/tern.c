@@ -39,7 +39,7 @@ static const char *usage_text =
     "  report    LOG [LOG ...] --out report.svg [--json]   plot training logs (loss, dead zone)\n"
     "  export    --model M --out MODEL.tern [--pack 2|1.6]  packed ternary model file\n"
     "\n"
-    "Models: a Hugging Face directory, a GGUF file, or a llama2.c checkpoint\n"
+    "Models: a Hugging Face directory, a GGUF or .tern file, or a llama2.c checkpoint\n"
     "(llama2.c needs --tokenizer tokenizer.bin). Every command takes --model,\n"
     "--tokenizer (overrides the embedded tokenizer) and --threads N.\n"
     "Run `tern COMMAND --help` for details.\n";
