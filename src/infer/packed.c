@@ -10,6 +10,7 @@
 #include "core/half.h"
 #include "core/mem.h"
 #include "kernels/kernels.h"
+#include "quant/quant.h"
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
@@ -94,15 +95,11 @@ void tern_absmean_ternary(const float *w, int rows, int cols, int group, int8_t 
     for (int r = 0; r < rows; r++)
         for (int g = 0; g < n_groups; g++) {
             int c0 = g * group, c1 = c0 + group < cols ? c0 + group : cols;
-            const float *x = w + (size_t)r * cols;
-            double sum = 0;
-            for (int c = c0; c < c1; c++) sum += fabsf(x[c]);
-            float alpha = (float)(sum / (c1 - c0));
-            scales[(size_t)r * n_groups + g] = alpha;
-            for (int c = c0; c < c1; c++) {
-                float v = alpha > 0 ? rintf(x[c] / alpha) : 0;
-                codes[(size_t)r * cols + c] = (int8_t)(v > 1 ? 1 : v < -1 ? -1 : v);
-            }
+            const float *x = w + (size_t)r * cols + c0;
+            // The same rule the quantization methods use (quant/group.c); an
+            // all-zero group keeps scale 0.
+            scales[(size_t)r * n_groups + g] = tern_group_absmean(x, c1 - c0);
+            tern_group_absmean_codes(x, c1 - c0, codes + (size_t)r * cols + c0);
         }
 }
 

@@ -68,19 +68,25 @@ void tern_rope_free(tern_rope *r) {
     r->cos = r->sin = NULL;
 }
 
-void tern_rope_forward(float *x, const tern_rope *r, const int *pos, int n, int n_heads) {
+// Rotates each adjacent pair (2i, 2i+1) of x[N, n_heads, head_dim] by the angle
+// of its position; sign -1 rotates backwards (the transpose, for the gradient).
+static void rope_rotate(float *x, const tern_rope *r, const int *pos, int n, int n_heads, float sign) {
     int hd = 2 * r->half;
     for (int t = 0; t < n; t++) {
         const float *c = r->cos + (size_t)pos[t] * r->half, *s = r->sin + (size_t)pos[t] * r->half;
         for (int h = 0; h < n_heads; h++) {
             float *v = x + ((size_t)t * n_heads + h) * hd;
             for (int i = 0; i < r->half; i++) {
-                float a = v[2 * i], b = v[2 * i + 1];
-                v[2 * i] = a * c[i] - b * s[i];
-                v[2 * i + 1] = a * s[i] + b * c[i];
+                float a = v[2 * i], b = v[2 * i + 1], si = sign * s[i];
+                v[2 * i] = a * c[i] - b * si;
+                v[2 * i + 1] = a * si + b * c[i];
             }
         }
     }
+}
+
+void tern_rope_forward(float *x, const tern_rope *r, const int *pos, int n, int n_heads) {
+    rope_rotate(x, r, pos, n, n_heads, 1.0f);
 }
 
 void tern_swiglu_forward(float *out, const float *gate, const float *up, int64_t count) {
@@ -191,18 +197,7 @@ void tern_linear_backward(float *dx, float *dw, float *db, const float *dy, cons
 }
 
 void tern_rope_backward(float *dx, const tern_rope *r, const int *pos, int n, int n_heads) {
-    int hd = 2 * r->half;
-    for (int t = 0; t < n; t++) {
-        const float *c = r->cos + (size_t)pos[t] * r->half, *s = r->sin + (size_t)pos[t] * r->half;
-        for (int h = 0; h < n_heads; h++) {
-            float *v = dx + ((size_t)t * n_heads + h) * hd;
-            for (int i = 0; i < r->half; i++) {
-                float da = v[2 * i], db = v[2 * i + 1];
-                v[2 * i] = da * c[i] + db * s[i];
-                v[2 * i + 1] = -da * s[i] + db * c[i];
-            }
-        }
-    }
+    rope_rotate(dx, r, pos, n, n_heads, -1.0f);
 }
 
 // silu(g) = g σ(g), silu'(g) = σ(g) (1 + g (1 - σ(g))).
