@@ -2,7 +2,7 @@
 // linear-layer shapes: GEMV (1 token) and GEMM (8 tokens) per format and
 // kernel implementation, next to the FP32 GEMV/GEMM of nn/matmul.c.
 //
-//   build/bench/bench_kernels [--threads N] [--ms T] [--formats a,b] [--impls a,b] [--cpu-time] [--cold]
+//   build/bench/bench_kernels [--threads N] [--ms T] [--group G] [--q8-group G] [--formats a,b] [--impls a,b] [--cpu-time] [--cold]
 //
 // Prints a Markdown table. GB/s counts the packed weight bytes streamed per
 // call (read once per call, also for GEMM); GMAC/s counts multiply-adds
@@ -61,6 +61,7 @@ static void run(job *j) {
 }
 
 static int use_cpu_time;
+static int tern_group = 128, q8_group = 32; // --group, --q8-group
 static size_t cold_bytes; // --cold: weights copied to fill this many bytes (0 = hot cache)
 
 static int n_copies(size_t bytes) { return cold_bytes > bytes ? (int)(cold_bytes / bytes) : 1; }
@@ -116,6 +117,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--formats") && i + 1 < argc) formats = argv[++i];
         else if (!strcmp(argv[i], "--impls") && i + 1 < argc) impls = argv[++i];
         else if (!strcmp(argv[i], "--cpu-time")) use_cpu_time = 1;
+        else if (!strcmp(argv[i], "--group") && i + 1 < argc) tern_group = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--q8-group") && i + 1 < argc) q8_group = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--cold")) cold_bytes = (size_t)256 << 20;
         else {
             fprintf(stderr, "usage: %s [--threads N] [--ms T] [--formats a,b] [--impls scalar,avx2,avx512] [--cpu-time] [--cold]\n", argv[0]);
@@ -127,8 +130,8 @@ int main(int argc, char **argv) {
                                    {192, 576, "k/v 192x576"},
                                    {1536, 576, "gate/up 1536x576"},
                                    {576, 1536, "down 576x1536"}};
-    printf("cpu: %s; threads: %d; GEMM = %d tokens; G = 128 (q8-row: 32); timing: %s; weights %s\n\n",
-           tern_cpu_describe(), threads, N_GEMM, use_cpu_time ? "thread CPU time" : "wall clock",
+    printf("cpu: %s; threads: %d; GEMM = %d tokens; G = %d (q8-row: %d); timing: %s; weights %s\n\n",
+           tern_cpu_describe(), threads, N_GEMM, tern_group, q8_group, use_cpu_time ? "thread CPU time" : "wall clock",
            cold_bytes ? "streamed from DRAM (--cold)" : "hot in cache");
     printf("| shape (rows x cols) | format | kernel | weights KiB | GEMV us | GEMV GB/s | GEMV GMAC/s | GEMM8 us | "
            "GEMM8 GB/s | GEMM8 GMAC/s |\n|---|---|---|---|---|---|---|---|---|---|\n");
@@ -150,7 +153,7 @@ int main(int argc, char **argv) {
         for (int fi = 0; fi < TERN_KFMT_COUNT; fi++) {
             const tern_kformat *f = tern_kformat_get((tern_kfmt_id)fi);
             if (!listed(formats, f->name)) continue;
-            int group = f->kind == TERN_KKIND_Q8 ? 32 : 128, has_shift = 0;
+            int group = f->kind == TERN_KKIND_Q8 ? q8_group : tern_group, has_shift = 0;
             tern_kmatrix km;
             if (tern_kmatrix_init(&km, f, rows, cols, group, has_shift, NULL)) return 1;
             int ng = km.n_groups;

@@ -150,9 +150,114 @@ INL void row_tokens(int fmt, int NT, const tern_kmatrix *w, int r, const tern_qa
     for (int t = 0; t < NT; t++) out[(size_t)t * ldo] = tern_kfinish(acc[t], a->scale[t0 + t], bias, r);
 }
 
+// GEMV: RB rows x 1 token at once. The activation chunk is loaded once for
+// RB rows, and the per-group int32 sums of the RB rows are reduced together
+// (a transposing hadd tree instead of RB horizontal sums), so the exact same
+// per-row fmaf sequence runs in RB float lanes.
+INL __m128i reduce4(__m256i a, __m256i b, __m256i c, __m256i d) {
+    __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1)); // lane r: row r
+}
+
+INL __m256i reduce8(const __m256i *v) {
+    __m256i lo = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    __m256i hi = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31));
+}
+
+// Group g's fp16 parameter at offset `at` (in halfs) of each of RB rows' scale areas.
+INL __m128i gather_u16(const uint8_t *const *sc, int RB, size_t at) {
+    __m128i h = _mm_setzero_si128();
+    h = _mm_insert_epi16(h, load_u16(sc[0], (int)at), 0);
+    h = _mm_insert_epi16(h, load_u16(sc[1], (int)at), 1);
+    h = _mm_insert_epi16(h, load_u16(sc[2], (int)at), 2);
+    h = _mm_insert_epi16(h, load_u16(sc[3], (int)at), 3);
+    if (RB == 8) {
+        h = _mm_insert_epi16(h, load_u16(sc[4], (int)at), 4);
+        h = _mm_insert_epi16(h, load_u16(sc[5], (int)at), 5);
+        h = _mm_insert_epi16(h, load_u16(sc[6], (int)at), 6);
+        h = _mm_insert_epi16(h, load_u16(sc[7], (int)at), 7);
+    }
+    return h;
+}
+
+// RB float lanes of tern_kstep_v (same fmaf sequence, fused by FMA).
+INL __m256 step_lanes(int fmt, int RB, int has_shift, const uint8_t *const *sc, int n_groups, int g, __m256i raw,
+                      int32_t gsum, __m256 acc) {
+    const tern_kkind kind = kind_of(fmt);
+    __m256 alpha = _mm256_cvtph_ps(gather_u16(sc, RB, (size_t)g));
+    __m256i gs = _mm256_set1_epi32(gsum);
+    switch (kind) {
+    case TERN_KKIND_TERNARY:
+        acc = _mm256_fmadd_ps(alpha, _mm256_cvtepi32_ps(_mm256_sub_epi32(raw, gs)), acc);
+        if (has_shift) {
+            __m256 gamma = _mm256_cvtph_ps(gather_u16(sc, RB, (size_t)n_groups + g));
+            acc = _mm256_fmadd_ps(gamma, _mm256_set1_ps((float)gsum), acc);
+        }
+        return acc;
+    case TERN_KKIND_RTN: {
+        int32_t z[8] = {0};
+        for (int r = 0; r < RB; r++) z[r] = sc[r][2 * (size_t)n_groups + g];
+        __m256i zero = _mm256_loadu_si256((const __m256i *)z);
+        return _mm256_fmadd_ps(alpha, _mm256_cvtepi32_ps(_mm256_sub_epi32(raw, _mm256_mullo_epi32(zero, gs))), acc);
+    }
+    case TERN_KKIND_Q8:
+    default: return _mm256_fmadd_ps(alpha, _mm256_cvtepi32_ps(raw), acc);
+    }
+}
+
+INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const tern_qact *a, int t,
+                        const float *bias, float *out) {
+    const uint8_t *row[8], *sc[8];
+    for (int i = 0; i < RB; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
+    const int limit = i16_limit(fmt), nch = w->n_chunks;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int8_t *q = a->q + (size_t)t * a->stride;
+    const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
+    __m256 acc = _mm256_setzero_ps();
+    __m256i m[8];
+    for (int i = 0; i < RB; i++) m[i] = _mm256_setzero_si256();
+    int c = 0;
+    for (int g = 0; g < w->n_groups; g++) {
+        const int end = c + w->cpg < nch ? c + w->cpg : nch;
+        __m256i s32[8];
+        for (int i = 0; i < RB; i++) s32[i] = _mm256_setzero_si256();
+        while (c < end) {
+            const int stop = c + limit < end ? c + limit : end;
+            __m256i s16[8];
+            for (int i = 0; i < RB; i++) s16[i] = _mm256_setzero_si256();
+            for (; c < stop; c++) {
+                __m256i x = _mm256_loadu_si256((const __m256i *)(q + (size_t)c * TERN_KCHUNK));
+                for (int i = 0; i < RB; i++)
+                    s16[i] = _mm256_add_epi16(s16[i], pair_dot(fmt, decode(fmt, row[i], nch, c, &m[i]), x));
+            }
+            for (int i = 0; i < RB; i++) s32[i] = _mm256_add_epi32(s32[i], _mm256_madd_epi16(s16[i], ones));
+        }
+        __m256i raw = RB == 8 ? reduce8(s32) : _mm256_castsi128_si256(reduce4(s32[0], s32[1], s32[2], s32[3]));
+        acc = step_lanes(fmt, RB, w->has_shift, sc, w->n_groups, g, raw, gs[g], acc);
+    }
+    const __m256 sx = _mm256_set1_ps(a->scale[t]);
+    float tmp[8] = {0};
+    __m256 y;
+    if (bias) {
+        memcpy(tmp, bias + r, (size_t)RB * sizeof(float)); // RB lanes only: never read past the bias
+        y = _mm256_fmadd_ps(acc, sx, _mm256_loadu_ps(tmp));
+    } else {
+        y = _mm256_mul_ps(acc, sx);
+    }
+    _mm256_storeu_ps(tmp, y);
+    memcpy(out, tmp, (size_t)RB * sizeof(float));
+}
+
 INL void rows(int fmt, const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t0, int nt,
               const float *bias, float *out, size_t ldo) {
-    for (int r = r0; r < r1; r++) {
+    int r = r0;
+    if (nt == 1) {
+        const int RB = 4;
+        for (; r + RB <= r1; r += RB) row_block_gemv(fmt, RB, w, r, a, t0, bias, out + (r - r0));
+        if (RB == 8 && r + 4 <= r1) row_block_gemv(fmt, 4, w, r, a, t0, bias, out + (r - r0)), r += 4;
+    }
+    for (; r < r1; r++) {
         float *o = out + (r - r0);
         int t = t0;
         for (; t + 4 <= t0 + nt; t += 4) row_tokens(fmt, 4, w, r, a, t, bias, o + (size_t)(t - t0) * ldo, ldo);
