@@ -191,7 +191,8 @@ int main(int argc, char **argv) {
     }
     // Activation quantization (per token, once per matrix input).
     printf("\n| activation quantizer | kernel | us per token (576) | us per token (1536) |\n|---|---|---|---|\n");
-    for (int impl = 0; impl < TERN_KIMPL_AVX512; impl++) {
+    for (int impl = 0; impl < TERN_KIMPL_COUNT; impl++) {
+        if (impl == TERN_KIMPL_AVX512) continue; // shares the AVX2 quantizer
         if (!tern_kernel_supported((tern_kimpl)impl, NULL)) continue;
         double us[2];
         for (int k = 0; k < 2; k++) {

@@ -10,6 +10,7 @@
 #include "eval/ppl.h"
 #include "infer/export.h"
 #include "infer/packed.h"
+#include "kernels/formats.h"
 #include "quant/quant.h"
 #include "test.h"
 
@@ -43,14 +44,15 @@ static void load_fp(tern_model *m) {
 // The token table as q8 (block 32) values, as the .tern file stores it.
 static void q8_embedding(tern_model *m) {
     tern_tensor *t = tern_model_find(m, "token_embd.weight");
-    int rows = (int)t->shape[0], cols = (int)t->shape[1], ng = (cols + 31) / 32;
+    int rows = (int)t->shape[0], cols = (int)t->shape[1];
+    int g = TERN_KQ8_GROUP < cols ? TERN_KQ8_GROUP : cols, ng = (cols + g - 1) / g;
     int8_t *codes = malloc((size_t)rows * cols);
     float *scales = malloc((size_t)rows * ng * sizeof(float));
-    tern_absmax_q8(t->data, rows, cols, 32, codes, scales);
+    tern_absmax_q8(t->data, rows, cols, g, codes, scales);
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++)
             t->data[(size_t)r * cols + c] =
-                tern_f16_to_f32(tern_f32_to_f16(scales[(size_t)r * ng + c / 32])) * codes[(size_t)r * cols + c];
+                tern_f16_to_f32(tern_f32_to_f16(scales[(size_t)r * ng + c / g])) * codes[(size_t)r * cols + c];
     free(codes), free(scales);
 }
 

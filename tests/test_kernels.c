@@ -3,6 +3,9 @@
 // against a float64 dequantize-then-dot oracle, the activation quantizer
 // against its formula, and TERN_KERNEL forcing.
 #include <stdint.h>
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
 
 #include "core/cpu.h"
 #include "core/half.h"
@@ -310,6 +313,33 @@ static void quantizer_formula(void) {
     free(x);
 }
 
+// Near ties: x = (k + 1/2) * s for every k over many scales, where only a
+// true division with round-half-even gives the scalar bytes (a reciprocal
+// multiply or rounding half away from zero changes some of them).
+static void quantizer_ties(void) {
+    int n = 64, cols = 263, group = 64;
+    float *x = malloc((size_t)n * cols * sizeof(float));
+    for (int t = 0; t < n; t++) {
+        float amax = ldexpf(1.0f + fabsf(frand()), t % 16 - 8), s = amax / 127.0f, *xt = x + (size_t)t * cols;
+        xt[0] = (t & 1) ? -amax : amax;
+        for (int i = 1; i < cols; i++) xt[i] = ((float)(i % 254 - 127) + 0.5f) * s; // |x| < amax
+    }
+    tern_qact a, b;
+    CHECK_OK(tern_qact_init(&a, n, cols, group));
+    CHECK_OK(tern_qact_init(&b, n, cols, group));
+    tern_quantize_act(TERN_KIMPL_SCALAR, &a, x, n);
+    for (int impl = 1; impl < TERN_KIMPL_COUNT; impl++) {
+        if (!tern_kernel_supported((tern_kimpl)impl, NULL)) continue;
+        tern_quantize_act((tern_kimpl)impl, &b, x, n);
+        int same = memcmp(a.q, b.q, (size_t)n * a.stride) == 0 &&
+                   memcmp(a.scale, b.scale, (size_t)n * sizeof(float)) == 0 &&
+                   memcmp(a.gsum, b.gsum, (size_t)n * a.n_groups * sizeof(int32_t)) == 0;
+        CHECK_MSG(same, "%s quantizer differs from scalar on near-tie inputs", tern_kernel_name((tern_kimpl)impl));
+    }
+    tern_qact_free(&a), tern_qact_free(&b);
+    free(x);
+}
+
 // ---- 4. dispatch, errors, and that the checks can fail ----
 
 static void dispatch(void) {
@@ -323,12 +353,20 @@ static void dispatch(void) {
     if (tern_kernel_supported(TERN_KIMPL_AVX512, &miss)) {
         CHECK_OK(tern_kernel_resolve("avx512", &k));
     } else {
-        CHECK_FAILS(tern_kernel_resolve("avx512", &k), "TERN_KERNEL=avx512: this CPU lacks avx512");
+        CHECK_FAILS(tern_kernel_resolve("avx512", &k), "TERN_KERNEL=avx512: this CPU lacks ");
         CHECK(strchr(tern_last_error(), '\n') == NULL);
         printf("avx512 unavailable here: %s\n", tern_last_error());
     }
     if (!tern_kernel_supported(TERN_KIMPL_AVX2, NULL))
         CHECK_FAILS(tern_kernel_resolve("avx2", &k), "TERN_KERNEL=avx2: this CPU lacks");
+    if (tern_kernel_supported(TERN_KIMPL_NEON, NULL)) {
+        CHECK_OK(tern_kernel_resolve("neon", &k));
+        CHECK_OK(tern_kernel_resolve("auto", &k));
+        CHECK(k == TERN_KIMPL_NEON); // the only SIMD implementation on aarch64
+    } else {
+        CHECK_FAILS(tern_kernel_resolve("neon", &k), "TERN_KERNEL=neon: this CPU lacks aarch64 (neon)");
+        CHECK(strchr(tern_last_error(), '\n') == NULL);
+    }
     CHECK_FAILS(tern_kernel_resolve("sse9", &k), "unknown kernel");
 }
 
@@ -386,10 +424,15 @@ static void sensitivity(void) {
 
 int main(void) {
     printf("cpu: %s\n", tern_cpu_describe());
+#if defined(__aarch64__)
+    // The NEON kernels use sdot exactly when this bit is set (GCC builds; kern_neon.c).
+    printf("neon kernel path: %s\n", (getauxval(AT_HWCAP) & (1ul << 20)) ? "dotprod" : "plain");
+#endif
     dispatch();
     errors();
     t16_exhaustive();
     quantizer_formula();
+    quantizer_ties();
     for (int fi = 0; fi < TERN_KFMT_COUNT; fi++) {
         const tern_kformat *f = tern_kformat_get((tern_kfmt_id)fi);
         random_cases(f);

@@ -33,11 +33,14 @@ static unsigned detect(void) {
     return f;
 }
 #elif defined(__aarch64__)
+#include <sys/auxv.h>
 static unsigned detect(void) {
     unsigned f = TERN_CPU_NEON;
-#if defined(__ARM_FEATURE_DOTPROD)
-    f |= TERN_CPU_NEON_DOTPROD;
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
 #endif
+    // At run time, as the NEON kernels decide (a build need not target dotprod).
+    if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) f |= TERN_CPU_NEON_DOTPROD;
     return f;
 }
 #else

@@ -16,7 +16,7 @@
 #include "kernels/formats.h"
 
 #define TERN_FORMAT_VERSION 1
-#define Q8_GROUP 32
+#define Q8_GROUP TERN_KQ8_GROUP
 
 static const char *const lin_names[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
 

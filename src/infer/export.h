@@ -1,7 +1,7 @@
 // `tern export`: writes a packed .tern model file (docs/format.md), a GGUF
 // container with tern's packed tensor types: every decoder linear ternary
 // (tern-t2 or tern-t1.6, fp16 scales per group, DLT shifts when the input has
-// them), biases and norms F32, token embedding and LM head q8 (block 32; one
+// them), biases and norms F32, token embedding and LM head q8 (block TERN_KQ8_GROUP = 128; one
 // table when tied), plus the config and tokenizer. Written atomically.
 #ifndef TERN_INFER_EXPORT_H
 #define TERN_INFER_EXPORT_H

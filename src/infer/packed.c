@@ -244,13 +244,13 @@ int tern_session_set_format(tern_session *s, const char *format, int group, tern
         int is_head = i == p->n_lins - 1;
         tern_linear *l = is_head ? &s->head : &s->lin[i];
         if (is_bf16) rc = bf16_linear(&p->lins[i], p, l);
-        else if (is_head || body == TERN_KFMT_Q8) rc = pack_linear(p, &p->lins[i], l, TERN_KFMT_Q8, 32);
+        else if (is_head || body == TERN_KFMT_Q8) rc = pack_linear(p, &p->lins[i], l, TERN_KFMT_Q8, TERN_KQ8_GROUP);
         else rc = pack_linear(p, &p->lins[i], l, body, group);
     }
     // An untied embedding table is stored like the head (8 bits, or bf16).
     if (!s->cfg.tied_embeddings)
         p->embd_bytes = is_bf16 ? 2LL * s->cfg.vocab_size * s->cfg.dim
-                                : (int64_t)s->cfg.vocab_size * (int64_t)tern_kformat_row_bytes(tern_kformat_get(TERN_KFMT_Q8), s->cfg.dim, 32, 0);
+                                : (int64_t)s->cfg.vocab_size * (int64_t)tern_kformat_row_bytes(tern_kformat_get(TERN_KFMT_Q8), s->cfg.dim, TERN_KQ8_GROUP, 0);
     if (rc) {
         tern_packed_free(p);
         return -1;
@@ -309,6 +309,6 @@ int tern_model_fake_quant_absmean(tern_model *m, int group) {
     tern_tensor *head = tern_model_find(m, m->cfg.tied_embeddings ? "token_embd.weight" : "output.weight");
     if (!head) return tern_errorf("%s: missing LM head", m->path);
     // A tied head shares its table with the embedding: both see the q8 values.
-    fake_quant(head->data, (int)head->shape[0], (int)head->shape[1], 32, 1);
+    fake_quant(head->data, (int)head->shape[0], (int)head->shape[1], TERN_KQ8_GROUP, 1);
     return 0;
 }

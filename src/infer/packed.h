@@ -4,8 +4,8 @@
 //   "bf16"        weights rounded to bfloat16, FP32 activations
 //   "t2", "t1.6"  ternary by BitNet b1.58's absmean rule per group (PTQ, no
 //                 training): T = clamp(round(w / a), -1, 1), a = mean|w| over
-//                 the group; int8 activations; LM head at 8 bits (q8, block 32)
-//   "q8"          int8 weights per block of 32 (linears and head)
+//                 the group; int8 activations; LM head at 8 bits (q8, block TERN_KQ8_GROUP)
+//   "q8"          int8 weights per block of TERN_KQ8_GROUP (linears and head)
 //   "native"      the packed bytes a loaded .tern file carries (f32 otherwise)
 #ifndef TERN_INFER_PACKED_H
 #define TERN_INFER_PACKED_H

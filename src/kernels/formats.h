@@ -24,7 +24,11 @@
 #include <stdint.h>
 
 #define TERN_KCHUNK 32          // code slots per chunk
-#define TERN_KMAX_COLS 65536    // keeps every per-group int32 sum exact (see docs/format.md)
+#define TERN_KMAX_COLS 65536
+// Block of the 8-bit embedding / LM head (and of the whole-model q8 format):
+// 128 rather than ggml's 32 because the GEMV's per-block epilogue dominated
+// the head's cost at 32 (docs/PERFORMANCE.md); the perplexity change is < 0.1%.
+#define TERN_KQ8_GROUP 128    // keeps every per-group int32 sum exact (see docs/format.md)
 
 typedef enum {
     TERN_KFMT_T2,   // ternary, 2 bits per code
@@ -40,7 +44,7 @@ typedef enum {
 typedef enum { TERN_KKIND_TERNARY, TERN_KKIND_RTN, TERN_KKIND_Q8 } tern_kkind;
 
 // Kernel implementations, selected at run time (kernels.h).
-typedef enum { TERN_KIMPL_SCALAR, TERN_KIMPL_AVX2, TERN_KIMPL_AVX512, TERN_KIMPL_COUNT } tern_kimpl;
+typedef enum { TERN_KIMPL_SCALAR, TERN_KIMPL_AVX2, TERN_KIMPL_AVX512, TERN_KIMPL_NEON, TERN_KIMPL_COUNT } tern_kimpl;
 
 typedef struct tern_kformat tern_kformat;
 typedef struct tern_qact tern_qact;

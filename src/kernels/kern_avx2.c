@@ -98,7 +98,7 @@ INL int i16_limit(int fmt) {
     case F_Q8: return 1; // |w| * |q| pairs reach 32258: widen every chunk
     case F_Q4: return TERN_KI16_LIMIT(15);
     case F_Q3: return TERN_KI16_LIMIT(7);
-    case F_T16: return TERN_KI16_LIMIT(2);
+    case F_T16: return TERN_KI16_LIMIT(3); // its 2-bit tail chunks can hold a corrupt 3
     default: return TERN_KI16_LIMIT(3);
     }
 }
@@ -210,9 +210,14 @@ INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const ter
                         const float *bias, float *out) {
     const uint8_t *row[8], *sc[8];
     for (int i = 0; i < RB; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
-    const int limit = i16_limit(fmt), nch = w->n_chunks;
-    const __m256i ones = _mm256_set1_epi16(1);
-    const int8_t *q = a->q + (size_t)t * a->stride;
+    const int nch = w->n_chunks;
+    // 2-bit fields: whole 4-chunk bundles when every group starts on a bundle
+    // (the row's tail chunks take the per-chunk path); int16 widening then
+    // happens on bundle boundaries, so the limit is rounded down to one.
+    const int bundled = (fmt == F_T2 || fmt == F_Q2) && (w->n_groups == 1 || w->cpg % 4 == 0);
+    const int limit = bundled ? i16_limit(fmt) / 4 * 4 : i16_limit(fmt);
+    const __m256i ones = _mm256_set1_epi16(1), m3 = _mm256_set1_epi8(3);
+    const int8_t *q = a->q + (size_t)t * a->stride, *qp = a->qp + (size_t)t * a->stride;
     const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
     __m256 acc = _mm256_setzero_ps();
     __m256i m[8];
@@ -226,6 +231,20 @@ INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const ter
             const int stop = c + limit < end ? c + limit : end;
             __m256i s16[8];
             for (int i = 0; i < RB; i++) s16[i] = _mm256_setzero_si256();
+            if (bundled) // 4 chunks per 32-byte load against the bundle-ordered activations
+                for (; c + 4 <= stop; c += 4) {
+                    const __m256i *xp = (const __m256i *)(qp + (size_t)c * TERN_KCHUNK);
+                    __m256i x0 = _mm256_loadu_si256(xp), x1 = _mm256_loadu_si256(xp + 1);
+                    __m256i x2 = _mm256_loadu_si256(xp + 2), x3 = _mm256_loadu_si256(xp + 3);
+                    for (int i = 0; i < RB; i++) {
+                        __m256i v = _mm256_loadu_si256((const __m256i *)(row[i] + (size_t)c * 8));
+                        __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, m3), x0);
+                        __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x1);
+                        __m256i p2 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x2);
+                        __m256i p3 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 6), m3), x3);
+                        s16[i] = _mm256_add_epi16(s16[i], _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3)));
+                    }
+                }
             for (; c < stop; c++) {
                 __m256i x = _mm256_loadu_si256((const __m256i *)(q + (size_t)c * TERN_KCHUNK));
                 for (int i = 0; i < RB; i++)
@@ -340,8 +359,11 @@ TGT static void quantize_token(const tern_qact *a, const float *x, int8_t *q, fl
 
 TGT void tern_quantize_act_avx2(tern_qact *a, const float *x, int n) {
     for (int t = 0; t < n; t++)
+    {
         quantize_token(a, x + (size_t)t * a->cols, a->q + (size_t)t * a->stride, a->scale + t,
                        a->gsum + (size_t)t * a->n_groups);
+        tern_kpermute_token(a, t);
+    }
     a->n = n;
 }
 

@@ -49,6 +49,17 @@ static inline float tern_kstep(tern_kkind kind, int has_shift, int n_groups, con
     return tern_kstep_v(kind, has_shift, tern_kload_f16(sc, g), gamma, zero, raw, gsum, acc);
 }
 
+// Fills token t's bundle-ordered copy a->qp (see tern_qact in kernels.h).
+static inline void tern_kpermute_token(const tern_qact *a, int t) {
+    const int8_t *q = a->q + (size_t)t * a->stride;
+    int8_t *qp = a->qp + (size_t)t * a->stride;
+    const int n_bundles = (a->cols + TERN_KCHUNK - 1) / TERN_KCHUNK / 4;
+    for (int b = 0; b < n_bundles; b++)
+        for (int k = 0; k < 4; k++)
+            for (int j = 0; j < 4; j++)
+                memcpy(qp + 128 * (size_t)b + 32 * k + 8 * j, q + 32 * (size_t)(4 * b + j) + 8 * k, 8);
+}
+
 static inline float tern_kfinish(float acc, float sx, const float *bias, int r) {
     return bias ? fmaf(acc, sx, bias[r]) : acc * sx;
 }
@@ -60,7 +71,7 @@ static inline float tern_kfinish(float acc, float sx, const float *bias, int r) 
 // (a corrupt 2-bit field can be 3), so a bad file cannot make SIMD and scalar differ.
 #define TERN_KI16_LIMIT(umax) (32767 / (2 * (umax) * 128))
 
-// Entry points (kern_scalar.c, kern_avx2.c, kern_avx512.c).
+// Entry points (kern_scalar.c, kern_avx2.c, kern_avx512.c, kern_neon.c).
 #define TERN_KDECL(name)                                                                                   \
     void name(const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t0, int nt, const float *bias, \
               float *out, size_t ldo)
@@ -76,6 +87,16 @@ TERN_KDECL(tern_kdot_q2_avx2);
 TERN_KDECL(tern_kdot_t2_avx512);
 TERN_KDECL(tern_kdot_q2_avx512);
 void tern_quantize_act_avx2(tern_qact *a, const float *x, int n);
+#endif
+#if defined(__aarch64__)
+#define TERN_KHAVE_NEON 1
+TERN_KDECL(tern_kdot_t2_neon);
+TERN_KDECL(tern_kdot_t16_neon);
+TERN_KDECL(tern_kdot_q8_neon);
+TERN_KDECL(tern_kdot_q4_neon);
+TERN_KDECL(tern_kdot_q3_neon);
+TERN_KDECL(tern_kdot_q2_neon);
+void tern_quantize_act_neon(tern_qact *a, const float *x, int n);
 #endif
 void tern_quantize_act_scalar(tern_qact *a, const float *x, int n);
 

@@ -67,6 +67,7 @@ void tern_quantize_act_scalar(tern_qact *a, const float *x, int n) {
             for (int i = g * a->group; i < end; i++) s32 += q[i];
             gs[g] = s32;
         }
+        tern_kpermute_token(a, t);
     }
     a->n = n;
 }

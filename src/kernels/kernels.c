@@ -17,7 +17,7 @@
 // matrices, large enough that the per-block call overhead is noise.
 #define ROW_BLOCK 16
 
-static const char *impl_names[TERN_KIMPL_COUNT] = {"scalar", "avx2", "avx512"};
+static const char *impl_names[TERN_KIMPL_COUNT] = {"scalar", "avx2", "avx512", "neon"};
 
 const char *tern_kernel_name(tern_kimpl impl) {
     return (unsigned)impl < TERN_KIMPL_COUNT ? impl_names[impl] : "?";
@@ -48,6 +48,11 @@ int tern_kernel_supported(tern_kimpl impl, const char **missing) {
     case TERN_KIMPL_AVX2: miss = "x86-64 (avx2)"; break;
     case TERN_KIMPL_AVX512: miss = "x86-64 (avx512f)"; break;
 #endif
+#ifdef TERN_KHAVE_NEON
+    case TERN_KIMPL_NEON: break; // Advanced SIMD is part of the AArch64 base ABI; dotprod is checked per call
+#else
+    case TERN_KIMPL_NEON: miss = "aarch64 (neon)"; break;
+#endif
     default: miss = "?"; break;
     }
     if (missing) *missing = miss;
@@ -58,7 +63,9 @@ int tern_kernel_resolve(const char *name, tern_kimpl *out) {
     if (!name || !*name || strcmp(name, "auto") == 0) {
         // AVX-512 is opt-in (TERN_KERNEL=avx512) until its kernels have run
         // on real hardware: none was available where they were written.
-        *out = tern_kernel_supported(TERN_KIMPL_AVX2, NULL) ? TERN_KIMPL_AVX2 : TERN_KIMPL_SCALAR;
+        *out = tern_kernel_supported(TERN_KIMPL_AVX2, NULL)   ? TERN_KIMPL_AVX2
+               : tern_kernel_supported(TERN_KIMPL_NEON, NULL) ? TERN_KIMPL_NEON
+                                                              : TERN_KIMPL_SCALAR;
         return 0;
     }
     for (int i = 0; i < TERN_KIMPL_COUNT; i++) {
@@ -69,7 +76,7 @@ int tern_kernel_resolve(const char *name, tern_kimpl *out) {
         *out = (tern_kimpl)i;
         return 0;
     }
-    return tern_errorf("TERN_KERNEL=%s: unknown kernel (scalar, avx2, avx512, auto)", name);
+    return tern_errorf("TERN_KERNEL=%s: unknown kernel (scalar, avx2, avx512, neon, auto)", name);
 }
 
 int tern_kernel_default(tern_kimpl *out) {
@@ -100,7 +107,8 @@ int tern_qact_init(tern_qact *a, int n_max, int cols, int group) {
     a->q = tern_calloc((size_t)n_max * a->stride);
     a->scale = tern_calloc((size_t)n_max * sizeof(float));
     a->gsum = tern_calloc((size_t)n_max * a->n_groups * sizeof(int32_t));
-    if (!a->q || !a->scale || !a->gsum) {
+    a->qp = tern_calloc((size_t)n_max * a->stride);
+    if (!a->q || !a->scale || !a->gsum || !a->qp) {
         tern_qact_free(a);
         return tern_errorf("activation buffer: out of memory");
     }
@@ -108,14 +116,20 @@ int tern_qact_init(tern_qact *a, int n_max, int cols, int group) {
 }
 
 void tern_qact_free(tern_qact *a) {
-    tern_free(a->q), tern_free(a->scale), tern_free(a->gsum);
+    tern_free(a->q), tern_free(a->scale), tern_free(a->gsum), tern_free(a->qp);
     memset(a, 0, sizeof *a);
 }
 
 void tern_quantize_act(tern_kimpl impl, tern_qact *a, const float *x, int n) {
 #ifdef TERN_KHAVE_X86
-    if (impl != TERN_KIMPL_SCALAR) {
+    if (impl == TERN_KIMPL_AVX2 || impl == TERN_KIMPL_AVX512) {
         tern_quantize_act_avx2(a, x, n);
+        return;
+    }
+#endif
+#ifdef TERN_KHAVE_NEON
+    if (impl == TERN_KIMPL_NEON) {
+        tern_quantize_act_neon(a, x, n);
         return;
     }
 #endif

@@ -6,7 +6,7 @@
 // scalar reference bit for bit.
 //
 // Implementation choice: tern_kernel_default() picks the best one the CPU
-// supports, or the one named by env TERN_KERNEL=scalar|avx2|avx512.
+// supports, or the one named by env TERN_KERNEL=scalar|avx2|avx512|neon.
 #ifndef TERN_KERNELS_KERNELS_H
 #define TERN_KERNELS_KERNELS_H
 
@@ -24,6 +24,11 @@ struct tern_qact {
     int8_t *q;          // [n_max, stride], values in [-127, 127]
     float *scale;       // [n_max]: s_x = max|x| / 127 (0 for an all-zero token)
     int32_t *gsum;      // [n_max, n_groups]: sum of q over each group
+    // [n_max, stride]: q of each whole 4-chunk bundle b, reordered so that
+    // vector k (32 bytes at 128b + 32k) holds q[32(4b+j) + 8k + i] at 8j + i.
+    // Shifting 32 bytes of 2-bit codes (4 chunks) right by 2k then lines up with
+    // vector k, so the AVX2 kernel decodes 4 chunks from one load (kern_avx2.c).
+    int8_t *qp;
 };
 
 // group follows the weight matrices the activations feed (same rule as
@@ -34,7 +39,7 @@ void tern_qact_free(tern_qact *a);
 // Quantizes x[n, cols] (n <= n_max) with the given implementation.
 void tern_quantize_act(tern_kimpl impl, tern_qact *a, const float *x, int n);
 
-// Resolves a kernel name ("scalar", "avx2", "avx512"; NULL or "" or "auto" =
+// Resolves a kernel name ("scalar", "avx2", "avx512", "neon"; NULL or "" or "auto" =
 // best available). -1 with a one-line error naming the kernel and the missing
 // CPU feature when this CPU cannot run it, or naming the bad value.
 int tern_kernel_resolve(const char *name, tern_kimpl *out);
