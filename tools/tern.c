@@ -269,7 +269,7 @@ static int cmd_bench(int argc, char **argv) {
                    "repetitions after a warm-up, the bytes streamed per token, the file size in that format, and\n"
                    "the fraction of the measured read bandwidth reached. Formats other than f32 are made from\n"
                    "the loaded model: bf16 rounds the weights; t2/t1.6 ternarize every linear layer with\n"
-                   "absmean per group of 128 (LM head at 8 bits); q8 is int8 per block of 32.\n");
+                   "absmean per group of 128 (LM head at 8 bits); q8 is int8 per block of 128.\n");
             return 0;
         }
         int r = parse_common(&o, argc, argv, &i);
@@ -653,16 +653,32 @@ static int cmd_export(int argc, char **argv) {
     common_opts o = {0};
     const char *out = NULL, *format = "tern";
     tern_export_opts e = {0};
-    int rc = 0;
+    tern_export_tq_opts q = {.max_ppl_change = TERN_EXPORT_TQ_MAX_PPL_CHANGE};
+    float max_change = (float)TERN_EXPORT_TQ_MAX_PPL_CHANGE;
+    int rc = 0, tq_only = 0;
     for (int i = 1; i < argc && rc == 0; i++) {
         const char *a = argv[i];
         if (is_help(a)) {
             printf("usage: tern export --model M --out MODEL.tern [--pack 2|1.6] [--group G]\n"
+                   "       tern export --model M --format gguf-tq2|gguf-tq1 --out MODEL.gguf [--group G]\n"
+                   "                   [--fallback none|q4_0]\n"
+                   "                   [--check-text FILE [--check-chunks 8] [--check-ctx 512]]\n"
+                   "                   [--max-ppl-change 10] [--force]\n"
                    "Writes a packed .tern file (a GGUF container, docs/format.md): decoder linears ternary\n"
                    "(2 bits or 1.6 bits per weight, fp16 scale per group of G, DLT shifts), biases and norms\n"
                    "F32, embedding and LM head q8. From a `tern quantize` output the ternary codes are\n"
                    "recovered exactly (G = its group); from an FP model they are absmean per group (PTQ,\n"
-                   "--group default 128). Every command runs the .tern file with the packed kernels.\n");
+                   "--group default 128). Every command runs the .tern file with the packed kernels.\n"
+                   "\n"
+                   "--format gguf-tq2 / gguf-tq1 writes a standard llama GGUF for llama.cpp instead: decoder\n"
+                   "linears TQ2_0 / TQ1_0 (the same ternary codes, one fp16 scale per block of 256 fitted by\n"
+                   "least squares; DLT shifts dropped, biases kept), embedding and output Q8_0, norms F32.\n"
+                   "Every linear row must be a multiple of 256 long; --fallback q4_0 writes the other\n"
+                   "linears as Q4_0 with the same codes (like llama-quantize). This changes the model: with\n"
+                   "--check-text the perplexity of the source ternary model and of the written file (read\n"
+                   "back) are measured on --check-chunks chunks of --check-ctx tokens and the export fails,\n"
+                   "writing nothing, when it rises by more than --max-ppl-change percent (default 10)\n"
+                   "unless --force. Without --check-text nothing is measured (a note says so).\n");
             return 0;
         }
         int r = parse_common(&o, argc, argv, &i);
@@ -672,14 +688,55 @@ static int cmd_export(int argc, char **argv) {
         else if (!strcmp(a, "--pack")) rc = need_value(argc, argv, &i, "export", &e.pack);
         else if (!strcmp(a, "--group")) rc = int_value(argc, argv, &i, "export", 1, 1 << 16, &e.group);
         else if (!strcmp(a, "--format")) rc = need_value(argc, argv, &i, "export", &format);
+        else if (!strcmp(a, "--check-text")) rc = need_value(argc, argv, &i, "export", &q.check_text), tq_only = 1;
+        else if (!strcmp(a, "--check-chunks"))
+            rc = int_value(argc, argv, &i, "export", 1, 1 << 20, &q.check_chunks), tq_only = 1;
+        else if (!strcmp(a, "--check-ctx")) rc = int_value(argc, argv, &i, "export", 4, 1 << 20, &q.check_ctx), tq_only = 1;
+        else if (!strcmp(a, "--max-ppl-change"))
+            rc = float_value(argc, argv, &i, "export", 0, 1e9, &max_change), tq_only = 1;
+        else if (!strcmp(a, "--force")) q.force = 1, tq_only = 1;
+        else if (!strcmp(a, "--fallback")) rc = need_value(argc, argv, &i, "export", &q.fallback), tq_only = 1;
         else return bad_usage("export", "unknown option %s", a);
     }
     if (rc) return rc;
     if (!out) return bad_usage("export", "%s", "--out is required");
-    if (strcmp(format, "tern"))
-        return bad_usage("export", "unknown --format %s (tern; gguf-tq2/gguf-tq1 are not implemented yet)", format);
+    int tq = !strcmp(format, "gguf-tq2") || !strcmp(format, "gguf-tq1");
+    if (!tq && strcmp(format, "tern"))
+        return bad_usage("export", "unknown --format %s (tern, gguf-tq2 or gguf-tq1)", format);
+    if (!tq && tq_only)
+        return bad_usage("export", "%s", "--check-*, --max-ppl-change, --force and --fallback go with --format gguf-tq2/gguf-tq1");
+    if (tq && e.pack) return bad_usage("export", "%s", "--pack is for --format tern");
+    if (!q.check_text && (q.check_chunks || q.check_ctx))
+        return bad_usage("export", "%s", "--check-chunks and --check-ctx need --check-text");
     tern_model m;
     if ((rc = load_model(&o, &m, "export"))) return rc;
+    if (tq) {
+        q.format = format;
+        q.group = e.group;
+        q.max_ppl_change = max_change;
+        tern_export_tq_info ti;
+        rc = tern_export_gguf_tq(&m, o.model, &q, out, &ti);
+        if (rc == 0) {
+            fprintf(stderr, "tern export: %s: codes %s%s%s (G=%d)%s; %d linears as %s, %d as Q4_0 (fallback); "
+                            "%d biases kept; weight rel. RMSE %.4f (TQ), %.4f (Q4_0)\n",
+                    format, ti.source, ti.method[0] ? ", tern.method " : "", ti.method, ti.group,
+                    ti.dropped_shift ? ", DLT shifts dropped" : "", ti.linears - ti.fallback_linears,
+                    strcmp(format, "gguf-tq1") ? "TQ2_0" : "TQ1_0", ti.fallback_linears, ti.biases,
+                    ti.weight_rel_rmse, ti.fallback_rel_rmse);
+            if (ti.checked)
+                fprintf(stderr, "tern export: ppl on %s (%d chunks of %d): source %.4f, %s %.4f (%+.2f%%)\n",
+                        q.check_text, ti.chunks, ti.ctx, ti.ppl_source, format, ti.ppl_export, ti.change_pct);
+            else
+                fprintf(stderr, "tern export: note: no --check-text, so the perplexity change of re-blocking was "
+                                "not measured\n");
+            if (ti.forced)
+                fprintf(stderr, "tern export: warning: perplexity rose by %+.2f%%, more than --max-ppl-change %g%%; "
+                                "written anyway (--force)\n", ti.change_pct, (double)max_change);
+            fprintf(stderr, "tern export: wrote %s (%.1f KB)\n", out, ti.bytes / 1e3);
+        }
+        tern_model_free(&m);
+        return rc ? die() : 0;
+    }
     tern_export_info info;
     rc = tern_export_tern(&m, o.model, &e, out, &info);
     if (rc == 0)

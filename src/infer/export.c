@@ -1,19 +1,23 @@
 // `tern export` to the packed .tern container (see export.h, docs/format.md).
 #include "infer/export.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/file.h"
 #include "core/half.h"
 #include "core/mem.h"
+#include "eval/ppl.h"
 #include "infer/packed.h"
 #include "io/gguf_write.h"
 #include "kernels/formats.h"
+#include "tok/tokenizer.h"
 
 #define TERN_FORMAT_VERSION 1
 #define Q8_GROUP TERN_KQ8_GROUP
@@ -226,6 +230,272 @@ int tern_export_tern(const tern_model *m, const char *in_path, const tern_export
     if (rc == 0) rc = tern_gguf_write(w, out_path);
     tern_gguf_writer_free(w);
     buf_free(&bl);
+    struct stat st;
+    if (rc == 0 && stat(out_path, &st) == 0) info->bytes = (int64_t)st.st_size;
+    return rc;
+}
+
+// ---------------------------------------------------------------------------
+// llama.cpp export: TQ2_0 / TQ1_0 (docs/format.md, "llama.cpp export").
+
+#define LLAMA_FTYPE_MOSTLY_TQ1_0 36 // general.file_type values (llama.cpp's numbering)
+#define LLAMA_FTYPE_MOSTLY_TQ2_0 37
+#define GGML_QUANT_VERSION 2
+
+static float f16_round(float x) { return tern_f16_to_f32(tern_f32_to_f16(x)); }
+
+// Ternary codes of one linear and the effective weights w they stand for.
+// *w is t->data (a .tern file, a `tern quantize` output or a TQ file: the
+// loaded values are already alpha*T (+ gamma)), or for absmean PTQ of an FP
+// model a new buffer alpha_fp16 * T that the caller frees.
+static int tq_codes(const tern_tensor *t, const char *method, int group, int shift, int8_t *T, float **w,
+                    tern_export_tq_info *info) {
+    int rows = (int)t->shape[0], cols = (int)t->shape[1];
+    *w = t->data;
+    if (t->packed) {
+        const tern_kformat *f = tern_kformat_get((tern_kfmt_id)t->packed_fmt);
+        if (!f || f->kind != TERN_KKIND_TERNARY)
+            return tern_errorf("export: %s is stored as %s, not ternary (only ternary models export to TQ)", t->name,
+                               f ? f->name : "an unknown format");
+        tern_kmatrix km;
+        if (tern_kmatrix_init(&km, f, rows, cols, t->packed_group, t->packed_shift, t->packed)) return -1;
+        tern_kunpack(&km, T, NULL, NULL, NULL);
+        snprintf(info->source, sizeof info->source, "from the .tern packing");
+        info->group = t->packed_group;
+        info->dropped_shift |= t->packed_shift;
+        return 0;
+    }
+    // A TQ file read back (or its Q4_0 fallback matrices): the blocks hold
+    // exactly {-d, 0, d}; recovering them keeps codes and scales (a Q4_0
+    // matrix that is not ternary, e.g. a Q4_0 model's, is quantized below).
+    int tq_in = !strcmp(t->src_type, "TQ1_0") || !strcmp(t->src_type, "TQ2_0");
+    int blk = tq_in ? TERN_GGUF_TQ_BLOCK : !strcmp(t->src_type, "Q4_0") ? TERN_GGUF_Q4_0_BLOCK : 0;
+    int g = blk && blk < group ? blk : group;
+    size_t ng = (size_t)rows * ((cols + g - 1) / g);
+    float *scales = malloc(ng * sizeof(float)), *shifts = malloc(ng * sizeof(float));
+    int rc = scales && shifts ? 0 : tern_errorf("out of memory");
+    int exact = rc == 0 && blk && recover_matrix(t, blk, 0, "", T, scales, NULL) == 0;
+    if (rc == 0 && blk && !exact && tq_in)
+        rc = tern_errorf("export: %s (%s) holds values that are not d * {-1, 0, 1} per block", t->name, t->src_type);
+    if (rc == 0 && exact) {
+        snprintf(info->source, sizeof info->source, "from exact ternary blocks");
+        info->group = blk;
+    } else if (rc == 0 && method[0]) {
+        rc = recover_matrix(t, group, shift, method, T, scales, shifts);
+        snprintf(info->source, sizeof info->source, "recovered");
+        info->group = group;
+        info->dropped_shift |= shift;
+    } else if (rc == 0) {
+        float *wq = tern_alloc((size_t)rows * cols * sizeof(float));
+        if (!wq) rc = tern_errorf("out of memory");
+        else {
+            tern_absmean_ternary(t->data, rows, cols, group, T, scales);
+            int n_groups = (cols + group - 1) / group;
+            for (int r = 0; r < rows; r++)
+                for (int c = 0; c < cols; c++) {
+                    size_t i = (size_t)r * cols + c;
+                    wq[i] = f16_round(scales[(size_t)r * n_groups + c / group]) * T[i];
+                }
+            *w = wq;
+        }
+        snprintf(info->source, sizeof info->source, "by absmean PTQ");
+        info->group = group;
+    }
+    free(scales), free(shifts);
+    return rc;
+}
+
+// Re-blocks one linear to `type` (TQ1_0 / TQ2_0: blocks of 256; the Q4_0
+// fallback: blocks of 32, codes T stored as q = T): per block the
+// least-squares scale for the fixed codes, d = sum w_i T_i / sum T_i^2 (0 for
+// an all-zero block), rounded to fp16, then the blocks encoded. Accumulates
+// the weight-space error.
+static int add_ternary(tern_gguf_writer *wr, buf_list *bl, const tern_tensor *t, const int8_t *T, const float *w,
+                       uint32_t type, double *err2, double *norm2) {
+    int rows = (int)t->shape[0], cols = (int)t->shape[1];
+    int bk = type == TERN_GGUF_TYPE_Q4_0 ? TERN_GGUF_Q4_0_BLOCK : TERN_GGUF_TQ_BLOCK, nb = cols / bk;
+    size_t bsize = type == TERN_GGUF_TYPE_TQ1_0   ? TERN_GGUF_TQ1_0_BYTES
+                   : type == TERN_GGUF_TYPE_TQ2_0 ? TERN_GGUF_TQ2_0_BYTES
+                                                  : TERN_GGUF_Q4_0_BYTES;
+    size_t bytes = (size_t)rows * nb * bsize;
+    uint8_t *dst = buf_new(bl, bytes);
+    if (!dst) return tern_errorf("out of memory");
+    for (size_t b = 0; b < (size_t)rows * nb; b++) {
+        const int8_t *tb = T + b * bk;
+        const float *wb = w + b * bk;
+        double num = 0, den = 0;
+        for (int i = 0; i < bk; i++) num += (double)wb[i] * tb[i], den += tb[i] * tb[i];
+        float d = den > 0 ? (float)(num / den) : 0.0f;
+        if (!isfinite(f16_round(d)))
+            return tern_errorf("export: %s block %zu: scale %g does not fit fp16", t->name, b, (double)d);
+        d = f16_round(d);
+        for (int i = 0; i < bk; i++) {
+            double e = (double)wb[i] - (double)d * tb[i];
+            *err2 += e * e, *norm2 += (double)wb[i] * wb[i];
+        }
+        if (type == TERN_GGUF_TYPE_TQ1_0) tern_gguf_encode_tq1_0(tb, d, dst + b * bsize);
+        else if (type == TERN_GGUF_TYPE_TQ2_0) tern_gguf_encode_tq2_0(tb, d, dst + b * bsize);
+        else tern_gguf_encode_q4_0(tb, d, dst + b * bsize);
+    }
+    return tern_gguf_add_tensor(wr, t->name, type, 2, t->shape, dst, bytes);
+}
+
+// Token embedding / output head as Q8_0: absmax int8 per block of 32.
+static int add_q8_0(tern_gguf_writer *wr, buf_list *bl, const tern_tensor *t) {
+    int rows = (int)t->shape[0], cols = (int)t->shape[1], nb = cols / TERN_GGUF_Q8_0_BLOCK;
+    size_t bytes = (size_t)rows * nb * TERN_GGUF_Q8_0_BYTES;
+    int8_t *codes = malloc((size_t)rows * cols);
+    float *scales = malloc((size_t)rows * nb * sizeof(float));
+    uint8_t *dst = buf_new(bl, bytes);
+    int rc = codes && scales && dst ? 0 : tern_errorf("out of memory");
+    if (rc == 0) {
+        tern_absmax_q8(t->data, rows, cols, TERN_GGUF_Q8_0_BLOCK, codes, scales);
+        for (size_t b = 0; b < (size_t)rows * nb; b++)
+            tern_gguf_encode_q8_0(codes + b * TERN_GGUF_Q8_0_BLOCK, scales[b], dst + b * TERN_GGUF_Q8_0_BYTES);
+        rc = tern_gguf_add_tensor(wr, t->name, TERN_GGUF_TYPE_Q8_0, 2, t->shape, dst, bytes);
+    }
+    free(codes), free(scales);
+    return rc;
+}
+
+// llama.cpp's TQ types need rows that are whole 256-blocks; with the Q4_0
+// fallback other rows must be whole 32-blocks.
+static int tq_check_shapes(const tern_model *m, const char *fmt, const char *type, int fallback) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        const tern_tensor *t = &m->tensors[i];
+        if (!is_linear(t->name)) continue;
+        if (t->ndim != 2) return tern_errorf("export: %s is not a matrix", t->name);
+        long long cols = (long long)t->shape[1];
+        if (cols % TERN_GGUF_TQ_BLOCK == 0) continue;
+        if (!fallback)
+            return tern_errorf("export: %s: %s has rows of %lld values, not a multiple of %d (llama.cpp's %s block); "
+                               "--fallback q4_0 stores such matrices as Q4_0 (as llama-quantize does)",
+                               fmt, t->name, cols, TERN_GGUF_TQ_BLOCK, type);
+        if (cols % TERN_GGUF_Q4_0_BLOCK)
+            return tern_errorf("export: %s: %s has rows of %lld values, a multiple of neither %d (%s) nor %d (Q4_0)",
+                               fmt, t->name, cols, TERN_GGUF_TQ_BLOCK, type, TERN_GGUF_Q4_0_BLOCK);
+    }
+    return 0;
+}
+
+// Perplexity of a model's FP32 values on the check text.
+static int tq_ppl(const tern_model *m, const char *text, size_t len, int ctx, int chunks, tern_ppl_result *r) {
+    tern_tokenizer *tok;
+    if (tern_tokenizer_init(&tok, &m->vocab)) return -1;
+    int rc = tern_perplexity_text(m, tok, text, len, ctx, chunks, "f32", r);
+    tern_tokenizer_free(tok);
+    return rc;
+}
+
+int tern_export_gguf_tq(const tern_model *m, const char *in_path, const tern_export_tq_opts *o, const char *out_path,
+                        tern_export_tq_info *info) {
+    tern_export_tq_info tmp;
+    if (!info) info = &tmp;
+    memset(info, 0, sizeof *info);
+    const char *fmt = o->format ? o->format : "gguf-tq2";
+    int tq1 = !strcmp(fmt, "gguf-tq1");
+    if (!tq1 && strcmp(fmt, "gguf-tq2")) return tern_errorf("export: unknown format '%s' (gguf-tq2 or gguf-tq1)", fmt);
+    const char *type = tq1 ? "TQ1_0" : "TQ2_0";
+    int fallback = o->fallback && strcmp(o->fallback, "none");
+    if (fallback && strcmp(o->fallback, "q4_0"))
+        return tern_errorf("export: unknown fallback '%s' (none or q4_0)", o->fallback);
+    if (tq_check_shapes(m, fmt, type, fallback)) return -1;
+    int in_group = 0, group = 0;
+    if (tern_export_input_meta(in_path, info->method, sizeof info->method, &in_group)) return -1;
+    if (!strcmp(info->method, "absmean-ptq")) info->method[0] = 0;
+    tern_export_opts eo = {.group = o->group};
+    if (resolve_group(m, &eo, info->method, in_group, &group)) return -1;
+    int shift = !strcmp(info->method, "dlt");
+
+    char *text = NULL;
+    size_t text_len = 0;
+    if (o->check_text && tern_read_file(o->check_text, &text, &text_len)) return -1;
+    int ctx = o->check_ctx > 0 ? o->check_ctx : 512, chunks = o->check_chunks > 0 ? o->check_chunks : 8;
+    if (ctx > m->cfg.max_seq) ctx = m->cfg.max_seq;
+
+    // The source model for the check: m itself, or (absmean PTQ) a shallow
+    // copy whose linears point at the alpha*T buffers.
+    tern_model src = *m;
+    src.tensors = malloc((size_t)(m->n_tensors ? m->n_tensors : 1) * sizeof *src.tensors);
+    float **owned = calloc((size_t)(m->n_tensors ? m->n_tensors : 1), sizeof *owned);
+    tern_gguf_writer *wr = tern_gguf_writer_new();
+    buf_list bl = {0};
+    int rc = src.tensors && owned && wr ? 0 : tern_errorf("out of memory");
+    if (rc == 0) memcpy(src.tensors, m->tensors, (size_t)m->n_tensors * sizeof *src.tensors);
+    if (rc == 0) rc = tern_gguf_add_model_metadata(wr, m);
+    if (rc == 0) rc = tern_gguf_set_u32(wr, "general.file_type", tq1 ? LLAMA_FTYPE_MOSTLY_TQ1_0 : LLAMA_FTYPE_MOSTLY_TQ2_0);
+    if (rc == 0) rc = tern_gguf_set_u32(wr, "general.quantization_version", GGML_QUANT_VERSION);
+    double err2[2] = {0}, norm2[2] = {0}; // [0]: TQ matrices, [1]: Q4_0 fallback
+    for (int i = 0; i < m->n_tensors && rc == 0; i++) {
+        const tern_tensor *t = &m->tensors[i];
+        if (!strcmp(t->name, "token_embd.weight") || !strcmp(t->name, "output.weight")) {
+            rc = t->ndim == 2 && t->shape[1] % TERN_GGUF_Q8_0_BLOCK == 0
+                     ? add_q8_0(wr, &bl, t)
+                     : tern_errorf("export: %s is not a matrix of rows that are whole Q8_0 blocks", t->name);
+        } else if (!is_linear(t->name)) {
+            rc = tern_gguf_add_tensor(wr, t->name, TERN_GGUF_TYPE_F32, t->ndim, t->shape, t->data,
+                                      (uint64_t)t->numel * 4);
+            info->biases += strstr(t->name, ".bias") != NULL;
+        } else {
+            int8_t *T = malloc((size_t)t->numel);
+            float *w = NULL;
+            rc = T ? tq_codes(t, info->method, group, shift, T, &w, info) : tern_errorf("out of memory");
+            uint32_t ty = t->shape[1] % TERN_GGUF_TQ_BLOCK ? TERN_GGUF_TYPE_Q4_0
+                          : tq1                              ? TERN_GGUF_TYPE_TQ1_0
+                                                             : TERN_GGUF_TYPE_TQ2_0;
+            int k = ty == TERN_GGUF_TYPE_Q4_0;
+            if (rc == 0) rc = add_ternary(wr, &bl, t, T, w, ty, &err2[k], &norm2[k]);
+            info->fallback_linears += ty == TERN_GGUF_TYPE_Q4_0;
+            if (w && w != t->data) {
+                if (text) owned[i] = w, src.tensors[i].data = w, src.tensors[i].packed = NULL;
+                else tern_free(w);
+            }
+            free(T);
+            info->linears++;
+        }
+    }
+    info->weight_rel_rmse = norm2[0] > 0 ? sqrt(err2[0] / norm2[0]) : 0;
+    info->fallback_rel_rmse = norm2[1] > 0 ? sqrt(err2[1] / norm2[1]) : 0;
+    tern_ppl_result r;
+    if (rc == 0 && text) {
+        rc = tq_ppl(&src, text, text_len, ctx, chunks, &r);
+        info->ppl_source = r.ppl, info->ctx = r.ctx, info->chunks = r.chunks;
+    }
+    for (int i = 0; owned && i < m->n_tensors; i++) tern_free(owned[i]);
+    free(owned), free(src.tensors);
+
+    // With a check, the file is written beside the target, read back through
+    // tern's GGUF reader and measured; only then renamed into place.
+    char stage[600];
+    snprintf(stage, sizeof stage, "%s", out_path);
+    if (text) snprintf(stage, sizeof stage, "%s.check.%ld", out_path, (long)getpid());
+    if (rc == 0) rc = tern_gguf_write(wr, stage);
+    tern_gguf_writer_free(wr);
+    buf_free(&bl);
+    if (rc == 0 && text) {
+        tern_model back;
+        rc = tern_model_load(&back, stage, NULL);
+        if (rc == 0) {
+            rc = tq_ppl(&back, text, text_len, ctx, chunks, &r);
+            tern_model_free(&back);
+        }
+        if (rc == 0) {
+            info->checked = 1;
+            info->ppl_export = r.ppl;
+            info->change_pct = 100.0 * (info->ppl_export / info->ppl_source - 1.0);
+            double bound = o->max_ppl_change;
+            if (!(info->change_pct <= bound) && !o->force)
+                rc = tern_errorf("export: perplexity on %s rose by %+.2f%% (source %.4f, %s %.4f; %d chunks of %d), "
+                                 "more than --max-ppl-change %g%%; nothing written (--force writes it anyway)",
+                                 o->check_text, info->change_pct, info->ppl_source, fmt, info->ppl_export,
+                                 info->chunks, info->ctx, bound);
+            else info->forced = !(info->change_pct <= bound);
+        }
+        if (rc == 0 && rename(stage, out_path) != 0)
+            rc = tern_errorf("%s: cannot rename into place: %s", out_path, strerror(errno));
+        if (rc) unlink(stage);
+    }
+    free(text);
     struct stat st;
     if (rc == 0 && stat(out_path, &st) == 0) info->bytes = (int64_t)st.st_size;
     return rc;

@@ -32,6 +32,56 @@ typedef struct {
 int tern_export_tern(const tern_model *m, const char *in_path, const tern_export_opts *o, const char *out_path,
                      tern_export_info *info);
 
+// `tern export --format gguf-tq2|gguf-tq1`: a standard llama-architecture
+// GGUF for llama.cpp (docs/format.md, "llama.cpp export"). Decoder linears
+// are TQ2_0 / TQ1_0 (ggml ids 35 / 34: 256 codes per block, one fp16 scale d):
+// the input's ternary codes are kept and each block gets the least-squares d
+// for them, d = sum(w_i T_i) / sum(T_i^2) over the block, w the source's
+// effective weights (alpha * T, + gamma for DLT); per-group shifts are dropped,
+// per-output biases kept as F32 (llama.cpp's llama graph adds them). Token
+// embedding and output Q8_0, norms F32, LLaMA metadata and the tokenizer.
+// Every linear row must be a multiple of 256 long (refused otherwise), or with
+// fallback "q4_0" such matrices are written as Q4_0 (what llama.cpp's
+// llama-quantize does for TQ types): the same codes (q = T), d per block of 32
+// by the same rule, which for a symmetric source is its alpha (fp16).
+typedef struct {
+    const char *format;       // "gguf-tq2" (default when NULL) or "gguf-tq1"
+    const char *fallback;     // NULL / "none" (refuse) or "q4_0"
+    int group;                // absmean PTQ group for an FP input (0: 128); as in tern_export_opts
+    // Perplexity check: with check_text, the source (FP32 values of the ternary
+    // model) and the written file (read back and dequantized by tern's reader)
+    // are both measured on check_chunks chunks of check_ctx tokens (0: 8 of
+    // 512, ctx capped at the model's context). An increase above
+    // max_ppl_change percent fails (nothing written) unless force.
+    const char *check_text;
+    int check_ctx, check_chunks;
+    double max_ppl_change;
+    int force;
+} tern_export_tq_opts;
+
+#define TERN_EXPORT_TQ_MAX_PPL_CHANGE 10.0 // default --max-ppl-change, percent
+
+typedef struct {
+    char method[32];    // input's tern.method; "" for absmean PTQ of an FP model
+    char source[32];    // where the codes came from: "from the .tern packing", "recovered" (tern quantize
+                        // output), "by absmean PTQ", "from exact ternary blocks" (TQ / Q4_0 file)
+    int group;          // source group of the codes (256 for a TQ input)
+    int dropped_shift;  // a DLT shift per group was dropped
+    int biases;         // per-output bias tensors kept
+    int linears;        // ternary matrices written (TQ or the Q4_0 fallback)
+    int fallback_linears; // of those, written as Q4_0
+    double weight_rel_rmse;   // sqrt(sum (w - d T)^2 / sum w^2) over the TQ matrices
+    double fallback_rel_rmse; // the same over the Q4_0 fallback matrices (0 for a symmetric source)
+    // Perplexity check (checked = 0 without check_text).
+    int checked, ctx, chunks;
+    double ppl_source, ppl_export, change_pct;
+    int forced;         // the change exceeded the bound and force wrote the file anyway
+    int64_t bytes;      // size of the written file
+} tern_export_tq_info;
+
+int tern_export_gguf_tq(const tern_model *m, const char *in_path, const tern_export_tq_opts *o, const char *out_path,
+                        tern_export_tq_info *info);
+
 // The tern.method ("" when absent or not a GGUF file) and tern.group_size
 // (0 when absent, -1 per row) of an input file.
 int tern_export_input_meta(const char *path, char *method, size_t cap, int *group);

@@ -172,6 +172,42 @@ static void deq_q6_k(const uint8_t *b, float *y) {
     }
 }
 
+// Ternary digit k (0..4) of a TQ1_0 byte. A byte stores up to five trits
+// t_0..t_4 as the fixed-point fraction v/243 (v = sum t_k 3^(4-k), byte =
+// ceil(v*256/243)); multiplying by 3^k modulo 256 drops the leading k digits,
+// and the top bits of the product by 3 are the next digit.
+static inline int tq1_trit(uint8_t byte, int k) {
+    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+    uint8_t x = (uint8_t)(byte * pow3[k]);
+    return (x * 3) >> 8;
+}
+
+// TQ1_0, 256 values in 54 bytes: qs[48], qh[4], fp16 d. Value 32k + j
+// (k = 0..4, j = 0..31) is digit k of qs[j]; value 160 + 16k + j (j = 0..15)
+// is digit k of qs[32 + j]; value 240 + 4k + j (k = 0..3, j = 0..3) is digit k
+// of qh[j]. x = d * (t - 1).
+static void deq_tq1_0(const uint8_t *b, float *y) {
+    const uint8_t *qs = b, *qh = b + 48;
+    float d = rdh(b + 52);
+    for (int k = 0; k < 5; k++) {
+        for (int j = 0; j < 32; j++) y[32 * k + j] = d * (float)(tq1_trit(qs[j], k) - 1);
+        for (int j = 0; j < 16; j++) y[160 + 16 * k + j] = d * (float)(tq1_trit(qs[32 + j], k) - 1);
+    }
+    for (int k = 0; k < 4; k++)
+        for (int j = 0; j < 4; j++) y[240 + 4 * k + j] = d * (float)(tq1_trit(qh[j], k) - 1);
+}
+
+// TQ2_0, 256 values in 66 bytes: qs[64], fp16 d. Value 128h + 32k + j
+// (h = 0..1, k = 0..3, j = 0..31) is bits 2k..2k+1 of qs[32h + j]; x = d * (q - 1)
+// (a field of 3, which ggml's quantizer never writes, decodes to 2d as in ggml).
+static void deq_tq2_0(const uint8_t *b, float *y) {
+    float d = rdh(b + 64);
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 4; k++)
+            for (int j = 0; j < 32; j++)
+                y[128 * h + 32 * k + j] = d * (float)(((b[32 * h + j] >> (2 * k)) & 3) - 1);
+}
+
 typedef void (*block_fn)(const uint8_t *block, float *out);
 
 typedef struct {
@@ -203,6 +239,8 @@ static const type_info TYPES[] = {
     [TERN_GGML_I64] = {"I64", 1, 8, NULL, 0},
     [TERN_GGML_F64] = {"F64", 1, 8, NULL, 0},
     [TERN_GGML_BF16] = {"BF16", 1, 2, NULL, 1},
+    [TERN_GGML_TQ1_0] = {"TQ1_0", 256, 54, deq_tq1_0, 1},
+    [TERN_GGML_TQ2_0] = {"TQ2_0", 256, 66, deq_tq2_0, 1},
 };
 
 static const type_info *type_of(uint32_t t) {

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file.h"
+#include "core/half.h"
 #include "core/mem.h"
 
 #define GGUF_ALIGN 32
@@ -197,6 +198,52 @@ int tern_gguf_write(tern_gguf_writer *w, const char *path) {
         fwrite(zeros, 1, (size_t)(align_up(t->nbytes) - t->nbytes), f);
     }
     return tern_atomic_commit(&af);
+}
+
+// ---------------------------------------------------------------------------
+// Block encoders (ggml's TQ1_0, TQ2_0, Q8_0, Q4_0 layouts; written from the block
+// descriptions in docs/format.md).
+
+static void put_f16(uint8_t *p, float d) {
+    uint16_t h = tern_f32_to_f16(d);
+    p[0] = (uint8_t)h, p[1] = (uint8_t)(h >> 8);
+}
+
+// n trits (t = T + 1) as one TQ1_0 byte: v = sum t_k 3^(4-k) over five digit
+// places (a 4-trit byte leaves the last place 0), stored as ceil(v * 256 / 243).
+static uint8_t tq1_byte(const int8_t *T, int stride, int n) {
+    int v = 0;
+    for (int k = 0; k < 5; k++) v = 3 * v + (k < n ? T[k * stride] + 1 : 0);
+    return (uint8_t)((v * 256 + 242) / 243);
+}
+
+void tern_gguf_encode_tq1_0(const int8_t *T, float d, uint8_t *out) {
+    for (int j = 0; j < 32; j++) out[j] = tq1_byte(T + j, 32, 5);             // values 0..159
+    for (int j = 0; j < 16; j++) out[32 + j] = tq1_byte(T + 160 + j, 16, 5);  // values 160..239
+    for (int j = 0; j < 4; j++) out[48 + j] = tq1_byte(T + 240 + j, 4, 4);    // values 240..255
+    put_f16(out + 52, d);
+}
+
+void tern_gguf_encode_tq2_0(const int8_t *T, float d, uint8_t *out) {
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < 32; j++) {
+            int b = 0;
+            for (int k = 0; k < 4; k++) b |= (T[128 * h + 32 * k + j] + 1) << (2 * k);
+            out[32 * h + j] = (uint8_t)b;
+        }
+    put_f16(out + 64, d);
+}
+
+void tern_gguf_encode_q8_0(const int8_t *q, float d, uint8_t *out) {
+    put_f16(out, d);
+    memcpy(out + 2, q, 32);
+}
+
+// Q4_0: fp16 d, then byte j holds value j + 8 in its low nibble and value
+// j + 16 (+ 8) in its high nibble.
+void tern_gguf_encode_q4_0(const int8_t *q, float d, uint8_t *out) {
+    put_f16(out, d);
+    for (int j = 0; j < 16; j++) out[2 + j] = (uint8_t)((q[j] + 8) | (q[j + 16] + 8) << 4);
 }
 
 int tern_gguf_add_model_metadata(tern_gguf_writer *w, const tern_model *m) {

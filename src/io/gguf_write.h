@@ -7,14 +7,36 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/gguf.h" // metadata value types (TERN_GGUF_U8 ...), shared with the reader
 #include "io/model.h"
 
-// GGUF metadata value types (from the GGUF specification).
+// ggml tensor type ids the writer's block encoders produce (numbering fixed by
+// ggml; io/gguf.h has the reader's full list under other names).
 enum {
-    TERN_GGUF_U8 = 0, TERN_GGUF_I8, TERN_GGUF_U16, TERN_GGUF_I16, TERN_GGUF_U32, TERN_GGUF_I32,
-    TERN_GGUF_F32, TERN_GGUF_BOOL, TERN_GGUF_STRING, TERN_GGUF_ARRAY, TERN_GGUF_U64, TERN_GGUF_I64,
-    TERN_GGUF_F64,
+    TERN_GGUF_TYPE_F32 = 0,
+    TERN_GGUF_TYPE_F16 = 1,
+    TERN_GGUF_TYPE_Q4_0 = 2,
+    TERN_GGUF_TYPE_Q8_0 = 8,
+    TERN_GGUF_TYPE_TQ1_0 = 34,
+    TERN_GGUF_TYPE_TQ2_0 = 35,
 };
+#define TERN_GGUF_Q4_0_BLOCK 32     // values per block
+#define TERN_GGUF_Q4_0_BYTES 18     // bytes per block
+#define TERN_GGUF_Q8_0_BLOCK 32
+#define TERN_GGUF_Q8_0_BYTES 34
+#define TERN_GGUF_TQ_BLOCK 256
+#define TERN_GGUF_TQ1_0_BYTES 54
+#define TERN_GGUF_TQ2_0_BYTES 66
+
+// Block encoders (layouts in docs/format.md, "llama.cpp export"): one block
+// from its codes and scale d, which is stored rounded to fp16.
+// TQ1_0 / TQ2_0: 256 ternary codes T in {-1, 0, 1}, decoded as d * T.
+void tern_gguf_encode_tq1_0(const int8_t *T, float d, uint8_t *out);
+void tern_gguf_encode_tq2_0(const int8_t *T, float d, uint8_t *out);
+// Q8_0: 32 int8 codes in [-127, 127], decoded as d * q.
+void tern_gguf_encode_q8_0(const int8_t *q, float d, uint8_t *out);
+// Q4_0: 32 codes in [-8, 7], decoded as d * q.
+void tern_gguf_encode_q4_0(const int8_t *q, float d, uint8_t *out);
 
 typedef struct tern_gguf_writer tern_gguf_writer;
 
