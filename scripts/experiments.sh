@@ -3,7 +3,7 @@
 # budget, calibration text and evaluation; prints a Markdown table on stdout
 # and leaves the logs, models and a `tern report` SVG in the results dir.
 #
-#   scripts/experiments.sh [stories|smollm2|all] [options]
+#   scripts/experiments.sh [stories|smollm2|all|dlt-ablation|zeroshot] [options]
 #     --results DIR   (results)      logs, models, tables, report SVGs
 #     --steps N       training steps per trained method (stories 800, smollm2 20)
 #     --batch B --seq L              tokens per step = B*L (stories 4x128, smollm2 4x256)
@@ -22,7 +22,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 data=${TERN_DATA:-$here/../shared}
 suite=stories results=results steps="" batch="" seq="" seed=1 threads=1 force=0 lambdas=""
 tern=$here/build/tern
-case "${1:-}" in stories | smollm2 | all) suite=$1 && shift ;; esac
+case "${1:-}" in stories | smollm2 | all | dlt-ablation | zeroshot) suite=$1 && shift ;; esac
 while [[ $# -gt 0 ]]; do
     case $1 in
     --results) results=$2 && shift 2 ;;
@@ -150,6 +150,58 @@ stories() {
     steps=$s0 batch=$b0 seq=$l0
 }
 
+# DLT design choices (docs/methods.md) on stories260K with the stories budget:
+# init (TWN on the centred group vs absmean alpha with gamma = 0), LSQ gradient
+# scale, and OFF. Shares the stories rows' cache (dlt_qat, dltoff_qat).
+dlt_ablation() {
+    suite_name=stories
+    local S=$data/models/stories260K
+    base_model=$S/stories260K.bin
+    tok_args=(--tokenizer "$S/tok512.bin")
+    mkdir -p "$results/stories"
+    calib_text=$results/stories/calib.txt eval_text=$results/stories/eval.txt
+    split_half "$data/data/tinystories/valid-sample.txt" "$calib_text" "$eval_text"
+    group=32 ctx=256
+    steps=${steps:-800} batch=${batch:-4} seq=${seq:-128}
+    local St=$steps
+    {
+        run_row dlt_ptq "dlt (twn init) @ 0" --method dlt --group "$group" --steps 0
+        run_row dlt_absinit_ptq "dlt (absmean init) @ 0" --method dlt --dlt-init absmean --group "$group" --steps 0
+        run_row dlt_qat "dlt (twn init, no lsq: default) @ $St" --method dlt --group "$group" --steps "$St"
+        run_row dlt_lsq_qat "dlt (twn init, lsq) @ $St" --method dlt --lsq-scale --group "$group" --steps "$St"
+        run_row dlt_absinit_qat "dlt (absmean init, lsq) @ $St" --method dlt --dlt-init absmean --lsq-scale \
+            --group "$group" --steps "$St"
+        run_row dltoff_qat "dlt+off (twn init, no lsq: default) @ $St" --method dlt --group "$group" --distill off \
+            --steps "$St"
+        run_row dltoff_lsq_qat "dlt+off (twn init, lsq) @ $St" --method dlt --lsq-scale --group "$group" \
+            --distill off --steps "$St"
+        run_row dltoff_absinit_qat "dlt+off (absmean init, lsq) @ $St" --method dlt --dlt-init absmean --lsq-scale \
+            --group "$group" --distill off --steps "$St"
+    } >"$results/dlt_ablation.rows"
+    print_table <"$results/dlt_ablation.rows" | tee "$results/dlt_ablation.md"
+}
+
+# Zero-shot columns for the stories260K models of the method table (run
+# `stories` first): acc on the first $zs_limit items of each shared task.
+zeroshot() {
+    local S=$data/models/stories260K d=$results/stories T=$data/data/tasks n=${zs_limit:-200}
+    local tasks=(arc_easy arc_challenge piqa boolq winogrande)
+    echo "| model | $(printf '%s | ' "${tasks[@]}")"
+    echo "|---|$(printf -- '---|%.0s' "${tasks[@]}")"
+    for name in fp absmean_qat twn_qat tequila_qat dlt_qat dltoff_qat rtn4 teq4; do
+        local model=$d/$name.gguf args=()
+        [[ $name == fp ]] && model=$S/stories260K.bin
+        [[ -f $model ]] || { echo "experiments.sh: $model missing (run the stories suite)" >&2; continue; }
+        for t in "${tasks[@]}"; do args+=(--task "$T/$t.jsonl"); done
+        local out
+        out=$("$tern" eval --model "$model" --tokenizer "$S/tok512.bin" --threads "$threads" --limit "$n" "${args[@]}" \
+            --json 2>/dev/null)
+        # One "acc ± se" cell per task, in the order of the JSON array.
+        printf '| %s | %s\n' "$name" "$(sed 's/},/}\n/g' <<<"$out" | sed -n \
+            's/.*"acc": \([0-9.]*\), "acc_se": \([0-9.]*\).*/\1 ± \2 |/p' | tr '\n' ' ')"
+    done | tee "$results/zeroshot.md"
+}
+
 smollm2() {
     suite_name=smollm2
     base_model=$("$here/scripts/get-model.sh")
@@ -167,4 +219,6 @@ case $suite in
 stories) stories ;;
 smollm2) smollm2 ;;
 all) stories && smollm2 ;;
+dlt-ablation) dlt_ablation ;;
+zeroshot) zeroshot ;;
 esac

@@ -561,7 +561,10 @@ static int cmd_quantize(int argc, char **argv) {
                    "  --group G (128)        input columns per group, -1 = whole row\n"
                    "  --lambda L (1e-3)      tequila dead-zone bias weight\n"
                    "  --inner Q (rtn)        teq's quantizer: rtn | absmean | twn\n"
-                   "  --no-lsq-scale         dlt: no 1/sqrt(group) scaling of the alpha/gamma gradients\n"
+                   "  --lsq-scale            dlt: scale the alpha/gamma gradients by 1/sqrt(group) (LSQ;\n"
+                   "                         off by default, see docs/methods.md); --no-lsq-scale: off\n"
+                   "  --dlt-init I (twn)     dlt init: twn (gamma = group mean, TWN alpha of the centred\n"
+                   "                         group) | absmean (alpha = mean|w|, gamma = 0; ablation)\n"
                    "  --distill D (none)     none | kd (KL to the FP model; CE weight 0 unless given) |\n"
                    "                         off (cosine of block outputs, weight --off-weight, default 1)\n"
                    "  --diag-window K (20)   dead-zone diagnostics window; --diag-every N (50) per-layer arrays\n"
@@ -587,6 +590,15 @@ static int cmd_quantize(int argc, char **argv) {
         else if (!strcmp(a, "--sym")) q.sym = 1;
         else if (!strcmp(a, "--inner")) rc = need_value(argc, argv, &i, "quantize", &q.inner);
         else if (!strcmp(a, "--no-lsq-scale")) q.lsq_scale = 0;
+        else if (!strcmp(a, "--lsq-scale")) q.lsq_scale = 1;
+        else if (!strcmp(a, "--dlt-init")) {
+            const char *v = NULL;
+            if ((rc = need_value(argc, argv, &i, "quantize", &v)) == 0) {
+                if (!strcmp(v, "twn")) q.dlt_absmean_init = 0;
+                else if (!strcmp(v, "absmean")) q.dlt_absmean_init = 1;
+                else return bad_usage("quantize", "--dlt-init %s: expected twn or absmean", v);
+            }
+        }
         else if (!strcmp(a, "--distill")) rc = need_value(argc, argv, &i, "quantize", &distill);
         else if (!strcmp(a, "--diag-window")) rc = int_value(argc, argv, &i, "quantize", 1, 65535, &q.diag_window);
         else if (!strcmp(a, "--diag-every")) rc = int_value(argc, argv, &i, "quantize", 0, 1 << 30, &q.diag_every);

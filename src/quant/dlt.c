@@ -24,7 +24,14 @@ static void dlt_init(tern_quant *q, int id, const float *w) {
         for (int g = 0; g < L->n_groups; g++) {
             const float *x = w + (size_t)r * L->in + (size_t)g * L->G;
             int n = tern_group_len(L, g);
+            size_t j = (size_t)r * L->n_groups + g;
             double mean = 0;
+            if (q->opt.dlt_absmean_init) { // ablation: BitNet's absmean scale, no shift
+                for (int i = 0; i < n; i++) mean += fabs(x[i]);
+                L->p[j] = alpha_of((float)(mean / n));
+                L->p[ng + j] = 0.0f;
+                continue;
+            }
             for (int i = 0; i < n; i++) mean += x[i];
             mean /= n;
             // TWN rule on the centred weights: Δ = 0.7·mean|c|, α = mean |c| over |c| > Δ.
@@ -35,7 +42,6 @@ static void dlt_init(tern_quant *q, int id, const float *w) {
             int k = 0;
             for (int i = 0; i < n; i++)
                 if (fabs(x[i] - mean) > delta) s += fabs(x[i] - mean), k++;
-            size_t j = (size_t)r * L->n_groups + g;
             L->p[j] = alpha_of(k ? (float)(s / k) : 0.0f);
             L->p[ng + j] = (float)mean;
         }

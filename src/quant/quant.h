@@ -25,7 +25,8 @@ typedef struct {
     int group;        // G, or -1 for per-row (default 128)
     float lambda;     // tequila dead-zone bias weight (default 1e-3)
     int sym;          // rtn / teq: symmetric grid instead of asymmetric
-    int lsq_scale;    // dlt: scale alpha/gamma gradients by 1/sqrt(group size) (default 1)
+    int lsq_scale;    // dlt: scale alpha/gamma gradients by 1/sqrt(group size) (default 0)
+    int dlt_absmean_init; // dlt: init alpha = mean|w|, gamma = 0 (ablation) instead of TWN on the centred group
     const char *inner; // teq: inner quantizer "rtn" (default), "absmean" or "twn"
     int diag_window;  // dead-zone diagnostics: window K in steps (default 20)
     int diag_every;   // per-layer arrays in the log every N steps (default 50; 0 = never)
