@@ -29,7 +29,53 @@ static void check_shape(int n, int in_dim, int out_dim, int with_bias) {
     free(x), free(w), free(b), free(ref), free(got);
 }
 
+// The strided single-thread product (OpenBLAS when built with it, and the
+// built-in loops) against a float64 product: every transpose combination,
+// row strides wider than the rows, alpha, and beta 0 (C not read), 1 and 0.5.
+static void check_serial(int ta, int tb, int m, int n, int k, float alpha, float beta) {
+    unsigned seed = (unsigned)(m * 31 + n * 7 + k + ta * 1000 + tb * 2000);
+    int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2;
+    int rows_a = ta ? k : m, rows_b = tb ? n : k;
+    float *a = malloc((size_t)rows_a * lda * 4), *b = malloc((size_t)rows_b * ldb * 4);
+    float *c0 = malloc((size_t)m * ldc * 4), *got = malloc((size_t)m * ldc * 4), *ref = malloc((size_t)m * n * 4);
+    for (int i = 0; i < rows_a * lda; i++) a[i] = frand(&seed);
+    for (int i = 0; i < rows_b * ldb; i++) b[i] = frand(&seed);
+    for (int i = 0; i < m * ldc; i++) c0[i] = beta == 0 ? NAN : frand(&seed); // beta 0 must not read C
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0;
+            for (int p = 0; p < k; p++)
+                s += (double)(ta ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p]) *
+                     (tb ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j]);
+            ref[i * n + j] = (float)(alpha * s + (beta == 0 ? 0 : beta * (double)c0[i * ldc + j]));
+        }
+    double tol = 1e-5 * sqrt((double)k + 1);
+    for (int variant = 0; variant < 2; variant++) {
+        memcpy(got, c0, (size_t)m * ldc * 4);
+        if (variant) tern_gemm_serial_f32(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, got, ldc);
+        else tern_gemm_serial_f32_builtin(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, got, ldc);
+        double worst = 0;
+        int pad_kept = 1;
+        for (int i = 0; i < m; i++) {
+            worst = fmax(worst, test_max_rel_err(got + (size_t)i * ldc, ref + (size_t)i * n, (size_t)n, 1));
+            for (int j = n; j < ldc; j++) pad_kept &= memcmp(&got[i * ldc + j], &c0[i * ldc + j], 4) == 0;
+        }
+        CHECK_MSG(worst < tol && pad_kept, "serial gemm (%s) ta%d tb%d %dx%dx%d alpha %g beta %g: rel err %.3g",
+                  variant ? tern_gemm_backend() : "built-in", ta, tb, m, n, k, alpha, beta, worst);
+    }
+    free(a), free(b), free(c0), free(got), free(ref);
+}
+
 int main(void) {
+    tern_gemm_serial_prepare();
+    int serial_shapes[][3] = {{1, 1, 1}, {5, 7, 3}, {64, 70, 8}, {33, 17, 129}, {70, 64, 70}};
+    for (size_t i = 0; i < sizeof serial_shapes / sizeof serial_shapes[0]; i++)
+        for (int t = 0; t < 4; t++) {
+            int m = serial_shapes[i][0], n = serial_shapes[i][1], k = serial_shapes[i][2];
+            check_serial(t & 1, t >> 1, m, n, k, 1.0f, 0.0f);
+            check_serial(t & 1, t >> 1, m, n, k, 0.35f, 1.0f);
+            check_serial(t & 1, t >> 1, m, n, k, -1.0f, 0.5f);
+        }
     int shapes[][3] = {{1, 1, 1}, {1, 7, 5}, {3, 33, 17}, {4, 64, 64}, {5, 100, 67}, {17, 129, 130},
                        {64, 576, 192}, {70, 48, 300}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {

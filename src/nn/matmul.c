@@ -44,6 +44,8 @@ static inline float dot_f32(const float *a, const float *b, int n) {
     return sum;
 }
 
+float tern_dot_f32(const float *a, const float *b, int n) { return dot_f32(a, b, n); }
+
 // Below this many multiply-adds a fork/join costs more than it saves, and on a
 // loaded machine spinning threads make small parallel regions far slower.
 #define PARALLEL_MIN_MACS (1 << 18)
@@ -290,6 +292,58 @@ void tern_matmul_dw_f32(float *dw, const float *dy, const float *x, int n, int i
 #else
     tern_gemm_dw_f32_blocked(dw, dy, x, n, in_dim, out_dim);
 #endif
+}
+
+// ---- Strided products on the calling thread (per-head attention products) ----
+
+void tern_gemm_serial_f32_builtin(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                                  int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    for (int i = 0; i < m; i++) {
+        float *ci = c + (size_t)i * ldc;
+        if (beta == 0) memset(ci, 0, (size_t)n * sizeof(float));
+        else if (beta != 1)
+            for (int j = 0; j < n; j++) ci[j] *= beta;
+        if (!trans_b) {
+            // Row i of C gathers alpha·A(i, p) times row p of B (contiguous: vectorizes).
+            for (int p = 0; p < k; p++) {
+                float aip = alpha * (trans_a ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p]);
+                const float *bp = b + (size_t)p * ldb;
+                for (int j = 0; j < n; j++) ci[j] += aip * bp[j];
+            }
+        } else if (!trans_a) {
+            const float *ai = a + (size_t)i * lda;
+            for (int j = 0; j < n; j++) ci[j] += alpha * dot_f32(ai, b + (size_t)j * ldb, k);
+        } else {
+            for (int j = 0; j < n; j++) {
+                float s = 0;
+                for (int p = 0; p < k; p++) s += a[(size_t)p * lda + i] * b[(size_t)j * ldb + p];
+                ci[j] += alpha * s;
+            }
+        }
+    }
+}
+
+void tern_gemm_serial_prepare(void) {
+#ifdef TERN_HAVE_OPENBLAS
+    blas_single_thread();
+#endif
+}
+
+void tern_gemm_serial_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                          const float *b, int ldb, float beta, float *c, int ldc) {
+    if (m <= 0 || n <= 0) return;
+#ifdef TERN_HAVE_OPENBLAS
+    if (k > 0) {
+        if (beta == 0) { // memset is faster than OpenBLAS's beta pass, which then is skipped
+            for (int i = 0; i < m; i++) memset(c + (size_t)i * ldc, 0, (size_t)n * sizeof(float));
+            beta = 1;
+        }
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n,
+                    k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+#endif
+    tern_gemm_serial_f32_builtin(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 #include "nn/linear.h"

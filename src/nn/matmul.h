@@ -15,6 +15,9 @@ void tern_gemm_f32_blocked(float *out, const float *in, const float *w, const fl
 void tern_gemm_f32_reference(float *out, const float *in, const float *w, const float *bias, int n,
                              int in_dim, int out_dim);
 
+// Σ a[i] b[i] (AVX2: 32 lanes at a time, a fixed order for a given n).
+float tern_dot_f32(const float *a, const float *b, int n);
+
 // Which GEMM backs prompt processing: "openblas" or "blocked".
 const char *tern_gemm_backend(void);
 
@@ -32,5 +35,19 @@ void tern_matmul_dw_f32(float *dw, const float *dy, const float *x, int n, int i
 void tern_gemm_dx_f32_blocked(float *dx, const float *dy, const float *w, int n, int in_dim, int out_dim,
                               int accumulate);
 void tern_gemm_dw_f32_blocked(float *dw, const float *dy, const float *x, int n, int in_dim, int out_dim);
+
+// General product on strided row-major matrices, run on the calling thread only
+// (for per-head products inside a parallel region, e.g. attention):
+//   C[m, n] = alpha · op(A) · op(B) + beta · C
+// op(A) is A[m, k] (row stride lda), or with trans_a the transpose of A[k, m];
+// op(B) is B[k, n] (ldb), or with trans_b the transpose of B[n, k]. beta == 0
+// overwrites C without reading it. OpenBLAS sgemm (single-threaded) when built
+// with it, otherwise the built-in loops below. Call tern_gemm_serial_prepare()
+// once outside any parallel region before the first such call inside one.
+void tern_gemm_serial_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                          const float *b, int ldb, float beta, float *c, int ldc);
+void tern_gemm_serial_f32_builtin(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                                  int lda, const float *b, int ldb, float beta, float *c, int ldc);
+void tern_gemm_serial_prepare(void);
 
 #endif

@@ -30,7 +30,13 @@ void tern_swiglu_forward(float *out, const float *gate, const float *up, int64_t
 // x[i] += y[i]
 void tern_residual_forward(float *x, const float *y, int64_t count);
 
-// In-place softmax of x[n].
+// y[i] = expf(x[i]) for n values (y may alias x). With AVX2+FMA, 8 lanes at a
+// time by glibc's expf algorithm (same table, polynomial and FMA steps): the
+// same values as glibc's expf, bit for bit (checked for all 2^32 inputs on
+// glibc 2.36); lanes with NaN or an overflowing x go to expf itself.
+void tern_expf_array(float *y, const float *x, int64_t n);
+
+// In-place softmax of x[n] (exp by tern_expf_array, the sum in double).
 void tern_softmax(float *x, int n);
 
 // ---- Training: forward variants that keep what the backward needs, and the
@@ -72,6 +78,8 @@ void tern_residual_backward(float *da, float *db, const float *dout, int64_t cou
 // head h reading KV head h / (n_heads / n_kv_heads), scores scaled by 1/sqrt(hd).
 // q[B*T, H, hd], k/v[B*T, KVH, hd] -> out[B*T, H, hd]; att[B, H, T, T] receives
 // the softmax probabilities (row t holds s <= t, zeros above the diagonal).
+// Runs per head as strided products (tern_gemm_serial_f32: OpenBLAS when built
+// with it) over blocks of query rows, skipping keys past each block.
 void tern_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B,
                             int T, int n_heads, int n_kv_heads, int head_dim);
 // From dout[B*T, H, hd] and the forward's att/q/k/v: dq[B*T, H, hd] and

@@ -11,6 +11,10 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define TRANSFORMER_AVX2 1
+#endif
 
 static int q_dim(const tern_config *c) { return c->n_heads * c->head_dim; }
 static int kv_dim(const tern_config *c) { return c->n_kv_heads * c->head_dim; }
@@ -78,6 +82,46 @@ void tern_session_free(tern_session *s) {
     memset(s, 0, sizeof *s);
 }
 
+// o[hd] = Σ_j p[j] v[j·stride .. +hd], each element summed over j in order with
+// FMAs; the accumulators stay in registers (32 columns at a time).
+static void weighted_rows(float *o, const float *p, const float *v, int len, size_t stride, int hd) {
+    int i = 0;
+#ifdef TRANSFORMER_AVX2
+    for (; i + 32 <= hd; i += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (int j = 0; j < len; j++) {
+            const float *vj = v + (size_t)j * stride + i;
+            __m256 w = _mm256_set1_ps(p[j]);
+            a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vj), a0);
+            a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vj + 8), a1);
+            a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vj + 16), a2);
+            a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vj + 24), a3);
+        }
+        _mm256_storeu_ps(o + i, a0);
+        _mm256_storeu_ps(o + i + 8, a1);
+        _mm256_storeu_ps(o + i + 16, a2);
+        _mm256_storeu_ps(o + i + 24, a3);
+    }
+    for (; i + 8 <= hd; i += 8) {
+        __m256 a = _mm256_setzero_ps();
+        for (int j = 0; j < len; j++)
+            a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + (size_t)j * stride + i), a);
+        _mm256_storeu_ps(o + i, a);
+    }
+    for (; i < hd; i++) {
+        float acc = 0;
+        for (int j = 0; j < len; j++) acc = fmaf(p[j], v[(size_t)j * stride + i], acc);
+        o[i] = acc;
+    }
+#else
+    for (; i < hd; i++) {
+        float acc = 0;
+        for (int j = 0; j < len; j++) acc += p[j] * v[(size_t)j * stride + i];
+        o[i] = acc;
+    }
+#endif
+}
+
 // Causal grouped-query attention for n new tokens whose K/V are already cached.
 // q[N, n_heads, hd] -> out[N, n_heads, hd].
 static void attention(tern_session *s, int layer, const float *q, float *out, int n) {
@@ -98,20 +142,10 @@ static void attention(tern_session *s, int layer, const float *q, float *out, in
 #endif
             const float *qh = q + ((size_t)t * c->n_heads + h) * hd;
             int kvh = h / group, len = s->pos[t] + 1;
-            for (int j = 0; j < len; j++) {
-                const float *k = kc + (size_t)j * kvd + (size_t)kvh * hd;
-                float dot = 0;
-                for (int i = 0; i < hd; i++) dot += qh[i] * k[i];
-                att[j] = dot * scale;
-            }
+            const float *kh = kc + (size_t)kvh * hd;
+            for (int j = 0; j < len; j++) att[j] = tern_dot_f32(qh, kh + (size_t)j * kvd, hd) * scale;
             tern_softmax(att, len);
-            float *o = out + ((size_t)t * c->n_heads + h) * hd;
-            memset(o, 0, (size_t)hd * 4);
-            for (int j = 0; j < len; j++) {
-                const float *v = vc + (size_t)j * kvd + (size_t)kvh * hd;
-                float a = att[j];
-                for (int i = 0; i < hd; i++) o[i] += a * v[i];
-            }
+            weighted_rows(out + ((size_t)t * c->n_heads + h) * hd, att, vc + (size_t)kvh * hd, len, (size_t)kvd, hd);
         }
 }
 

@@ -28,25 +28,48 @@ double tern_loss_cross_entropy(const float *logits, const int *targets, int n, i
                                float *grad) {
     double *per = malloc((size_t)n * sizeof(double));
     if (!per) return NAN;
-    int count = 0;
+    int count = 0, failed = 0;
     for (int t = 0; t < n; t++) count += targets[t] >= 0;
     double scale = count ? (double)weight / count : 0;
-#pragma omp parallel for schedule(static) if ((int64_t)n * vocab >= (1 << 16))
-    for (int t = 0; t < n; t++) {
-        per[t] = 0;
-        if (targets[t] < 0) continue;
-        const float *z = logits + (size_t)t * vocab;
-        float max;
-        double lse = logsumexp_scaled(z, vocab, 1.0f, &max);
-        per[t] = lse - ((double)z[targets[t]] - max);
-        if (grad) {
-            float *g = grad + (size_t)t * vocab;
-            for (int i = 0; i < vocab; i++) g[i] += (float)(scale * exp((double)z[i] - max - lse));
-            g[targets[t]] -= (float)scale;
+#pragma omp parallel if ((int64_t)n * vocab >= (1 << 16))
+    {
+        // Per thread, the token's exp(z - max) in double: the gradient reuses
+        // them instead of a second exp per logit.
+        double *e = grad ? malloc((size_t)vocab * sizeof(double)) : NULL;
+        if (grad && !e) {
+#pragma omp atomic write
+            failed = 1;
         }
+#pragma omp for schedule(static)
+        for (int t = 0; t < n; t++) {
+            per[t] = 0;
+            if (targets[t] < 0) continue;
+            const float *z = logits + (size_t)t * vocab;
+            float max = z[0];
+            for (int i = 1; i < vocab; i++)
+                if (z[i] > max) max = z[i];
+            double sum = 0;
+            if (e) {
+                for (int i = 0; i < vocab; i++) e[i] = exp((double)z[i] - max);
+                for (int i = 0; i < vocab; i++) sum += e[i];
+            } else {
+                for (int i = 0; i < vocab; i++) sum += exp((double)z[i] - max);
+            }
+            double lse = log(sum);
+            per[t] = lse - ((double)z[targets[t]] - max);
+            if (e) {
+                // softmax_i = exp(z_i - max) / Σ: the same value as exp(z_i - max - lse).
+                float *g = grad + (size_t)t * vocab;
+                double s = scale / sum;
+                for (int i = 0; i < vocab; i++) g[i] += (float)(s * e[i]);
+                g[targets[t]] -= (float)scale;
+            }
+        }
+        free(e);
     }
     double total = ordered_sum(per, n);
     free(per);
+    if (failed) return NAN;
     return count ? weight * total / count : 0;
 }
 

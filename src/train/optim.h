@@ -52,7 +52,8 @@ int tern_adamw_add(tern_adamw *o, float *param, const float *grad, int64_t n, in
 // One update with every group's lr multiplied by lr_factor.
 void tern_adamw_step(tern_adamw *o, float lr_factor);
 
-// Global L2 norm of the gradients of all slots (double, fixed order).
+// Global L2 norm of the gradients of all slots (double, in a fixed order that
+// does not depend on the thread count).
 double tern_grad_norm(const tern_adamw *o);
 // Scales all slot gradients so the global norm is at most max_norm; returns the
 // norm before clipping. Gradients are modified in place (cast away const: the
