@@ -134,7 +134,8 @@ run_suite() {
     fi
 }
 
-stories() {
+# Model, tokenizer, calibration / evaluation halves and group of the stories260K suites.
+stories_setup() {
     suite_name=stories
     local S=$data/models/stories260K
     base_model=$S/stories260K.bin
@@ -143,6 +144,10 @@ stories() {
     calib_text=$results/stories/calib.txt eval_text=$results/stories/eval.txt
     split_half "$data/data/tinystories/valid-sample.txt" "$calib_text" "$eval_text"
     group=32 ctx=256
+}
+
+stories() {
+    stories_setup
     local s0=$steps b0=$batch l0=$seq
     steps=${steps:-800} batch=${batch:-4} seq=${seq:-128}
     echo "stories260K: $steps steps x $batch x $seq tokens, seed $seed, group $group, eval ctx $ctx" >&2
@@ -154,14 +159,7 @@ stories() {
 # init (TWN on the centred group vs absmean alpha with gamma = 0), LSQ gradient
 # scale, and OFF. Shares the stories rows' cache (dlt_qat, dltoff_qat).
 dlt_ablation() {
-    suite_name=stories
-    local S=$data/models/stories260K
-    base_model=$S/stories260K.bin
-    tok_args=(--tokenizer "$S/tok512.bin")
-    mkdir -p "$results/stories"
-    calib_text=$results/stories/calib.txt eval_text=$results/stories/eval.txt
-    split_half "$data/data/tinystories/valid-sample.txt" "$calib_text" "$eval_text"
-    group=32 ctx=256
+    stories_setup
     steps=${steps:-800} batch=${batch:-4} seq=${seq:-128}
     local St=$steps
     {

@@ -189,18 +189,28 @@ static int native_linear(tern_packed *p, plinear *pl, tern_linear *l, const tern
     return 0;
 }
 
+// An empty packed state with one slot per linear (decoder blocks, then the
+// head) and the kernel choice. *out is NULL only when nothing was allocated;
+// otherwise a non-zero return leaves *out for the caller to free.
+static int packed_new(const tern_session *s, tern_packed **out) {
+    tern_packed *p = calloc(1, sizeof *p);
+    *out = p;
+    if (!p) return tern_errorf("out of memory");
+    p->max_batch = s->max_batch;
+    p->n_lins = s->cfg.n_layers * TERN_L_COUNT + 1;
+    p->lins = calloc((size_t)p->n_lins, sizeof *p->lins);
+    return p->lins ? tern_kernel_default(&p->impl) : tern_errorf("out of memory");
+}
+
 int tern_session_use_native(tern_session *s, tern_packed **out) {
     *out = NULL;
     int any = 0;
     for (int i = 0; i < s->model->n_tensors; i++) any |= s->model->tensors[i].packed != NULL;
     if (!any) return 0; // nothing packed: the FP32 session is the model
-    tern_packed *p = calloc(1, sizeof *p);
-    if (!p) return tern_errorf("out of memory");
-    p->max_batch = s->max_batch;
+    tern_packed *p;
+    int rc = packed_new(s, &p);
+    if (!p) return rc;
     p->native = 1;
-    p->n_lins = s->cfg.n_layers * TERN_L_COUNT + 1;
-    p->lins = calloc((size_t)p->n_lins, sizeof *p->lins);
-    int rc = p->lins ? tern_kernel_default(&p->impl) : tern_errorf("out of memory");
     for (int i = 0; i < p->n_lins && rc == 0; i++) {
         int is_head = i == p->n_lins - 1;
         tern_linear *l = is_head ? &s->head : &s->lin[i];
@@ -234,12 +244,9 @@ int tern_session_set_format(tern_session *s, const char *format, int group, tern
     else if (!strcmp(format, "q8")) body = TERN_KFMT_Q8;
     else if (!is_bf16) return tern_errorf("unknown format '%s' (f32, bf16, t2, t1.6, q8)", format);
     if (group <= 0) group = 128;
-    tern_packed *p = calloc(1, sizeof *p);
-    if (!p) return tern_errorf("out of memory");
-    p->max_batch = s->max_batch;
-    p->n_lins = s->cfg.n_layers * TERN_L_COUNT + 1;
-    p->lins = calloc((size_t)p->n_lins, sizeof *p->lins);
-    int rc = p->lins ? tern_kernel_default(&p->impl) : tern_errorf("out of memory");
+    tern_packed *p;
+    int rc = packed_new(s, &p);
+    if (!p) return rc;
     for (int i = 0; i < p->n_lins && rc == 0; i++) {
         int is_head = i == p->n_lins - 1;
         tern_linear *l = is_head ? &s->head : &s->lin[i];
