@@ -1,6 +1,7 @@
 // Micro-benchmark of the packed ternary / low-bit kernels on SmolLM2-135M's
-// linear-layer shapes: GEMV (1 token) and GEMM (8 tokens) per format and
-// kernel implementation, next to the FP32 GEMV/GEMM of nn/matmul.c.
+// linear-layer and LM-head shapes: GEMV (1 token) and GEMM (8 tokens) per
+// format and kernel implementation, next to the FP32 GEMV/GEMM of nn/matmul.c.
+// The head (28 MiB at 8 bits) is only run in q8-row, the format it is stored in.
 //
 //   build/bench/bench_kernels [--threads N] [--ms T] [--group G] [--q8-group G] [--formats a,b] [--impls a,b] [--cpu-time] [--cold]
 //
@@ -61,7 +62,7 @@ static void run(job *j) {
 }
 
 static int use_cpu_time;
-static int tern_group = 128, q8_group = 32; // --group, --q8-group
+static int tern_group = 128, q8_group = TERN_KQ8_GROUP; // --group, --q8-group
 static size_t cold_bytes; // --cold: weights copied to fill this many bytes (0 = hot cache)
 
 static int n_copies(size_t bytes) { return cold_bytes > bytes ? (int)(cold_bytes / bytes) : 1; }
@@ -129,7 +130,8 @@ int main(int argc, char **argv) {
     static const shape shapes[] = {{576, 576, "q/o 576x576"},
                                    {192, 576, "k/v 192x576"},
                                    {1536, 576, "gate/up 1536x576"},
-                                   {576, 1536, "down 576x1536"}};
+                                   {576, 1536, "down 576x1536"},
+                                   {49152, 576, "head 49152x576"}};
     printf("cpu: %s; threads: %d; GEMM = %d tokens; G = %d (q8-row: %d); timing: %s; weights %s\n\n",
            tern_cpu_describe(), threads, N_GEMM, tern_group, q8_group, use_cpu_time ? "thread CPU time" : "wall clock",
            cold_bytes ? "streamed from DRAM (--cold)" : "hot in cache");
@@ -153,6 +155,7 @@ int main(int argc, char **argv) {
         for (int fi = 0; fi < TERN_KFMT_COUNT; fi++) {
             const tern_kformat *f = tern_kformat_get((tern_kfmt_id)fi);
             if (!listed(formats, f->name)) continue;
+            if (rows > 4096 && f->kind != TERN_KKIND_Q8) continue; // the head is stored at 8 bits
             int group = f->kind == TERN_KKIND_Q8 ? q8_group : tern_group, has_shift = 0;
             tern_kmatrix km;
             if (tern_kmatrix_init(&km, f, rows, cols, group, has_shift, NULL)) return 1;

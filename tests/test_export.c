@@ -10,6 +10,7 @@
 #include "eval/ppl.h"
 #include "infer/export.h"
 #include "infer/packed.h"
+#include "io/gguf.h"
 #include "kernels/formats.h"
 #include "quant/quant.h"
 #include "test.h"
@@ -54,6 +55,29 @@ static void q8_embedding(tern_model *m) {
             t->data[(size_t)r * cols + c] =
                 tern_f16_to_f32(tern_f32_to_f16(scales[(size_t)r * ng + c / g])) * codes[(size_t)r * cols + c];
     free(codes), free(scales);
+}
+
+// A 2-bit field 3 is no ternary code: loading must fail (the AVX2 kernel's
+// int16 groups rely on fields <= 2).
+static void check_field3(const char *path) {
+    char *bytes;
+    size_t n;
+    CHECK_OK(tern_read_file(path, &bytes, &n));
+    tern_gguf g;
+    CHECK_OK(tern_gguf_parse(&g, bytes, n, path));
+    const tern_gguf_tensor *t = tern_gguf_find_tensor(&g, "blk.1.ffn_up.weight");
+    size_t at = (size_t)(t->data - (const uint8_t *)bytes) + 5;
+    tern_gguf_close(&g);
+    bytes[at] |= 0x0c; // one field of a code byte becomes 3
+    char bad[256];
+    tmp_path(bad, sizeof bad, "field3.tern");
+    FILE *f = fopen(bad, "wb");
+    CHECK(f && fwrite(bytes, 1, n, f) == n);
+    fclose(f);
+    tern_model m;
+    CHECK_FAILS(tern_model_load(&m, bad, NULL), "blk.1.ffn_up.weight: row 0 holds a 2-bit field 3");
+    free(bytes);
+    remove(bad);
 }
 
 // The in-memory packed session (absmean t2, G=32) on a model whose token
@@ -143,6 +167,7 @@ static void check_ptq(void) {
     tern_session_free(&s2), tern_session_free(&s16);
     tern_packed_free(pk2), tern_packed_free(pk16);
     tern_model_free(&t2), tern_model_free(&t16), tern_model_free(&fp);
+    check_field3(p2);
     remove(p2), remove(p16);
 }
 

@@ -273,8 +273,9 @@ int tern_gguf_type_supported(uint32_t type) {
 }
 
 // Dequantizes a packed tern tensor (validated by packed_info): ternary
-// alpha*T + gamma, RTN s*(c - z), q8 d*c.
-static int dequant_packed(const tern_gguf_tensor *t, float *out) {
+// alpha*T + gamma, RTN s*(c - z), q8 d*c. A ternary code outside {-1, 0, 1}
+// (2-bit field 3) is an error: the kernels rely on it (kern_avx2.c's int16 groups).
+static int dequant_packed(const tern_gguf *g, const tern_gguf_tensor *t, float *out) {
     const tern_kformat *f = packed_format(t->type, NULL);
     int rows = (int)(t->numel / t->ne[0]), cols = (int)t->ne[0], group = t->packed_group;
     tern_kmatrix m;
@@ -288,7 +289,11 @@ static int dequant_packed(const tern_gguf_tensor *t, float *out) {
         memset(shifts, 0, ng * sizeof(float));
         memset(zeros, 0, ng);
         tern_kunpack(&m, codes, scales, t->packed_shift ? shifts : NULL, zeros);
-        for (int r = 0; r < rows; r++)
+        for (size_t i = 0; f->kind == TERN_KKIND_TERNARY && i < (size_t)rows * cols && rc == 0; i++)
+            if (codes[i] > 1)
+                rc = tern_errorf("%s: tensor %s: row %zu holds a 2-bit field 3, not a ternary code", g->path,
+                                 t->name, i / (size_t)cols);
+        for (int r = 0; rc == 0 && r < rows; r++)
             for (int c = 0; c < cols; c++) {
                 size_t j = (size_t)r * m.n_groups + c / group, i = (size_t)r * cols + c;
                 float v = (float)codes[i];
@@ -363,7 +368,7 @@ static int check_supported(const tern_gguf *g, const tern_gguf_tensor *t) {
 }
 
 int tern_gguf_dequantize(const tern_gguf *g, const tern_gguf_tensor *t, float *out) {
-    if (packed_format(t->type, NULL)) return dequant_packed(t, out);
+    if (packed_format(t->type, NULL)) return dequant_packed(g, t, out);
     if (check_supported(g, t)) return -1;
     int64_t n = count_chunks(t);
     dq_chunk *c = malloc((size_t)n * sizeof *c);
@@ -379,7 +384,7 @@ static int dequantize_all(const tern_gguf *g, float *const *outs, int64_t n) {
     int64_t total = 0;
     for (int64_t i = 0; i < n; i++) {
         if (packed_format(g->tensors[i].type, NULL)) {
-            if (dequant_packed(&g->tensors[i], outs[i])) return -1;
+            if (dequant_packed(g, &g->tensors[i], outs[i])) return -1;
             continue;
         }
         if (check_supported(g, &g->tensors[i])) return -1;

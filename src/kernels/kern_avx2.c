@@ -206,11 +206,19 @@ INL __m256 step_lanes(int fmt, int RB, int has_shift, const uint8_t *const *sc, 
     }
 }
 
+#ifndef PF_BLOCKS
+#define PF_BLOCKS 2
+#endif
+
 INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const tern_qact *a, int t,
                         const float *bias, float *out) {
     const uint8_t *row[8], *sc[8];
     for (int i = 0; i < RB; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
     const int nch = w->n_chunks;
+    // The same bytes PF_BLOCKS row blocks ahead: the next rows' loads start
+    // while this block computes (a q8 head GEMV streamed from DRAM ran at half
+    // its in-cache speed without it). Prefetches never fault, even past the end.
+    const size_t pf = (size_t)PF_BLOCKS * RB * w->row_bytes;
     // 2-bit fields: whole 4-chunk bundles when every group starts on a bundle
     // (the row's tail chunks take the per-chunk path); int16 widening then
     // happens on bundle boundaries, so the limit is rounded down to one.
@@ -237,6 +245,7 @@ INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const ter
                     __m256i x0 = _mm256_loadu_si256(xp), x1 = _mm256_loadu_si256(xp + 1);
                     __m256i x2 = _mm256_loadu_si256(xp + 2), x3 = _mm256_loadu_si256(xp + 3);
                     for (int i = 0; i < RB; i++) {
+                        _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), _MM_HINT_T0);
                         __m256i v = _mm256_loadu_si256((const __m256i *)(row[i] + (size_t)c * 8));
                         __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, m3), x0);
                         __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x1);
@@ -247,6 +256,8 @@ INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const ter
                 }
             for (; c < stop; c++) {
                 __m256i x = _mm256_loadu_si256((const __m256i *)(q + (size_t)c * TERN_KCHUNK));
+                if (fmt == F_Q8 && !(c & 1))
+                    for (int i = 0; i < RB; i++) _mm_prefetch((const char *)(row[i] + (size_t)c * 32 + pf), _MM_HINT_T0);
                 for (int i = 0; i < RB; i++)
                     s16[i] = _mm256_add_epi16(s16[i], pair_dot(fmt, decode(fmt, row[i], nch, c, &m[i]), x));
             }
@@ -268,11 +279,86 @@ INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const ter
     memcpy(out, tmp, (size_t)RB * sizeof(float));
 }
 
+// tern-t2 GEMV, 4 rows, for groups of at most 128 codes (G <= 128, the
+// default): a group's sum of field * q is then at most 128 * 2 * 127 = 32512 in
+// magnitude (fields are <= 2: the .tern reader rejects a 3; the quantizer emits
+// |q| <= 127), so it is exact in wrapping int16 arithmetic and needs no madd
+// widening. The 8 sums of 4 rows x 2 groups are reduced by one hadd tree, and
+// the 2 groups' epilogues share their scale gather and conversions: at G = 128
+// the per-group work cost as much as the multiply-adds (docs/PERFORMANCE.md).
+INL void t2_group_sums(const tern_kmatrix *w, const uint8_t *const *row, const int8_t *q, const int8_t *qp,
+                       int g, size_t pf, __m256i *s) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    int c = g * w->cpg, end = c + w->cpg < w->n_chunks ? c + w->cpg : w->n_chunks;
+    if (end - c == 4) { // one bundle: 4 chunks per 32-byte load
+        const __m256i *xp = (const __m256i *)(qp + (size_t)c * TERN_KCHUNK);
+        __m256i x0 = _mm256_loadu_si256(xp), x1 = _mm256_loadu_si256(xp + 1);
+        __m256i x2 = _mm256_loadu_si256(xp + 2), x3 = _mm256_loadu_si256(xp + 3);
+        for (int i = 0; i < 4; i++) {
+            _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), _MM_HINT_T0);
+            __m256i v = _mm256_loadu_si256((const __m256i *)(row[i] + (size_t)c * 8));
+            __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, m3), x0);
+            __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x1);
+            __m256i p2 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x2);
+            __m256i p3 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 6), m3), x3);
+            s[i] = _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3));
+        }
+        return;
+    }
+    for (int i = 0; i < 4; i++) s[i] = _mm256_setzero_si256();
+    for (; c < end; c++) { // a short last group
+        __m256i x = _mm256_loadu_si256((const __m256i *)(q + (size_t)c * TERN_KCHUNK));
+        for (int i = 0; i < 4; i++)
+            s[i] = _mm256_add_epi16(s[i], _mm256_maddubs_epi16(expand2(row[i] + (size_t)c * 8), x));
+    }
+}
+
+INL void gemv_t2_short_groups(const tern_kmatrix *w, int r, const tern_qact *a, int t, const float *bias,
+                              float *out) {
+    const uint8_t *row[4], *sc[8];
+    for (int i = 0; i < 4; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
+    const int ng = w->n_groups;
+    const size_t pf = (size_t)PF_BLOCKS * 4 * w->row_bytes;
+    const int8_t *q = a->q + (size_t)t * a->stride, *qp = a->qp + (size_t)t * a->stride;
+    const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
+    __m128 acc = _mm_setzero_ps();
+    for (int g = 0; g < ng; g += 2) {
+        const int two = g + 1 < ng;
+        __m256i s[8];
+        t2_group_sums(w, row, q, qp, g, pf, s);
+        if (two) t2_group_sums(w, row, q, qp, g + 1, pf, s + 4);
+        else s[4] = s[5] = s[6] = s[7] = _mm256_setzero_si256();
+        // Per 128-bit lane: [s0 .. s7] each summed over its 8 int16 lanes there.
+        __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(_mm256_hadd_epi16(s[0], s[1]), _mm256_hadd_epi16(s[2], s[3])),
+                                      _mm256_hadd_epi16(_mm256_hadd_epi16(s[4], s[5]), _mm256_hadd_epi16(s[6], s[7])));
+        __m128i sums = _mm_add_epi16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        // Lanes 0-3: group g of rows r..r+3; lanes 4-7: group g+1.
+        const int32_t gs0 = gs[g], gs1 = two ? gs[g + 1] : 0;
+        __m256i raw = _mm256_sub_epi32(_mm256_cvtepi16_epi32(sums),
+                                       _mm256_set_m128i(_mm_set1_epi32(gs1), _mm_set1_epi32(gs0)));
+        __m256 d = _mm256_cvtepi32_ps(raw);
+        for (int i = 0; i < 4; i++) sc[4 + i] = sc[i] + (two ? 2 : 0); // group g+1's halfs are 2 bytes on
+        __m256 alpha = _mm256_cvtph_ps(gather_u16(sc, 8, (size_t)g));
+        __m256 gamma = _mm256_setzero_ps();
+        if (w->has_shift) gamma = _mm256_cvtph_ps(gather_u16(sc, 8, (size_t)ng + g));
+        acc = _mm_fmadd_ps(_mm256_castps256_ps128(alpha), _mm256_castps256_ps128(d), acc);
+        if (w->has_shift) acc = _mm_fmadd_ps(_mm256_castps256_ps128(gamma), _mm_set1_ps((float)gs0), acc);
+        if (two) {
+            acc = _mm_fmadd_ps(_mm256_extractf128_ps(alpha, 1), _mm256_extractf128_ps(d, 1), acc);
+            if (w->has_shift) acc = _mm_fmadd_ps(_mm256_extractf128_ps(gamma, 1), _mm_set1_ps((float)gs1), acc);
+        }
+    }
+    const __m128 sx = _mm_set1_ps(a->scale[t]);
+    _mm_storeu_ps(out, bias ? _mm_fmadd_ps(acc, sx, _mm_loadu_ps(bias + r)) : _mm_mul_ps(acc, sx));
+}
+
 INL void rows(int fmt, const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t0, int nt,
               const float *bias, float *out, size_t ldo) {
     int r = r0;
     if (nt == 1) {
         const int RB = 4;
+        if (fmt == F_T2 && w->cpg == 4 && w->n_groups > 1)
+            for (; r + RB <= r1; r += RB) gemv_t2_short_groups(w, r, a, t0, bias, out + (r - r0));
         for (; r + RB <= r1; r += RB) row_block_gemv(fmt, RB, w, r, a, t0, bias, out + (r - r0));
         if (RB == 8 && r + 4 <= r1) row_block_gemv(fmt, 4, w, r, a, t0, bias, out + (r - r0)), r += 4;
     }

@@ -68,7 +68,10 @@ static inline float tern_kfinish(float acc, float sx, const float *bias, int r) 
 // with |q| <= 128 (the quantizer emits <= 127; 128 covers hand-made input), so
 // it is at most 2*umax*128 and this many can be added before widening without
 // leaving int16. umax is the largest value a stored field can hold, valid or not
-// (a corrupt 2-bit field can be 3), so a bad file cannot make SIMD and scalar differ.
+// (a corrupt 2-bit field can be 3), so a bad buffer cannot make SIMD and scalar
+// differ. One exception relies on validation instead: the AVX2 tern-t2 GEMV at
+// G = 128 sums whole groups in int16, exact for fields <= 2 only; the .tern
+// reader rejects a ternary field 3 (io/gguf.c).
 #define TERN_KI16_LIMIT(umax) (32767 / (2 * (umax) * 128))
 
 // Entry points (kern_scalar.c, kern_avx2.c, kern_avx512.c, kern_neon.c).
