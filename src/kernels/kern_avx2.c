@@ -107,6 +107,18 @@ INL tern_kkind kind_of(int fmt) {
     return fmt == F_T2 || fmt == F_T16 ? TERN_KKIND_TERNARY : fmt == F_Q8 ? TERN_KKIND_Q8 : TERN_KKIND_RTN;
 }
 
+// int16 pair sums of one 4-chunk bundle of 2-bit fields (32 bytes: chunk k in
+// bits 2k..2k+1 of every byte) with the 4 bundle-ordered activation chunks.
+INL __m256i bundle_dot(const uint8_t *p, __m256i x0, __m256i x1, __m256i x2, __m256i x3) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, m3), x0);
+    __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x1);
+    __m256i p2 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x2);
+    __m256i p3 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 6), m3), x3);
+    return _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3));
+}
+
 // One row x NT tokens (NT <= 4, constant after inlining).
 INL void row_tokens(int fmt, int NT, const tern_kmatrix *w, int r, const tern_qact *a, int t0, const float *bias,
                     float *out, size_t ldo) {
@@ -224,7 +236,7 @@ INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const ter
     // happens on bundle boundaries, so the limit is rounded down to one.
     const int bundled = (fmt == F_T2 || fmt == F_Q2) && (w->n_groups == 1 || w->cpg % 4 == 0);
     const int limit = bundled ? i16_limit(fmt) / 4 * 4 : i16_limit(fmt);
-    const __m256i ones = _mm256_set1_epi16(1), m3 = _mm256_set1_epi8(3);
+    const __m256i ones = _mm256_set1_epi16(1);
     const int8_t *q = a->q + (size_t)t * a->stride, *qp = a->qp + (size_t)t * a->stride;
     const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
     __m256 acc = _mm256_setzero_ps();
@@ -246,12 +258,7 @@ INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const ter
                     __m256i x2 = _mm256_loadu_si256(xp + 2), x3 = _mm256_loadu_si256(xp + 3);
                     for (int i = 0; i < RB; i++) {
                         _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), _MM_HINT_T0);
-                        __m256i v = _mm256_loadu_si256((const __m256i *)(row[i] + (size_t)c * 8));
-                        __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, m3), x0);
-                        __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x1);
-                        __m256i p2 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x2);
-                        __m256i p3 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 6), m3), x3);
-                        s16[i] = _mm256_add_epi16(s16[i], _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3)));
+                        s16[i] = _mm256_add_epi16(s16[i], bundle_dot(row[i] + (size_t)c * 8, x0, x1, x2, x3));
                     }
                 }
             for (; c < stop; c++) {
@@ -288,7 +295,6 @@ INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const ter
 // the per-group work cost as much as the multiply-adds (docs/PERFORMANCE.md).
 INL void t2_group_sums(const tern_kmatrix *w, const uint8_t *const *row, const int8_t *q, const int8_t *qp,
                        int g, size_t pf, __m256i *s) {
-    const __m256i m3 = _mm256_set1_epi8(3);
     int c = g * w->cpg, end = c + w->cpg < w->n_chunks ? c + w->cpg : w->n_chunks;
     if (end - c == 4) { // one bundle: 4 chunks per 32-byte load
         const __m256i *xp = (const __m256i *)(qp + (size_t)c * TERN_KCHUNK);
@@ -296,12 +302,7 @@ INL void t2_group_sums(const tern_kmatrix *w, const uint8_t *const *row, const i
         __m256i x2 = _mm256_loadu_si256(xp + 2), x3 = _mm256_loadu_si256(xp + 3);
         for (int i = 0; i < 4; i++) {
             _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), _MM_HINT_T0);
-            __m256i v = _mm256_loadu_si256((const __m256i *)(row[i] + (size_t)c * 8));
-            __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, m3), x0);
-            __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x1);
-            __m256i p2 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x2);
-            __m256i p3 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 6), m3), x3);
-            s[i] = _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3));
+            s[i] = bundle_dot(row[i] + (size_t)c * 8, x0, x1, x2, x3);
         }
         return;
     }
