@@ -16,6 +16,54 @@ static double ppl(const tern_model *m, const tern_tokenizer *tok, const char *te
     return r.ppl;
 }
 
+// tern_linear_forward_many (one parallel region for q/k/v and gate/up in
+// generation) equals one tern_linear_forward per matrix, bit for bit, in every
+// storage; and a packed model decoded token by token (GEMV, fused) gives the
+// same logits as one batched forward (GEMM): both equal the scalar reference.
+static void check_fused(const tern_model *fp, const char *format) {
+    tern_session s;
+    tern_packed *p = NULL;
+    CHECK_OK(tern_session_init(&s, fp, 64, 64));
+    if (strcmp(format, "f32")) CHECK_OK(tern_session_set_format(&s, format, 32, &p));
+    int D = fp->cfg.dim;
+    float *x = malloc((size_t)D * sizeof(float));
+    for (int i = 0; i < D; i++) x[i] = sinf(0.37f * (float)i) * (1.0f + (float)(i % 7));
+    for (int l = 0; l < fp->cfg.n_layers; l += 2) {
+        const tern_linear *lin = s.lin + (size_t)l * TERN_L_COUNT;
+        for (int part = 0; part < 2; part++) {
+            int first = part ? TERN_L_GATE : TERN_L_Q, count = part ? 2 : 3;
+            float *seq[3], *many[3];
+            for (int i = 0; i < count; i++) {
+                seq[i] = malloc((size_t)lin[first + i].rows * sizeof(float));
+                many[i] = malloc((size_t)lin[first + i].rows * sizeof(float));
+                tern_linear_forward(&lin[first + i], seq[i], x, 1, 1);
+            }
+            tern_linear_forward_many(&lin[first], many, count, x, 1);
+            for (int i = 0; i < count; i++) {
+                CHECK_MSG(memcmp(seq[i], many[i], (size_t)lin[first + i].rows * sizeof(float)) == 0,
+                          "%s layer %d linear %d: fused differs", format, l, first + i);
+                free(seq[i]), free(many[i]);
+            }
+        }
+    }
+    if (p) { // packed: token-by-token decoding equals the batched forward
+        int ids[24], V = fp->cfg.vocab_size;
+        for (int i = 0; i < 24; i++) ids[i] = (i * 53 + 7) % V;
+        float *batch = malloc((size_t)24 * V * sizeof(float)), *one = malloc((size_t)V * sizeof(float));
+        CHECK_OK(tern_forward(&s, ids, 24, 0, batch));
+        int same = 1;
+        for (int t = 0; t < 24; t++) {
+            CHECK_OK(tern_forward(&s, ids + t, 1, t, one));
+            same &= memcmp(one, batch + (size_t)t * V, (size_t)V * sizeof(float)) == 0;
+        }
+        CHECK_MSG(same, "%s: decoding differs from the batched forward", format);
+        free(batch), free(one);
+    }
+    free(x);
+    tern_packed_free(p);
+    tern_session_free(&s);
+}
+
 int main(void) {
     tern_model fp, fake;
     const char *ck = test_data_path("models/stories260K/stories260K.bin"), *tk = test_data_path("models/stories260K/tok512.bin");
@@ -80,6 +128,8 @@ int main(void) {
     CHECK(p_t2 == p_t16); // same codes and scales, different packing: identical integer math
     CHECK_FAILS(tern_perplexity_text(&fp, tok, text, n, 256, 1, "t3", &(tern_ppl_result){0}), "unknown format 't3'");
     tern_model_free(&fake128);
+    const char *fused_formats[] = {"f32", "bf16", "t2", "t1.6"};
+    for (int f = 0; f < 4; f++) check_fused(&fp, fused_formats[f]);
     free(text);
     tern_tokenizer_free(tok);
     tern_model_free(&fp);

@@ -58,6 +58,19 @@ static void packed_apply(const tern_linear *l, float *out, const float *in, int 
     else tern_kgemm(p->impl, &pl->m, a, n, l->bias, out, (size_t)l->rows);
 }
 
+static void packed_prepare(const tern_linear *l, const float *in, int fresh) {
+    plinear *pl = l->ctx;
+    tern_qact *a = act_for(pl->owner, l->cols, pl->m.group);
+    if (fresh || a->n != 1) tern_quantize_act(pl->owner->impl, a, in, 1);
+}
+
+static void packed_gemv_rows(const tern_linear *l, float *out, const float *in, int r0, int r1) {
+    (void)in; // quantized by packed_prepare
+    const plinear *pl = l->ctx;
+    tern_packed *p = pl->owner;
+    tern_kgemv_rows(p->impl, &pl->m, act_for(p, l->cols, pl->m.group), 0, l->bias, out, r0, r1);
+}
+
 static float dot_bf16(const uint16_t *w, const float *x, int n) {
     int k = 0;
     float s = 0;
@@ -75,6 +88,12 @@ static float dot_bf16(const uint16_t *w, const float *x, int n) {
 #endif
     for (; k < n; k++) s += tern_bf16_to_f32(w[k]) * x[k];
     return s;
+}
+
+static void bf16_gemv_rows(const tern_linear *l, float *out, const float *in, int r0, int r1) {
+    const plinear *pl = l->ctx;
+    for (int r = r0; r < r1; r++)
+        out[r] = dot_bf16(pl->bf16 + (size_t)r * l->cols, in, l->cols) + (l->bias ? l->bias[r] : 0);
 }
 
 static void bf16_apply(const tern_linear *l, float *out, const float *in, int n, int fresh) {
@@ -118,6 +137,13 @@ void tern_absmax_q8(const float *w, int rows, int cols, int group, int8_t *codes
         }
 }
 
+static void set_packed_hooks(tern_linear *l, plinear *pl) {
+    l->apply = packed_apply;
+    l->prepare = packed_prepare;
+    l->gemv_rows = packed_gemv_rows;
+    l->ctx = pl;
+}
+
 static int pack_linear(tern_packed *p, plinear *pl, tern_linear *l, tern_kfmt_id fmt, int group) {
     const tern_kformat *f = tern_kformat_get(fmt);
     if (group > l->cols) group = l->cols;
@@ -138,8 +164,7 @@ static int pack_linear(tern_packed *p, plinear *pl, tern_linear *l, tern_kfmt_id
     free(scales);
     if (rc) return -1;
     if (!act_for(p, l->cols, group)) return tern_errorf("packed inference: cannot allocate activation buffers");
-    l->apply = packed_apply;
-    l->ctx = pl;
+    set_packed_hooks(l, pl);
     l->bytes = (long long)l->rows * (long long)row_bytes;
     return 0;
 }
@@ -152,6 +177,8 @@ static int bf16_linear(plinear *pl, tern_packed *p, tern_linear *l) {
     pl->data = pl->bf16;
     for (size_t i = 0; i < n; i++) pl->bf16[i] = tern_f32_to_bf16(l->w[i]);
     l->apply = bf16_apply;
+    l->prepare = NULL;
+    l->gemv_rows = bf16_gemv_rows;
     l->ctx = pl;
     l->bytes = (long long)n * 2;
     return 0;
@@ -183,8 +210,7 @@ static int native_linear(tern_packed *p, plinear *pl, tern_linear *l, const tern
         return tern_errorf("packed tensor %s has %zu bytes, expected %zu", t->name, t->packed_bytes,
                            (size_t)l->rows * pl->m.row_bytes);
     if (!act_for(p, l->cols, pl->m.group)) return tern_errorf("packed inference: cannot allocate activation buffers");
-    l->apply = packed_apply;
-    l->ctx = pl;
+    set_packed_hooks(l, pl);
     l->bytes = (long long)t->packed_bytes;
     return 0;
 }

@@ -168,6 +168,11 @@ void tern_kgemv(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int 
     }
 }
 
+void tern_kgemv_rows(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int t, const float *bias,
+                     float *out, int r0, int r1) {
+    pick(impl, w)(w, r0, r1, a, t, 1, bias, out + r0, 0);
+}
+
 float tern_kdot_row(tern_kimpl impl, const tern_kmatrix *w, int r, const tern_qact *a, int t, const float *bias) {
     float y;
     pick(impl, w)(w, r, r + 1, a, t, 1, bias, &y, 0);

@@ -58,6 +58,10 @@ void tern_kgemm(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int 
 // One token (token index t of a).
 void tern_kgemv(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int t, const float *bias,
                 float *out);
+// Rows [r0, r1) of one token on the calling thread (no threads of its own):
+// out[r] for r in [r0, r1), out indexed from row 0.
+void tern_kgemv_rows(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int t, const float *bias,
+                     float *out, int r0, int r1);
 // One row, one token.
 float tern_kdot_row(tern_kimpl impl, const tern_kmatrix *w, int r, const tern_qact *a, int t,
                     const float *bias);

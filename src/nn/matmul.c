@@ -352,3 +352,39 @@ void tern_linear_forward(const tern_linear *l, float *out, const float *in, int 
     if (l->apply) l->apply(l, out, in, n, fresh);
     else tern_matmul_f32(out, in, l->w, l->bias, n, l->cols, l->rows);
 }
+
+// Rows per scheduling unit of tern_linear_forward_many (as in kernels.c).
+#define MANY_ROW_BLOCK 16
+#define MANY_MAX 4
+
+static void fp32_gemv_rows(const tern_linear *l, float *out, const float *in, int r0, int r1) {
+    for (int r = r0; r < r1; r++) {
+        float s = dot_f32(l->w + (size_t)r * l->cols, in, l->cols);
+        out[r] = l->bias ? s + l->bias[r] : s;
+    }
+}
+
+void tern_linear_forward_many(const tern_linear *ls, float *const *outs, int count, const float *in, int n) {
+    int fused = n == 1 && count <= MANY_MAX;
+    for (int i = 0; i < count && fused; i++) fused = !ls[i].apply || ls[i].gemv_rows;
+    if (!fused) {
+        for (int i = 0; i < count; i++) tern_linear_forward(&ls[i], outs[i], in, n, i == 0);
+        return;
+    }
+    int first[MANY_MAX + 1] = {0}; // first row block of each matrix
+    int64_t macs = 0;
+    for (int i = 0; i < count; i++) {
+        if (ls[i].prepare) ls[i].prepare(&ls[i], in, i == 0);
+        first[i + 1] = first[i] + (ls[i].rows + MANY_ROW_BLOCK - 1) / MANY_ROW_BLOCK;
+        macs += (int64_t)ls[i].rows * ls[i].cols;
+    }
+#pragma omp parallel for schedule(static) if (macs >= PARALLEL_MIN_MACS)
+    for (int b = 0; b < first[count]; b++) {
+        int i = 0;
+        while (b >= first[i + 1]) i++;
+        const tern_linear *l = &ls[i];
+        int r0 = (b - first[i]) * MANY_ROW_BLOCK, r1 = r0 + MANY_ROW_BLOCK < l->rows ? r0 + MANY_ROW_BLOCK : l->rows;
+        if (l->gemv_rows) l->gemv_rows(l, outs[i], in, r0, r1);
+        else fp32_gemv_rows(l, outs[i], in, r0, r1);
+    }
+}

@@ -19,6 +19,10 @@
 static int q_dim(const tern_config *c) { return c->n_heads * c->head_dim; }
 static int kv_dim(const tern_config *c) { return c->n_kv_heads * c->head_dim; }
 
+static tern_linear fp32_linear(int rows, int cols, const float *w, const float *bias) {
+    return (tern_linear){.rows = rows, .cols = cols, .w = w, .bias = bias, .bytes = 4LL * rows * cols};
+}
+
 int tern_session_init(tern_session *s, const tern_model *m, int max_seq, int max_batch) {
     memset(s, 0, sizeof *s);
     s->model = m;
@@ -34,15 +38,15 @@ int tern_session_init(tern_session *s, const tern_model *m, int max_seq, int max
         const tern_layer_weights *L = &s->w.layers[l];
         tern_linear *lin = s->lin + (size_t)l * TERN_L_COUNT;
         int qd = q_dim(c), kvd = kv_dim(c), D = c->dim, H = c->hidden_dim;
-        lin[TERN_L_Q] = (tern_linear){qd, D, L->wq, L->bq, NULL, NULL, 4LL * qd * D};
-        lin[TERN_L_K] = (tern_linear){kvd, D, L->wk, L->bk, NULL, NULL, 4LL * kvd * D};
-        lin[TERN_L_V] = (tern_linear){kvd, D, L->wv, L->bv, NULL, NULL, 4LL * kvd * D};
-        lin[TERN_L_O] = (tern_linear){D, qd, L->wo, L->bo, NULL, NULL, 4LL * D * qd};
-        lin[TERN_L_GATE] = (tern_linear){H, D, L->w_gate, L->b_gate, NULL, NULL, 4LL * H * D};
-        lin[TERN_L_UP] = (tern_linear){H, D, L->w_up, L->b_up, NULL, NULL, 4LL * H * D};
-        lin[TERN_L_DOWN] = (tern_linear){D, H, L->w_down, L->b_down, NULL, NULL, 4LL * D * H};
+        lin[TERN_L_Q] = fp32_linear(qd, D, L->wq, L->bq);
+        lin[TERN_L_K] = fp32_linear(kvd, D, L->wk, L->bk);
+        lin[TERN_L_V] = fp32_linear(kvd, D, L->wv, L->bv);
+        lin[TERN_L_O] = fp32_linear(D, qd, L->wo, L->bo);
+        lin[TERN_L_GATE] = fp32_linear(H, D, L->w_gate, L->b_gate);
+        lin[TERN_L_UP] = fp32_linear(H, D, L->w_up, L->b_up);
+        lin[TERN_L_DOWN] = fp32_linear(D, H, L->w_down, L->b_down);
     }
-    s->head = (tern_linear){c->vocab_size, c->dim, s->w.output, NULL, NULL, NULL, 4LL * c->vocab_size * c->dim};
+    s->head = fp32_linear(c->vocab_size, c->dim, s->w.output, NULL);
     if (max_seq <= 0) max_seq = c->max_seq < 4096 ? c->max_seq : 4096;
     if (max_batch <= 0) max_batch = 1;
     if (max_batch > max_seq) max_batch = max_seq;
@@ -159,9 +163,8 @@ static void layer_forward(tern_session *s, int l, int n, int pos0) {
 
     // Attention block: K and V go straight into the cache rows of these positions.
     tern_rmsnorm_forward(s->xb, s->x, L->attn_norm, n, D, c->rms_eps);
-    tern_linear_forward(&lin[TERN_L_Q], s->q, s->xb, n, 1);
-    tern_linear_forward(&lin[TERN_L_K], kc, s->xb, n, 0);
-    tern_linear_forward(&lin[TERN_L_V], vc, s->xb, n, 0);
+    float *qkv_out[3] = {s->q, kc, vc};
+    tern_linear_forward_many(&lin[TERN_L_Q], qkv_out, 3, s->xb, n); // q, k, v are consecutive
     tern_rope_forward(s->q, &s->rope, s->pos, n, c->n_heads);
     tern_rope_forward(kc, &s->rope, s->pos, n, c->n_kv_heads);
     attention(s, l, s->q, s->xb, n);
@@ -170,8 +173,8 @@ static void layer_forward(tern_session *s, int l, int n, int pos0) {
 
     // SwiGLU feed-forward block.
     tern_rmsnorm_forward(s->xb, s->x, L->ffn_norm, n, D, c->rms_eps);
-    tern_linear_forward(&lin[TERN_L_GATE], s->hb, s->xb, n, 1);
-    tern_linear_forward(&lin[TERN_L_UP], s->hb2, s->xb, n, 0);
+    float *gate_up_out[2] = {s->hb, s->hb2};
+    tern_linear_forward_many(&lin[TERN_L_GATE], gate_up_out, 2, s->xb, n); // gate, up
     tern_swiglu_forward(s->hb, s->hb, s->hb2, (int64_t)n * H);
     tern_linear_forward(&lin[TERN_L_DOWN], s->xb2, s->hb, n, 1);
     tern_residual_forward(s->x, s->xb2, (int64_t)n * D);
