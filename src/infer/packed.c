@@ -10,6 +10,7 @@
 #include "core/half.h"
 #include "core/mem.h"
 #include "kernels/kernels.h"
+#include "nn/matmul.h"
 #include "quant/quant.h"
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -96,8 +97,43 @@ static void bf16_gemv_rows(const tern_linear *l, float *out, const float *in, in
         out[r] = dot_bf16(pl->bf16 + (size_t)r * l->cols, in, l->cols) + (l->bias ? l->bias[r] : 0);
 }
 
+// Prompt batches: bf16 rows are widened to FP32 one panel at a time and
+// multiplied by the FP32 GEMM (single-threaded OpenBLAS sgemm per panel when
+// built with it), so a BF16 baseline processes prompts at FP32 GEMM speed
+// plus the widening, as a good BF16 CPU implementation does.
+#define BF16_PANEL 128
+
+static void bf16_gemm(const tern_linear *l, float *out, const float *in, int n) {
+    const plinear *pl = l->ctx;
+    int rows = l->rows, cols = l->cols, n_panels = (rows + BF16_PANEL - 1) / BF16_PANEL;
+    tern_gemm_serial_prepare();
+#pragma omp parallel
+    {
+        float *panel = tern_alloc((size_t)BF16_PANEL * cols * sizeof(float));
+#pragma omp for schedule(static)
+        for (int p = 0; p < n_panels; p++) {
+            int r0 = p * BF16_PANEL, nr = rows - r0 < BF16_PANEL ? rows - r0 : BF16_PANEL;
+            if (!panel) { // out of memory: the per-row path
+                for (int t = 0; t < n; t++)
+                    bf16_gemv_rows(l, out + (size_t)t * rows, in + (size_t)t * cols, r0, r0 + nr);
+                continue;
+            }
+            const uint16_t *w = pl->bf16 + (size_t)r0 * cols;
+            for (size_t i = 0; i < (size_t)nr * cols; i++) panel[i] = tern_bf16_to_f32(w[i]);
+            if (l->bias)
+                for (int t = 0; t < n; t++) memcpy(out + (size_t)t * rows + r0, l->bias + r0, (size_t)nr * sizeof(float));
+            tern_gemm_serial_f32(0, 1, n, nr, cols, 1.0f, in, cols, panel, cols, l->bias ? 1.0f : 0.0f, out + r0, rows);
+        }
+        tern_free(panel);
+    }
+}
+
 static void bf16_apply(const tern_linear *l, float *out, const float *in, int n, int fresh) {
     (void)fresh;
+    if (n > 8) {
+        bf16_gemm(l, out, in, n);
+        return;
+    }
     const plinear *pl = l->ctx;
     int rows = l->rows, cols = l->cols;
 #pragma omp parallel for schedule(static) if ((long long)rows * cols * n >= (1 << 18))

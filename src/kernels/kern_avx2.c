@@ -353,6 +353,77 @@ INL void gemv_t2_short_groups(const tern_kmatrix *w, int r, const tern_qact *a, 
     _mm_storeu_ps(out, bias ? _mm_fmadd_ps(acc, sx, _mm_loadu_ps(bias + r)) : _mm_mul_ps(acc, sx));
 }
 
+// tern-t2 GEMM, one row x 4 tokens, groups of at most 128 codes: the same
+// int16 argument as gemv_t2_short_groups, with 4 tokens in place of 4 rows. A
+// bundle is decoded once for the 4 tokens.
+INL void t2_token_group_sums(const uint8_t *row, const int8_t *const *q, const int8_t *const *qp, int c, int end,
+                             __m256i *s) {
+    if (end - c == 4) {
+        const __m256i m3 = _mm256_set1_epi8(3);
+        __m256i v = _mm256_loadu_si256((const __m256i *)(row + (size_t)c * 8));
+        __m256i u0 = _mm256_and_si256(v, m3), u1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), m3);
+        __m256i u2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), u3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), m3);
+        for (int t = 0; t < 4; t++) {
+            const __m256i *xp = (const __m256i *)(qp[t] + (size_t)c * TERN_KCHUNK);
+            __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(u0, _mm256_loadu_si256(xp)),
+                                           _mm256_maddubs_epi16(u1, _mm256_loadu_si256(xp + 1)));
+            __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(u2, _mm256_loadu_si256(xp + 2)),
+                                           _mm256_maddubs_epi16(u3, _mm256_loadu_si256(xp + 3)));
+            s[t] = _mm256_add_epi16(p01, p23);
+        }
+        return;
+    }
+    for (int t = 0; t < 4; t++) s[t] = _mm256_setzero_si256();
+    for (; c < end; c++) { // a short last group
+        __m256i u = expand2(row + (size_t)c * 8);
+        for (int t = 0; t < 4; t++)
+            s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)(q[t] + (size_t)c * TERN_KCHUNK))));
+    }
+}
+
+INL void gemm_t2_short_groups(const tern_kmatrix *w, int r, const tern_qact *a, int t0, const float *bias,
+                              float *out, size_t ldo) {
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes, *sc = row + w->code_bytes;
+    const int ng = w->n_groups, nch = w->n_chunks;
+    const int8_t *q[4], *qp[4];
+    const int32_t *gs[4];
+    for (int t = 0; t < 4; t++) {
+        q[t] = a->q + (size_t)(t0 + t) * a->stride, qp[t] = a->qp + (size_t)(t0 + t) * a->stride;
+        gs[t] = a->gsum + (size_t)(t0 + t) * a->n_groups;
+    }
+    __m128 acc = _mm_setzero_ps();
+    for (int g = 0; g < ng; g += 2) {
+        const int two = g + 1 < ng;
+        __m256i s[8];
+        for (int h = 0; h < 2; h++) {
+            int c = (g + h) * 4, end = c + 4 < nch ? c + 4 : nch;
+            if (h == 0 || two) t2_token_group_sums(row, q, qp, c, end, s + 4 * h);
+            else s[4] = s[5] = s[6] = s[7] = _mm256_setzero_si256();
+        }
+        __m256i hs = _mm256_hadd_epi16(_mm256_hadd_epi16(_mm256_hadd_epi16(s[0], s[1]), _mm256_hadd_epi16(s[2], s[3])),
+                                       _mm256_hadd_epi16(_mm256_hadd_epi16(s[4], s[5]), _mm256_hadd_epi16(s[6], s[7])));
+        __m128i sums = _mm_add_epi16(_mm256_castsi256_si128(hs), _mm256_extracti128_si256(hs, 1));
+        // Lanes 0-3: group g of tokens t0..t0+3; lanes 4-7: group g+1.
+        const int g1 = two ? g + 1 : g;
+        __m256i gsv = _mm256_setr_epi32(gs[0][g], gs[1][g], gs[2][g], gs[3][g], gs[0][g1], gs[1][g1], gs[2][g1],
+                                        gs[3][g1]);
+        __m256 d = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepi16_epi32(sums), gsv));
+        __m256 gsf = _mm256_cvtepi32_ps(gsv);
+        acc = _mm_fmadd_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, g))), _mm256_castps256_ps128(d), acc);
+        if (w->has_shift)
+            acc = _mm_fmadd_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, ng + g))), _mm256_castps256_ps128(gsf), acc);
+        if (two) {
+            acc = _mm_fmadd_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, g + 1))), _mm256_extractf128_ps(d, 1), acc);
+            if (w->has_shift)
+                acc = _mm_fmadd_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, ng + g + 1))), _mm256_extractf128_ps(gsf, 1), acc);
+        }
+    }
+    const __m128 sx = _mm_loadu_ps(a->scale + t0);
+    float y[4];
+    _mm_storeu_ps(y, bias ? _mm_fmadd_ps(acc, sx, _mm_set1_ps(bias[r])) : _mm_mul_ps(acc, sx));
+    for (int t = 0; t < 4; t++) out[(size_t)t * ldo] = y[t];
+}
+
 INL void rows(int fmt, const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t0, int nt,
               const float *bias, float *out, size_t ldo) {
     int r = r0;
@@ -366,6 +437,8 @@ INL void rows(int fmt, const tern_kmatrix *w, int r0, int r1, const tern_qact *a
     for (; r < r1; r++) {
         float *o = out + (r - r0);
         int t = t0;
+        if (fmt == F_T2 && w->cpg == 4 && w->n_groups > 1)
+            for (; t + 4 <= t0 + nt; t += 4) gemm_t2_short_groups(w, r, a, t, bias, o + (size_t)(t - t0) * ldo, ldo);
         for (; t + 4 <= t0 + nt; t += 4) row_tokens(fmt, 4, w, r, a, t, bias, o + (size_t)(t - t0) * ldo, ldo);
         switch (t0 + nt - t) {
         case 3: row_tokens(fmt, 3, w, r, a, t, bias, o + (size_t)(t - t0) * ldo, ldo); break;
