@@ -1,7 +1,8 @@
 // The packed .tern file (`tern export`): absmean PTQ export of stories260K,
 // loading it back (packed types, packed bytes kept), the native packed run
 // against the in-memory packed session, t2 vs t1.6, exact code recovery from
-// `tern quantize` outputs (Tequila biases, DLT shifts), and bad inputs.
+// `tern quantize` outputs (Tequila biases, DLT shifts), low-bit rtn / teq
+// outputs as q2g/q3g/q4g, and bad inputs.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -213,6 +214,58 @@ static void check_quantized(const char *method, float lambda) {
     remove(pg), remove(pt);
 }
 
+// A b-bit rtn / teq output exports as q{b}g: every group's grid s*(c - z) is
+// recovered, so the .tern weights equal the fake-quant ones up to fp16 scales
+// and the perplexity up to int8 activations. TEQ runs with non-trivial scales
+// s (already folded into the norms and W by tern_quant_export).
+static void check_lowbit(const char *method, int bits, int sym) {
+    tern_model m, fake, packed;
+    load_fp(&m);
+    load_fp(&fake);
+    tern_quant_opts o;
+    tern_quant_opts_defaults(&o);
+    o.group = 32, o.bits = bits, o.sym = sym;
+    tern_quant *q;
+    CHECK_OK(tern_quant_create(&q, tern_quant_find(method), &o, &m));
+    for (int id = 0; id < q->n_lin; id++)
+        for (int i = 0; q->lin[id].p && i < q->lin[id].in; i++)
+            q->lin[id].p[i] = 0.5f + (float)((i * 7919 + id * 31) % 101) / 100.0f;
+    double frac[3];
+    CHECK_OK(tern_quant_export(q, &fake, frac));
+    char pg[256], pt[256], want[16];
+    tmp_path(pg, sizeof pg, "lowbit.gguf");
+    tmp_path(pt, sizeof pt, "lowbit.tern");
+    CHECK_OK(tern_quant_write_gguf(q, &fake, frac, pg));
+    tern_model in;
+    CHECK_OK(tern_model_load(&in, pg, NULL));
+    tern_export_opts eo = {0};
+    tern_export_info info;
+    CHECK_OK(tern_export_tern(&in, pg, &eo, pt, &info));
+    snprintf(want, sizeof want, "q%dg", bits);
+    CHECK_MSG(!strcmp(info.format, want) && info.group == 32, "%s: %s G=%d", method, info.format, info.group);
+    CHECK_OK(tern_model_load(&packed, pt, NULL));
+    const tern_tensor *a = tern_model_find(&in, "blk.3.attn_q.weight"), *b = tern_model_find(&packed, "blk.3.attn_q.weight");
+    CHECK(b->packed && b->packed_fmt == (int)tern_kformat_find(want)->id);
+    double err = test_max_rel_err(a->data, b->data, (size_t)a->numel, 1e-2);
+    CHECK_MSG(err < 2e-3, "%s b%d: recovered weights differ by %.3g", method, bits, err);
+    // The folded TEQ norms travel unchanged.
+    a = tern_model_find(&in, "blk.1.ffn_norm.weight"), b = tern_model_find(&packed, "blk.1.ffn_norm.weight");
+    CHECK(a && b && !memcmp(a->data, b->data, (size_t)a->numel * sizeof(float)));
+    double pf = ppl(&in, "f32"), pn = ppl(&packed, NULL);
+    printf("%s b%d%s: fake-quant ppl %.4f, .tern native %.4f (%.3f%%), %lld bytes\n", method, bits, sym ? " sym" : "",
+           pf, pn, 100 * (pn / pf - 1), (long long)info.bytes);
+    CHECK_MSG(fabs(pn / pf - 1) < 0.01, "%s b%d: %.4f vs %.4f", method, bits, pn, pf);
+    // A .tern re-exported gives the same bytes' worth of model.
+    tern_export_info again;
+    char pt2[256];
+    tmp_path(pt2, sizeof pt2, "lowbit2.tern");
+    CHECK_OK(tern_export_tern(&packed, pt, &eo, pt2, &again));
+    CHECK(again.bytes == info.bytes && !strcmp(again.format, want));
+    tern_quant_free(q);
+    tern_model_free(&m), tern_model_free(&fake), tern_model_free(&in), tern_model_free(&packed);
+    remove(pg), remove(pt), remove(pt2);
+}
+
 static void check_bad_inputs(void) {
     tern_model fp;
     load_fp(&fp);
@@ -224,13 +277,14 @@ static void check_bad_inputs(void) {
     o = (tern_export_opts){.group = 48};
     CHECK_FAILS(tern_export_tern(&fp, fp.path, &o, p, NULL), "multiple of 32");
     CHECK(access(p, F_OK) != 0); // nothing written
-    // Not ternary: an RTN 4-bit quantize output.
+    // A 5-bit RTN output has no packed format; --pack is for ternary models;
+    // TQ holds ternary only.
     tern_model fake;
     load_fp(&fake);
     tern_quant_opts qo;
     tern_quant_opts_defaults(&qo);
     qo.group = 32;
-    qo.bits = 4;
+    qo.bits = 5;
     tern_quant *q;
     CHECK_OK(tern_quant_create(&q, tern_quant_find("rtn"), &qo, &fp));
     double frac[3];
@@ -241,11 +295,25 @@ static void check_bad_inputs(void) {
     tern_model in;
     CHECK_OK(tern_model_load(&in, pg, NULL));
     o = (tern_export_opts){0};
-    CHECK_FAILS(tern_export_tern(&in, pg, &o, p, NULL), "not implemented");
+    CHECK_FAILS(tern_export_tern(&in, pg, &o, p, NULL), "hold 2, 3 or 4 bits");
     CHECK(access(p, F_OK) != 0);
-    // A quantized input fixes the group.
-    o.group = 64;
+    tern_export_tq_opts tq = {.fallback = "q4_0"};
+    CHECK_FAILS(tern_export_gguf_tq(&in, pg, &tq, p, NULL), "only ternary models");
+    CHECK(access(p, F_OK) != 0);
+    tern_quant_free(q);
+    tern_model_free(&in), tern_model_free(&fake);
+    // A 4-bit one refuses --pack, and (as every quantized input) fixes the group.
+    load_fp(&fake);
+    qo.bits = 4;
+    CHECK_OK(tern_quant_create(&q, tern_quant_find("rtn"), &qo, &fp));
+    CHECK_OK(tern_quant_export(q, &fake, frac));
+    CHECK_OK(tern_quant_write_gguf(q, &fake, frac, pg));
+    CHECK_OK(tern_model_load(&in, pg, NULL));
+    o = (tern_export_opts){.pack = "1.6"};
+    CHECK_FAILS(tern_export_tern(&in, pg, &o, p, NULL), "--pack is for ternary models");
+    o = (tern_export_opts){.group = 64};
     CHECK_FAILS(tern_export_tern(&in, pg, &o, p, NULL), "differs from the input");
+    CHECK(access(p, F_OK) != 0);
     tern_quant_free(q);
     tern_model_free(&in), tern_model_free(&fake), tern_model_free(&fp);
     remove(pg);
@@ -258,6 +326,11 @@ int main(void) {
     check_ptq();
     check_quantized("tequila", 0.1f);
     check_quantized("dlt", 0);
+    check_lowbit("rtn", 4, 0);
+    check_lowbit("rtn", 4, 1);
+    check_lowbit("rtn", 2, 0);
+    check_lowbit("teq", 4, 0);
+    check_lowbit("teq", 3, 0);
     check_bad_inputs();
     free(t);
     return test_report();

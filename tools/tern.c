@@ -37,7 +37,7 @@ static const char *usage_text =
     "  train     --model M --data TEXT --out OUT.gguf       full-precision fine-tuning\n"
     "  quantize  --model M --method M --calib TEXT --out O  QAT/PTQ to ternary or low-bit\n"
     "  report    LOG [LOG ...] --out report.svg [--json]   plot training logs (loss, dead zone)\n"
-    "  export    --model M --out MODEL.tern [--pack 2|1.6]  packed ternary model file\n"
+    "  export    --model M --out MODEL.tern [--pack 2|1.6]  packed ternary / low-bit model file\n"
     "\n"
     "Models: a Hugging Face directory, a GGUF or .tern file, or a llama2.c checkpoint\n"
     "(llama2.c needs --tokenizer tokenizer.bin). Every command takes --model,\n"
@@ -680,7 +680,9 @@ static int cmd_export(int argc, char **argv) {
                    "(2 bits or 1.6 bits per weight, fp16 scale per group of G, DLT shifts), biases and norms\n"
                    "F32, embedding and LM head q8. From a `tern quantize` output the ternary codes are\n"
                    "recovered exactly (G = its group); from an FP model they are absmean per group (PTQ,\n"
-                   "--group default 128). Every command runs the .tern file with the packed kernels.\n"
+                   "--group default 128). A 2/3/4-bit rtn or teq output is stored as q2g/q3g/q4g instead\n"
+                   "(its grid s*(c - z) recovered per group: fp16 scale, u8 zero point; TEQ's scales are\n"
+                   "already folded into the norms). Every command runs the .tern file with the packed kernels.\n"
                    "\n"
                    "--format gguf-tq2 / gguf-tq1 writes a standard llama GGUF for llama.cpp instead: decoder\n"
                    "linears TQ2_0 / TQ1_0 (the same ternary codes, one fp16 scale per block of 256 fitted by\n"
@@ -754,7 +756,7 @@ static int cmd_export(int argc, char **argv) {
     if (rc == 0)
         fprintf(stderr, "tern export: %s, G=%d%s, %s: wrote %s (%.1f KB)\n",
                 info.method[0] ? info.method : "absmean PTQ", info.group, info.has_shift ? " with shifts" : "",
-                e.pack && strstr(e.pack, "1.6") ? "tern-t1.6" : "tern-t2", out, info.bytes / 1e3);
+                info.format, out, info.bytes / 1e3);
     tern_model_free(&m);
     return rc ? die() : 0;
 }

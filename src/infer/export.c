@@ -98,22 +98,68 @@ static int recover_matrix(const tern_tensor *t, int group, int shift, const char
             int c0 = g * group, n = c0 + group < cols ? group : cols - c0;
             size_t j = (size_t)r * ng + g, o = (size_t)r * cols + c0;
             float gamma;
-            if (recover_group(t->data + o, n, shift, codes + o, &scales[j], &gamma) < 0) {
-                int lowbit = !strcmp(method, "rtn") || !strcmp(method, "teq");
+            if (recover_group(t->data + o, n, shift, codes + o, &scales[j], &gamma) < 0)
                 return tern_errorf("export: %s row %d group %d (G=%d) holds values that are not %s ternary "
-                                   "(tern.method %s)%s",
-                                   t->name, r, g, group, shift ? "shifted" : "symmetric", method,
-                                   lowbit ? "; exporting low-bit q4g/q3g/q2g models is not implemented yet"
-                                          : "");
-            }
+                                   "(tern.method %s)",
+                                   t->name, r, g, group, shift ? "shifted" : "symmetric", method);
             if (shifts) shifts[j] = gamma;
+        }
+    return 0;
+}
+
+// Exact recovery of one group of b-bit RTN values (rtn.c, or teq.c with the
+// rtn inner quantizer; asymmetric or symmetric): every value is s*(c - z) with
+// integer c, z in [0, L], L = 2^b - 1, so the span max - min is s*k for an
+// integer k <= L. k is tried from L down; the first (s, z) that reproduces
+// every value up to float rounding is kept (a finer grid that still fits in L
+// levels stands for the same values). -1 when no grid fits.
+static int recover_rtn_group(const float *x, int n, int bits, int8_t *c, float *scale, uint8_t *zero) {
+    int L = (1 << bits) - 1;
+    float mn = x[0], mx = x[0];
+    for (int i = 1; i < n; i++) mn = fminf(mn, x[i]), mx = fmaxf(mx, x[i]);
+    if (!isfinite(mn) || !isfinite(mx)) return -1;
+    if (mn == mx) { // one level v: s = |v|, c - z = sign(v)
+        *scale = fabsf(mn), *zero = mn < 0;
+        memset(c, mn > 0, (size_t)n);
+        return 0;
+    }
+    for (int k = L; k >= 1; k--) {
+        float s = (mx - mn) / (float)k, m = nearbyintf(-mn / s); // m = z - c_min
+        int z = m > 0 ? (int)m : 0;
+        if (z > L || z - m + k > L) continue;
+        int i = 0;
+        for (; i < n; i++) {
+            float q = nearbyintf(x[i] / s) + (float)z;
+            if (q < 0 || q > L || fabsf((q - (float)z) * s - x[i]) > 1e-4f * s) break;
+            c[i] = (int8_t)q;
+        }
+        if (i == n) {
+            *scale = s, *zero = (uint8_t)z;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int recover_rtn_matrix(const tern_tensor *t, int group, int bits, const char *method, int8_t *codes,
+                              float *scales, uint8_t *zeros) {
+    int rows = (int)t->shape[0], cols = (int)t->shape[1], ng = (cols + group - 1) / group;
+    for (int r = 0; r < rows; r++)
+        for (int g = 0; g < ng; g++) {
+            int c0 = g * group, n = c0 + group < cols ? group : cols - c0;
+            size_t j = (size_t)r * ng + g, o = (size_t)r * cols + c0;
+            if (recover_rtn_group(t->data + o, n, bits, codes + o, &scales[j], &zeros[j]) < 0)
+                return tern_errorf("export: %s row %d group %d (G=%d) holds values that are not on a %d-bit grid "
+                                   "(tern.method %s)",
+                                   t->name, r, g, group, bits, method);
         }
     return 0;
 }
 
 // Packs one matrix into a new buffer and adds it to the writer.
 static int add_packed(tern_gguf_writer *w, buf_list *bl, const tern_tensor *t, tern_kfmt_id fmt, int group,
-                      int shift, const int8_t *codes, const float *scales, const float *shifts) {
+                      int shift, const int8_t *codes, const float *scales, const float *shifts,
+                      const uint8_t *zeros) {
     const tern_kformat *f = tern_kformat_get(fmt);
     int rows = (int)t->shape[0], cols = (int)t->shape[1];
     tern_kmatrix km;
@@ -122,7 +168,7 @@ static int add_packed(tern_gguf_writer *w, buf_list *bl, const tern_tensor *t, t
     uint8_t *dst = buf_new(bl, bytes);
     if (!dst) return tern_errorf("out of memory");
     km.data = dst;
-    if (tern_kpack(&km, dst, codes, scales, shifts, NULL)) {
+    if (tern_kpack(&km, dst, codes, scales, shifts, zeros)) {
         char why[256];
         snprintf(why, sizeof why, "%s", tern_last_error());
         return tern_errorf("export: %s: %s", t->name, why);
@@ -142,10 +188,17 @@ static int is_linear(const char *name) {
     return 0;
 }
 
-static int add_tensor(tern_gguf_writer *w, buf_list *bl, const tern_model *m, const tern_tensor *t,
-                      tern_kfmt_id body, int group, int shift, const char *method) {
+// What the input's metadata says the decoder linears hold: ternary levels or
+// a b-bit RTN grid (rtn, or teq with the rtn inner quantizer).
+static int input_bits(const tern_export_meta *meta) {
+    int teq_rtn = !strcmp(meta->method, "teq") && (!meta->inner[0] || !strcmp(meta->inner, "rtn"));
+    return !strcmp(meta->method, "rtn") || teq_rtn ? meta->bits : 0;
+}
+
+static int add_tensor(tern_gguf_writer *w, buf_list *bl, const tern_tensor *t, tern_kfmt_id body, int group,
+                      int shift, const tern_export_meta *meta) {
     int is_embd = !strcmp(t->name, "token_embd.weight"), is_head = !strcmp(t->name, "output.weight");
-    int lin = is_linear(t->name);
+    int lin = is_linear(t->name), bits = input_bits(meta);
     if (!lin && !is_embd && !is_head)
         return tern_gguf_add_tensor(w, t->name, 0 /* GGML_TYPE_F32 */, t->ndim, t->shape, t->data, (uint64_t)t->numel * 4);
     if (t->ndim != 2) return tern_errorf("export: %s is not a matrix", t->name);
@@ -154,23 +207,39 @@ static int add_tensor(tern_gguf_writer *w, buf_list *bl, const tern_model *m, co
     size_t ng = (size_t)rows * ((cols + g - 1) / g);
     int8_t *codes = malloc((size_t)rows * cols);
     float *scales = malloc(ng * sizeof(float)), *shifts = shift ? malloc(ng * sizeof(float)) : NULL;
-    int rc = codes && scales && (!shift || shifts) ? 0 : tern_errorf("out of memory");
+    uint8_t *zeros = lin && bits ? malloc(ng) : NULL;
+    int rc = codes && scales && (!shift || shifts) && (!lin || !bits || zeros) ? 0 : tern_errorf("out of memory");
     if (rc == 0) {
         if (!lin) tern_absmax_q8(t->data, rows, cols, g, codes, scales);
-        else if (method[0]) rc = recover_matrix(t, g, shift, method, codes, scales, shifts);
+        else if (bits) rc = recover_rtn_matrix(t, g, bits, meta->method, codes, scales, zeros);
+        else if (meta->method[0]) rc = recover_matrix(t, g, shift, meta->method, codes, scales, shifts);
         else tern_absmean_ternary(t->data, rows, cols, g, codes, scales);
     }
     if (rc == 0)
-        rc = add_packed(w, bl, t, lin ? body : TERN_KFMT_Q8, g, lin ? shift : 0, codes, scales, lin ? shifts : NULL);
-    free(codes), free(scales), free(shifts);
-    (void)m;
+        rc = add_packed(w, bl, t, lin ? body : TERN_KFMT_Q8, g, lin ? shift : 0, codes, scales, lin ? shifts : NULL,
+                        zeros);
+    free(codes), free(scales), free(shifts), free(zeros);
     return rc;
 }
 
-static int parse_pack(const char *pack, tern_kfmt_id *out) {
-    if (!pack || !strcmp(pack, "2") || !strcmp(pack, "t2") || !strcmp(pack, "tern-t2")) *out = TERN_KFMT_T2;
-    else if (!strcmp(pack, "1.6") || !strcmp(pack, "t1.6") || !strcmp(pack, "tern-t1.6")) *out = TERN_KFMT_T1_6;
-    else return tern_errorf("export: unknown --pack '%s' (2 or 1.6)", pack);
+// The decoder linears' packed format: --pack for ternary inputs; q{b}g for
+// b-bit RTN/TEQ inputs (b = 2, 3, 4: the low-bit formats the kernels have).
+static int choose_body(const tern_export_opts *o, const tern_export_meta *meta, tern_kfmt_id *out) {
+    int bits = input_bits(meta);
+    if (!bits) {
+        const char *pack = o->pack;
+        if (!pack || !strcmp(pack, "2") || !strcmp(pack, "t2") || !strcmp(pack, "tern-t2")) *out = TERN_KFMT_T2;
+        else if (!strcmp(pack, "1.6") || !strcmp(pack, "t1.6") || !strcmp(pack, "tern-t1.6")) *out = TERN_KFMT_T1_6;
+        else return tern_errorf("export: unknown --pack '%s' (2 or 1.6)", pack);
+        return 0;
+    }
+    if (bits < 2 || bits > 4)
+        return tern_errorf("export: the input is a %d-bit %s model; packed low-bit formats hold 2, 3 or 4 bits",
+                           bits, meta->method);
+    if (o->pack)
+        return tern_errorf("export: --pack is for ternary models; this %d-bit %s model is stored as q%dg", bits,
+                           meta->method, bits);
+    *out = bits == 4 ? TERN_KFMT_Q4G : bits == 3 ? TERN_KFMT_Q3G : TERN_KFMT_Q2G;
     return 0;
 }
 
@@ -198,13 +267,17 @@ static int resolve_group(const tern_model *m, const tern_export_opts *o, const c
     return 0;
 }
 
-static int set_meta(tern_gguf_writer *w, const tern_model *m, const char *method, int group, tern_kfmt_id body) {
-    int rc = tern_gguf_add_model_metadata(w, m);
+static int set_meta(tern_gguf_writer *w, const tern_model *m, const tern_export_meta *meta, int group,
+                    tern_kfmt_id body) {
+    int rc = tern_gguf_add_model_metadata(w, m), bits = input_bits(meta);
     if (rc == 0) rc = tern_gguf_set_u32(w, "tern.format_version", TERN_FORMAT_VERSION);
-    if (rc == 0) rc = tern_gguf_set_str(w, "tern.method", method[0] ? method : "absmean-ptq");
+    if (rc == 0) rc = tern_gguf_set_str(w, "tern.method", meta->method[0] ? meta->method : "absmean-ptq");
     if (rc == 0) rc = tern_gguf_set_i32(w, "tern.group_size", group);
     if (rc == 0) rc = tern_gguf_set_i32(w, "tern.q8_group", Q8_GROUP);
     if (rc == 0) rc = tern_gguf_set_str(w, "tern.pack", tern_kformat_get(body)->name);
+    if (rc == 0 && bits) rc = tern_gguf_set_i32(w, "tern.bits", bits);
+    if (rc == 0 && bits) rc = tern_gguf_set_bool(w, "tern.sym", meta->sym);
+    if (rc == 0 && meta->inner[0]) rc = tern_gguf_set_str(w, "tern.teq_inner", meta->inner);
     return rc;
 }
 
@@ -213,20 +286,23 @@ int tern_export_tern(const tern_model *m, const char *in_path, const tern_export
     tern_export_info tmp;
     if (!info) info = &tmp;
     memset(info, 0, sizeof *info);
+    tern_export_meta meta;
     tern_kfmt_id body = TERN_KFMT_T2;
-    int in_group = 0, group = 0;
-    if (parse_pack(o->pack, &body)) return -1;
-    if (tern_export_input_meta(in_path, info->method, sizeof info->method, &in_group)) return -1;
-    if (!strcmp(info->method, "absmean-ptq")) info->method[0] = 0; // a .tern from an FP model: re-quantize
-    if (resolve_group(m, o, info->method, in_group, &group)) return -1;
-    int shift = !strcmp(info->method, "dlt");
+    int group = 0;
+    if (tern_export_input_meta(in_path, &meta)) return -1;
+    if (!strcmp(meta.method, "absmean-ptq")) meta.method[0] = 0; // a .tern from an FP model: re-quantize
+    if (choose_body(o, &meta, &body)) return -1;
+    if (resolve_group(m, o, meta.method, meta.group, &group)) return -1;
+    int shift = !strcmp(meta.method, "dlt");
+    snprintf(info->method, sizeof info->method, "%s", meta.method);
+    snprintf(info->format, sizeof info->format, "%s", tern_kformat_get(body)->name);
     info->group = group, info->has_shift = shift;
     tern_gguf_writer *w = tern_gguf_writer_new();
     if (!w) return tern_errorf("out of memory");
     buf_list bl = {0};
-    int rc = set_meta(w, m, info->method, group, body);
+    int rc = set_meta(w, m, &meta, group, body);
     for (int i = 0; i < m->n_tensors && rc == 0; i++)
-        rc = add_tensor(w, &bl, m, &m->tensors[i], body, group, shift, info->method);
+        rc = add_tensor(w, &bl, &m->tensors[i], body, group, shift, &meta);
     if (rc == 0) rc = tern_gguf_write(w, out_path);
     tern_gguf_writer_free(w);
     buf_free(&bl);
@@ -399,12 +475,17 @@ int tern_export_gguf_tq(const tern_model *m, const char *in_path, const tern_exp
     int fallback = o->fallback && strcmp(o->fallback, "none");
     if (fallback && strcmp(o->fallback, "q4_0"))
         return tern_errorf("export: unknown fallback '%s' (none or q4_0)", o->fallback);
+    tern_export_meta meta;
+    int group = 0;
+    if (tern_export_input_meta(in_path, &meta)) return -1;
+    if (!strcmp(meta.method, "absmean-ptq")) meta.method[0] = 0;
+    if (input_bits(&meta))
+        return tern_errorf("export: %s is a %d-bit %s model; only ternary models export to %s (use --format tern)",
+                           in_path, meta.bits, meta.method, type);
     if (tq_check_shapes(m, fmt, type, fallback)) return -1;
-    int in_group = 0, group = 0;
-    if (tern_export_input_meta(in_path, info->method, sizeof info->method, &in_group)) return -1;
-    if (!strcmp(info->method, "absmean-ptq")) info->method[0] = 0;
+    snprintf(info->method, sizeof info->method, "%s", meta.method);
     tern_export_opts eo = {.group = o->group};
-    if (resolve_group(m, &eo, info->method, in_group, &group)) return -1;
+    if (resolve_group(m, &eo, info->method, meta.group, &group)) return -1;
     int shift = !strcmp(info->method, "dlt");
 
     char *text = NULL;

@@ -10,10 +10,25 @@
 _Static_assert(TERN_EXPORT_PACKED_BASE == TERN_GGUF_PACKED_BASE, "packed type ids (io/gguf.h)");
 _Static_assert(TERN_EXPORT_SHIFT_BASE == TERN_GGUF_PACKED_SHIFT_BASE, "packed type ids (io/gguf.h)");
 
+// String value of a tern.* key into dst ("" when absent or not a string).
+static void meta_str(const tern_gguf *g, const char *key, char *dst, size_t cap) {
+    const tern_gguf_kv *kv = tern_gguf_find_kv(g, key);
+    dst[0] = 0;
+    if (!kv || kv->type != TERN_GGUF_STRING) return;
+    size_t n = kv->str_len < cap - 1 ? (size_t)kv->str_len : cap - 1;
+    memcpy(dst, kv->str, n);
+    dst[n] = 0;
+}
+
+// Integer value of a tern.* key, or def when absent or not a number.
+static int64_t meta_int(const tern_gguf *g, const char *key, int64_t def) {
+    const tern_gguf_kv *kv = tern_gguf_find_kv(g, key);
+    return kv && kv->type != TERN_GGUF_STRING && kv->type != TERN_GGUF_ARRAY ? kv->i : def;
+}
+
 // The input's tern.* metadata when it is a GGUF file (method "" otherwise).
-int tern_export_input_meta(const char *path, char *method, size_t cap, int *group) {
-    method[0] = 0;
-    *group = 0;
+int tern_export_input_meta(const char *path, tern_export_meta *meta) {
+    memset(meta, 0, sizeof *meta);
     struct stat st;
     if (!path || stat(path, &st) != 0 || S_ISDIR(st.st_mode)) return 0;
     FILE *f = fopen(path, "rb");
@@ -24,16 +39,13 @@ int tern_export_input_meta(const char *path, char *method, size_t cap, int *grou
     tern_gguf g;
     int rc = tern_gguf_open(&g, path);
     if (rc == 0) {
-        const tern_gguf_kv *kv = tern_gguf_find_kv(&g, "tern.method");
-        if (kv && kv->type == TERN_GGUF_STRING) {
-            size_t n = kv->str_len < cap - 1 ? (size_t)kv->str_len : cap - 1;
-            memcpy(method, kv->str, n);
-            method[n] = 0;
-        }
-        kv = tern_gguf_find_kv(&g, "tern.group_size");
-        if (kv && kv->type != TERN_GGUF_STRING && kv->type != TERN_GGUF_ARRAY) *group = kv->i < 0 ? -1 : (int)kv->i;
+        meta_str(&g, "tern.method", meta->method, sizeof meta->method);
+        meta_str(&g, "tern.teq_inner", meta->inner, sizeof meta->inner);
+        int64_t group = meta_int(&g, "tern.group_size", 0);
+        meta->group = group < 0 ? -1 : (int)group;
+        meta->bits = (int)meta_int(&g, "tern.bits", 0);
+        meta->sym = meta_int(&g, "tern.sym", 0) != 0;
     }
     tern_gguf_close(&g);
     return rc;
 }
-

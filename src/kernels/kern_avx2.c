@@ -10,10 +10,9 @@
 // int16 partials are widened with madd(., 1) before TERN_KI16_LIMIT chunks
 // (kern_impl.h) and at every group end; per group, int32 lanes are summed and
 // handed to the shared float epilogue.
-#include "kernels/kern_impl.h"
+#include "kernels/kern_x86.h"
 
 #ifdef TERN_KHAVE_X86
-#include <immintrin.h>
 
 #define TGT __attribute__((target("avx2,fma,f16c")))
 #define INL static inline __attribute__((always_inline)) TGT
@@ -78,19 +77,6 @@ INL __m256i decode(int fmt, const uint8_t *row, int n_chunks, int c, __m256i *m)
 INL __m256i pair_dot(int fmt, __m256i u, __m256i q) {
     if (fmt == F_Q8) return _mm256_maddubs_epi16(_mm256_abs_epi8(u), _mm256_sign_epi8(q, u));
     return _mm256_maddubs_epi16(u, q);
-}
-
-INL int32_t hsum_i32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
-
-INL unsigned short load_u16(const uint8_t *p, int i) {
-    uint16_t h;
-    memcpy(&h, p + 2 * (size_t)i, 2);
-    return h;
 }
 
 INL int i16_limit(int fmt) {
@@ -162,35 +148,11 @@ INL void row_tokens(int fmt, int NT, const tern_kmatrix *w, int r, const tern_qa
     for (int t = 0; t < NT; t++) out[(size_t)t * ldo] = tern_kfinish(acc[t], a->scale[t0 + t], bias, r);
 }
 
-// GEMV: RB rows x 1 token at once. The activation chunk is loaded once for
-// RB rows, and the per-group int32 sums of the RB rows are reduced together
-// (a transposing hadd tree instead of RB horizontal sums), so the exact same
-// per-row fmaf sequence runs in RB float lanes.
-INL __m128i reduce4(__m256i a, __m256i b, __m256i c, __m256i d) {
-    __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
-    return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1)); // lane r: row r
-}
-
+// RB = 8 rows: lane r of the result holds row r (see reduce4 in kern_x86.h).
 INL __m256i reduce8(const __m256i *v) {
     __m256i lo = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
     __m256i hi = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
     return _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31));
-}
-
-// Group g's fp16 parameter at offset `at` (in halfs) of each of RB rows' scale areas.
-INL __m128i gather_u16(const uint8_t *const *sc, int RB, size_t at) {
-    __m128i h = _mm_setzero_si128();
-    h = _mm_insert_epi16(h, load_u16(sc[0], (int)at), 0);
-    h = _mm_insert_epi16(h, load_u16(sc[1], (int)at), 1);
-    h = _mm_insert_epi16(h, load_u16(sc[2], (int)at), 2);
-    h = _mm_insert_epi16(h, load_u16(sc[3], (int)at), 3);
-    if (RB == 8) {
-        h = _mm_insert_epi16(h, load_u16(sc[4], (int)at), 4);
-        h = _mm_insert_epi16(h, load_u16(sc[5], (int)at), 5);
-        h = _mm_insert_epi16(h, load_u16(sc[6], (int)at), 6);
-        h = _mm_insert_epi16(h, load_u16(sc[7], (int)at), 7);
-    }
-    return h;
 }
 
 // RB float lanes of tern_kstep_v (same fmaf sequence, fused by FMA).
@@ -218,18 +180,13 @@ INL __m256 step_lanes(int fmt, int RB, int has_shift, const uint8_t *const *sc, 
     }
 }
 
-#ifndef PF_BLOCKS
-#define PF_BLOCKS 2
-#endif
-
 INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const tern_qact *a, int t,
                         const float *bias, float *out) {
     const uint8_t *row[8], *sc[8];
     for (int i = 0; i < RB; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
     const int nch = w->n_chunks;
-    // The same bytes PF_BLOCKS row blocks ahead: the next rows' loads start
-    // while this block computes (a q8 head GEMV streamed from DRAM ran at half
-    // its in-cache speed without it). Prefetches never fault, even past the end.
+    // The same bytes PF_BLOCKS row blocks ahead (kern_x86.h). Prefetches never
+    // fault, even past the end.
     const size_t pf = (size_t)PF_BLOCKS * RB * w->row_bytes;
     // 2-bit fields: whole 4-chunk bundles when every group starts on a bundle
     // (the row's tail chunks take the per-chunk path); int16 widening then
