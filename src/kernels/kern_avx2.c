@@ -19,14 +19,6 @@
 
 enum { F_T2, F_T16, F_Q8, F_Q4, F_Q3, F_Q2 };
 
-// 8 bytes of 2-bit fields -> slots 0..31 (layout in formats.c).
-INL __m256i expand2(const uint8_t *p) {
-    int64_t v;
-    memcpy(&v, p, 8);
-    __m256i b = _mm256_srlv_epi64(_mm256_set1_epi64x(v), _mm256_setr_epi64x(0, 2, 4, 6));
-    return _mm256_and_si256(b, _mm256_set1_epi8(3));
-}
-
 // 16 bytes of nibbles: low nibbles are slots 0..15, high nibbles 16..31.
 INL __m256i expand4(const uint8_t *p) {
     __m128i x = _mm_loadu_si128((const __m128i *)p), m = _mm_set1_epi8(15);

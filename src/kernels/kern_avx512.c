@@ -1,76 +1,238 @@
-// AVX-512 VNNI kernels for the 2-bit formats (tern-t2, q2g).
+// AVX-512 VNNI kernels: vpdpbusd multiplies u8 fields by s8 activations and
+// adds groups of 4 products straight into int32 lanes, so there is no int16
+// stage and no overflow bound beyond the int32 one (docs/format.md).
 //
-// UNTESTED ON HARDWARE: written on a machine without AVX-512 (and without
-// Intel SDE). test_kernels compares them bit for bit with the scalar
-// reference whenever the CPU supports them; until that has run on a real
-// AVX-512 VNNI CPU, auto dispatch does not pick them (TERN_KERNEL=avx512 does).
-//
-// vpdpbusd multiplies u8 fields by s8 activations and adds groups of 4
-// products straight into int32 lanes, so no int16 stage and no overflow
-// bound beyond the int32 one (docs/format.md). Two chunks (64 fields) per
-// instruction; a group with an odd chunk count runs its last chunk with the
-// second half of the fields zero, reading 32 activation bytes that the
-// activation buffer's 64-byte stride guarantees exist.
-#include "kernels/kern_impl.h"
+//   tern-t2 at G = 128 (one 4-chunk bundle per group, the default): a 4-row
+//                   GEMV and a 1-row x 4-token GEMM on the bundle layout (one
+//                   32-byte load gives 128 fields, kern_avx2.c's idea), with
+//                   vpdpbusd in place of maddubs + int16 adds.
+//   q8-row:         signed weights: |w| (u8) times q with w's sign (s8), 64
+//                   fields per instruction; a 4-row GEMV and a 1-row x
+//                   4-token GEMM. |q| <= 127 (the quantizer's range), so
+//                   negating q never overflows int8.
+// Shapes these do not cover (other group sizes, remainder rows and tokens)
+// and the other formats run the AVX2 kernels: on Zen 4 a generic VNNI kernel
+// (64 fields per instruction, one horizontal sum per group) was slower than
+// them (docs/PERFORMANCE.md).
+// Every kernel's integer part is exact and its float epilogue is the shared
+// fmaf sequence, so results equal the scalar reference bit for bit
+// (tests/test_kernels.c). Other formats run the AVX2 kernels (formats.c).
+#include "kernels/kern_x86.h"
 
 #ifdef TERN_KHAVE_X86
-#include <immintrin.h>
 
-#define TGT __attribute__((target("avx512f,avx512bw,avx512vnni,avx2,fma,f16c")))
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define INL static inline __attribute__((always_inline)) TGT
 
-// Two 8-byte 2-bit chunks (lo = chunk c, hi = chunk c+1) -> 64 fields.
-INL __m512i expand2x2(__m128i v) {
-    __m512i z = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 0, 0, 0, 1, 1, 1, 1), _mm512_castsi128_si512(v));
-    z = _mm512_srlv_epi64(z, _mm512_setr_epi64(0, 2, 4, 6, 0, 2, 4, 6));
-    return _mm512_and_si512(z, _mm512_set1_epi8(3));
+// 4 rows' int32 accumulators (16 lanes each) -> lane i = row i's total.
+INL __m128i reduce4x512(const __m512i *s) {
+    __m256i h[4];
+    for (int i = 0; i < 4; i++) h[i] = _mm256_add_epi32(_mm512_castsi512_si256(s[i]), _mm512_extracti64x4_epi64(s[i], 1));
+    return reduce4(h[0], h[1], h[2], h[3]);
 }
 
-INL void row_tokens(tern_kkind kind, int NT, const tern_kmatrix *w, int r, const tern_qact *a, int t0,
-                    const float *bias, float *out, size_t ldo) {
+// 4 rows' final scale (and bias) into out[0..3].
+INL void finish4(__m128 acc, float sx, const float *bias, int r, float *out) {
+    const __m128 vs = _mm_set1_ps(sx);
+    _mm_storeu_ps(out, bias ? _mm_fmadd_ps(acc, vs, _mm_loadu_ps(bias + r)) : _mm_mul_ps(acc, vs));
+}
+
+// Group g's 4 bundle decodes of one row (chunks 4g..4g+3).
+INL void t2_decode_bundle(const uint8_t *p, __m256i *u) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    u[0] = _mm256_and_si256(v, m3), u[1] = _mm256_and_si256(_mm256_srli_epi16(v, 2), m3);
+    u[2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), u[3] = _mm256_and_si256(_mm256_srli_epi16(v, 6), m3);
+}
+
+// tern-t2 GEMV, 4 rows, groups of exactly one bundle (G = 128): per row and
+// group one 32-byte load, 4 shift/mask decodes and 4 vpdpbusd against the
+// bundle-ordered activations (tern_qact.qp), accumulated in int32.
+INL void gemv_t2_bundles(const tern_kmatrix *w, int r, const tern_qact *a, int t, const float *bias, float *out) {
+    const uint8_t *row[4], *sc[4];
+    for (int i = 0; i < 4; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
+    const int ng = w->n_groups, nch = w->n_chunks;
+    const size_t pf = (size_t)PF_BLOCKS * 4 * w->row_bytes;
+    const int8_t *q = a->q + (size_t)t * a->stride, *qp = a->qp + (size_t)t * a->stride;
+    const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
+    __m128 acc = _mm_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        int c = g * 4, end = c + 4 < nch ? c + 4 : nch;
+        __m256i s[4];
+        for (int i = 0; i < 4; i++) s[i] = _mm256_setzero_si256();
+        if (end - c == 4) {
+            const __m256i *xp = (const __m256i *)(qp + (size_t)c * TERN_KCHUNK);
+            __m256i x0 = _mm256_loadu_si256(xp), x1 = _mm256_loadu_si256(xp + 1);
+            __m256i x2 = _mm256_loadu_si256(xp + 2), x3 = _mm256_loadu_si256(xp + 3);
+            for (int i = 0; i < 4; i++) {
+                _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), _MM_HINT_T0);
+                __m256i u[4];
+                t2_decode_bundle(row[i] + (size_t)c * 8, u);
+                s[i] = _mm256_dpbusd_epi32(s[i], u[0], x0);
+                s[i] = _mm256_dpbusd_epi32(s[i], u[1], x1);
+                s[i] = _mm256_dpbusd_epi32(s[i], u[2], x2);
+                s[i] = _mm256_dpbusd_epi32(s[i], u[3], x3);
+            }
+        } else { // a short last group, chunk by chunk
+            for (; c < end; c++) {
+                __m256i x = _mm256_loadu_si256((const __m256i *)(q + (size_t)c * TERN_KCHUNK));
+                for (int i = 0; i < 4; i++) s[i] = _mm256_dpbusd_epi32(s[i], expand2(row[i] + (size_t)c * 8), x);
+            }
+        }
+        __m128i raw = _mm_sub_epi32(reduce4(s[0], s[1], s[2], s[3]), _mm_set1_epi32(gs[g]));
+        __m128 alpha = _mm_cvtph_ps(gather_u16(sc, 4, (size_t)g));
+        acc = _mm_fmadd_ps(alpha, _mm_cvtepi32_ps(raw), acc);
+        if (w->has_shift)
+            acc = _mm_fmadd_ps(_mm_cvtph_ps(gather_u16(sc, 4, (size_t)ng + g)), _mm_set1_ps((float)gs[g]), acc);
+    }
+    finish4(acc, a->scale[t], bias, r, out);
+}
+
+// tern-t2 GEMM, 1 row x 4 tokens, G = 128: a bundle is decoded once for the 4 tokens.
+INL void gemm_t2_bundles(const tern_kmatrix *w, int r, const tern_qact *a, int t0, const float *bias, float *out,
+                         size_t ldo) {
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes, *sc = row + w->code_bytes;
+    const int ng = w->n_groups, nch = w->n_chunks;
+    const int8_t *q[4], *qp[4];
+    const int32_t *gs[4];
+    for (int t = 0; t < 4; t++) {
+        q[t] = a->q + (size_t)(t0 + t) * a->stride, qp[t] = a->qp + (size_t)(t0 + t) * a->stride;
+        gs[t] = a->gsum + (size_t)(t0 + t) * a->n_groups;
+    }
+    __m128 acc = _mm_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        int c = g * 4, end = c + 4 < nch ? c + 4 : nch;
+        __m256i s[4];
+        for (int t = 0; t < 4; t++) s[t] = _mm256_setzero_si256();
+        if (end - c == 4) {
+            __m256i u[4];
+            t2_decode_bundle(row + (size_t)c * 8, u);
+            for (int t = 0; t < 4; t++) {
+                const __m256i *xp = (const __m256i *)(qp[t] + (size_t)c * TERN_KCHUNK);
+                for (int k = 0; k < 4; k++) s[t] = _mm256_dpbusd_epi32(s[t], u[k], _mm256_loadu_si256(xp + k));
+            }
+        } else {
+            for (; c < end; c++) {
+                __m256i u = expand2(row + (size_t)c * 8);
+                for (int t = 0; t < 4; t++)
+                    s[t] = _mm256_dpbusd_epi32(s[t], u, _mm256_loadu_si256((const __m256i *)(q[t] + (size_t)c * TERN_KCHUNK)));
+            }
+        }
+        __m128i gsv = _mm_setr_epi32(gs[0][g], gs[1][g], gs[2][g], gs[3][g]);
+        __m128i raw = _mm_sub_epi32(reduce4(s[0], s[1], s[2], s[3]), gsv);
+        acc = _mm_fmadd_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, g))), _mm_cvtepi32_ps(raw), acc);
+        if (w->has_shift) acc = _mm_fmadd_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, ng + g))), _mm_cvtepi32_ps(gsv), acc);
+    }
+    const __m128 sx = _mm_loadu_ps(a->scale + t0);
+    float y[4];
+    _mm_storeu_ps(y, bias ? _mm_fmadd_ps(acc, sx, _mm_set1_ps(bias[r])) : _mm_mul_ps(acc, sx));
+    for (int t = 0; t < 4; t++) out[(size_t)t * ldo] = y[t];
+}
+
+// |w| and q * sign(w) for 64 signed weight bytes: vpdpbusd then sums w * q.
+INL __m512i q8_dot(__m512i acc, __m512i wv, __m512i x) {
+    __mmask64 neg = _mm512_movepi8_mask(wv);
+    return _mm512_dpbusd_epi32(acc, _mm512_abs_epi8(wv), _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x));
+}
+
+// 64 bytes at p, or only the first 32 (the rest zero) when half.
+INL __m512i load64(const void *p, int half) {
+    return half ? _mm512_maskz_loadu_epi8(0xffffffffull, p) : _mm512_loadu_si512(p);
+}
+
+// q8-row GEMV, 4 rows per pass.
+INL void gemv_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t, const float *bias, float *out) {
+    const uint8_t *row[4], *sc[4];
+    for (int i = 0; i < 4; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
+    const int nch = w->n_chunks;
+    const size_t pf = (size_t)PF_BLOCKS * 4 * w->row_bytes;
+    const int8_t *q = a->q + (size_t)t * a->stride;
+    __m128 acc = _mm_setzero_ps();
+    int c = 0;
+    for (int g = 0; g < w->n_groups; g++) {
+        const int end = c + w->cpg < nch ? c + w->cpg : nch;
+        __m512i s[4];
+        for (int i = 0; i < 4; i++) s[i] = _mm512_setzero_si512();
+        for (; c < end; c += 2) {
+            const int half = c + 1 == end;
+            __m512i x = load64(q + (size_t)c * TERN_KCHUNK, half);
+            for (int i = 0; i < 4; i++) {
+                _mm_prefetch((const char *)(row[i] + (size_t)c * 32 + pf), _MM_HINT_T0);
+                s[i] = q8_dot(s[i], load64(row[i] + (size_t)c * 32, half), x);
+            }
+        }
+        c = end;
+        __m128 alpha = _mm_cvtph_ps(gather_u16(sc, 4, (size_t)g));
+        acc = _mm_fmadd_ps(alpha, _mm_cvtepi32_ps(reduce4x512(s)), acc);
+    }
+    finish4(acc, a->scale[t], bias, r, out);
+}
+
+// q8-row GEMM, 1 row x 4 tokens: |w| and the sign mask computed once per
+// 64 weights for the 4 tokens.
+INL void gemm_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t0, const float *bias, float *out,
+                   size_t ldo) {
     const uint8_t *row = w->data + (size_t)r * w->row_bytes, *sc = row + w->code_bytes;
     const int nch = w->n_chunks;
     const int8_t *q[4];
-    const int32_t *gs[4];
-    float acc[4] = {0, 0, 0, 0};
-    for (int t = 0; t < NT; t++) {
-        q[t] = a->q + (size_t)(t0 + t) * a->stride;
-        gs[t] = a->gsum + (size_t)(t0 + t) * a->n_groups;
-    }
+    for (int t = 0; t < 4; t++) q[t] = a->q + (size_t)(t0 + t) * a->stride;
+    __m128 acc = _mm_setzero_ps();
     int c = 0;
     for (int g = 0; g < w->n_groups; g++) {
-        int end = c + w->cpg < nch ? c + w->cpg : nch;
-        __m512i s32[4];
-        for (int t = 0; t < NT; t++) s32[t] = _mm512_setzero_si512();
-        while (c < end) {
-            __m512i u;
-            if (c + 2 <= end) u = expand2x2(_mm_loadu_si128((const __m128i *)(row + (size_t)c * 8)));
-            else u = expand2x2(_mm_loadl_epi64((const __m128i *)(row + (size_t)c * 8)));
-            for (int t = 0; t < NT; t++) {
-                __m512i x = _mm512_loadu_si512((const void *)(q[t] + (size_t)c * TERN_KCHUNK));
-                s32[t] = _mm512_dpbusd_epi32(s32[t], u, x);
+        const int end = c + w->cpg < nch ? c + w->cpg : nch;
+        __m512i s[4];
+        for (int t = 0; t < 4; t++) s[t] = _mm512_setzero_si512();
+        for (; c < end; c += 2) {
+            const int half = c + 1 == end;
+            __m512i wv = load64(row + (size_t)c * 32, half);
+            __mmask64 neg = _mm512_movepi8_mask(wv);
+            __m512i u = _mm512_abs_epi8(wv);
+            for (int t = 0; t < 4; t++) {
+                __m512i x = load64(q[t] + (size_t)c * TERN_KCHUNK, half);
+                s[t] = _mm512_dpbusd_epi32(s[t], u, _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x));
             }
-            c += 2;
         }
         c = end;
-        for (int t = 0; t < NT; t++)
-            acc[t] = tern_kstep(kind, w->has_shift, w->n_groups, sc, g, _mm512_reduce_add_epi32(s32[t]), gs[t][g],
-                                acc[t]);
+        acc = _mm_fmadd_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, g))), _mm_cvtepi32_ps(reduce4x512(s)), acc);
     }
-    for (int t = 0; t < NT; t++) out[(size_t)t * ldo] = tern_kfinish(acc[t], a->scale[t0 + t], bias, r);
+    const __m128 sx = _mm_loadu_ps(a->scale + t0);
+    float y[4];
+    _mm_storeu_ps(y, bias ? _mm_fmadd_ps(acc, sx, _mm_set1_ps(bias[r])) : _mm_mul_ps(acc, sx));
+    for (int t = 0; t < 4; t++) out[(size_t)t * ldo] = y[t];
 }
 
-INL void rows(tern_kkind kind, const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t0, int nt,
-              const float *bias, float *out, size_t ldo) {
-    for (int r = r0; r < r1; r++) {
+TGT TERN_KDECL(tern_kdot_t2_avx512) {
+    if (w->cpg != 4 || w->n_groups < 2) {
+        tern_kdot_t2_avx2(w, r0, r1, a, t0, nt, bias, out, ldo);
+        return;
+    }
+    int r = r0;
+    if (nt == 1) {
+        for (; r + 4 <= r1; r += 4) gemv_t2_bundles(w, r, a, t0, bias, out + (r - r0));
+        if (r < r1) tern_kdot_t2_avx2(w, r, r1, a, t0, nt, bias, out + (r - r0), ldo);
+        return;
+    }
+    for (; r < r1; r++) {
         float *o = out + (r - r0);
         int t = t0;
-        for (; t + 4 <= t0 + nt; t += 4) row_tokens(kind, 4, w, r, a, t, bias, o + (size_t)(t - t0) * ldo, ldo);
-        for (; t < t0 + nt; t++) row_tokens(kind, 1, w, r, a, t, bias, o + (size_t)(t - t0) * ldo, ldo);
+        for (; t + 4 <= t0 + nt; t += 4) gemm_t2_bundles(w, r, a, t, bias, o + (size_t)(t - t0) * ldo, ldo);
+        if (t < t0 + nt) tern_kdot_t2_avx2(w, r, r + 1, a, t, t0 + nt - t, bias, o + (size_t)(t - t0) * ldo, ldo);
     }
 }
 
-TGT TERN_KDECL(tern_kdot_t2_avx512) { rows(TERN_KKIND_TERNARY, w, r0, r1, a, t0, nt, bias, out, ldo); }
-TGT TERN_KDECL(tern_kdot_q2_avx512) { rows(TERN_KKIND_RTN, w, r0, r1, a, t0, nt, bias, out, ldo); }
+TGT TERN_KDECL(tern_kdot_q8_avx512) {
+    int r = r0;
+    if (nt == 1) {
+        for (; r + 4 <= r1; r += 4) gemv_q8_4(w, r, a, t0, bias, out + (r - r0));
+    } else {
+        for (; r < r1; r++) {
+            int t = t0;
+            for (; t + 4 <= t0 + nt; t += 4) gemm_q8_4(w, r, a, t, bias, out + (r - r0) + (size_t)(t - t0) * ldo, ldo);
+            if (t < t0 + nt) tern_kdot_q8_avx2(w, r, r + 1, a, t, t0 + nt - t, bias, out + (r - r0) + (size_t)(t - t0) * ldo, ldo);
+        }
+        return;
+    }
+    if (r < r1) tern_kdot_q8_avx2(w, r, r1, a, t0, nt, bias, out + (r - r0), ldo);
+}
 
 #endif

@@ -88,7 +88,7 @@ TERN_KDECL(tern_kdot_q4_avx2);
 TERN_KDECL(tern_kdot_q3_avx2);
 TERN_KDECL(tern_kdot_q2_avx2);
 TERN_KDECL(tern_kdot_t2_avx512);
-TERN_KDECL(tern_kdot_q2_avx512);
+TERN_KDECL(tern_kdot_q8_avx512);
 void tern_quantize_act_avx2(tern_qact *a, const float *x, int n);
 #endif
 #if defined(__aarch64__)

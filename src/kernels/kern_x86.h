@@ -18,6 +18,14 @@ TERN_X86_INL int32_t hsum_i32(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
+// 8 bytes of 2-bit fields -> slots 0..31 (layout in formats.c).
+TERN_X86_INL __m256i expand2(const uint8_t *p) {
+    int64_t v;
+    memcpy(&v, p, 8);
+    __m256i b = _mm256_srlv_epi64(_mm256_set1_epi64x(v), _mm256_setr_epi64x(0, 2, 4, 6));
+    return _mm256_and_si256(b, _mm256_set1_epi8(3));
+}
+
 TERN_X86_INL unsigned short load_u16(const uint8_t *p, int i) {
     uint16_t h;
     memcpy(&h, p + 2 * (size_t)i, 2);

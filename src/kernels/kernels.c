@@ -61,9 +61,10 @@ int tern_kernel_supported(tern_kimpl impl, const char **missing) {
 
 int tern_kernel_resolve(const char *name, tern_kimpl *out) {
     if (!name || !*name || strcmp(name, "auto") == 0) {
-        // AVX-512 is opt-in (TERN_KERNEL=avx512) until its kernels have run
-        // on real hardware: none was available where they were written.
-        *out = tern_kernel_supported(TERN_KIMPL_AVX2, NULL)   ? TERN_KIMPL_AVX2
+        // AVX-512 VNNI first (bit-exact with scalar on a Zen 4, and faster
+        // there: docs/PERFORMANCE.md); formats without a VNNI kernel run AVX2.
+        *out = tern_kernel_supported(TERN_KIMPL_AVX512, NULL) ? TERN_KIMPL_AVX512
+               : tern_kernel_supported(TERN_KIMPL_AVX2, NULL) ? TERN_KIMPL_AVX2
                : tern_kernel_supported(TERN_KIMPL_NEON, NULL) ? TERN_KIMPL_NEON
                                                               : TERN_KIMPL_SCALAR;
         return 0;
