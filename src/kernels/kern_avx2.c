@@ -206,14 +206,14 @@ INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const ter
                     __m256i x0 = _mm256_loadu_si256(xp), x1 = _mm256_loadu_si256(xp + 1);
                     __m256i x2 = _mm256_loadu_si256(xp + 2), x3 = _mm256_loadu_si256(xp + 3);
                     for (int i = 0; i < RB; i++) {
-                        _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), _MM_HINT_T0);
+                        _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), PF_HINT);
                         s16[i] = _mm256_add_epi16(s16[i], bundle_dot(row[i] + (size_t)c * 8, x0, x1, x2, x3));
                     }
                 }
             for (; c < stop; c++) {
                 __m256i x = _mm256_loadu_si256((const __m256i *)(q + (size_t)c * TERN_KCHUNK));
                 if (fmt == F_Q8 && !(c & 1))
-                    for (int i = 0; i < RB; i++) _mm_prefetch((const char *)(row[i] + (size_t)c * 32 + pf), _MM_HINT_T0);
+                    for (int i = 0; i < RB; i++) _mm_prefetch((const char *)(row[i] + (size_t)c * 32 + pf), PF_HINT);
                 for (int i = 0; i < RB; i++)
                     s16[i] = _mm256_add_epi16(s16[i], pair_dot(fmt, decode(fmt, row[i], nch, c, &m[i]), x));
             }
@@ -250,7 +250,7 @@ INL void t2_group_sums(const tern_kmatrix *w, const uint8_t *const *row, const i
         __m256i x0 = _mm256_loadu_si256(xp), x1 = _mm256_loadu_si256(xp + 1);
         __m256i x2 = _mm256_loadu_si256(xp + 2), x3 = _mm256_loadu_si256(xp + 3);
         for (int i = 0; i < 4; i++) {
-            _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), _MM_HINT_T0);
+            _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), PF_HINT);
             s[i] = bundle_dot(row[i] + (size_t)c * 8, x0, x1, x2, x3);
         }
         return;

@@ -65,7 +65,7 @@ INL void gemv_t2_bundles(const tern_kmatrix *w, int r, const tern_qact *a, int t
             __m256i x0 = _mm256_loadu_si256(xp), x1 = _mm256_loadu_si256(xp + 1);
             __m256i x2 = _mm256_loadu_si256(xp + 2), x3 = _mm256_loadu_si256(xp + 3);
             for (int i = 0; i < 4; i++) {
-                _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), _MM_HINT_T0);
+                _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), PF_HINT);
                 __m256i u[4];
                 t2_decode_bundle(row[i] + (size_t)c * 8, u);
                 s[i] = _mm256_dpbusd_epi32(s[i], u[0], x0);
@@ -157,7 +157,7 @@ INL void gemv_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t, cons
             const int half = c + 1 == end;
             __m512i x = load64(q + (size_t)c * TERN_KCHUNK, half);
             for (int i = 0; i < 4; i++) {
-                _mm_prefetch((const char *)(row[i] + (size_t)c * 32 + pf), _MM_HINT_T0);
+                _mm_prefetch((const char *)(row[i] + (size_t)c * 32 + pf), PF_HINT);
                 s[i] = q8_dot(s[i], load64(row[i] + (size_t)c * 32, half), x);
             }
         }

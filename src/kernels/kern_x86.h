@@ -57,11 +57,16 @@ TERN_X86_INL __m128i gather_u16(const uint8_t *const *sc, int RB, size_t at) {
     return h;
 }
 
-// Rows handed to a GEMV kernel's next blocks are prefetched this many row
-// blocks ahead: the next rows' loads start while this block computes (a q8
-// head GEMV streamed from DRAM ran at half its in-cache speed without it).
+// GEMV kernels prefetch the rows PF_BLOCKS row blocks ahead, into L2: the
+// next rows' loads start while this block computes. Measured on the q8 LM head
+// streamed from DRAM (bench_kernels --cold, docs/PERFORMANCE.md): Zen 1, into
+// L1 2 blocks ahead, 5.2 -> 8.5 GMAC/s; Zen 4, into L2 (T1) instead of L1,
+// 2.9 -> 1.7 ms per call, flat from 4 to 32 blocks ahead; t2 unchanged.
 #ifndef PF_BLOCKS
-#define PF_BLOCKS 2
+#define PF_BLOCKS 8
+#endif
+#ifndef PF_HINT
+#define PF_HINT _MM_HINT_T1
 #endif
 
 #endif
