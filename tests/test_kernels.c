@@ -128,10 +128,11 @@ static int same_bits(const float *a, const float *b, size_t n, size_t *where) {
 static double oracle(const tern_kformat *f, const tern_kmatrix *km, const int8_t *codes, const float *sc,
                      const float *sh, const uint8_t *z, const tern_qact *a, int t, int r, const float *bias,
                      double *mag) {
-    double y = 0, m = 0, sx = a->scale[t];
+    double y = 0, m = 0;
     const int8_t *q = a->q + (size_t)t * a->stride;
     for (int i = 0; i < km->cols; i++) {
         size_t gi = (size_t)r * km->n_groups + i / km->group;
+        double sx = a->scale[(size_t)t * a->n_groups + i / km->group]; // activation scale of i's group
         int c = codes[(size_t)r * km->cols + i];
         double wv = f->kind == TERN_KKIND_RTN ? (double)sc[gi] * (c - z[gi]) : (double)sc[gi] * c + (double)sh[gi];
         y += wv * (sx * q[i]);
@@ -171,8 +172,9 @@ static void check_kernels(const tern_kformat *f, const mat *m, const float *x, i
     for (int t = 0; t < n && bad < 3; t++)
         for (int r = 0; r < m->rows && bad < 3; r++) {
             double mag, y = oracle(f, &km, codes, sc, sh, z, &a, t, r, bias, &mag);
-            // fp32 epilogue: one rounding per fmaf step (<= 2 per group) plus the final one.
-            double tol = (2.0 * km.n_groups + 2) * ldexp(mag, -23) + 1e-30;
+            // fp32 epilogue: per group the scale product and each fmaf step
+            // round (<= 4 per group), plus the bias add.
+            double tol = (4.0 * km.n_groups + 2) * ldexp(mag, -23) + 1e-30;
             double g = ref[(size_t)t * m->rows + r];
             if (!isfinite(y)) continue;
             if (!(fabs(g - y) <= tol)) {
@@ -188,7 +190,7 @@ static void check_kernels(const tern_kformat *f, const mat *m, const float *x, i
         // Quantizer of this implementation: identical bytes, scales, sums.
         tern_quantize_act((tern_kimpl)impl, &a2, x, n);
         int qsame = memcmp(a.q, a2.q, (size_t)n * a.stride) == 0 &&
-                    memcmp(a.scale, a2.scale, (size_t)n * sizeof(float)) == 0 &&
+                    memcmp(a.scale, a2.scale, (size_t)n * a.n_groups * sizeof(float)) == 0 &&
                     memcmp(a.gsum, a2.gsum, (size_t)n * a.n_groups * sizeof(int32_t)) == 0;
         CHECK_MSG(qsame, "%s quantizer differs from scalar (%s)", tern_kernel_name((tern_kimpl)impl), what);
         size_t where = 0;
@@ -290,12 +292,14 @@ static void quantizer_formula(void) {
         tern_quantize_act((tern_kimpl)impl, &a, x, n);
         int bad = 0;
         for (int t = 0; t < n; t++) {
-            float amax = 0;
-            for (int i = 0; i < cols; i++) amax = fabsf(x[(size_t)t * cols + i]) > amax ? fabsf(x[(size_t)t * cols + i]) : amax;
-            float s = amax / 127.0f;
-            bad += a.scale[t] != s;
+            // Each group of 32 has its own absmax scale.
+            float s_g[3] = {0, 0, 0};
+            for (int i = 0; i < cols; i++)
+                s_g[i / group] = fabsf(x[(size_t)t * cols + i]) > s_g[i / group] ? fabsf(x[(size_t)t * cols + i]) : s_g[i / group];
+            for (int g = 0; g < 3; g++) s_g[g] /= 127.0f, bad += a.scale[(size_t)t * a.n_groups + g] != s_g[g];
             int32_t gs[3] = {0, 0, 0};
             for (int i = 0; i < cols; i++) {
+                float s = s_g[i / group];
                 double v = s > 0 ? (double)(x[(size_t)t * cols + i] / s) : 0.0;
                 double r = floor(v + 0.5);
                 if (r - v == 0.5 && fmod(r, 2.0) != 0) r -= 1; // ties to even
@@ -307,7 +311,7 @@ static void quantizer_formula(void) {
             for (int g = 0; g < 3; g++) bad += a.gsum[(size_t)t * a.n_groups + g] != gs[g];
         }
         CHECK_MSG(bad == 0, "quantizer %s: %d mismatches", tern_kernel_name((tern_kimpl)impl), bad);
-        CHECK(a.q[5] == -127 && a.scale[3] == 0.0f);
+        CHECK(a.q[5] == -127 && a.scale[3 * a.n_groups] == 0.0f && a.scale[3 * a.n_groups + 2] == 0.0f);
         tern_qact_free(&a);
     }
     free(x);
@@ -321,8 +325,8 @@ static void quantizer_ties(void) {
     float *x = malloc((size_t)n * cols * sizeof(float));
     for (int t = 0; t < n; t++) {
         float amax = ldexpf(1.0f + fabsf(frand()), t % 16 - 8), s = amax / 127.0f, *xt = x + (size_t)t * cols;
-        xt[0] = (t & 1) ? -amax : amax;
-        for (int i = 1; i < cols; i++) xt[i] = ((float)(i % 254 - 127) + 0.5f) * s; // |x| < amax
+        for (int i = 0; i < cols; i++) xt[i] = ((float)(i % 254 - 127) + 0.5f) * s; // |x| < amax
+        for (int i = 0; i < cols; i += group) xt[i] = (t & 1) ? -amax : amax; // every group's absmax: its scale is s
     }
     tern_qact a, b;
     CHECK_OK(tern_qact_init(&a, n, cols, group));
@@ -332,7 +336,7 @@ static void quantizer_ties(void) {
         if (!tern_kernel_supported((tern_kimpl)impl, NULL)) continue;
         tern_quantize_act((tern_kimpl)impl, &b, x, n);
         int same = memcmp(a.q, b.q, (size_t)n * a.stride) == 0 &&
-                   memcmp(a.scale, b.scale, (size_t)n * sizeof(float)) == 0 &&
+                   memcmp(a.scale, b.scale, (size_t)n * a.n_groups * sizeof(float)) == 0 &&
                    memcmp(a.gsum, b.gsum, (size_t)n * a.n_groups * sizeof(int32_t)) == 0;
         CHECK_MSG(same, "%s quantizer differs from scalar on near-tie inputs", tern_kernel_name((tern_kimpl)impl));
     }

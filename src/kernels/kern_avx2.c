@@ -105,10 +105,12 @@ INL void row_tokens(int fmt, int NT, const tern_kmatrix *w, int r, const tern_qa
     const __m256i ones = _mm256_set1_epi16(1);
     const int8_t *q[4];
     const int32_t *gs[4];
+    const float *sx[4];
     float acc[4] = {0, 0, 0, 0};
     for (int t = 0; t < NT; t++) {
         q[t] = a->q + (size_t)(t0 + t) * a->stride;
         gs[t] = a->gsum + (size_t)(t0 + t) * a->n_groups;
+        sx[t] = a->scale + (size_t)(t0 + t) * a->n_groups;
     }
     __m256i m = _mm256_setzero_si256();
     int c = 0;
@@ -135,9 +137,9 @@ INL void row_tokens(int fmt, int NT, const tern_kmatrix *w, int r, const tern_qa
         float gamma = kind == TERN_KKIND_TERNARY && w->has_shift ? _cvtsh_ss(load_u16(sc, w->n_groups + g)) : 0.0f;
         int32_t zero = kind == TERN_KKIND_RTN ? sc[2 * (size_t)w->n_groups + g] : 0;
         for (int t = 0; t < NT; t++)
-            acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, hsum_i32(s32[t]), gs[t][g], acc[t]);
+            acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, hsum_i32(s32[t]), gs[t][g], sx[t][g], acc[t]);
     }
-    for (int t = 0; t < NT; t++) out[(size_t)t * ldo] = tern_kfinish(acc[t], a->scale[t0 + t], bias, r);
+    for (int t = 0; t < NT; t++) out[(size_t)t * ldo] = tern_kfinish(acc[t], bias, r);
 }
 
 // RB = 8 rows: lane r of the result holds row r (see reduce4 in kern_x86.h).
@@ -149,15 +151,16 @@ INL __m256i reduce8(const __m256i *v) {
 
 // RB float lanes of tern_kstep_v (same fmaf sequence, fused by FMA).
 INL __m256 step_lanes(int fmt, int RB, int has_shift, const uint8_t *const *sc, int n_groups, int g, __m256i raw,
-                      int32_t gsum, __m256 acc) {
+                      int32_t gsum, float sx, __m256 acc) {
     const tern_kkind kind = kind_of(fmt);
-    __m256 alpha = _mm256_cvtph_ps(gather_u16(sc, RB, (size_t)g));
+    const __m256 vsx = _mm256_set1_ps(sx);
+    __m256 alpha = _mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, RB, (size_t)g)), vsx);
     __m256i gs = _mm256_set1_epi32(gsum);
     switch (kind) {
     case TERN_KKIND_TERNARY:
         acc = _mm256_fmadd_ps(alpha, _mm256_cvtepi32_ps(_mm256_sub_epi32(raw, gs)), acc);
         if (has_shift) {
-            __m256 gamma = _mm256_cvtph_ps(gather_u16(sc, RB, (size_t)n_groups + g));
+            __m256 gamma = _mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, RB, (size_t)n_groups + g)), vsx);
             acc = _mm256_fmadd_ps(gamma, _mm256_set1_ps((float)gsum), acc);
         }
         return acc;
@@ -188,6 +191,7 @@ INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const ter
     const __m256i ones = _mm256_set1_epi16(1);
     const int8_t *q = a->q + (size_t)t * a->stride, *qp = a->qp + (size_t)t * a->stride;
     const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
+    const float *sx = a->scale + (size_t)t * a->n_groups;
     __m256 acc = _mm256_setzero_ps();
     __m256i m[8];
     for (int i = 0; i < RB; i++) m[i] = _mm256_setzero_si256();
@@ -220,16 +224,13 @@ INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const ter
             for (int i = 0; i < RB; i++) s32[i] = _mm256_add_epi32(s32[i], _mm256_madd_epi16(s16[i], ones));
         }
         __m256i raw = RB == 8 ? reduce8(s32) : _mm256_castsi128_si256(reduce4(s32[0], s32[1], s32[2], s32[3]));
-        acc = step_lanes(fmt, RB, w->has_shift, sc, w->n_groups, g, raw, gs[g], acc);
+        acc = step_lanes(fmt, RB, w->has_shift, sc, w->n_groups, g, raw, gs[g], sx[g], acc);
     }
-    const __m256 sx = _mm256_set1_ps(a->scale[t]);
     float tmp[8] = {0};
-    __m256 y;
+    __m256 y = acc;
     if (bias) {
         memcpy(tmp, bias + r, (size_t)RB * sizeof(float)); // RB lanes only: never read past the bias
-        y = _mm256_fmadd_ps(acc, sx, _mm256_loadu_ps(tmp));
-    } else {
-        y = _mm256_mul_ps(acc, sx);
+        y = _mm256_add_ps(acc, _mm256_loadu_ps(tmp));
     }
     _mm256_storeu_ps(tmp, y);
     memcpy(out, tmp, (size_t)RB * sizeof(float));
@@ -271,6 +272,7 @@ INL void gemv_t2_short_groups(const tern_kmatrix *w, int r, const tern_qact *a, 
     const size_t pf = (size_t)PF_BLOCKS * 4 * w->row_bytes;
     const int8_t *q = a->q + (size_t)t * a->stride, *qp = a->qp + (size_t)t * a->stride;
     const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
+    const float *sxg = a->scale + (size_t)t * a->n_groups;
     __m128 acc = _mm_setzero_ps();
     for (int g = 0; g < ng; g += 2) {
         const int two = g + 1 < ng;
@@ -288,9 +290,10 @@ INL void gemv_t2_short_groups(const tern_kmatrix *w, int r, const tern_qact *a, 
                                        _mm256_set_m128i(_mm_set1_epi32(gs1), _mm_set1_epi32(gs0)));
         __m256 d = _mm256_cvtepi32_ps(raw);
         for (int i = 0; i < 4; i++) sc[4 + i] = sc[i] + (two ? 2 : 0); // group g+1's halfs are 2 bytes on
-        __m256 alpha = _mm256_cvtph_ps(gather_u16(sc, 8, (size_t)g));
+        const __m256 vsx = _mm256_set_m128(_mm_set1_ps(two ? sxg[g + 1] : 0.0f), _mm_set1_ps(sxg[g]));
+        __m256 alpha = _mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, 8, (size_t)g)), vsx);
         __m256 gamma = _mm256_setzero_ps();
-        if (w->has_shift) gamma = _mm256_cvtph_ps(gather_u16(sc, 8, (size_t)ng + g));
+        if (w->has_shift) gamma = _mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, 8, (size_t)ng + g)), vsx);
         acc = _mm_fmadd_ps(_mm256_castps256_ps128(alpha), _mm256_castps256_ps128(d), acc);
         if (w->has_shift) acc = _mm_fmadd_ps(_mm256_castps256_ps128(gamma), _mm_set1_ps((float)gs0), acc);
         if (two) {
@@ -298,8 +301,7 @@ INL void gemv_t2_short_groups(const tern_kmatrix *w, int r, const tern_qact *a, 
             if (w->has_shift) acc = _mm_fmadd_ps(_mm256_extractf128_ps(gamma, 1), _mm_set1_ps((float)gs1), acc);
         }
     }
-    const __m128 sx = _mm_set1_ps(a->scale[t]);
-    _mm_storeu_ps(out, bias ? _mm_fmadd_ps(acc, sx, _mm_loadu_ps(bias + r)) : _mm_mul_ps(acc, sx));
+    _mm_storeu_ps(out, bias ? _mm_add_ps(acc, _mm_loadu_ps(bias + r)) : acc);
 }
 
 // tern-t2 GEMM, one row x 4 tokens, groups of at most 128 codes: the same
@@ -336,6 +338,7 @@ INL void gemm_t2_short_groups(const tern_kmatrix *w, int r, const tern_qact *a, 
     const int ng = w->n_groups, nch = w->n_chunks;
     const int8_t *q[4], *qp[4];
     const int32_t *gs[4];
+    const float *sx = a->scale_g + t0; // group g's 4 tokens at sx + g * n_max
     for (int t = 0; t < 4; t++) {
         q[t] = a->q + (size_t)(t0 + t) * a->stride, qp[t] = a->qp + (size_t)(t0 + t) * a->stride;
         gs[t] = a->gsum + (size_t)(t0 + t) * a->n_groups;
@@ -358,18 +361,20 @@ INL void gemm_t2_short_groups(const tern_kmatrix *w, int r, const tern_qact *a, 
                                         gs[3][g1]);
         __m256 d = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepi16_epi32(sums), gsv));
         __m256 gsf = _mm256_cvtepi32_ps(gsv);
-        acc = _mm_fmadd_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, g))), _mm256_castps256_ps128(d), acc);
+        // Activation scales of the 4 tokens for group g (lanes 0-3) and g1 (4-7).
+        __m128 sx0 = _mm_loadu_ps(sx + (size_t)g * a->n_max), sx1 = _mm_loadu_ps(sx + (size_t)g1 * a->n_max);
+        acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, g))), sx0), _mm256_castps256_ps128(d), acc);
         if (w->has_shift)
-            acc = _mm_fmadd_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, ng + g))), _mm256_castps256_ps128(gsf), acc);
+            acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, ng + g))), sx0), _mm256_castps256_ps128(gsf), acc);
         if (two) {
-            acc = _mm_fmadd_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, g + 1))), _mm256_extractf128_ps(d, 1), acc);
+            acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, g + 1))), sx1), _mm256_extractf128_ps(d, 1), acc);
             if (w->has_shift)
-                acc = _mm_fmadd_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, ng + g + 1))), _mm256_extractf128_ps(gsf, 1), acc);
+                acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, ng + g + 1))), sx1),
+                                   _mm256_extractf128_ps(gsf, 1), acc);
         }
     }
-    const __m128 sx = _mm_loadu_ps(a->scale + t0);
     float y[4];
-    _mm_storeu_ps(y, bias ? _mm_fmadd_ps(acc, sx, _mm_set1_ps(bias[r])) : _mm_mul_ps(acc, sx));
+    _mm_storeu_ps(y, bias ? _mm_add_ps(acc, _mm_set1_ps(bias[r])) : acc);
     for (int t = 0; t < 4; t++) out[(size_t)t * ldo] = y[t];
 }
 
@@ -423,34 +428,42 @@ INL __m256i quant8(const float *x, __m256 vs) {
     return _mm256_cvtps_epi32(v);
 }
 
-TGT static void quantize_token(const tern_qact *a, const float *x, int8_t *q, float *scale, int32_t *gs) {
-    const int cols = a->cols;
+// Quantizes x[c0, c1) with its own absmax scale (returned).
+INL float quantize_group(const float *x, int c0, int c1, int8_t *q) {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     __m256 vmax = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= cols; i += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(x + i), absmask));
+    int i = c0;
+    for (; i + 8 <= c1; i += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(x + i), absmask));
     float amax = hmax_ps(vmax);
-    for (; i < cols; i++) amax = fmaxf(amax, fabsf(x[i]));
+    for (; i < c1; i++) amax = fmaxf(amax, fabsf(x[i]));
     float s = amax / 127.0f;
-    *scale = s;
-    i = 0;
+    i = c0;
     if (s > 0.0f) {
         const __m256 vs = _mm256_set1_ps(s);
         const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-        for (; i + 32 <= cols; i += 32) {
+        for (; i + 32 <= c1; i += 32) {
             __m256i ab = _mm256_packs_epi32(quant8(x + i, vs), quant8(x + i + 8, vs));
             __m256i cd = _mm256_packs_epi32(quant8(x + i + 16, vs), quant8(x + i + 24, vs));
             // packs work per 128-bit lane; the permute restores element order.
             __m256i b = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), perm);
             _mm256_storeu_si256((__m256i *)(q + i), b);
         }
-        for (; i < cols; i++) {
-            float v = nearbyintf(x[i] / s);
-            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-            q[i] = (int8_t)v;
-        }
     }
-    memset(q + i, 0, a->stride - (size_t)i); // zero tokens and the padding
+    for (; i < c1; i++) {
+        float v = s > 0.0f ? nearbyintf(x[i] / s) : 0.0f;
+        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+        q[i] = (int8_t)v;
+    }
+    return s;
+}
+
+TGT static void quantize_token(const tern_qact *a, const float *x, int8_t *q, float *scale, int32_t *gs) {
+    const int cols = a->cols;
+    for (int g = 0; g < a->n_groups; g++) {
+        int c0 = g * a->group, c1 = c0 + a->group < cols ? c0 + a->group : cols;
+        scale[g] = quantize_group(x, c0, c1, q);
+    }
+    memset(q + cols, 0, a->stride - (size_t)cols); // the padding
     // Group sums over whole chunks: padding slots are zero, and a group is
     // either chunk-aligned or the whole row.
     const int nch = (cols + TERN_KCHUNK - 1) / TERN_KCHUNK;
@@ -469,7 +482,7 @@ TGT static void quantize_token(const tern_qact *a, const float *x, int8_t *q, fl
 TGT void tern_quantize_act_avx2(tern_qact *a, const float *x, int n) {
     for (int t = 0; t < n; t++)
     {
-        quantize_token(a, x + (size_t)t * a->cols, a->q + (size_t)t * a->stride, a->scale + t,
+        quantize_token(a, x + (size_t)t * a->cols, a->q + (size_t)t * a->stride, a->scale + (size_t)t * a->n_groups,
                        a->gsum + (size_t)t * a->n_groups);
         tern_kpermute_token(a, t);
     }

@@ -31,10 +31,16 @@ INL __m128i reduce4x512(const __m512i *s) {
     return reduce4(h[0], h[1], h[2], h[3]);
 }
 
-// 4 rows' final scale (and bias) into out[0..3].
-INL void finish4(__m128 acc, float sx, const float *bias, int r, float *out) {
-    const __m128 vs = _mm_set1_ps(sx);
-    _mm_storeu_ps(out, bias ? _mm_fmadd_ps(acc, vs, _mm_loadu_ps(bias + r)) : _mm_mul_ps(acc, vs));
+// 4 rows' results (plus bias) into out[0..3].
+INL void finish4(__m128 acc, const float *bias, int r, float *out) {
+    _mm_storeu_ps(out, bias ? _mm_add_ps(acc, _mm_loadu_ps(bias + r)) : acc);
+}
+
+// 4 tokens' results (plus bias) into out[t * ldo].
+INL void finish4_tokens(__m128 acc, const float *bias, int r, float *out, size_t ldo) {
+    float y[4];
+    _mm_storeu_ps(y, bias ? _mm_add_ps(acc, _mm_set1_ps(bias[r])) : acc);
+    for (int t = 0; t < 4; t++) out[(size_t)t * ldo] = y[t];
 }
 
 // Group g's 4 bundle decodes of one row (chunks 4g..4g+3).
@@ -55,6 +61,7 @@ INL void gemv_t2_bundles(const tern_kmatrix *w, int r, const tern_qact *a, int t
     const size_t pf = (size_t)PF_BLOCKS * 4 * w->row_bytes;
     const int8_t *q = a->q + (size_t)t * a->stride, *qp = a->qp + (size_t)t * a->stride;
     const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
+    const float *sx = a->scale + (size_t)t * a->n_groups;
     __m128 acc = _mm_setzero_ps();
     for (int g = 0; g < ng; g++) {
         int c = g * 4, end = c + 4 < nch ? c + 4 : nch;
@@ -80,12 +87,14 @@ INL void gemv_t2_bundles(const tern_kmatrix *w, int r, const tern_qact *a, int t
             }
         }
         __m128i raw = _mm_sub_epi32(reduce4(s[0], s[1], s[2], s[3]), _mm_set1_epi32(gs[g]));
-        __m128 alpha = _mm_cvtph_ps(gather_u16(sc, 4, (size_t)g));
+        const __m128 vsx = _mm_set1_ps(sx[g]);
+        __m128 alpha = _mm_mul_ps(_mm_cvtph_ps(gather_u16(sc, 4, (size_t)g)), vsx);
         acc = _mm_fmadd_ps(alpha, _mm_cvtepi32_ps(raw), acc);
         if (w->has_shift)
-            acc = _mm_fmadd_ps(_mm_cvtph_ps(gather_u16(sc, 4, (size_t)ng + g)), _mm_set1_ps((float)gs[g]), acc);
+            acc = _mm_fmadd_ps(_mm_mul_ps(_mm_cvtph_ps(gather_u16(sc, 4, (size_t)ng + g)), vsx),
+                               _mm_set1_ps((float)gs[g]), acc);
     }
-    finish4(acc, a->scale[t], bias, r, out);
+    finish4(acc, bias, r, out);
 }
 
 // tern-t2 GEMM, 1 row x 4 tokens, G = 128: a bundle is decoded once for the 4 tokens.
@@ -95,6 +104,7 @@ INL void gemm_t2_bundles(const tern_kmatrix *w, int r, const tern_qact *a, int t
     const int ng = w->n_groups, nch = w->n_chunks;
     const int8_t *q[4], *qp[4];
     const int32_t *gs[4];
+    const float *sx = a->scale_g + t0; // group g's 4 tokens at sx + g * n_max
     for (int t = 0; t < 4; t++) {
         q[t] = a->q + (size_t)(t0 + t) * a->stride, qp[t] = a->qp + (size_t)(t0 + t) * a->stride;
         gs[t] = a->gsum + (size_t)(t0 + t) * a->n_groups;
@@ -120,13 +130,12 @@ INL void gemm_t2_bundles(const tern_kmatrix *w, int r, const tern_qact *a, int t
         }
         __m128i gsv = _mm_setr_epi32(gs[0][g], gs[1][g], gs[2][g], gs[3][g]);
         __m128i raw = _mm_sub_epi32(reduce4(s[0], s[1], s[2], s[3]), gsv);
-        acc = _mm_fmadd_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, g))), _mm_cvtepi32_ps(raw), acc);
-        if (w->has_shift) acc = _mm_fmadd_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, ng + g))), _mm_cvtepi32_ps(gsv), acc);
+        const __m128 vsx = _mm_loadu_ps(sx + (size_t)g * a->n_max);
+        acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, g))), vsx), _mm_cvtepi32_ps(raw), acc);
+        if (w->has_shift)
+            acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, ng + g))), vsx), _mm_cvtepi32_ps(gsv), acc);
     }
-    const __m128 sx = _mm_loadu_ps(a->scale + t0);
-    float y[4];
-    _mm_storeu_ps(y, bias ? _mm_fmadd_ps(acc, sx, _mm_set1_ps(bias[r])) : _mm_mul_ps(acc, sx));
-    for (int t = 0; t < 4; t++) out[(size_t)t * ldo] = y[t];
+    finish4_tokens(acc, bias, r, out, ldo);
 }
 
 // |w| and q * sign(w) for 64 signed weight bytes: vpdpbusd then sums w * q.
@@ -147,6 +156,7 @@ INL void gemv_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t, cons
     const int nch = w->n_chunks;
     const size_t pf = (size_t)PF_BLOCKS * 4 * w->row_bytes;
     const int8_t *q = a->q + (size_t)t * a->stride;
+    const float *sx = a->scale + (size_t)t * a->n_groups;
     __m128 acc = _mm_setzero_ps();
     int c = 0;
     for (int g = 0; g < w->n_groups; g++) {
@@ -162,10 +172,10 @@ INL void gemv_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t, cons
             }
         }
         c = end;
-        __m128 alpha = _mm_cvtph_ps(gather_u16(sc, 4, (size_t)g));
+        __m128 alpha = _mm_mul_ps(_mm_cvtph_ps(gather_u16(sc, 4, (size_t)g)), _mm_set1_ps(sx[g]));
         acc = _mm_fmadd_ps(alpha, _mm_cvtepi32_ps(reduce4x512(s)), acc);
     }
-    finish4(acc, a->scale[t], bias, r, out);
+    finish4(acc, bias, r, out);
 }
 
 // q8-row GEMM, 1 row x 4 tokens: |w| and the sign mask computed once per
@@ -175,6 +185,7 @@ INL void gemm_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t0, con
     const uint8_t *row = w->data + (size_t)r * w->row_bytes, *sc = row + w->code_bytes;
     const int nch = w->n_chunks;
     const int8_t *q[4];
+    const float *sx = a->scale_g + t0; // group g's 4 tokens at sx + g * n_max
     for (int t = 0; t < 4; t++) q[t] = a->q + (size_t)(t0 + t) * a->stride;
     __m128 acc = _mm_setzero_ps();
     int c = 0;
@@ -193,12 +204,10 @@ INL void gemm_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t0, con
             }
         }
         c = end;
-        acc = _mm_fmadd_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, g))), _mm_cvtepi32_ps(reduce4x512(s)), acc);
+        const __m128 vsx = _mm_loadu_ps(sx + (size_t)g * a->n_max);
+        acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, g))), vsx), _mm_cvtepi32_ps(reduce4x512(s)), acc);
     }
-    const __m128 sx = _mm_loadu_ps(a->scale + t0);
-    float y[4];
-    _mm_storeu_ps(y, bias ? _mm_fmadd_ps(acc, sx, _mm_set1_ps(bias[r])) : _mm_mul_ps(acc, sx));
-    for (int t = 0; t < 4; t++) out[(size_t)t * ldo] = y[t];
+    finish4_tokens(acc, bias, r, out, ldo);
 }
 
 TGT TERN_KDECL(tern_kdot_t2_avx512) {

@@ -24,29 +24,31 @@ static inline float tern_kload_f16(const uint8_t *p, int i) {
 }
 
 // Group contribution added to acc. raw: sum over the group of stored field * q;
-// gsum: sum of q over the group; alpha: the group scale; gamma: the ternary
-// shift (used only with has_shift); zero: the RTN zero point. Callers may
-// decode the fp16 scales any exact way (software or F16C): the values are the same.
+// gsum: sum of q over the group; sx: the group's activation scale; alpha: the
+// group's weight scale; gamma: the ternary shift (used only with has_shift);
+// zero: the RTN zero point. The scales multiply first (one rounding), then one
+// fmaf per term. Callers may decode the fp16 scales any exact way (software
+// or F16C): the values are the same.
 static inline float tern_kstep_v(tern_kkind kind, int has_shift, float alpha, float gamma, int32_t zero,
-                                 int32_t raw, int32_t gsum, float acc) {
+                                 int32_t raw, int32_t gsum, float sx, float acc) {
     switch (kind) {
     case TERN_KKIND_TERNARY:
         // Stored field is T+1, so sum T*q = raw - sum q (exact in int32).
-        acc = fmaf(alpha, (float)(raw - gsum), acc);
-        if (has_shift) acc = fmaf(gamma, (float)gsum, acc);
+        acc = fmaf(alpha * sx, (float)(raw - gsum), acc);
+        if (has_shift) acc = fmaf(gamma * sx, (float)gsum, acc);
         return acc;
-    case TERN_KKIND_RTN: return fmaf(alpha, (float)(raw - zero * gsum), acc);
+    case TERN_KKIND_RTN: return fmaf(alpha * sx, (float)(raw - zero * gsum), acc);
     case TERN_KKIND_Q8:
-    default: return fmaf(alpha, (float)raw, acc);
+    default: return fmaf(alpha * sx, (float)raw, acc);
     }
 }
 
 // Same, reading group g's parameters from the row's scale area sc.
 static inline float tern_kstep(tern_kkind kind, int has_shift, int n_groups, const uint8_t *sc, int g,
-                               int32_t raw, int32_t gsum, float acc) {
+                               int32_t raw, int32_t gsum, float sx, float acc) {
     float gamma = kind == TERN_KKIND_TERNARY && has_shift ? tern_kload_f16(sc, n_groups + g) : 0.0f;
     int32_t zero = kind == TERN_KKIND_RTN ? sc[2 * (size_t)n_groups + g] : 0;
-    return tern_kstep_v(kind, has_shift, tern_kload_f16(sc, g), gamma, zero, raw, gsum, acc);
+    return tern_kstep_v(kind, has_shift, tern_kload_f16(sc, g), gamma, zero, raw, gsum, sx, acc);
 }
 
 // Fills token t's bundle-ordered copy a->qp (see tern_qact in kernels.h).
@@ -60,9 +62,7 @@ static inline void tern_kpermute_token(const tern_qact *a, int t) {
                 memcpy(qp + 128 * (size_t)b + 32 * k + 8 * j, q + 32 * (size_t)(4 * b + j) + 8 * k, 8);
 }
 
-static inline float tern_kfinish(float acc, float sx, const float *bias, int r) {
-    return bias ? fmaf(acc, sx, bias[r]) : acc * sx;
-}
+static inline float tern_kfinish(float acc, const float *bias, int r) { return bias ? acc + bias[r] : acc; }
 
 // int16 partial sums in the maddubs kernels: a maddubs lane is u0*q0 + u1*q1
 // with |q| <= 128 (the quantizer emits <= 127; 128 covers hand-made input), so

@@ -113,26 +113,34 @@ INL int8x16_t quant16(const float *x, float32x4_t vs) {
     return vcombine_s8(vmovn_s16(a), vmovn_s16(b));
 }
 
-static void quantize_token(const tern_qact *a, const float *x, int8_t *q, float *scale, int32_t *gs) {
-    const int cols = a->cols;
+// Quantizes x[c0, c1) with its own absmax scale (returned).
+static float quantize_group(const float *x, int c0, int c1, int8_t *q) {
     float32x4_t vmax = vdupq_n_f32(0.0f);
-    int i = 0;
-    for (; i + 4 <= cols; i += 4) vmax = vmaxnmq_f32(vmax, vabsq_f32(vld1q_f32(x + i)));
+    int i = c0;
+    for (; i + 4 <= c1; i += 4) vmax = vmaxnmq_f32(vmax, vabsq_f32(vld1q_f32(x + i)));
     float amax = vmaxnmvq_f32(vmax);
-    for (; i < cols; i++) amax = fmaxf(amax, fabsf(x[i]));
+    for (; i < c1; i++) amax = fmaxf(amax, fabsf(x[i]));
     float s = amax / 127.0f;
-    *scale = s;
-    i = 0;
+    i = c0;
     if (s > 0.0f) {
         const float32x4_t vs = vdupq_n_f32(s);
-        for (; i + 16 <= cols; i += 16) vst1q_s8(q + i, quant16(x + i, vs));
-        for (; i < cols; i++) {
-            float v = nearbyintf(x[i] / s);
-            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-            q[i] = (int8_t)v;
-        }
+        for (; i + 16 <= c1; i += 16) vst1q_s8(q + i, quant16(x + i, vs));
     }
-    memset(q + i, 0, a->stride - (size_t)i); // zero tokens and the padding
+    for (; i < c1; i++) {
+        float v = s > 0.0f ? nearbyintf(x[i] / s) : 0.0f;
+        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+        q[i] = (int8_t)v;
+    }
+    return s;
+}
+
+static void quantize_token(const tern_qact *a, const float *x, int8_t *q, float *scale, int32_t *gs) {
+    const int cols = a->cols;
+    for (int g = 0; g < a->n_groups; g++) {
+        int c0 = g * a->group, c1 = c0 + a->group < cols ? c0 + a->group : cols;
+        scale[g] = quantize_group(x, c0, c1, q);
+    }
+    memset(q + cols, 0, a->stride - (size_t)cols); // the padding
     // Group sums over whole chunks: padding slots are zero, and a group is
     // either chunk-aligned or the whole row.
     const int nch = (cols + TERN_KCHUNK - 1) / TERN_KCHUNK;
@@ -149,7 +157,7 @@ static void quantize_token(const tern_qact *a, const float *x, int8_t *q, float 
 
 void tern_quantize_act_neon(tern_qact *a, const float *x, int n) {
     for (int t = 0; t < n; t++)
-        quantize_token(a, x + (size_t)t * a->cols, a->q + (size_t)t * a->stride, a->scale + t,
+        quantize_token(a, x + (size_t)t * a->cols, a->q + (size_t)t * a->stride, a->scale + (size_t)t * a->n_groups,
                        a->gsum + (size_t)t * a->n_groups);
     a->n = n;
 }
@@ -282,10 +290,12 @@ INL void SFX(row_tokens)(int fmt, int NT, const tern_kmatrix *w, int r, const te
     const int nch = w->n_chunks;
     const int8_t *q[4];
     const int32_t *gs[4];
+    const float *sx[4];
     float acc[4] = {0, 0, 0, 0};
     for (int t = 0; t < NT; t++) {
         q[t] = a->q + (size_t)(t0 + t) * a->stride;
         gs[t] = a->gsum + (size_t)(t0 + t) * a->n_groups;
+        sx[t] = a->scale + (size_t)(t0 + t) * a->n_groups;
     }
     uint8x16x2_t m;
     m.val[0] = m.val[1] = vdupq_n_u8(0);
@@ -333,9 +343,9 @@ INL void SFX(row_tokens)(int fmt, int NT, const tern_kmatrix *w, int r, const te
         float gamma = kind == TERN_KKIND_TERNARY && w->has_shift ? tern_kload_f16(sc, w->n_groups + g) : 0.0f;
         int32_t zero = kind == TERN_KKIND_RTN ? sc[2 * (size_t)w->n_groups + g] : 0;
         for (int t = 0; t < NT; t++)
-            acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, vaddvq_s32(s32[t]), gs[t][g], acc[t]);
+            acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, vaddvq_s32(s32[t]), gs[t][g], sx[t][g], acc[t]);
     }
-    for (int t = 0; t < NT; t++) out[(size_t)t * ldo] = tern_kfinish(acc[t], a->scale[t0 + t], bias, r);
+    for (int t = 0; t < NT; t++) out[(size_t)t * ldo] = tern_kfinish(acc[t], bias, r);
 }
 
 INL void SFX(rows)(int fmt, const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t0, int nt,

@@ -20,6 +20,7 @@ static float row_token(const tern_kmatrix *w, const uint8_t *row, const tern_qac
     const uint8_t *sc = row + w->code_bytes;
     const int8_t *q = a->q + (size_t)t * a->stride;
     const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
+    const float *sx = a->scale + (size_t)t * a->n_groups;
     float acc = 0.0f;
     int c = 0;
     for (int g = 0; g < w->n_groups; g++) {
@@ -30,7 +31,7 @@ static float row_token(const tern_kmatrix *w, const uint8_t *row, const tern_qac
             f->get_chunk(row, w->n_chunks, c, u);
             raw += chunk_dot(f->kind, u, q + (size_t)c * TERN_KCHUNK);
         }
-        acc = tern_kstep(f->kind, w->has_shift, w->n_groups, sc, g, raw, gs[g], acc);
+        acc = tern_kstep(f->kind, w->has_shift, w->n_groups, sc, g, raw, gs[g], sx[g], acc);
     }
     return acc;
 }
@@ -39,34 +40,33 @@ TERN_KDECL(tern_kdot_scalar) {
     for (int r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (size_t)r * w->row_bytes;
         for (int t = t0; t < t0 + nt; t++)
-            out[(size_t)(t - t0) * ldo + (r - r0)] = tern_kfinish(row_token(w, row, a, t), a->scale[t], bias, r);
+            out[(size_t)(t - t0) * ldo + (r - r0)] = tern_kfinish(row_token(w, row, a, t), bias, r);
     }
 }
 
-// s_x = max|x| / 127, q = round-half-even(x / s_x) clamped to [-127, 127]
-// (an all-zero token gets s_x = 0, q = 0). The AVX2 version performs the same
-// correctly rounded divisions, so both give identical q and s_x.
+// Per group: s_x = max|x| / 127, q = round-half-even(x / s_x) clamped to
+// [-127, 127] (an all-zero group gets s_x = 0, q = 0). The SIMD versions
+// perform the same correctly rounded divisions, so all give identical q and s_x.
 void tern_quantize_act_scalar(tern_qact *a, const float *x, int n) {
     for (int t = 0; t < n; t++) {
         const float *xt = x + (size_t)t * a->cols;
         int8_t *q = a->q + (size_t)t * a->stride;
-        float amax = 0.0f;
-        for (int i = 0; i < a->cols; i++) amax = fmaxf(amax, fabsf(xt[i]));
-        float s = amax / 127.0f;
-        a->scale[t] = s;
-        for (int i = 0; i < a->cols; i++) {
-            float v = s > 0.0f ? nearbyintf(xt[i] / s) : 0.0f;
-            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-            q[i] = (int8_t)v;
+        for (int g = 0; g < a->n_groups; g++) {
+            int c0 = g * a->group, c1 = c0 + a->group < a->cols ? c0 + a->group : a->cols;
+            float amax = 0.0f;
+            for (int i = c0; i < c1; i++) amax = fmaxf(amax, fabsf(xt[i]));
+            float s = amax / 127.0f;
+            a->scale[(size_t)t * a->n_groups + g] = s;
+            int32_t s32 = 0;
+            for (int i = c0; i < c1; i++) {
+                float v = s > 0.0f ? nearbyintf(xt[i] / s) : 0.0f;
+                v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+                q[i] = (int8_t)v;
+                s32 += q[i];
+            }
+            a->gsum[(size_t)t * a->n_groups + g] = s32;
         }
         memset(q + a->cols, 0, a->stride - (size_t)a->cols);
-        int32_t *gs = a->gsum + (size_t)t * a->n_groups;
-        for (int g = 0; g < a->n_groups; g++) {
-            int end = (g + 1) * a->group < a->cols ? (g + 1) * a->group : a->cols;
-            int32_t s32 = 0;
-            for (int i = g * a->group; i < end; i++) s32 += q[i];
-            gs[g] = s32;
-        }
         tern_kpermute_token(a, t);
     }
     a->n = n;

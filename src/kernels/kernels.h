@@ -1,9 +1,10 @@
 // Packed ternary / low-bit matrix products with int8 activations.
 //
-// y[t, r] = s_x[t] * sum_g step_g + bias[r], where each group's integer dot
-// (exact int32) is turned into float by one fixed sequence of fmaf calls
-// shared by every implementation (kern_impl.h), so the SIMD kernels equal the
-// scalar reference bit for bit.
+// y[t, r] = sum_g step_g + bias[r], where each group's integer dot (exact
+// int32) is turned into float, times its weight scale and its activation
+// scale s_x[t, g], by one fixed sequence of fmaf calls shared by every
+// implementation (kern_impl.h), so the SIMD kernels equal the scalar
+// reference bit for bit.
 //
 // Implementation choice: tern_kernel_default() picks the best one the CPU
 // supports, or the one named by env TERN_KERNEL=scalar|avx2|avx512|neon.
@@ -15,14 +16,18 @@
 
 #include "kernels/formats.h"
 
-// Activations of n tokens quantized to int8 (absmax per token) with the
+// Activations of n tokens quantized to int8, absmax per group of the weights'
+// group size (like llama.cpp's q8 activation blocks: one outlier channel then
+// costs its own group's precision, not the whole token's; per-token scales
+// cost SmolLM2 +6.7% perplexity at 4 bits, docs/PERFORMANCE.md), with the
 // per-group sums of q that the shift / zero-point / ternary terms need.
 struct tern_qact {
     int n_max, n;       // capacity and tokens currently held
     int cols, group, n_groups;
     size_t stride;      // bytes per token in q: cols rounded up to 64, zero padded
     int8_t *q;          // [n_max, stride], values in [-127, 127]
-    float *scale;       // [n_max]: s_x = max|x| / 127 (0 for an all-zero token)
+    float *scale;       // [n_max, n_groups]: s_x = max|x| / 127 over the group (0 for an all-zero group)
+    float *scale_g;     // [n_groups, n_max]: the same, group-major (GEMM kernels load 4 tokens' at once)
     int32_t *gsum;      // [n_max, n_groups]: sum of q over each group
     // [n_max, stride]: q of each whole 4-chunk bundle b, reordered so that
     // vector k (32 bytes at 128b + 32k) holds q[32(4b+j) + 8k + i] at 8j + i.
