@@ -128,6 +128,31 @@ static void weighted_rows(float *o, const float *p, const float *v, int len, siz
 
 // Causal grouped-query attention for n new tokens whose K/V are already cached.
 // q[N, n_heads, hd] -> out[N, n_heads, hd].
+// att[j] = (q . k_j) * scale for j < len, keys `stride` floats apart. With
+// AVX2, 8 keys at a time and one transposing reduction for the 8 sums (one
+// dot call and one horizontal sum per key cost ~14% of a ternary token).
+static void scores(float *att, const float *q, const float *k, int len, size_t stride, int hd, float scale) {
+    int j = 0;
+#ifdef TRANSFORMER_AVX2
+    if (hd % 8 == 0)
+        for (; j + 8 <= len; j += 8) {
+            __m256 acc[8];
+            for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
+            for (int i = 0; i < hd; i += 8) {
+                __m256 qv = _mm256_loadu_ps(q + i);
+                for (int r = 0; r < 8; r++)
+                    acc[r] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + (size_t)(j + r) * stride + i), acc[r]);
+            }
+            // Lanes 0-3 / 4-7 of each: keys 0-3 / 4-7 summed over half of the 8 lanes.
+            __m256 a = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+            __m256 b = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
+            __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+            _mm256_storeu_ps(att + j, _mm256_mul_ps(sum, _mm256_set1_ps(scale)));
+        }
+#endif
+    for (; j < len; j++) att[j] = tern_dot_f32(q, k + (size_t)j * stride, hd) * scale;
+}
+
 static void attention(tern_session *s, int layer, const float *q, float *out, int n) {
     const tern_config *c = &s->cfg;
     int hd = c->head_dim, kvd = kv_dim(c), group = c->n_heads / c->n_kv_heads;
@@ -147,7 +172,7 @@ static void attention(tern_session *s, int layer, const float *q, float *out, in
             const float *qh = q + ((size_t)t * c->n_heads + h) * hd;
             int kvh = h / group, len = s->pos[t] + 1;
             const float *kh = kc + (size_t)kvh * hd;
-            for (int j = 0; j < len; j++) att[j] = tern_dot_f32(qh, kh + (size_t)j * kvd, hd) * scale;
+            scores(att, qh, kh, len, (size_t)kvd, hd, scale);
             tern_softmax(att, len);
             weighted_rows(out + ((size_t)t * c->n_heads + h) * hd, att, vc + (size_t)kvh * hd, len, (size_t)kvd, hd);
         }
