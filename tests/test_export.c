@@ -172,24 +172,37 @@ static void check_ptq(void) {
     remove(p2), remove(p16);
 }
 
-// `tern quantize`-style output (no training: initial parameters) exported to
-// .tern reproduces the fake-quant model up to int8 activations and fp16 scales.
-static void check_quantized(const char *method, float lambda) {
-    tern_model m, fake, packed;
+// Writes stories260K quantized by `method` (no training: initial parameters;
+// with teq_scales, TEQ's s set to a fixed spread instead of 1) as the
+// fake-quant GGUF `tern quantize` writes, to path.
+static void write_fake_quant(const char *method, const tern_quant_opts *o, int teq_scales, const char *path) {
+    tern_model m, fake;
     load_fp(&m);
     load_fp(&fake);
+    tern_quant *q;
+    CHECK_OK(tern_quant_create(&q, tern_quant_find(method), o, &m));
+    for (int id = 0; teq_scales && id < q->n_lin; id++)
+        for (int i = 0; q->lin[id].p && i < q->lin[id].in; i++)
+            q->lin[id].p[i] = 0.5f + (float)((i * 7919 + id * 31) % 101) / 100.0f;
+    double frac[3];
+    CHECK_OK(tern_quant_export(q, &fake, frac));
+    CHECK_OK(tern_quant_write_gguf(q, &fake, frac, path));
+    tern_quant_free(q);
+    tern_model_free(&m), tern_model_free(&fake);
+}
+
+// `tern quantize`-style output exported to .tern reproduces the fake-quant
+// model up to int8 activations and fp16 scales.
+static void check_quantized(const char *method, float lambda) {
+    tern_model packed;
     tern_quant_opts o;
     tern_quant_opts_defaults(&o);
     o.group = 32;
     o.lambda = lambda;
-    tern_quant *q;
-    CHECK_OK(tern_quant_create(&q, tern_quant_find(method), &o, &m));
-    double frac[3];
-    CHECK_OK(tern_quant_export(q, &fake, frac));
     char pg[256], pt[256];
     tmp_path(pg, sizeof pg, "fake.gguf");
     tmp_path(pt, sizeof pt, "q.tern");
-    CHECK_OK(tern_quant_write_gguf(q, &fake, frac, pg));
+    write_fake_quant(method, &o, 0, pg);
     tern_model in;
     CHECK_OK(tern_model_load(&in, pg, NULL));
     tern_export_opts eo = {0};
@@ -198,7 +211,7 @@ static void check_quantized(const char *method, float lambda) {
     CHECK(info.group == 32 && !strcmp(info.method, method));
     CHECK(info.has_shift == !strcmp(method, "dlt"));
     CHECK_OK(tern_model_load(&packed, pt, NULL));
-    CHECK(packed.cfg.ffn_bias == fake.cfg.ffn_bias);
+    CHECK(packed.cfg.ffn_bias == in.cfg.ffn_bias);
     if (!strcmp(method, "tequila")) CHECK(packed.cfg.ffn_bias && tern_model_find(&packed, "blk.0.ffn_up.bias"));
     if (!strcmp(method, "dlt")) CHECK(tern_model_find(&packed, "blk.0.attn_q.weight")->packed_shift == 1);
     double pf = ppl(&in, "f32"), pn = ppl(&packed, NULL);
@@ -209,8 +222,7 @@ static void check_quantized(const char *method, float lambda) {
     const tern_tensor *a = tern_model_find(&in, "blk.2.ffn_down.weight"), *b = tern_model_find(&packed, "blk.2.ffn_down.weight");
     double err = test_max_rel_err(a->data, b->data, (size_t)a->numel, 1e-2);
     CHECK_MSG(err < 2e-3, "%s: recovered weights differ by %.3g", method, err);
-    tern_quant_free(q);
-    tern_model_free(&m), tern_model_free(&fake), tern_model_free(&in), tern_model_free(&packed);
+    tern_model_free(&in), tern_model_free(&packed);
     remove(pg), remove(pt);
 }
 
@@ -219,23 +231,14 @@ static void check_quantized(const char *method, float lambda) {
 // and the perplexity up to int8 activations. TEQ runs with non-trivial scales
 // s (already folded into the norms and W by tern_quant_export).
 static void check_lowbit(const char *method, int bits, int sym, double max_pct) {
-    tern_model m, fake, packed;
-    load_fp(&m);
-    load_fp(&fake);
+    tern_model packed;
     tern_quant_opts o;
     tern_quant_opts_defaults(&o);
     o.group = 32, o.bits = bits, o.sym = sym;
-    tern_quant *q;
-    CHECK_OK(tern_quant_create(&q, tern_quant_find(method), &o, &m));
-    for (int id = 0; id < q->n_lin; id++)
-        for (int i = 0; q->lin[id].p && i < q->lin[id].in; i++)
-            q->lin[id].p[i] = 0.5f + (float)((i * 7919 + id * 31) % 101) / 100.0f;
-    double frac[3];
-    CHECK_OK(tern_quant_export(q, &fake, frac));
     char pg[256], pt[256], want[16];
     tmp_path(pg, sizeof pg, "lowbit.gguf");
     tmp_path(pt, sizeof pt, "lowbit.tern");
-    CHECK_OK(tern_quant_write_gguf(q, &fake, frac, pg));
+    write_fake_quant(method, &o, 1, pg);
     tern_model in;
     CHECK_OK(tern_model_load(&in, pg, NULL));
     tern_export_opts eo = {0};
@@ -261,8 +264,7 @@ static void check_lowbit(const char *method, int bits, int sym, double max_pct) 
     tmp_path(pt2, sizeof pt2, "lowbit2.tern");
     CHECK_OK(tern_export_tern(&packed, pt, &eo, pt2, &again));
     CHECK(again.bytes == info.bytes && !strcmp(again.format, want));
-    tern_quant_free(q);
-    tern_model_free(&m), tern_model_free(&fake), tern_model_free(&in), tern_model_free(&packed);
+    tern_model_free(&in), tern_model_free(&packed);
     remove(pg), remove(pt), remove(pt2);
 }
 
@@ -279,19 +281,13 @@ static void check_bad_inputs(void) {
     CHECK(access(p, F_OK) != 0); // nothing written
     // A 5-bit RTN output has no packed format; --pack is for ternary models;
     // TQ holds ternary only.
-    tern_model fake;
-    load_fp(&fake);
     tern_quant_opts qo;
     tern_quant_opts_defaults(&qo);
     qo.group = 32;
     qo.bits = 5;
-    tern_quant *q;
-    CHECK_OK(tern_quant_create(&q, tern_quant_find("rtn"), &qo, &fp));
-    double frac[3];
-    CHECK_OK(tern_quant_export(q, &fake, frac));
     char pg[256];
     tmp_path(pg, sizeof pg, "rtn.gguf");
-    CHECK_OK(tern_quant_write_gguf(q, &fake, frac, pg));
+    write_fake_quant("rtn", &qo, 0, pg);
     tern_model in;
     CHECK_OK(tern_model_load(&in, pg, NULL));
     o = (tern_export_opts){0};
@@ -300,22 +296,17 @@ static void check_bad_inputs(void) {
     tern_export_tq_opts tq = {.fallback = "q4_0"};
     CHECK_FAILS(tern_export_gguf_tq(&in, pg, &tq, p, NULL), "only ternary models");
     CHECK(access(p, F_OK) != 0);
-    tern_quant_free(q);
-    tern_model_free(&in), tern_model_free(&fake);
+    tern_model_free(&in);
     // A 4-bit one refuses --pack, and (as every quantized input) fixes the group.
-    load_fp(&fake);
     qo.bits = 4;
-    CHECK_OK(tern_quant_create(&q, tern_quant_find("rtn"), &qo, &fp));
-    CHECK_OK(tern_quant_export(q, &fake, frac));
-    CHECK_OK(tern_quant_write_gguf(q, &fake, frac, pg));
+    write_fake_quant("rtn", &qo, 0, pg);
     CHECK_OK(tern_model_load(&in, pg, NULL));
     o = (tern_export_opts){.pack = "1.6"};
     CHECK_FAILS(tern_export_tern(&in, pg, &o, p, NULL), "--pack is for ternary models");
     o = (tern_export_opts){.group = 64};
     CHECK_FAILS(tern_export_tern(&in, pg, &o, p, NULL), "differs from the input");
     CHECK(access(p, F_OK) != 0);
-    tern_quant_free(q);
-    tern_model_free(&in), tern_model_free(&fake), tern_model_free(&fp);
+    tern_model_free(&in), tern_model_free(&fp);
     remove(pg);
 }
 
