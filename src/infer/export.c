@@ -224,7 +224,8 @@ static int add_tensor(tern_gguf_writer *w, buf_list *bl, const tern_tensor *t, t
 
 // The decoder linears' packed format: --pack for ternary inputs; q{b}g for
 // b-bit RTN/TEQ inputs (b = 2, 3, 4: the low-bit formats the kernels have).
-static int choose_body(const tern_export_opts *o, const tern_export_meta *meta, tern_kfmt_id *out) {
+static int choose_body(const char *in_path, const tern_export_opts *o, const tern_export_meta *meta,
+                       tern_kfmt_id *out) {
     int bits = input_bits(meta);
     if (!bits) {
         const char *pack = o->pack;
@@ -234,11 +235,11 @@ static int choose_body(const tern_export_opts *o, const tern_export_meta *meta, 
         return 0;
     }
     if (bits < 2 || bits > 4)
-        return tern_errorf("export: the input is a %d-bit %s model; packed low-bit formats hold 2, 3 or 4 bits",
+        return tern_errorf("export: %s is a %d-bit %s model; packed low-bit formats hold 2, 3 or 4 bits", in_path,
                            bits, meta->method);
     if (o->pack)
-        return tern_errorf("export: --pack is for ternary models; this %d-bit %s model is stored as q%dg", bits,
-                           meta->method, bits);
+        return tern_errorf("export: --pack is for ternary models; %s is a %d-bit %s model, stored as q%dg", in_path,
+                           bits, meta->method, bits);
     *out = bits == 4 ? TERN_KFMT_Q4G : bits == 3 ? TERN_KFMT_Q3G : TERN_KFMT_Q2G;
     return 0;
 }
@@ -291,7 +292,7 @@ int tern_export_tern(const tern_model *m, const char *in_path, const tern_export
     int group = 0;
     if (tern_export_input_meta(in_path, &meta)) return -1;
     if (!strcmp(meta.method, "absmean-ptq")) meta.method[0] = 0; // a .tern from an FP model: re-quantize
-    if (choose_body(o, &meta, &body)) return -1;
+    if (choose_body(in_path, o, &meta, &body)) return -1;
     if (resolve_group(m, o, meta.method, meta.group, &group)) return -1;
     int shift = !strcmp(meta.method, "dlt");
     snprintf(info->method, sizeof info->method, "%s", meta.method);
