@@ -15,8 +15,8 @@
 // (64 fields per instruction, one horizontal sum per group) was slower than
 // them (docs/PERFORMANCE.md).
 // Every kernel's integer part is exact and its float epilogue is the shared
-// fmaf sequence, so results equal the scalar reference bit for bit
-// (tests/test_kernels.c). Other formats run the AVX2 kernels (formats.c).
+// sequence of kern_impl.h, so results equal the scalar reference bit for bit
+// (tests/test_kernels.c).
 #include "kernels/kern_x86.h"
 
 #ifdef TERN_KHAVE_X86
