@@ -132,7 +132,7 @@ static double oracle(const tern_kformat *f, const tern_kmatrix *km, const int8_t
     const int8_t *q = a->q + (size_t)t * a->stride;
     for (int i = 0; i < km->cols; i++) {
         size_t gi = (size_t)r * km->n_groups + i / km->group;
-        double sx = a->scale[(size_t)t * a->n_groups + i / km->group]; // activation scale of i's group
+        double sx = a->scale[(size_t)(i / km->group) * a->n_max + t]; // activation scale of i's group
         int c = codes[(size_t)r * km->cols + i];
         double wv = f->kind == TERN_KKIND_RTN ? (double)sc[gi] * (c - z[gi]) : (double)sc[gi] * c + (double)sh[gi];
         y += wv * (sx * q[i]);
@@ -296,7 +296,7 @@ static void quantizer_formula(void) {
             float s_g[3] = {0, 0, 0};
             for (int i = 0; i < cols; i++)
                 s_g[i / group] = fabsf(x[(size_t)t * cols + i]) > s_g[i / group] ? fabsf(x[(size_t)t * cols + i]) : s_g[i / group];
-            for (int g = 0; g < 3; g++) s_g[g] /= 127.0f, bad += a.scale[(size_t)t * a.n_groups + g] != s_g[g];
+            for (int g = 0; g < 3; g++) s_g[g] /= 127.0f, bad += a.scale[(size_t)g * a.n_max + t] != s_g[g];
             int32_t gs[3] = {0, 0, 0};
             for (int i = 0; i < cols; i++) {
                 float s = s_g[i / group];
@@ -311,7 +311,7 @@ static void quantizer_formula(void) {
             for (int g = 0; g < 3; g++) bad += a.gsum[(size_t)t * a.n_groups + g] != gs[g];
         }
         CHECK_MSG(bad == 0, "quantizer %s: %d mismatches", tern_kernel_name((tern_kimpl)impl), bad);
-        CHECK(a.q[5] == -127 && a.scale[3 * a.n_groups] == 0.0f && a.scale[3 * a.n_groups + 2] == 0.0f);
+        CHECK(a.q[5] == -127 && a.scale[3] == 0.0f && a.scale[2 * a.n_max + 3] == 0.0f);
         tern_qact_free(&a);
     }
     free(x);

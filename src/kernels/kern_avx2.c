@@ -105,12 +105,10 @@ INL void row_tokens(int fmt, int NT, const tern_kmatrix *w, int r, const tern_qa
     const __m256i ones = _mm256_set1_epi16(1);
     const int8_t *q[4];
     const int32_t *gs[4];
-    const float *sx[4];
     float acc[4] = {0, 0, 0, 0};
     for (int t = 0; t < NT; t++) {
         q[t] = a->q + (size_t)(t0 + t) * a->stride;
         gs[t] = a->gsum + (size_t)(t0 + t) * a->n_groups;
-        sx[t] = a->scale + (size_t)(t0 + t) * a->n_groups;
     }
     __m256i m = _mm256_setzero_si256();
     int c = 0;
@@ -137,7 +135,7 @@ INL void row_tokens(int fmt, int NT, const tern_kmatrix *w, int r, const tern_qa
         float gamma = kind == TERN_KKIND_TERNARY && w->has_shift ? _cvtsh_ss(load_u16(sc, w->n_groups + g)) : 0.0f;
         int32_t zero = kind == TERN_KKIND_RTN ? sc[2 * (size_t)w->n_groups + g] : 0;
         for (int t = 0; t < NT; t++)
-            acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, hsum_i32(s32[t]), gs[t][g], sx[t][g], acc[t]);
+            acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, hsum_i32(s32[t]), gs[t][g], tern_kact_scale(a, t0 + t, g), acc[t]);
     }
     for (int t = 0; t < NT; t++) out[(size_t)t * ldo] = tern_kfinish(acc[t], bias, r);
 }
@@ -191,7 +189,6 @@ INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const ter
     const __m256i ones = _mm256_set1_epi16(1);
     const int8_t *q = a->q + (size_t)t * a->stride, *qp = a->qp + (size_t)t * a->stride;
     const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
-    const float *sx = a->scale + (size_t)t * a->n_groups;
     __m256 acc = _mm256_setzero_ps();
     __m256i m[8];
     for (int i = 0; i < RB; i++) m[i] = _mm256_setzero_si256();
@@ -224,7 +221,7 @@ INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const ter
             for (int i = 0; i < RB; i++) s32[i] = _mm256_add_epi32(s32[i], _mm256_madd_epi16(s16[i], ones));
         }
         __m256i raw = RB == 8 ? reduce8(s32) : _mm256_castsi128_si256(reduce4(s32[0], s32[1], s32[2], s32[3]));
-        acc = step_lanes(fmt, RB, w->has_shift, sc, w->n_groups, g, raw, gs[g], sx[g], acc);
+        acc = step_lanes(fmt, RB, w->has_shift, sc, w->n_groups, g, raw, gs[g], tern_kact_scale(a, t, g), acc);
     }
     float tmp[8] = {0};
     __m256 y = acc;
@@ -272,7 +269,6 @@ INL void gemv_t2_short_groups(const tern_kmatrix *w, int r, const tern_qact *a, 
     const size_t pf = (size_t)PF_BLOCKS * 4 * w->row_bytes;
     const int8_t *q = a->q + (size_t)t * a->stride, *qp = a->qp + (size_t)t * a->stride;
     const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
-    const float *sxg = a->scale + (size_t)t * a->n_groups;
     __m128 acc = _mm_setzero_ps();
     for (int g = 0; g < ng; g += 2) {
         const int two = g + 1 < ng;
@@ -290,7 +286,8 @@ INL void gemv_t2_short_groups(const tern_kmatrix *w, int r, const tern_qact *a, 
                                        _mm256_set_m128i(_mm_set1_epi32(gs1), _mm_set1_epi32(gs0)));
         __m256 d = _mm256_cvtepi32_ps(raw);
         for (int i = 0; i < 4; i++) sc[4 + i] = sc[i] + (two ? 2 : 0); // group g+1's halfs are 2 bytes on
-        const __m256 vsx = _mm256_set_m128(_mm_set1_ps(two ? sxg[g + 1] : 0.0f), _mm_set1_ps(sxg[g]));
+        const __m256 vsx = _mm256_set_m128(_mm_set1_ps(two ? tern_kact_scale(a, t, g + 1) : 0.0f),
+                                          _mm_set1_ps(tern_kact_scale(a, t, g)));
         __m256 alpha = _mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, 8, (size_t)g)), vsx);
         __m256 gamma = _mm256_setzero_ps();
         if (w->has_shift) gamma = _mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, 8, (size_t)ng + g)), vsx);
@@ -338,7 +335,7 @@ INL void gemm_t2_short_groups(const tern_kmatrix *w, int r, const tern_qact *a, 
     const int ng = w->n_groups, nch = w->n_chunks;
     const int8_t *q[4], *qp[4];
     const int32_t *gs[4];
-    const float *sx = a->scale_g + t0; // group g's 4 tokens at sx + g * n_max
+    const float *sx = a->scale + t0; // group g's 4 tokens at sx + g * n_max
     for (int t = 0; t < 4; t++) {
         q[t] = a->q + (size_t)(t0 + t) * a->stride, qp[t] = a->qp + (size_t)(t0 + t) * a->stride;
         gs[t] = a->gsum + (size_t)(t0 + t) * a->n_groups;
@@ -461,7 +458,7 @@ TGT static void quantize_token(const tern_qact *a, const float *x, int8_t *q, fl
     const int cols = a->cols;
     for (int g = 0; g < a->n_groups; g++) {
         int c0 = g * a->group, c1 = c0 + a->group < cols ? c0 + a->group : cols;
-        scale[g] = quantize_group(x, c0, c1, q);
+        scale[(size_t)g * a->n_max] = quantize_group(x, c0, c1, q); // group-major (kernels.h)
     }
     memset(q + cols, 0, a->stride - (size_t)cols); // the padding
     // Group sums over whole chunks: padding slots are zero, and a group is
@@ -482,7 +479,7 @@ TGT static void quantize_token(const tern_qact *a, const float *x, int8_t *q, fl
 TGT void tern_quantize_act_avx2(tern_qact *a, const float *x, int n) {
     for (int t = 0; t < n; t++)
     {
-        quantize_token(a, x + (size_t)t * a->cols, a->q + (size_t)t * a->stride, a->scale + (size_t)t * a->n_groups,
+        quantize_token(a, x + (size_t)t * a->cols, a->q + (size_t)t * a->stride, a->scale + t,
                        a->gsum + (size_t)t * a->n_groups);
         tern_kpermute_token(a, t);
     }

@@ -61,7 +61,6 @@ INL void gemv_t2_bundles(const tern_kmatrix *w, int r, const tern_qact *a, int t
     const size_t pf = (size_t)PF_BLOCKS * 4 * w->row_bytes;
     const int8_t *q = a->q + (size_t)t * a->stride, *qp = a->qp + (size_t)t * a->stride;
     const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
-    const float *sx = a->scale + (size_t)t * a->n_groups;
     __m128 acc = _mm_setzero_ps();
     for (int g = 0; g < ng; g++) {
         int c = g * 4, end = c + 4 < nch ? c + 4 : nch;
@@ -87,7 +86,7 @@ INL void gemv_t2_bundles(const tern_kmatrix *w, int r, const tern_qact *a, int t
             }
         }
         __m128i raw = _mm_sub_epi32(reduce4(s[0], s[1], s[2], s[3]), _mm_set1_epi32(gs[g]));
-        const __m128 vsx = _mm_set1_ps(sx[g]);
+        const __m128 vsx = _mm_set1_ps(tern_kact_scale(a, t, g));
         __m128 alpha = _mm_mul_ps(_mm_cvtph_ps(gather_u16(sc, 4, (size_t)g)), vsx);
         acc = _mm_fmadd_ps(alpha, _mm_cvtepi32_ps(raw), acc);
         if (w->has_shift)
@@ -104,7 +103,7 @@ INL void gemm_t2_bundles(const tern_kmatrix *w, int r, const tern_qact *a, int t
     const int ng = w->n_groups, nch = w->n_chunks;
     const int8_t *q[4], *qp[4];
     const int32_t *gs[4];
-    const float *sx = a->scale_g + t0; // group g's 4 tokens at sx + g * n_max
+    const float *sx = a->scale + t0; // group g's 4 tokens at sx + g * n_max
     for (int t = 0; t < 4; t++) {
         q[t] = a->q + (size_t)(t0 + t) * a->stride, qp[t] = a->qp + (size_t)(t0 + t) * a->stride;
         gs[t] = a->gsum + (size_t)(t0 + t) * a->n_groups;
@@ -156,7 +155,6 @@ INL void gemv_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t, cons
     const int nch = w->n_chunks;
     const size_t pf = (size_t)PF_BLOCKS * 4 * w->row_bytes;
     const int8_t *q = a->q + (size_t)t * a->stride;
-    const float *sx = a->scale + (size_t)t * a->n_groups;
     __m128 acc = _mm_setzero_ps();
     int c = 0;
     for (int g = 0; g < w->n_groups; g++) {
@@ -172,7 +170,7 @@ INL void gemv_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t, cons
             }
         }
         c = end;
-        __m128 alpha = _mm_mul_ps(_mm_cvtph_ps(gather_u16(sc, 4, (size_t)g)), _mm_set1_ps(sx[g]));
+        __m128 alpha = _mm_mul_ps(_mm_cvtph_ps(gather_u16(sc, 4, (size_t)g)), _mm_set1_ps(tern_kact_scale(a, t, g)));
         acc = _mm_fmadd_ps(alpha, _mm_cvtepi32_ps(reduce4x512(s)), acc);
     }
     finish4(acc, bias, r, out);
@@ -185,7 +183,7 @@ INL void gemm_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t0, con
     const uint8_t *row = w->data + (size_t)r * w->row_bytes, *sc = row + w->code_bytes;
     const int nch = w->n_chunks;
     const int8_t *q[4];
-    const float *sx = a->scale_g + t0; // group g's 4 tokens at sx + g * n_max
+    const float *sx = a->scale + t0; // group g's 4 tokens at sx + g * n_max
     for (int t = 0; t < 4; t++) q[t] = a->q + (size_t)(t0 + t) * a->stride;
     __m128 acc = _mm_setzero_ps();
     int c = 0;

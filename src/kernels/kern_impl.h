@@ -62,6 +62,9 @@ static inline void tern_kpermute_token(const tern_qact *a, int t) {
                 memcpy(qp + 128 * (size_t)b + 32 * k + 8 * j, q + 32 * (size_t)(4 * b + j) + 8 * k, 8);
 }
 
+// Token t's activation scale for group g (tern_qact.scale is group-major).
+static inline float tern_kact_scale(const tern_qact *a, int t, int g) { return a->scale[(size_t)g * a->n_max + t]; }
+
 static inline float tern_kfinish(float acc, const float *bias, int r) { return bias ? acc + bias[r] : acc; }
 
 // int16 partial sums in the maddubs kernels: a maddubs lane is u0*q0 + u1*q1

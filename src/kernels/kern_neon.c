@@ -138,7 +138,7 @@ static void quantize_token(const tern_qact *a, const float *x, int8_t *q, float 
     const int cols = a->cols;
     for (int g = 0; g < a->n_groups; g++) {
         int c0 = g * a->group, c1 = c0 + a->group < cols ? c0 + a->group : cols;
-        scale[g] = quantize_group(x, c0, c1, q);
+        scale[(size_t)g * a->n_max] = quantize_group(x, c0, c1, q); // group-major (kernels.h)
     }
     memset(q + cols, 0, a->stride - (size_t)cols); // the padding
     // Group sums over whole chunks: padding slots are zero, and a group is
@@ -157,7 +157,7 @@ static void quantize_token(const tern_qact *a, const float *x, int8_t *q, float 
 
 void tern_quantize_act_neon(tern_qact *a, const float *x, int n) {
     for (int t = 0; t < n; t++)
-        quantize_token(a, x + (size_t)t * a->cols, a->q + (size_t)t * a->stride, a->scale + (size_t)t * a->n_groups,
+        quantize_token(a, x + (size_t)t * a->cols, a->q + (size_t)t * a->stride, a->scale + t,
                        a->gsum + (size_t)t * a->n_groups);
     a->n = n;
 }
@@ -290,12 +290,10 @@ INL void SFX(row_tokens)(int fmt, int NT, const tern_kmatrix *w, int r, const te
     const int nch = w->n_chunks;
     const int8_t *q[4];
     const int32_t *gs[4];
-    const float *sx[4];
     float acc[4] = {0, 0, 0, 0};
     for (int t = 0; t < NT; t++) {
         q[t] = a->q + (size_t)(t0 + t) * a->stride;
         gs[t] = a->gsum + (size_t)(t0 + t) * a->n_groups;
-        sx[t] = a->scale + (size_t)(t0 + t) * a->n_groups;
     }
     uint8x16x2_t m;
     m.val[0] = m.val[1] = vdupq_n_u8(0);
@@ -343,7 +341,7 @@ INL void SFX(row_tokens)(int fmt, int NT, const tern_kmatrix *w, int r, const te
         float gamma = kind == TERN_KKIND_TERNARY && w->has_shift ? tern_kload_f16(sc, w->n_groups + g) : 0.0f;
         int32_t zero = kind == TERN_KKIND_RTN ? sc[2 * (size_t)w->n_groups + g] : 0;
         for (int t = 0; t < NT; t++)
-            acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, vaddvq_s32(s32[t]), gs[t][g], sx[t][g], acc[t]);
+            acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, vaddvq_s32(s32[t]), gs[t][g], tern_kact_scale(a, t0 + t, g), acc[t]);
     }
     for (int t = 0; t < NT; t++) out[(size_t)t * ldo] = tern_kfinish(acc[t], bias, r);
 }

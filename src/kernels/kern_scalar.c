@@ -20,7 +20,6 @@ static float row_token(const tern_kmatrix *w, const uint8_t *row, const tern_qac
     const uint8_t *sc = row + w->code_bytes;
     const int8_t *q = a->q + (size_t)t * a->stride;
     const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
-    const float *sx = a->scale + (size_t)t * a->n_groups;
     float acc = 0.0f;
     int c = 0;
     for (int g = 0; g < w->n_groups; g++) {
@@ -31,7 +30,7 @@ static float row_token(const tern_kmatrix *w, const uint8_t *row, const tern_qac
             f->get_chunk(row, w->n_chunks, c, u);
             raw += chunk_dot(f->kind, u, q + (size_t)c * TERN_KCHUNK);
         }
-        acc = tern_kstep(f->kind, w->has_shift, w->n_groups, sc, g, raw, gs[g], sx[g], acc);
+        acc = tern_kstep(f->kind, w->has_shift, w->n_groups, sc, g, raw, gs[g], tern_kact_scale(a, t, g), acc);
     }
     return acc;
 }
@@ -56,7 +55,7 @@ void tern_quantize_act_scalar(tern_qact *a, const float *x, int n) {
             float amax = 0.0f;
             for (int i = c0; i < c1; i++) amax = fmaxf(amax, fabsf(xt[i]));
             float s = amax / 127.0f;
-            a->scale[(size_t)t * a->n_groups + g] = s;
+            a->scale[(size_t)g * a->n_max + t] = s;
             int32_t s32 = 0;
             for (int i = c0; i < c1; i++) {
                 float v = s > 0.0f ? nearbyintf(xt[i] / s) : 0.0f;

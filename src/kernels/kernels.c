@@ -107,10 +107,9 @@ int tern_qact_init(tern_qact *a, int n_max, int cols, int group) {
     a->stride = ((size_t)cols + 63) / 64 * 64;
     a->q = tern_calloc((size_t)n_max * a->stride);
     a->scale = tern_calloc((size_t)n_max * a->n_groups * sizeof(float));
-    a->scale_g = tern_calloc((size_t)n_max * a->n_groups * sizeof(float));
     a->gsum = tern_calloc((size_t)n_max * a->n_groups * sizeof(int32_t));
     a->qp = tern_calloc((size_t)n_max * a->stride);
-    if (!a->q || !a->scale || !a->scale_g || !a->gsum || !a->qp) {
+    if (!a->q || !a->scale || !a->gsum || !a->qp) {
         tern_qact_free(a);
         return tern_errorf("activation buffer: out of memory");
     }
@@ -118,11 +117,11 @@ int tern_qact_init(tern_qact *a, int n_max, int cols, int group) {
 }
 
 void tern_qact_free(tern_qact *a) {
-    tern_free(a->q), tern_free(a->scale), tern_free(a->scale_g), tern_free(a->gsum), tern_free(a->qp);
+    tern_free(a->q), tern_free(a->scale), tern_free(a->gsum), tern_free(a->qp);
     memset(a, 0, sizeof *a);
 }
 
-static void quantize_impl(tern_kimpl impl, tern_qact *a, const float *x, int n) {
+void tern_quantize_act(tern_kimpl impl, tern_qact *a, const float *x, int n) {
 #ifdef TERN_KHAVE_X86
     if (impl == TERN_KIMPL_AVX2 || impl == TERN_KIMPL_AVX512) {
         tern_quantize_act_avx2(a, x, n);
@@ -137,12 +136,6 @@ static void quantize_impl(tern_kimpl impl, tern_qact *a, const float *x, int n) 
 #endif
     (void)impl;
     tern_quantize_act_scalar(a, x, n);
-}
-
-void tern_quantize_act(tern_kimpl impl, tern_qact *a, const float *x, int n) {
-    quantize_impl(impl, a, x, n);
-    for (int t = 0; t < n; t++)
-        for (int g = 0; g < a->n_groups; g++) a->scale_g[(size_t)g * a->n_max + t] = a->scale[(size_t)t * a->n_groups + g];
 }
 
 static tern_kdot_fn pick(tern_kimpl impl, const tern_kmatrix *w) {

@@ -26,8 +26,9 @@ struct tern_qact {
     int cols, group, n_groups;
     size_t stride;      // bytes per token in q: cols rounded up to 64, zero padded
     int8_t *q;          // [n_max, stride], values in [-127, 127]
-    float *scale;       // [n_max, n_groups]: s_x = max|x| / 127 over the group (0 for an all-zero group)
-    float *scale_g;     // [n_groups, n_max]: the same, group-major (GEMM kernels load 4 tokens' at once)
+    // [n_groups, n_max]: s_x = max|x| / 127 over the group (0 for an all-zero
+    // group); group-major, so a GEMM kernel loads 4 tokens' scales at once.
+    float *scale;
     int32_t *gsum;      // [n_max, n_groups]: sum of q over each group
     // [n_max, stride]: q of each whole 4-chunk bundle b, reordered so that
     // vector k (32 bytes at 128b + 32k) holds q[32(4b+j) + 8k + i] at 8j + i.

@@ -126,8 +126,6 @@ static void weighted_rows(float *o, const float *p, const float *v, int len, siz
 #endif
 }
 
-// Causal grouped-query attention for n new tokens whose K/V are already cached.
-// q[N, n_heads, hd] -> out[N, n_heads, hd].
 // att[j] = (q . k_j) * scale for j < len, keys `stride` floats apart. With
 // AVX2, 8 keys at a time and one transposing reduction for the 8 sums (one
 // dot call and one horizontal sum per key cost ~14% of a ternary token).
@@ -153,6 +151,8 @@ static void scores(float *att, const float *q, const float *k, int len, size_t s
     for (; j < len; j++) att[j] = tern_dot_f32(q, k + (size_t)j * stride, hd) * scale;
 }
 
+// Causal grouped-query attention for n new tokens whose K/V are already cached.
+// q[N, n_heads, hd] -> out[N, n_heads, hd].
 static void attention(tern_session *s, int layer, const float *q, float *out, int n) {
     const tern_config *c = &s->cfg;
     int hd = c->head_dim, kvd = kv_dim(c), group = c->n_heads / c->n_kv_heads;
