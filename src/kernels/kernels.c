@@ -162,7 +162,7 @@ void tern_kgemv(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int 
     int n_blocks = (w->rows + ROW_BLOCK - 1) / ROW_BLOCK;
     int64_t macs = (int64_t)w->rows * w->cols;
     (void)macs;
-#pragma omp parallel for schedule(static) if (macs >= PARALLEL_MIN_MACS)
+#pragma omp parallel for schedule(guided) if (macs >= PARALLEL_MIN_MACS)
     for (int b = 0; b < n_blocks; b++) {
         int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < w->rows ? r0 + ROW_BLOCK : w->rows;
         f(w, r0, r1, a, t, 1, bias, out + r0, 0);

@@ -378,7 +378,7 @@ void tern_linear_forward_many(const tern_linear *ls, float *const *outs, int cou
         first[i + 1] = first[i] + (ls[i].rows + MANY_ROW_BLOCK - 1) / MANY_ROW_BLOCK;
         macs += (int64_t)ls[i].rows * ls[i].cols;
     }
-#pragma omp parallel for schedule(static) if (macs >= PARALLEL_MIN_MACS)
+#pragma omp parallel for schedule(guided) if (macs >= PARALLEL_MIN_MACS)
     for (int b = 0; b < first[count]; b++) {
         int i = 0;
         while (b >= first[i + 1]) i++;

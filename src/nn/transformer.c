@@ -160,8 +160,11 @@ static void attention(tern_session *s, int layer, const float *q, float *out, in
     const float *vc = s->value_cache + (size_t)layer * s->max_seq * kvd;
     float scale = 1.0f / sqrtf((float)hd);
     // Work ~ tokens x heads x context x head_dim; tiny steps stay on one thread.
+    // A fork/join costs ~0.5 us on 2 cores, the work of 2^13 ~1-2 us: above it
+    // a generated token's heads are split too (serial attention left the other
+    // thread waiting for ~30% of a 2-thread ternary token, docs/PERFORMANCE.md).
     int64_t work = (int64_t)n * c->n_heads * (s->pos[n - 1] + 1) * hd;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work >= (1 << 16))
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work >= (1 << 13))
     for (int t = 0; t < n; t++)
         for (int h = 0; h < c->n_heads; h++) {
 #ifdef _OPENMP
