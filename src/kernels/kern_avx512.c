@@ -2,7 +2,7 @@
 // adds groups of 4 products straight into int32 lanes, so there is no int16
 // stage and no overflow bound beyond the int32 one (docs/format.md).
 //
-//   tern-t2 at G = 128 (one 4-chunk bundle per group, the default): a 4-row
+//   tern-t2 at G = 128 (one 4-chunk bundle per group, the default): an 8-row
 //                   GEMV and a 1-row x 4-token GEMM on the bundle layout (one
 //                   32-byte load gives 128 fields, kern_avx2.c's idea), with
 //                   vpdpbusd in place of maddubs + int16 adds.
@@ -50,56 +50,28 @@ INL void t2_decode_bundle(const uint8_t *p, __m256i *u) {
     u[2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), u[3] = _mm256_and_si256(_mm256_srli_epi16(v, 6), m3);
 }
 
-// tern-t2 GEMV, 4 rows, groups of exactly one bundle (G = 128): per row and
-// group one 32-byte load, 4 shift/mask decodes and 4 vpdpbusd against the
-// bundle-ordered activations (tern_qact.qp), accumulated in int32.
-INL void gemv_t2_bundles(const tern_kmatrix *w, int r, const tern_qact *a, int t, const float *bias, float *out) {
-    const uint8_t *row[4], *sc[4];
-    for (int i = 0; i < 4; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
-    const int ng = w->n_groups, nch = w->n_chunks;
-    const size_t pf = (size_t)PF_BLOCKS * 4 * w->row_bytes;
-    const int8_t *q = a->q + (size_t)t * a->stride, *qp = a->qp + (size_t)t * a->stride;
-    const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
-    __m128 acc = _mm_setzero_ps();
-    for (int g = 0; g < ng; g++) {
-        int c = g * 4, end = c + 4 < nch ? c + 4 : nch;
-        __m256i s[4];
-        for (int i = 0; i < 4; i++) s[i] = _mm256_setzero_si256();
-        if (end - c == 4) {
-            const __m256i *xp = (const __m256i *)(qp + (size_t)c * TERN_KCHUNK);
-            __m256i x0 = _mm256_loadu_si256(xp), x1 = _mm256_loadu_si256(xp + 1);
-            __m256i x2 = _mm256_loadu_si256(xp + 2), x3 = _mm256_loadu_si256(xp + 3);
-            for (int i = 0; i < 4; i++) {
-                _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), PF_HINT);
-                __m256i u[4];
-                t2_decode_bundle(row[i] + (size_t)c * 8, u);
-                s[i] = _mm256_dpbusd_epi32(s[i], u[0], x0);
-                s[i] = _mm256_dpbusd_epi32(s[i], u[1], x1);
-                s[i] = _mm256_dpbusd_epi32(s[i], u[2], x2);
-                s[i] = _mm256_dpbusd_epi32(s[i], u[3], x3);
-            }
-        } else { // a short last group, chunk by chunk
-            for (; c < end; c++) {
-                __m256i x = _mm256_loadu_si256((const __m256i *)(q + (size_t)c * TERN_KCHUNK));
-                for (int i = 0; i < 4; i++) s[i] = _mm256_dpbusd_epi32(s[i], expand2(row[i] + (size_t)c * 8), x);
-            }
-        }
-        __m128i raw = _mm_sub_epi32(reduce4(s[0], s[1], s[2], s[3]), _mm_set1_epi32(gs[g]));
-        const __m128 vsx = _mm_set1_ps(tern_kact_scale(a, t, g));
-        __m128 alpha = _mm_mul_ps(_mm_cvtph_ps(gather_u16(sc, 4, (size_t)g)), vsx);
-        acc = _mm_fmadd_ps(alpha, _mm_cvtepi32_ps(raw), acc);
-        if (w->has_shift)
-            acc = _mm_fmadd_ps(_mm_mul_ps(_mm_cvtph_ps(gather_u16(sc, 4, (size_t)ng + g)), vsx),
-                               _mm_set1_ps((float)gs[g]), acc);
-    }
-    finish4(acc, bias, r, out);
+// 8 lanes of int32 sums, one per row (rows 4..7 zero when RB == 4).
+INL __m256i reduce_rows(const __m256i *s, int RB) {
+    __m128i hi = RB == 8 ? reduce4(s[4], s[5], s[6], s[7]) : _mm_setzero_si128();
+    return _mm256_set_m128i(hi, reduce4(s[0], s[1], s[2], s[3]));
 }
 
-// tern-t2 GEMV, 8 rows, G = 128: as gemv_t2_bundles, with the 4 activation
-// vectors loaded once for 8 rows and one 8-lane epilogue per group.
-INL void gemv_t2_bundles8(const tern_kmatrix *w, int r, const tern_qact *a, int t, const float *bias, float *out) {
+// RB (4 or 8) rows' results (plus bias) into out[0..RB).
+INL void finish_rows(__m256 acc, const float *bias, int r, float *out, int RB) {
+    if (RB == 8) _mm256_storeu_ps(out, bias ? _mm256_add_ps(acc, _mm256_loadu_ps(bias + r)) : acc);
+    else finish4(_mm256_castps256_ps128(acc), bias, r, out);
+}
+
+// tern-t2 GEMV, RB = 4 or 8 rows (a compile-time constant after inlining),
+// groups of exactly one bundle (G = 128): per row and group one 32-byte load,
+// 4 shift/mask decodes and 4 vpdpbusd against the bundle-ordered activations
+// (tern_qact.qp), in int32; the 4 activation vectors are loaded once for the
+// RB rows and the group epilogue runs in RB float lanes (8 rows: +10-14% on
+// SmolLM2's shapes over 4, docs/PERFORMANCE.md).
+INL void gemv_t2_bundles(const tern_kmatrix *w, int r, const tern_qact *a, int t, const float *bias, float *out,
+                         const int RB) {
     const uint8_t *row[8], *sc[8];
-    for (int i = 0; i < 8; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
+    for (int i = 0; i < RB; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
     const int ng = w->n_groups, nch = w->n_chunks;
     const size_t pf = (size_t)PF_BLOCKS * 4 * w->row_bytes;
     const int8_t *q = a->q + (size_t)t * a->stride, *qp = a->qp + (size_t)t * a->stride;
@@ -108,12 +80,12 @@ INL void gemv_t2_bundles8(const tern_kmatrix *w, int r, const tern_qact *a, int 
     for (int g = 0; g < ng; g++) {
         int c = g * 4, end = c + 4 < nch ? c + 4 : nch;
         __m256i s[8];
-        for (int i = 0; i < 8; i++) s[i] = _mm256_setzero_si256();
+        for (int i = 0; i < RB; i++) s[i] = _mm256_setzero_si256();
         if (end - c == 4) {
             const __m256i *xp = (const __m256i *)(qp + (size_t)c * TERN_KCHUNK);
             __m256i x0 = _mm256_loadu_si256(xp), x1 = _mm256_loadu_si256(xp + 1);
             __m256i x2 = _mm256_loadu_si256(xp + 2), x3 = _mm256_loadu_si256(xp + 3);
-            for (int i = 0; i < 8; i++) {
+            for (int i = 0; i < RB; i++) {
                 _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), PF_HINT);
                 __m256i u[4];
                 t2_decode_bundle(row[i] + (size_t)c * 8, u);
@@ -125,19 +97,17 @@ INL void gemv_t2_bundles8(const tern_kmatrix *w, int r, const tern_qact *a, int 
         } else { // a short last group, chunk by chunk
             for (; c < end; c++) {
                 __m256i x = _mm256_loadu_si256((const __m256i *)(q + (size_t)c * TERN_KCHUNK));
-                for (int i = 0; i < 8; i++) s[i] = _mm256_dpbusd_epi32(s[i], expand2(row[i] + (size_t)c * 8), x);
+                for (int i = 0; i < RB; i++) s[i] = _mm256_dpbusd_epi32(s[i], expand2(row[i] + (size_t)c * 8), x);
             }
         }
-        __m256i raw = _mm256_set_m128i(reduce4(s[4], s[5], s[6], s[7]), reduce4(s[0], s[1], s[2], s[3]));
-        raw = _mm256_sub_epi32(raw, _mm256_set1_epi32(gs[g]));
+        __m256i raw = _mm256_sub_epi32(reduce_rows(s, RB), _mm256_set1_epi32(gs[g]));
         const __m256 vsx = _mm256_set1_ps(tern_kact_scale(a, t, g));
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, 8, (size_t)g)), vsx), _mm256_cvtepi32_ps(raw), acc);
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, RB, (size_t)g)), vsx), _mm256_cvtepi32_ps(raw), acc);
         if (w->has_shift)
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, 8, (size_t)ng + g)), vsx),
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, RB, (size_t)ng + g)), vsx),
                                   _mm256_set1_ps((float)gs[g]), acc);
     }
-    if (bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(bias + r));
-    _mm256_storeu_ps(out, acc);
+    finish_rows(acc, bias, r, out, RB);
 }
 
 // tern-t2 GEMM, 1 row x 4 tokens, G = 128: a bundle is decoded once for the 4 tokens.
@@ -193,34 +163,38 @@ INL __m512i load64(const void *p, int half) {
     return half ? _mm512_maskz_loadu_epi8(0xffffffffull, p) : _mm512_loadu_si512(p);
 }
 
-// q8-row GEMV, 4 rows per pass.
-INL void gemv_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t, const float *bias, float *out) {
-    const uint8_t *row[4], *sc[4];
-    for (int i = 0; i < 4; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
+// q8-row GEMV, RB = 4 or 8 rows per pass. Only 4 is used: 8 rows ran the
+// 576-wide shapes 2-8% faster hot but SmolLM2's LM head, streamed from DRAM,
+// ~8% slower in whole-model generation.
+INL void gemv_q8(const tern_kmatrix *w, int r, const tern_qact *a, int t, const float *bias, float *out, const int RB) {
+    const uint8_t *row[8], *sc[8];
+    for (int i = 0; i < RB; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
     const int nch = w->n_chunks;
     const size_t pf = (size_t)PF_BLOCKS * 4 * w->row_bytes;
     const int8_t *q = a->q + (size_t)t * a->stride;
     const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
-    __m128 acc = _mm_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     int c = 0;
     for (int g = 0; g < w->n_groups; g++) {
         const int end = c + w->cpg < nch ? c + w->cpg : nch;
-        __m512i s[4];
-        for (int i = 0; i < 4; i++) s[i] = _mm512_setzero_si512();
+        __m512i s[8];
+        for (int i = 0; i < RB; i++) s[i] = _mm512_setzero_si512();
         for (; c < end; c += 2) {
             const int half = c + 1 == end;
             __m512i x = load64(q + (size_t)c * TERN_KCHUNK, half);
-            for (int i = 0; i < 4; i++) {
+            for (int i = 0; i < RB; i++) {
                 _mm_prefetch((const char *)(row[i] + (size_t)c * 32 + pf), PF_HINT);
                 s[i] = q8_dot(s[i], load64(row[i] + (size_t)c * 32, half), x);
             }
         }
         c = end;
-        __m128 alpha = _mm_mul_ps(_mm_cvtph_ps(gather_u16(sc, 4, (size_t)g)), _mm_set1_ps(tern_kact_scale(a, t, g)));
-        __m128i raw = _mm_sub_epi32(reduce4x512(s), _mm_set1_epi32(128 * gs[g]));
-        acc = _mm_fmadd_ps(alpha, _mm_cvtepi32_ps(raw), acc);
+        __m256i h[8];
+        for (int i = 0; i < RB; i++) h[i] = _mm256_add_epi32(_mm512_castsi512_si256(s[i]), _mm512_extracti64x4_epi64(s[i], 1));
+        __m256i raw = _mm256_sub_epi32(reduce_rows(h, RB), _mm256_set1_epi32(128 * gs[g]));
+        __m256 alpha = _mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, RB, (size_t)g)), _mm256_set1_ps(tern_kact_scale(a, t, g)));
+        acc = _mm256_fmadd_ps(alpha, _mm256_cvtepi32_ps(raw), acc);
     }
-    finish4(acc, bias, r, out);
+    finish_rows(acc, bias, r, out, RB);
 }
 
 // q8-row GEMM, 1 row x 4 tokens: w + 128 formed once per 64 weights for the 4 tokens.
@@ -258,8 +232,8 @@ INL void gemm_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t0, con
 __attribute__((noinline)) TGT static void t2_gemv(const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t,
                                                  const float *bias, float *out) {
     int r = r0;
-    for (; r + 8 <= r1; r += 8) gemv_t2_bundles8(w, r, a, t, bias, out + (r - r0));
-    for (; r + 4 <= r1; r += 4) gemv_t2_bundles(w, r, a, t, bias, out + (r - r0));
+    for (; r + 8 <= r1; r += 8) gemv_t2_bundles(w, r, a, t, bias, out + (r - r0), 8);
+    for (; r + 4 <= r1; r += 4) gemv_t2_bundles(w, r, a, t, bias, out + (r - r0), 4);
     if (r < r1) tern_kdot_t2_avx2(w, r, r1, a, t, 1, bias, out + (r - r0), 0);
 }
 
@@ -282,7 +256,7 @@ TGT TERN_KDECL(tern_kdot_t2_avx512) {
 TGT TERN_KDECL(tern_kdot_q8_avx512) {
     int r = r0;
     if (nt == 1) {
-        for (; r + 4 <= r1; r += 4) gemv_q8_4(w, r, a, t0, bias, out + (r - r0));
+        for (; r + 4 <= r1; r += 4) gemv_q8(w, r, a, t0, bias, out + (r - r0), 4);
     } else {
         for (; r < r1; r++) {
             int t = t0;
