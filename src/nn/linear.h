@@ -8,7 +8,9 @@ typedef struct tern_linear tern_linear;
 struct tern_linear {
     int rows, cols;     // out, in features
     const float *w;     // [rows, cols] FP32 (used when apply is NULL)
-    const float *bias;  // [rows] or NULL
+    // [rows] or NULL. For n == 1 it may alias out (a residual added in the
+    // epilogue): implementations read bias[r] only to produce out[r].
+    const float *bias;
     // out[n, rows] = in[n, cols] · Wᵀ + bias. `fresh` is 0 when `in` holds the
     // same values as in the previous apply call of this forward step (q, k, v
     // read one input; so do gate and up), so an implementation may reuse work

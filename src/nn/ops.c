@@ -107,13 +107,27 @@ void tern_embedding_forward(float *out, const float *embd, const int *tokens, in
     for (int i = 0; i < n; i++) memcpy(out + (size_t)i * dim, embd + (size_t)tokens[i] * dim, (size_t)dim * 4);
 }
 
+// Σ a[i] b[i] in double over 8 lanes (vectorizes; a fixed order for a given n).
+static double dot_f64(const float *a, const float *b, int n) {
+    double acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += (double)a[i + j] * b[i + j];
+    for (; i < n; i++) acc[i & 7] += (double)a[i] * b[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+// 1/rms of one row. The sum of squares runs in 8 double lanes: a single
+// running double sum was a 4-cycle add chain per element, ~0.7 us per
+// 576-wide row, 2-3% of a generated ternary token.
+static float rms_inv(const float *x, int dim, float eps) { return (float)(1.0 / sqrt(dot_f64(x, x, dim) / dim + eps)); }
+
 void tern_rmsnorm_forward(float *out, const float *in, const float *w, int n, int dim, float eps) {
+#pragma omp parallel for schedule(static) if ((int64_t)n * dim >= PAR_MIN)
     for (int i = 0; i < n; i++) {
         const float *x = in + (size_t)i * dim;
         float *o = out + (size_t)i * dim;
-        double ss = 0;
-        for (int c = 0; c < dim; c++) ss += (double)x[c] * x[c];
-        float scale = (float)(1.0 / sqrt(ss / dim + eps));
+        float scale = rms_inv(x, dim, eps);
         for (int c = 0; c < dim; c++) o[c] = x[c] * scale * w[c];
     }
 }
@@ -208,16 +222,6 @@ void tern_residual_forward(float *x, const float *y, int64_t count) {
     for (int64_t i = 0; i < count; i++) x[i] += y[i];
 }
 
-// Σ a[i] b[i] in double over 8 lanes (vectorizes; a fixed order for a given n).
-static double dot_f64(const float *a, const float *b, int n) {
-    double acc[8] = {0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += (double)a[i + j] * b[i + j];
-    for (; i < n; i++) acc[i & 7] += (double)a[i] * b[i];
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
 static float max_f32(const float *x, int n) {
     float m[8];
     for (int j = 0; j < 8; j++) m[j] = x[0];
@@ -289,9 +293,7 @@ void tern_rmsnorm_forward_train(float *out, float *rstd, const float *in, const 
     for (int i = 0; i < n; i++) {
         const float *x = in + (size_t)i * dim;
         float *o = out + (size_t)i * dim;
-        double ss = 0;
-        for (int c = 0; c < dim; c++) ss += (double)x[c] * x[c];
-        float scale = (float)(1.0 / sqrt(ss / dim + eps));
+        float scale = rms_inv(x, dim, eps);
         rstd[i] = scale;
         for (int c = 0; c < dim; c++) o[c] = x[c] * scale * w[c];
     }

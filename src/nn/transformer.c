@@ -181,6 +181,21 @@ static void attention(tern_session *s, int layer, const float *q, float *out, in
         }
 }
 
+// x += in · lᵀ. For one token and a bias-free layer, x rides in the bias slot
+// (x[r] = in · W[r] + x[r], the same sum as the separate add), so the add is
+// part of the product's epilogue instead of a serial pass between parallel
+// regions (tern_linear allows bias to alias out for n == 1).
+static void linear_residual(const tern_linear *l, float *x, float *tmp, const float *in, int n) {
+    if (n == 1 && !l->bias) {
+        tern_linear with_residual = *l;
+        with_residual.bias = x;
+        tern_linear_forward(&with_residual, x, in, 1, 1);
+        return;
+    }
+    tern_linear_forward(l, tmp, in, n, 1);
+    tern_residual_forward(x, tmp, (int64_t)n * l->rows);
+}
+
 static void layer_forward(tern_session *s, int l, int n, int pos0) {
     const tern_config *c = &s->cfg;
     const tern_layer_weights *L = &s->w.layers[l];
@@ -196,16 +211,14 @@ static void layer_forward(tern_session *s, int l, int n, int pos0) {
     tern_rope_forward(s->q, &s->rope, s->pos, n, c->n_heads);
     tern_rope_forward(kc, &s->rope, s->pos, n, c->n_kv_heads);
     attention(s, l, s->q, s->xb, n);
-    tern_linear_forward(&lin[TERN_L_O], s->xb2, s->xb, n, 1);
-    tern_residual_forward(s->x, s->xb2, (int64_t)n * D);
+    linear_residual(&lin[TERN_L_O], s->x, s->xb2, s->xb, n);
 
     // SwiGLU feed-forward block.
     tern_rmsnorm_forward(s->xb, s->x, L->ffn_norm, n, D, c->rms_eps);
     float *gate_up_out[2] = {s->hb, s->hb2};
     tern_linear_forward_many(&lin[TERN_L_GATE], gate_up_out, 2, s->xb, n); // gate, up
     tern_swiglu_forward(s->hb, s->hb, s->hb2, (int64_t)n * H);
-    tern_linear_forward(&lin[TERN_L_DOWN], s->xb2, s->hb, n, 1);
-    tern_residual_forward(s->x, s->xb2, (int64_t)n * D);
+    linear_residual(&lin[TERN_L_DOWN], s->x, s->xb2, s->hb, n);
 }
 
 // One step of at most max_batch tokens.
