@@ -175,7 +175,7 @@ int main(int argc, char **argv) {
             }
             for (int k = 1; k < pcopies; k++) memcpy(buf + k * pbytes, buf, pbytes);
             tern_qact a;
-            if (tern_qact_init(&a, N_GEMM, cols, group)) return 1;
+            if (tern_qact_init(&a, N_GEMM, cols, tern_kact_group(&km))) return 1;
             tern_quantize_act(TERN_KIMPL_SCALAR, &a, x, N_GEMM);
             for (int impl = 0; impl < TERN_KIMPL_COUNT; impl++) {
                 if (!tern_kernel_supported((tern_kimpl)impl, NULL) || !listed(impls, tern_kernel_name((tern_kimpl)impl)))

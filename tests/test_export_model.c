@@ -1,13 +1,13 @@
 // Issue 5's exactness criterion on the real SmolLM2-135M: a `tern quantize`
-// output exported to .tern runs with the packed kernels (int8 activations,
-// fp16 scales, q8 embedding/head) close to the same model in fake-quant
-// FP32, on WikiText-2 (4 chunks of 512 tokens). The issue asks for 1%; with
-// one int8 scale per group of 128 activations SmolLM2 RTN-4 measures +1.24% on
-// 40 chunks (+0.95% to +2.2% on these 4, moved by float summation order
-// alone), per-token scales +6.7%: the bound is 2.5%, which still catches a
-// per-token quantizer or a broken kernel. RTN 4-bit (q4g) is checked;
-// a ternary model needs training to be sane on SmolLM2 (absmean PTQ has
-// perplexity ~1e7), so the ternary 1% check on trained SmolLM2 models is in
+// output exported to .tern runs with the packed kernels (int8 activations)
+// within 1% of the same model in FP32, on WikiText-2 (4 chunks of 512
+// tokens). "The same model" is the .tern file itself run with --format f32
+// (its weights dequantized, the q8 head included), so int8 activations are
+// the only difference; the fake-quant GGUF it came from (FP32 head) is
+// checked too. RTN 4-bit (q4g) with int8 activation groups of 64 measures
+// +0.43% on 40 chunks (groups of 128: +1.20%; per-token scales: +6.7%). A
+// ternary model needs training to be sane on SmolLM2 (absmean PTQ has
+// perplexity ~1e7), so the ternary check on trained SmolLM2 models is in
 // docs/PERFORMANCE.md and the ternary kernels' exactness in test_kernels.
 #include <unistd.h>
 
@@ -53,10 +53,12 @@ int main(void) {
     CHECK_OK(tern_export_tern(&in, pg, &eo, pt, &info));
     CHECK(!strcmp(info.format, "q4g") && info.group == 128);
     CHECK_OK(tern_model_load(&packed, pt, NULL));
-    double p_fp = ppl(&m, "f32", text, len), p_fake = ppl(&in, "f32", text, len), p_packed = ppl(&packed, NULL, text, len);
-    printf("SmolLM2 wiki.test 4x512: FP32 %.4f, rtn b4 fake-quant %.4f, .tern q4g %.4f (%+.3f%%), %.1f MB\n", p_fp,
-           p_fake, p_packed, 100 * (p_packed / p_fake - 1), info.bytes / 1e6);
-    CHECK_MSG(fabs(p_packed / p_fake - 1) < 0.025, "packed %.4f vs fake-quant %.4f", p_packed, p_fake);
+    double p_fp = ppl(&m, "f32", text, len), p_fake = ppl(&in, "f32", text, len);
+    double p_ref = ppl(&packed, "f32", text, len), p_packed = ppl(&packed, NULL, text, len);
+    printf("SmolLM2 wiki.test 4x512: FP32 %.4f, rtn b4 fake-quant %.4f, .tern q4g as FP32 %.4f, packed %.4f (%+.3f%%), "
+           "%.1f MB\n", p_fp, p_fake, p_ref, p_packed, 100 * (p_packed / p_ref - 1), info.bytes / 1e6);
+    CHECK_MSG(fabs(p_packed / p_ref - 1) < 0.01, "packed %.4f vs the same weights in FP32 %.4f", p_packed, p_ref);
+    CHECK_MSG(fabs(p_ref / p_fake - 1) < 0.002, "q8 head %.4f vs FP32 head %.4f", p_ref, p_fake);
     CHECK(p_fake > p_fp && p_fake < 1.5 * p_fp); // 4-bit RTN costs a little, not everything
     tern_quant_free(q);
     tern_model_free(&m), tern_model_free(&fake), tern_model_free(&in), tern_model_free(&packed);

@@ -132,7 +132,7 @@ static double oracle(const tern_kformat *f, const tern_kmatrix *km, const int8_t
     const int8_t *q = a->q + (size_t)t * a->stride;
     for (int i = 0; i < km->cols; i++) {
         size_t gi = (size_t)r * km->n_groups + i / km->group;
-        double sx = a->scale[(size_t)(i / km->group) * a->n_max + t]; // activation scale of i's group
+        double sx = a->scale[(size_t)(i / a->group) * a->n_max + t]; // activation scale of i's group
         int c = codes[(size_t)r * km->cols + i];
         double wv = f->kind == TERN_KKIND_RTN ? (double)sc[gi] * (c - z[gi]) : (double)sc[gi] * c + (double)sh[gi];
         y += wv * (sx * q[i]);
@@ -155,8 +155,8 @@ static void check_kernels(const tern_kformat *f, const mat *m, const float *x, i
     CHECK_MSG(buf != NULL, "%s %s: %s", f->name, what, tern_last_error());
     if (!buf) return;
     tern_qact a, a2;
-    CHECK_OK(tern_qact_init(&a, n, m->cols, m->group));
-    CHECK_OK(tern_qact_init(&a2, n, m->cols, m->group));
+    CHECK_OK(tern_qact_init(&a, n, m->cols, tern_kact_group(&km)));
+    CHECK_OK(tern_qact_init(&a2, n, m->cols, tern_kact_group(&km)));
     tern_quantize_act(TERN_KIMPL_SCALAR, &a, x, n);
     size_t no = (size_t)n * m->rows;
     float *ref = malloc(no * sizeof(float)), *got = malloc(no * sizeof(float));
@@ -174,7 +174,7 @@ static void check_kernels(const tern_kformat *f, const mat *m, const float *x, i
             double mag, y = oracle(f, &km, codes, sc, sh, z, &a, t, r, bias, &mag);
             // fp32 epilogue: per group the scale product and each fmaf step
             // round (<= 4 per group), plus the bias add.
-            double tol = (4.0 * km.n_groups + 2) * ldexp(mag, -23) + 1e-30;
+            double tol = (4.0 * a.n_groups + 2) * ldexp(mag, -23) + 1e-30;
             double g = ref[(size_t)t * m->rows + r];
             if (!isfinite(y)) continue;
             if (!(fabs(g - y) <= tol)) {

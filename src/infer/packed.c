@@ -39,7 +39,9 @@ struct tern_packed {
     const char *name;   // native: the body format's name ("tern-t2", ...)
 };
 
-static tern_qact *act_for(tern_packed *p, int cols, int group) {
+// The activation buffer of m's input (shared by matrices of the same width and activation group).
+static tern_qact *act_for(tern_packed *p, const tern_kmatrix *m) {
+    int cols = m->cols, group = tern_kact_group(m);
     for (int i = 0; i < p->n_acts; i++)
         if (p->acts[i].cols == cols && p->acts[i].group == group) return &p->acts[i];
     if (p->n_acts == MAX_ACTS) return NULL;
@@ -53,7 +55,7 @@ static void packed_apply(const tern_linear *l, float *out, const float *in, int 
     plinear *pl = l->ctx;
     tern_packed *p = pl->owner;
     // Inputs are quantized once: q/k/v (and gate/up) share one tern_qact.
-    tern_qact *a = act_for(p, l->cols, pl->m.group);
+    tern_qact *a = act_for(p, &pl->m);
     if (fresh || a->n != n) tern_quantize_act(p->impl, a, in, n);
     if (n == 1) tern_kgemv(p->impl, &pl->m, a, 0, l->bias, out);
     else tern_kgemm(p->impl, &pl->m, a, n, l->bias, out, (size_t)l->rows);
@@ -61,7 +63,7 @@ static void packed_apply(const tern_linear *l, float *out, const float *in, int 
 
 static void packed_prepare(const tern_linear *l, const float *in, int fresh) {
     plinear *pl = l->ctx;
-    tern_qact *a = act_for(pl->owner, l->cols, pl->m.group);
+    tern_qact *a = act_for(pl->owner, &pl->m);
     if (fresh || a->n != 1) tern_quantize_act(pl->owner->impl, a, in, 1);
 }
 
@@ -69,7 +71,7 @@ static void packed_gemv_rows(const tern_linear *l, float *out, const float *in, 
     (void)in; // quantized by packed_prepare
     const plinear *pl = l->ctx;
     tern_packed *p = pl->owner;
-    tern_kgemv_rows(p->impl, &pl->m, act_for(p, l->cols, pl->m.group), 0, l->bias, out, r0, r1);
+    tern_kgemv_rows(p->impl, &pl->m, act_for(p, &pl->m), 0, l->bias, out, r0, r1);
 }
 
 static float dot_bf16(const uint16_t *w, const float *x, int n) {
@@ -199,7 +201,7 @@ static int pack_linear(tern_packed *p, plinear *pl, tern_linear *l, tern_kfmt_id
     free(codes);
     free(scales);
     if (rc) return -1;
-    if (!act_for(p, l->cols, group)) return tern_errorf("packed inference: cannot allocate activation buffers");
+    if (!act_for(p, &pl->m)) return tern_errorf("packed inference: cannot allocate activation buffers");
     set_packed_hooks(l, pl);
     l->bytes = (long long)l->rows * (long long)row_bytes;
     return 0;
@@ -245,7 +247,7 @@ static int native_linear(tern_packed *p, plinear *pl, tern_linear *l, const tern
     if ((size_t)l->rows * pl->m.row_bytes != t->packed_bytes)
         return tern_errorf("packed tensor %s has %zu bytes, expected %zu", t->name, t->packed_bytes,
                            (size_t)l->rows * pl->m.row_bytes);
-    if (!act_for(p, l->cols, pl->m.group)) return tern_errorf("packed inference: cannot allocate activation buffers");
+    if (!act_for(p, &pl->m)) return tern_errorf("packed inference: cannot allocate activation buffers");
     set_packed_hooks(l, pl);
     l->bytes = (long long)t->packed_bytes;
     return 0;

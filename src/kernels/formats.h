@@ -72,6 +72,13 @@ struct tern_kformat {
     int code_bits;      // bits per stored code field (t1.6: 0, it is base-3)
     int code_min, code_max; // accepted input codes
     int default_group;
+    // Activation group for this format's inputs, in columns; 0: the weights'
+    // group. The low-bit formats use 64: a 4-bit RTN SmolLM2's packed
+    // perplexity is +1.20% over the same weights in FP32 with int8 activation
+    // groups of 128, +0.43% with 64 and +0.45% with 32 (docs/PERFORMANCE.md);
+    // each activation group is one float step, so 64 costs the q4g GEMV ~4%
+    // and 32 ~30%. The ternary and q8 kernels keep the weights' group.
+    int act_group;
     double bits_per_code;   // code storage only, for a row of whole 5-chunk bundles
     // Bytes of code storage for a row of n_chunks chunks.
     size_t (*code_bytes)(int n_chunks);

@@ -62,6 +62,24 @@ static inline void tern_kpermute_token(const tern_qact *a, int t) {
                 memcpy(qp + 128 * (size_t)b + 32 * k + 8 * j, q + 32 * (size_t)(4 * b + j) + 8 * k, 8);
 }
 
+// Activation groups [*k0, *k1) of weight group g: the activations' groups
+// split the weights' evenly (tern_kact_group) and each is one float step of
+// the epilogue; group k covers chunks [k * cpg, min((k + 1) * cpg, n_chunks))
+// with cpg = tern_kact_cpg.
+static inline void tern_kact_range(const tern_kmatrix *w, const tern_qact *a, int g, int *k0, int *k1) {
+    if (a->group == w->group) {
+        *k0 = g, *k1 = g + 1;
+    } else if (w->n_groups == 1) {
+        *k0 = 0, *k1 = a->n_groups;
+    } else {
+        int per = w->group / a->group;
+        *k0 = g * per, *k1 = *k0 + per < a->n_groups ? *k0 + per : a->n_groups;
+    }
+}
+static inline int tern_kact_cpg(const tern_qact *a, int n_chunks) {
+    return a->n_groups == 1 ? n_chunks : a->group / TERN_KCHUNK;
+}
+
 // Token t's activation scale for group g (tern_qact.scale is group-major).
 static inline float tern_kact_scale(const tern_qact *a, int t, int g) { return a->scale[(size_t)g * a->n_max + t]; }
 

@@ -297,9 +297,13 @@ INL void SFX(row_tokens)(int fmt, int NT, const tern_kmatrix *w, int r, const te
     }
     uint8x16x2_t m;
     m.val[0] = m.val[1] = vdupq_n_u8(0);
+    const int cpg = tern_kact_cpg(a, nch);
     int c = 0;
     for (int g = 0; g < w->n_groups; g++) {
-        int end = c + w->cpg < nch ? c + w->cpg : nch;
+      int k0, k1;
+      tern_kact_range(w, a, g, &k0, &k1);
+      for (int k = k0; k < k1; k++) { // activation groups
+        const int end = c + cpg < nch ? c + cpg : nch;
         int32x4_t s32[4];
         for (int t = 0; t < NT; t++) s32[t] = vdupq_n_s32(0);
 #if DP
@@ -341,7 +345,8 @@ INL void SFX(row_tokens)(int fmt, int NT, const tern_kmatrix *w, int r, const te
         float gamma = kind == TERN_KKIND_TERNARY && w->has_shift ? tern_kload_f16(sc, w->n_groups + g) : 0.0f;
         int32_t zero = kind == TERN_KKIND_RTN ? sc[2 * (size_t)w->n_groups + g] : 0;
         for (int t = 0; t < NT; t++)
-            acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, vaddvq_s32(s32[t]), gs[t][g], tern_kact_scale(a, t0 + t, g), acc[t]);
+            acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, vaddvq_s32(s32[t]), gs[t][k], tern_kact_scale(a, t0 + t, k), acc[t]);
+    }
     }
     for (int t = 0; t < NT; t++) out[(size_t)t * ldo] = tern_kfinish(acc[t], bias, r);
 }

@@ -20,17 +20,22 @@ static float row_token(const tern_kmatrix *w, const uint8_t *row, const tern_qac
     const uint8_t *sc = row + w->code_bytes;
     const int8_t *q = a->q + (size_t)t * a->stride;
     const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
+    const int cpg = tern_kact_cpg(a, w->n_chunks);
     float acc = 0.0f;
     int c = 0;
     for (int g = 0; g < w->n_groups; g++) {
-        int end = c + w->cpg < w->n_chunks ? c + w->cpg : w->n_chunks;
-        int32_t raw = 0;
-        for (; c < end; c++) {
-            uint8_t u[TERN_KCHUNK];
-            f->get_chunk(row, w->n_chunks, c, u);
-            raw += chunk_dot(f->kind, u, q + (size_t)c * TERN_KCHUNK);
+        int k0, k1;
+        tern_kact_range(w, a, g, &k0, &k1);
+        for (int k = k0; k < k1; k++) { // activation groups
+            int end = c + cpg < w->n_chunks ? c + cpg : w->n_chunks;
+            int32_t raw = 0;
+            for (; c < end; c++) {
+                uint8_t u[TERN_KCHUNK];
+                f->get_chunk(row, w->n_chunks, c, u);
+                raw += chunk_dot(f->kind, u, q + (size_t)c * TERN_KCHUNK);
+            }
+            acc = tern_kstep(f->kind, w->has_shift, w->n_groups, sc, g, raw, gs[k], tern_kact_scale(a, t, k), acc);
         }
-        acc = tern_kstep(f->kind, w->has_shift, w->n_groups, sc, g, raw, gs[g], tern_kact_scale(a, t, g), acc);
     }
     return acc;
 }

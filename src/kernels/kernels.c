@@ -116,6 +116,11 @@ int tern_qact_init(tern_qact *a, int n_max, int cols, int group) {
     return 0;
 }
 
+int tern_kact_group(const tern_kmatrix *w) {
+    int ag = w->fmt->act_group;
+    return ag > 0 && ag < w->group && ag < w->cols ? ag : w->group;
+}
+
 void tern_qact_free(tern_qact *a) {
     tern_free(a->q), tern_free(a->scale), tern_free(a->gsum), tern_free(a->qp);
     memset(a, 0, sizeof *a);

@@ -16,11 +16,14 @@
 
 #include "kernels/formats.h"
 
-// Activations of n tokens quantized to int8, absmax per group of the weights'
-// group size (like llama.cpp's q8 activation blocks: one outlier channel then
-// costs its own group's precision, not the whole token's; per-token scales
-// cost SmolLM2 +6.7% perplexity at 4 bits, docs/PERFORMANCE.md), with the
-// per-group sums of q that the shift / zero-point / ternary terms need.
+// Activations of n tokens quantized to int8, absmax per group of columns
+// (like llama.cpp's q8 activation blocks: one outlier channel then costs its
+// own group's precision, not the whole token's; per-token scales cost
+// SmolLM2 +6.7% perplexity at 4 bits, docs/PERFORMANCE.md), with the
+// per-group sums of q that the shift / zero-point / ternary terms need. The
+// group is tern_kact_group of the matrices the activations feed: the weights'
+// group, or a smaller one that splits it evenly; each activation group is one
+// float step of the kernels' epilogue.
 struct tern_qact {
     int n_max, n;       // capacity and tokens currently held
     int cols, group, n_groups;
@@ -37,11 +40,14 @@ struct tern_qact {
     int8_t *qp;
 };
 
-// group follows the weight matrices the activations feed (same rule as
+// group: tern_kact_group of the matrices the activations feed (same rule as
 // tern_kmatrix: a multiple of 32 or >= cols). -1 (error set) on bad sizes or
 // out of memory.
 int tern_qact_init(tern_qact *a, int n_max, int cols, int group);
 void tern_qact_free(tern_qact *a);
+// The activation group w's kernels expect: its format's act_group when that is
+// smaller than the weights' group and the row, else the weights' group.
+int tern_kact_group(const tern_kmatrix *w);
 // Quantizes x[n, cols] (n <= n_max) with the given implementation.
 void tern_quantize_act(tern_kimpl impl, tern_qact *a, const float *x, int n);
 
@@ -58,7 +64,7 @@ int tern_kernel_supported(tern_kimpl impl, const char **missing);
 // out[t*ldo + r] for t < n, r < w->rows (ldo = w->rows for a dense output).
 // Output rows are split across OpenMP threads above a work threshold; each
 // thread runs tokens in blocks of 4 so a weight chunk is decoded once per 4
-// tokens. bias may be NULL. a->cols must equal w->cols and a->group w->group.
+// tokens. bias may be NULL. a->cols must equal w->cols and a->group tern_kact_group(w).
 void tern_kgemm(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int n, const float *bias,
                 float *out, size_t ldo);
 // One token (token index t of a).
