@@ -120,9 +120,10 @@ INL group_params load_params(int fmt, int RB, int has_shift, const uint8_t *cons
     return p;
 }
 
-// 8 float lanes of tern_kstep_v (same fmaf sequence, fused by FMA); a lane
-// is a row (GEMV) or a token (GEMM), with its group sum gs and activation scale vsx.
-INL __m256 step_lanes(int fmt, int has_shift, const group_params *p, __m256i raw, __m256i gs, __m256 vsx, __m256 acc) {
+// RB float lanes of tern_kstep_v (same fmaf sequence, fused by FMA).
+INL __m256 step_lanes(int fmt, int has_shift, const group_params *p, __m256i raw, int32_t gsum, float sx, __m256 acc) {
+    const __m256 vsx = _mm256_set1_ps(sx);
+    const __m256i gs = _mm256_set1_epi32(gsum);
     const __m256 alpha = _mm256_mul_ps(p->alpha, vsx);
     switch (kind_of(fmt)) {
     case TERN_KKIND_TERNARY:
@@ -149,17 +150,21 @@ INL void row_tokens(int fmt, int NT, const tern_kmatrix *w, int r, const tern_qa
         gs[t] = a->gsum + (size_t)(t0 + t) * a->n_groups;
     }
     __m256i m = _mm256_setzero_si256();
-    __m256 acc = _mm256_setzero_ps(); // lane t: token t0 + t
+    float acc[4] = {0, 0, 0, 0};
     const int cpg = tern_kact_cpg(a, nch);
     int c = 0;
     for (int g = 0; g < w->n_groups; g++) {
       int k0 = g, k1 = g + 1;
       if (split_acts(fmt)) tern_kact_range(w, a, g, &k0, &k1);
-      group_params par;
+      // F16C converts exactly, like the scalar software conversion.
+      const tern_kkind kind = kind_of(fmt);
+      const float alpha = _cvtsh_ss(load_u16(sc, g));
+      const float gamma = kind == TERN_KKIND_TERNARY && w->has_shift ? _cvtsh_ss(load_u16(sc, w->n_groups + g)) : 0.0f;
+      const int32_t zero = kind == TERN_KKIND_RTN ? sc[2 * (size_t)w->n_groups + g] : 0;
       for (int k = k0; k < k1; k++) { // activation groups
         const int end = c + cpg < nch ? c + cpg : nch;
         __m256i s32[4];
-        for (int t = 0; t < 4; t++) s32[t] = _mm256_setzero_si256();
+        for (int t = 0; t < NT; t++) s32[t] = _mm256_setzero_si256();
         while (c < end) {
             int stop = c + limit < end ? c + limit : end;
             __m256i s16[4];
@@ -173,21 +178,11 @@ INL void row_tokens(int fmt, int NT, const tern_kmatrix *w, int r, const tern_qa
             }
             for (int t = 0; t < NT; t++) s32[t] = _mm256_add_epi32(s32[t], _mm256_madd_epi16(s16[t], ones));
         }
-        if (k == k0) { // the row's parameters in every lane (F16C widens exactly)
-            const uint8_t *scs[8] = {sc, sc, sc, sc, sc, sc, sc, sc};
-            par = load_params(fmt, 8, w->has_shift, scs, w->n_groups, g);
-        }
-        __m128i raw = reduce4(s32[0], s32[1], s32[2], s32[3]);
-        __m128i gsv = _mm_setr_epi32(gs[0][k], NT > 1 ? gs[1][k] : 0, NT > 2 ? gs[2][k] : 0, NT > 3 ? gs[3][k] : 0);
-        const float *sx = a->scale + (size_t)k * a->n_max + t0; // tokens t0.. of group k
-        __m128 vsx = NT == 4 ? _mm_loadu_ps(sx) : _mm_setr_ps(sx[0], NT > 1 ? sx[1] : 0, NT > 2 ? sx[2] : 0, 0);
-        acc = step_lanes(fmt, w->has_shift, &par, _mm256_zextsi128_si256(raw), _mm256_zextsi128_si256(gsv),
-                         _mm256_zextps128_ps256(vsx), acc);
+        for (int t = 0; t < NT; t++)
+            acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, hsum_i32(s32[t]), gs[t][k], tern_kact_scale(a, t0 + t, k), acc[t]);
       }
     }
-    float y[8];
-    _mm256_storeu_ps(y, acc);
-    for (int t = 0; t < NT; t++) out[(size_t)t * ldo] = tern_kfinish(y[t], bias, r);
+    for (int t = 0; t < NT; t++) out[(size_t)t * ldo] = tern_kfinish(acc[t], bias, r);
 }
 
 // RB = 8 rows: lane r of the result holds row r (see reduce4 in kern_x86.h).
@@ -251,7 +246,7 @@ INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const ter
         }
         __m256i raw = RB == 8 ? reduce8(s32) : _mm256_castsi128_si256(reduce4(s32[0], s32[1], s32[2], s32[3]));
         if (k == k0) par = load_params(fmt, RB, w->has_shift, sc, w->n_groups, g);
-        acc = step_lanes(fmt, w->has_shift, &par, raw, _mm256_set1_epi32(gs[k]), _mm256_set1_ps(tern_kact_scale(a, t, k)), acc);
+        acc = step_lanes(fmt, w->has_shift, &par, raw, gs[k], tern_kact_scale(a, t, k), acc);
       }
     }
     float tmp[8] = {0};
