@@ -222,7 +222,7 @@ static float *rand_x(int n, int cols, float mag) {
 static void random_cases(const tern_kformat *f) {
     static const int shapes[][2] = {{1, 1}, {3, 7}, {5, 31}, {9, 33}, {7, 100}, {13, 161}, {6, 320},
                                     {17, 577}, {8, 1000}, {33, 576}};
-    static const int groups[] = {32, 64, 128, 256, 0 /* = width */};
+    static const int groups[] = {32, 64, 96, 128, 160, 256, 0 /* = width */};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++) {
             int rows = shapes[s][0], cols = shapes[s][1], group = groups[gi] ? groups[gi] : cols;

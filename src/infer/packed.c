@@ -31,7 +31,9 @@ struct tern_packed {
     int max_batch;
     plinear *lins;      // [n_layers * 7 + 1]
     int n_lins;
-    tern_qact acts[MAX_ACTS]; // one per distinct (cols, group) input
+    tern_qact acts[MAX_ACTS]; // one per distinct (cols, activation group) input
+    unsigned act_input[MAX_ACTS]; // the input each holds (a count of fresh inputs)
+    unsigned input;     // bumped by every fresh input
     int n_acts;
     int64_t embd_bytes; // embedding table in the file (0 when tied to the head)
     int native;         // linears run a loaded .tern file's packed bytes
@@ -51,20 +53,28 @@ static tern_qact *act_for(tern_packed *p, const tern_kmatrix *m) {
     return a;
 }
 
+// m's input `in` quantized: once per input and buffer, so q/k/v (and
+// gate/up) quantize it once when they share a buffer, and each buffer once
+// when their formats need different activation groups.
+static tern_qact *quantized_input(tern_packed *p, const tern_kmatrix *m, const float *in, int n, int fresh) {
+    tern_qact *a = act_for(p, m);
+    if (fresh) p->input++;
+    unsigned *held = &p->act_input[a - p->acts];
+    if (*held != p->input || a->n != n) tern_quantize_act(p->impl, a, in, n), *held = p->input;
+    return a;
+}
+
 static void packed_apply(const tern_linear *l, float *out, const float *in, int n, int fresh) {
     plinear *pl = l->ctx;
     tern_packed *p = pl->owner;
-    // Inputs are quantized once: q/k/v (and gate/up) share one tern_qact.
-    tern_qact *a = act_for(p, &pl->m);
-    if (fresh || a->n != n) tern_quantize_act(p->impl, a, in, n);
+    tern_qact *a = quantized_input(p, &pl->m, in, n, fresh);
     if (n == 1) tern_kgemv(p->impl, &pl->m, a, 0, l->bias, out);
     else tern_kgemm(p->impl, &pl->m, a, n, l->bias, out, (size_t)l->rows);
 }
 
 static void packed_prepare(const tern_linear *l, const float *in, int fresh) {
     plinear *pl = l->ctx;
-    tern_qact *a = act_for(pl->owner, &pl->m);
-    if (fresh || a->n != 1) tern_quantize_act(pl->owner->impl, a, in, 1);
+    quantized_input(pl->owner, &pl->m, in, 1, fresh);
 }
 
 static void packed_gemv_rows(const tern_linear *l, float *out, const float *in, int r0, int r1) {

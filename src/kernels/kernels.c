@@ -118,7 +118,10 @@ int tern_qact_init(tern_qact *a, int n_max, int cols, int group) {
 
 int tern_kact_group(const tern_kmatrix *w) {
     int ag = w->fmt->act_group;
-    return ag > 0 && ag < w->group && ag < w->cols ? ag : w->group;
+    // Smaller activation groups must tile the weight groups exactly (G = 96
+    // cannot hold groups of 64): otherwise the weights' own group is used.
+    int fits = ag > 0 && ag < w->cols && ag < w->group && (w->group >= w->cols || w->group % ag == 0);
+    return fits ? ag : w->group;
 }
 
 void tern_qact_free(tern_qact *a) {

@@ -46,7 +46,8 @@ struct tern_qact {
 int tern_qact_init(tern_qact *a, int n_max, int cols, int group);
 void tern_qact_free(tern_qact *a);
 // The activation group w's kernels expect: its format's act_group when that is
-// smaller than the weights' group and the row, else the weights' group.
+// smaller than the row and divides the weights' group into several (or the row
+// is one group), else the weights' group.
 int tern_kact_group(const tern_kmatrix *w);
 // Quantizes x[n, cols] (n <= n_max) with the given implementation.
 void tern_quantize_act(tern_kimpl impl, tern_qact *a, const float *x, int n);
