@@ -4,6 +4,7 @@
 // most tokens. bf16 stays within 1 % of FP32.
 #include "core/file.h"
 #include "eval/ppl.h"
+#include "infer/bench.h"
 #include "infer/packed.h"
 #include "test.h"
 
@@ -62,6 +63,43 @@ static void check_fused(const tern_model *fp, const char *format) {
     free(x);
     tern_packed_free(p);
     tern_session_free(&s);
+}
+
+// tern bench --profile: every phase of a generated token is timed, the phases
+// add up to the token's time (they cover all of a step but the embedding row
+// and argument checks), and timing does not change the logits.
+static void check_profile(const tern_model *fp) {
+    tern_bench_opts o = {.n_prompt = 8, .n_gen = 16, .reps = 2, .profile = 1};
+    tern_bench_result res[2];
+    CHECK_OK(tern_bench_run(fp, "t2", &o, res));
+    double sum = 0, token_us = 1e6 / res[1].tokens_per_s;
+    for (int ph = 0; ph < TERN_PH_COUNT; ph++) {
+        CHECK_MSG(res[1].phase_us[ph] > 0, "phase %s not timed", tern_phase_names[ph]);
+        sum += res[1].phase_us[ph];
+    }
+    // token_us comes from the mean of the repetitions' tokens/s (a harmonic mean
+    // of times, below the arithmetic one the phases sum to): 10% slack.
+    CHECK_MSG(sum <= token_us * 1.1 && sum >= 0.5 * token_us, "phases %.2f us vs token %.2f us", sum, token_us);
+    for (int ph = 0; ph < TERN_PH_COUNT; ph++) CHECK(res[0].phase_us[ph] == 0); // pp is not profiled
+    o.profile = 0;
+    CHECK_OK(tern_bench_run(fp, "t2", &o, res));
+    for (int ph = 0; ph < TERN_PH_COUNT; ph++) CHECK(res[1].phase_us[ph] == 0);
+
+    tern_session a, b;
+    CHECK_OK(tern_session_init(&a, fp, 32, 1));
+    CHECK_OK(tern_session_init(&b, fp, 32, 1));
+    double phases[TERN_PH_COUNT] = {0};
+    b.profile = phases;
+    int ids[4] = {1, 200, 31, 7};
+    size_t V = (size_t)fp->cfg.vocab_size;
+    int same = 1;
+    for (int i = 0; i < 4; i++) {
+        CHECK_OK(tern_forward(&a, &ids[i], 1, i, NULL));
+        CHECK_OK(tern_forward(&b, &ids[i], 1, i, NULL));
+        same &= memcmp(a.logits, b.logits, V * sizeof(float)) == 0;
+    }
+    CHECK(same && phases[TERN_PH_HEAD] > 0);
+    tern_session_free(&a), tern_session_free(&b);
 }
 
 int main(void) {
@@ -130,6 +168,7 @@ int main(void) {
     tern_model_free(&fake128);
     const char *fused_formats[] = {"f32", "bf16", "t2", "t1.6"};
     for (int f = 0; f < 4; f++) check_fused(&fp, fused_formats[f]);
+    check_profile(&fp);
     free(text);
     tern_tokenizer_free(tok);
     tern_model_free(&fp);

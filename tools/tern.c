@@ -264,12 +264,14 @@ static int cmd_bench(int argc, char **argv) {
         const char *a = argv[i];
         if (is_help(a)) {
             printf("usage: tern bench --model M [--compare f32,bf16,t2,t1.6,q8] [--threads N] [--reps 3]\n"
-                   "                  [--n-prompt 512] [--n-gen 128] [--json]\n"
+                   "                  [--n-prompt 512] [--n-gen 128] [--profile] [--json]\n"
                    "For each format: prompt processing (ppN) and generation (tgN) tokens/s, mean +/- sd over\n"
                    "repetitions after a warm-up, the bytes streamed per token, the file size in that format, and\n"
                    "the fraction of the measured read bandwidth reached. Formats other than f32 are made from\n"
                    "the loaded model: bf16 rounds the weights; t2/t1.6 ternarize every linear layer with\n"
-                   "absmean per group of 128 (LM head at 8 bits); q8 is int8 per block of 128.\n");
+                   "absmean per group of 128 (LM head at 8 bits); q8 is int8 per block of 128.\n"
+                   "--profile adds where a generated token's time goes: wall-clock us per token in each\n"
+                   "phase of the forward (norms, q/k/v, RoPE, attention, o, gate/up, SwiGLU, down, head).\n");
             return 0;
         }
         int r = parse_common(&o, argc, argv, &i);
@@ -279,6 +281,7 @@ static int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--n-prompt")) rc = int_value(argc, argv, &i, "bench", 1, 1 << 16, &b.n_prompt);
         else if (!strcmp(a, "--n-gen")) rc = int_value(argc, argv, &i, "bench", 1, 1 << 16, &b.n_gen);
         else if (!strcmp(a, "--compare")) rc = need_value(argc, argv, &i, "bench", &compare);
+        else if (!strcmp(a, "--profile")) b.profile = 1;
         else return bad_usage("bench", "unknown option %s", a);
     }
     if (rc) return rc;
@@ -299,11 +302,19 @@ static int cmd_bench(int argc, char **argv) {
         tern_json_write_string(stdout, o.model, strlen(o.model));
         printf(", \"bandwidth_gbs\": %.3f, \"threads\": %d, \"gemm\": \"%s\", \"results\": [", bw, tern_get_threads(),
                tern_gemm_backend());
-        for (int k = 0; k < n_res; k++)
+        for (int k = 0; k < n_res; k++) {
             printf("%s{\"format\": \"%s\", \"test\": \"%s\", \"tokens_per_s\": %.4f, \"sd\": %.4f, "
-                   "\"bytes_per_token\": %.0f, \"file_bytes\": %lld}",
+                   "\"bytes_per_token\": %.0f, \"file_bytes\": %lld",
                    k ? ", " : "", res[k].format, res[k].test, res[k].tokens_per_s, res[k].sd, res[k].bytes_per_token,
                    (long long)res[k].file_bytes);
+            if (b.profile && res[k].test[0] == 't') {
+                printf(", \"profile_us_per_token\": {");
+                for (int ph = 0; ph < TERN_PH_COUNT; ph++)
+                    printf("%s\"%s\": %.2f", ph ? ", " : "", tern_phase_names[ph], res[k].phase_us[ph]);
+                printf("}");
+            }
+            printf("}");
+        }
         printf("]}\n");
     } else if (rc == 0) {
         printf("model %s, %d threads, FP32 GEMM: %s, read bandwidth %.2f GB/s\n", o.model, tern_get_threads(),
@@ -315,6 +326,14 @@ static int cmd_bench(int argc, char **argv) {
             printf("%-7s %-6s %10.2f ± %-6.2f %10.1f %10.2f %8.2f %7.1f%%\n", res[k].format, res[k].test,
                    res[k].tokens_per_s, res[k].sd, res[k].file_bytes / 1e6, res[k].bytes_per_token / 1e6,
                    tg ? gbs : 0.0, tg ? 100 * gbs / bw : 0.0);
+        }
+        for (int k = 0; k < n_res && b.profile; k++) {
+            if (res[k].test[0] != 't') continue;
+            double total = 0;
+            for (int ph = 0; ph < TERN_PH_COUNT; ph++) total += res[k].phase_us[ph];
+            printf("%s %s, us per token:", res[k].format, res[k].test);
+            for (int ph = 0; ph < TERN_PH_COUNT; ph++) printf(" %s %.1f", tern_phase_names[ph], res[k].phase_us[ph]);
+            printf(" (sum %.1f)\n", total);
         }
     }
     tern_model_free(&m);

@@ -58,7 +58,9 @@ int tern_bench_run(const tern_model *m, const char *format, const tern_bench_opt
         tern_progress_update(&bar, ++done, "pp");
     }
     if (rc == 0) mean_sd(tps, reps, &res[0].tokens_per_s, &res[0].sd);
+    double phase_s[TERN_PH_COUNT] = {0};
     for (int r = -1; r < reps && rc == 0; r++) {
+        s.profile = o->profile && r >= 0 ? phase_s : NULL; // the measured repetitions only
         double t0 = tern_now_sec();
         for (int i = 0; i < n_gen && rc == 0; i++) rc = tern_forward(&s, &tokens[i], 1, i, NULL);
         if (r >= 0) tps[r] = n_gen / (tern_now_sec() - t0);
@@ -66,6 +68,8 @@ int tern_bench_run(const tern_model *m, const char *format, const tern_bench_opt
     }
     tern_progress_end(&bar);
     if (rc == 0) mean_sd(tps, reps, &res[1].tokens_per_s, &res[1].sd);
+    s.profile = NULL;
+    for (int ph = 0; ph < TERN_PH_COUNT && o->profile; ph++) res[1].phase_us[ph] = 1e6 * phase_s[ph] / ((double)reps * n_gen);
     int64_t w = tern_session_weight_bytes(&s), file_bytes = tern_session_file_bytes(&s, packed);
     // tg reads, on average, half of the n_gen cached positions' K and V per layer.
     double kv = (double)c->n_layers * 2.0 * c->n_kv_heads * c->head_dim * 4 * (n_gen / 2.0);

@@ -7,9 +7,11 @@
 #include <stdint.h>
 
 #include "io/model.h"
+#include "nn/transformer.h"
 
 typedef struct {
     int n_prompt, n_gen, reps;
+    int profile; // time the phases of the measured tg steps (tern_session.profile)
 } tern_bench_opts;
 
 typedef struct {
@@ -18,6 +20,9 @@ typedef struct {
     double tokens_per_s, sd;
     double bytes_per_token; // bytes streamed from memory per token (tg: weights + KV cache)
     int64_t file_bytes;     // size of the model in this format
+    // tg with opts.profile: wall-clock microseconds per token in each phase
+    // (the timers add ~0.2 us per phase call); 0 otherwise.
+    double phase_us[TERN_PH_COUNT];
 } tern_bench_result;
 
 // Runs the model with its linear layers in `format` (see infer/packed.h: f32,

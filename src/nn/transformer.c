@@ -16,6 +16,17 @@
 #define TRANSFORMER_AVX2 1
 #endif
 
+const char *const tern_phase_names[TERN_PH_COUNT] = {"attn_norm", "qkv", "rope", "attention", "o",
+                                                      "ffn_norm", "gate_up", "swiglu", "down", "head"};
+
+// Adds the time since *t to phase ph of the profile and restarts *t (when profiling).
+static void phase_end(tern_session *s, int ph, double *t) {
+    if (!s->profile) return;
+    double now = tern_now_sec();
+    s->profile[ph] += now - *t;
+    *t = now;
+}
+
 static int q_dim(const tern_config *c) { return c->n_heads * c->head_dim; }
 static int kv_dim(const tern_config *c) { return c->n_kv_heads * c->head_dim; }
 
@@ -205,20 +216,30 @@ static void layer_forward(tern_session *s, int l, int n, int pos0) {
     float *vc = s->value_cache + ((size_t)l * s->max_seq + pos0) * KVD;
 
     // Attention block: K and V go straight into the cache rows of these positions.
+    double t = s->profile ? tern_now_sec() : 0;
     tern_rmsnorm_forward(s->xb, s->x, L->attn_norm, n, D, c->rms_eps);
+    phase_end(s, TERN_PH_ATTN_NORM, &t);
     float *qkv_out[3] = {s->q, kc, vc};
     tern_linear_forward_many(&lin[TERN_L_Q], qkv_out, 3, s->xb, n); // q, k, v are consecutive
+    phase_end(s, TERN_PH_QKV, &t);
     tern_rope_forward(s->q, &s->rope, s->pos, n, c->n_heads);
     tern_rope_forward(kc, &s->rope, s->pos, n, c->n_kv_heads);
+    phase_end(s, TERN_PH_ROPE, &t);
     attention(s, l, s->q, s->xb, n);
+    phase_end(s, TERN_PH_ATTN, &t);
     linear_residual(&lin[TERN_L_O], s->x, s->xb2, s->xb, n);
+    phase_end(s, TERN_PH_O, &t);
 
     // SwiGLU feed-forward block.
     tern_rmsnorm_forward(s->xb, s->x, L->ffn_norm, n, D, c->rms_eps);
+    phase_end(s, TERN_PH_FFN_NORM, &t);
     float *gate_up_out[2] = {s->hb, s->hb2};
     tern_linear_forward_many(&lin[TERN_L_GATE], gate_up_out, 2, s->xb, n); // gate, up
+    phase_end(s, TERN_PH_GATE_UP, &t);
     tern_swiglu_forward(s->hb, s->hb, s->hb2, (int64_t)n * H);
+    phase_end(s, TERN_PH_SWIGLU, &t);
     linear_residual(&lin[TERN_L_DOWN], s->x, s->xb2, s->hb, n);
+    phase_end(s, TERN_PH_DOWN, &t);
 }
 
 // One step of at most max_batch tokens.
@@ -227,6 +248,7 @@ static void forward_step(tern_session *s, const int *tokens, int n, int pos0, fl
     for (int i = 0; i < n; i++) s->pos[i] = pos0 + i;
     tern_embedding_forward(s->x, s->w.tok_embd, tokens, n, c->dim);
     for (int l = 0; l < c->n_layers; l++) layer_forward(s, l, n, pos0);
+    double t = s->profile ? tern_now_sec() : 0;
     if (logits_out) {
         tern_rmsnorm_forward(s->x, s->x, s->w.out_norm, n, c->dim, c->rms_eps);
         tern_linear_forward(&s->head, logits_out, s->x, n, 1);
@@ -237,6 +259,7 @@ static void forward_step(tern_session *s, const int *tokens, int n, int pos0, fl
         tern_rmsnorm_forward(last, last, s->w.out_norm, 1, c->dim, c->rms_eps);
         tern_linear_forward(&s->head, s->logits, last, 1, 1);
     }
+    phase_end(s, TERN_PH_HEAD, &t);
 }
 
 int tern_forward(tern_session *s, const int *tokens, int n, int pos0, float *logits_out) {

@@ -10,6 +10,15 @@
 // The seven linear layers of a decoder block, in this order.
 enum { TERN_L_Q, TERN_L_K, TERN_L_V, TERN_L_O, TERN_L_GATE, TERN_L_UP, TERN_L_DOWN, TERN_L_COUNT };
 
+// Phases of a forward step, for the optional wall-clock profile
+// (tern_session.profile): summed over layers; o and down include their
+// residual adds, head the final norm.
+enum {
+    TERN_PH_ATTN_NORM, TERN_PH_QKV, TERN_PH_ROPE, TERN_PH_ATTN, TERN_PH_O,
+    TERN_PH_FFN_NORM, TERN_PH_GATE_UP, TERN_PH_SWIGLU, TERN_PH_DOWN, TERN_PH_HEAD, TERN_PH_COUNT
+};
+extern const char *const tern_phase_names[TERN_PH_COUNT];
+
 typedef struct {
     const tern_model *model;
     tern_config cfg;
@@ -31,6 +40,7 @@ typedef struct {
     int att_threads;
     float *logits; // [max_batch, vocab]: logits of the last forward call
     int *pos;      // [B] positions of the tokens in the step
+    double *profile; // [TERN_PH_COUNT]: seconds per phase are added here when non-NULL (caller-owned)
 } tern_session;
 
 // max_seq <= 0 uses the model's context length (capped at 4096).
