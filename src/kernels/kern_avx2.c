@@ -154,33 +154,34 @@ INL void row_tokens(int fmt, int NT, const tern_kmatrix *w, int r, const tern_qa
     const int cpg = tern_kact_cpg(a, nch);
     int c = 0;
     for (int g = 0; g < w->n_groups; g++) {
-      int k0 = g, k1 = g + 1;
-      if (split_acts(fmt)) tern_kact_range(w, a, g, &k0, &k1);
-      // F16C converts exactly, like the scalar software conversion.
-      const tern_kkind kind = kind_of(fmt);
-      const float alpha = _cvtsh_ss(load_u16(sc, g));
-      const float gamma = kind == TERN_KKIND_TERNARY && w->has_shift ? _cvtsh_ss(load_u16(sc, w->n_groups + g)) : 0.0f;
-      const int32_t zero = kind == TERN_KKIND_RTN ? sc[2 * (size_t)w->n_groups + g] : 0;
-      for (int k = k0; k < k1; k++) { // activation groups
-        const int end = c + cpg < nch ? c + cpg : nch;
-        __m256i s32[4];
-        for (int t = 0; t < NT; t++) s32[t] = _mm256_setzero_si256();
-        while (c < end) {
-            int stop = c + limit < end ? c + limit : end;
-            __m256i s16[4];
-            for (int t = 0; t < NT; t++) s16[t] = _mm256_setzero_si256();
-            for (; c < stop; c++) {
-                __m256i u = decode(fmt, row, nch, c, &m);
-                for (int t = 0; t < NT; t++) {
-                    __m256i x = _mm256_loadu_si256((const __m256i *)(q[t] + (size_t)c * TERN_KCHUNK));
-                    s16[t] = _mm256_add_epi16(s16[t], pair_dot(fmt, u, x));
+        int k0 = g, k1 = g + 1;
+        if (split_acts(fmt)) tern_kact_range(w, a, g, &k0, &k1);
+        // F16C converts exactly, like the scalar software conversion.
+        const tern_kkind kind = kind_of(fmt);
+        const float alpha = _cvtsh_ss(load_u16(sc, g));
+        const float gamma = kind == TERN_KKIND_TERNARY && w->has_shift ? _cvtsh_ss(load_u16(sc, w->n_groups + g)) : 0.0f;
+        const int32_t zero = kind == TERN_KKIND_RTN ? sc[2 * (size_t)w->n_groups + g] : 0;
+        for (int k = k0; k < k1; k++) { // activation groups
+            const int end = c + cpg < nch ? c + cpg : nch;
+            __m256i s32[4];
+            for (int t = 0; t < NT; t++) s32[t] = _mm256_setzero_si256();
+            while (c < end) {
+                int stop = c + limit < end ? c + limit : end;
+                __m256i s16[4];
+                for (int t = 0; t < NT; t++) s16[t] = _mm256_setzero_si256();
+                for (; c < stop; c++) {
+                    __m256i u = decode(fmt, row, nch, c, &m);
+                    for (int t = 0; t < NT; t++) {
+                        __m256i x = _mm256_loadu_si256((const __m256i *)(q[t] + (size_t)c * TERN_KCHUNK));
+                        s16[t] = _mm256_add_epi16(s16[t], pair_dot(fmt, u, x));
+                    }
                 }
+                for (int t = 0; t < NT; t++) s32[t] = _mm256_add_epi32(s32[t], _mm256_madd_epi16(s16[t], ones));
             }
-            for (int t = 0; t < NT; t++) s32[t] = _mm256_add_epi32(s32[t], _mm256_madd_epi16(s16[t], ones));
+            for (int t = 0; t < NT; t++)
+                acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, hsum_i32(s32[t]), gs[t][k],
+                                      tern_kact_scale(a, t0 + t, k), acc[t]);
         }
-        for (int t = 0; t < NT; t++)
-            acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, hsum_i32(s32[t]), gs[t][k], tern_kact_scale(a, t0 + t, k), acc[t]);
-      }
     }
     for (int t = 0; t < NT; t++) out[(size_t)t * ldo] = tern_kfinish(acc[t], bias, r);
 }
@@ -214,40 +215,41 @@ INL void row_block_gemv(int fmt, int RB, const tern_kmatrix *w, int r, const ter
     for (int i = 0; i < RB; i++) m[i] = _mm256_setzero_si256();
     int c = 0;
     for (int g = 0; g < w->n_groups; g++) {
-      int k0 = g, k1 = g + 1;
-      if (split_acts(fmt)) tern_kact_range(w, a, g, &k0, &k1);
-      group_params par;
-      for (int k = k0; k < k1; k++) { // activation groups
-        const int end = c + cpg < nch ? c + cpg : nch;
-        __m256i s32[8];
-        for (int i = 0; i < RB; i++) s32[i] = _mm256_setzero_si256();
-        while (c < end) {
-            const int stop = c + limit < end ? c + limit : end;
-            __m256i s16[8];
-            for (int i = 0; i < RB; i++) s16[i] = _mm256_setzero_si256();
-            if (bundled) // 4 chunks per 32-byte load against the bundle-ordered activations
-                for (; c + 4 <= stop; c += 4) {
-                    const __m256i *xp = (const __m256i *)(qp + (size_t)c * TERN_KCHUNK);
-                    __m256i x0 = _mm256_loadu_si256(xp), x1 = _mm256_loadu_si256(xp + 1);
-                    __m256i x2 = _mm256_loadu_si256(xp + 2), x3 = _mm256_loadu_si256(xp + 3);
-                    for (int i = 0; i < RB; i++) {
-                        _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), PF_HINT);
-                        s16[i] = _mm256_add_epi16(s16[i], bundle_dot(row[i] + (size_t)c * 8, x0, x1, x2, x3));
+        int k0 = g, k1 = g + 1;
+        if (split_acts(fmt)) tern_kact_range(w, a, g, &k0, &k1);
+        group_params par;
+        for (int k = k0; k < k1; k++) { // activation groups
+            const int end = c + cpg < nch ? c + cpg : nch;
+            __m256i s32[8];
+            for (int i = 0; i < RB; i++) s32[i] = _mm256_setzero_si256();
+            while (c < end) {
+                const int stop = c + limit < end ? c + limit : end;
+                __m256i s16[8];
+                for (int i = 0; i < RB; i++) s16[i] = _mm256_setzero_si256();
+                if (bundled) // 4 chunks per 32-byte load against the bundle-ordered activations
+                    for (; c + 4 <= stop; c += 4) {
+                        const __m256i *xp = (const __m256i *)(qp + (size_t)c * TERN_KCHUNK);
+                        __m256i x0 = _mm256_loadu_si256(xp), x1 = _mm256_loadu_si256(xp + 1);
+                        __m256i x2 = _mm256_loadu_si256(xp + 2), x3 = _mm256_loadu_si256(xp + 3);
+                        for (int i = 0; i < RB; i++) {
+                            _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), PF_HINT);
+                            s16[i] = _mm256_add_epi16(s16[i], bundle_dot(row[i] + (size_t)c * 8, x0, x1, x2, x3));
+                        }
                     }
+                for (; c < stop; c++) {
+                    __m256i x = _mm256_loadu_si256((const __m256i *)(q + (size_t)c * TERN_KCHUNK));
+                    if (fmt == F_Q8 && !(c & 1))
+                        for (int i = 0; i < RB; i++)
+                            _mm_prefetch((const char *)(row[i] + (size_t)c * 32 + pf), PF_HINT);
+                    for (int i = 0; i < RB; i++)
+                        s16[i] = _mm256_add_epi16(s16[i], pair_dot(fmt, decode(fmt, row[i], nch, c, &m[i]), x));
                 }
-            for (; c < stop; c++) {
-                __m256i x = _mm256_loadu_si256((const __m256i *)(q + (size_t)c * TERN_KCHUNK));
-                if (fmt == F_Q8 && !(c & 1))
-                    for (int i = 0; i < RB; i++) _mm_prefetch((const char *)(row[i] + (size_t)c * 32 + pf), PF_HINT);
-                for (int i = 0; i < RB; i++)
-                    s16[i] = _mm256_add_epi16(s16[i], pair_dot(fmt, decode(fmt, row[i], nch, c, &m[i]), x));
+                for (int i = 0; i < RB; i++) s32[i] = _mm256_add_epi32(s32[i], _mm256_madd_epi16(s16[i], ones));
             }
-            for (int i = 0; i < RB; i++) s32[i] = _mm256_add_epi32(s32[i], _mm256_madd_epi16(s16[i], ones));
+            __m256i raw = RB == 8 ? reduce8(s32) : _mm256_castsi128_si256(reduce4(s32[0], s32[1], s32[2], s32[3]));
+            if (k == k0) par = load_params(fmt, RB, w->has_shift, sc, w->n_groups, g);
+            acc = step_lanes(fmt, w->has_shift, &par, raw, gs[k], tern_kact_scale(a, t, k), acc);
         }
-        __m256i raw = RB == 8 ? reduce8(s32) : _mm256_castsi128_si256(reduce4(s32[0], s32[1], s32[2], s32[3]));
-        if (k == k0) par = load_params(fmt, RB, w->has_shift, sc, w->n_groups, g);
-        acc = step_lanes(fmt, w->has_shift, &par, raw, gs[k], tern_kact_scale(a, t, k), acc);
-      }
     }
     float tmp[8] = {0};
     __m256 y = acc;

@@ -300,52 +300,53 @@ INL void SFX(row_tokens)(int fmt, int NT, const tern_kmatrix *w, int r, const te
     const int cpg = tern_kact_cpg(a, nch);
     int c = 0;
     for (int g = 0; g < w->n_groups; g++) {
-      int k0, k1;
-      tern_kact_range(w, a, g, &k0, &k1);
-      for (int k = k0; k < k1; k++) { // activation groups
-        const int end = c + cpg < nch ? c + cpg : nch;
-        int32x4_t s32[4];
-        for (int t = 0; t < NT; t++) s32[t] = vdupq_n_s32(0);
+        int k0, k1;
+        tern_kact_range(w, a, g, &k0, &k1);
+        for (int k = k0; k < k1; k++) { // activation groups
+            const int end = c + cpg < nch ? c + cpg : nch;
+            int32x4_t s32[4];
+            for (int t = 0; t < NT; t++) s32[t] = vdupq_n_s32(0);
 #if DP
-        for (; c < end; c++) {
-            int8x16x2_t u = SFX(decode)(fmt, row, nch, c, &m);
-            for (int t = 0; t < NT; t++) {
-                const int8_t *x = q[t] + (size_t)c * TERN_KCHUNK;
-                s32[t] = vdotq_s32(vdotq_s32(s32[t], u.val[0], vld1q_s8(x)), u.val[1], vld1q_s8(x + 16));
-            }
-        }
-#else
-        if (fmt == F_Q8) {
             for (; c < end; c++) {
                 int8x16x2_t u = SFX(decode)(fmt, row, nch, c, &m);
                 for (int t = 0; t < NT; t++) {
                     const int8_t *x = q[t] + (size_t)c * TERN_KCHUNK;
-                    s32[t] = SFX(mla32_wide)(s32[t], u, vld1q_s8(x), vld1q_s8(x + 16));
+                    s32[t] = vdotq_s32(vdotq_s32(s32[t], u.val[0], vld1q_s8(x)), u.val[1], vld1q_s8(x + 16));
                 }
             }
-        } else {
-            const int limit = SFX(i16_limit)(fmt);
-            while (c < end) {
-                int stop = c + limit < end ? c + limit : end;
-                int16x8_t s16[4];
-                for (int t = 0; t < NT; t++) s16[t] = vdupq_n_s16(0);
-                for (; c < stop; c++) {
+#else
+            if (fmt == F_Q8) {
+                for (; c < end; c++) {
                     int8x16x2_t u = SFX(decode)(fmt, row, nch, c, &m);
                     for (int t = 0; t < NT; t++) {
                         const int8_t *x = q[t] + (size_t)c * TERN_KCHUNK;
-                        s16[t] = SFX(mla32)(s16[t], u, vld1q_s8(x), vld1q_s8(x + 16));
+                        s32[t] = SFX(mla32_wide)(s32[t], u, vld1q_s8(x), vld1q_s8(x + 16));
                     }
                 }
-                for (int t = 0; t < NT; t++) s32[t] = vpadalq_s16(s32[t], s16[t]);
+            } else {
+                const int limit = SFX(i16_limit)(fmt);
+                while (c < end) {
+                    int stop = c + limit < end ? c + limit : end;
+                    int16x8_t s16[4];
+                    for (int t = 0; t < NT; t++) s16[t] = vdupq_n_s16(0);
+                    for (; c < stop; c++) {
+                        int8x16x2_t u = SFX(decode)(fmt, row, nch, c, &m);
+                        for (int t = 0; t < NT; t++) {
+                            const int8_t *x = q[t] + (size_t)c * TERN_KCHUNK;
+                            s16[t] = SFX(mla32)(s16[t], u, vld1q_s8(x), vld1q_s8(x + 16));
+                        }
+                    }
+                    for (int t = 0; t < NT; t++) s32[t] = vpadalq_s16(s32[t], s16[t]);
+                }
             }
-        }
 #endif
-        const tern_kkind kind = SFX(kind_of)(fmt);
-        float alpha = tern_kload_f16(sc, g);
-        float gamma = kind == TERN_KKIND_TERNARY && w->has_shift ? tern_kload_f16(sc, w->n_groups + g) : 0.0f;
-        int32_t zero = kind == TERN_KKIND_RTN ? sc[2 * (size_t)w->n_groups + g] : 0;
-        for (int t = 0; t < NT; t++)
-            acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, vaddvq_s32(s32[t]), gs[t][k], tern_kact_scale(a, t0 + t, k), acc[t]);
+            const tern_kkind kind = SFX(kind_of)(fmt);
+            float alpha = tern_kload_f16(sc, g);
+            float gamma = kind == TERN_KKIND_TERNARY && w->has_shift ? tern_kload_f16(sc, w->n_groups + g) : 0.0f;
+            int32_t zero = kind == TERN_KKIND_RTN ? sc[2 * (size_t)w->n_groups + g] : 0;
+            for (int t = 0; t < NT; t++)
+                acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, vaddvq_s32(s32[t]), gs[t][k],
+                                      tern_kact_scale(a, t0 + t, k), acc[t]);
     }
     }
     for (int t = 0; t < NT; t++) out[(size_t)t * ldo] = tern_kfinish(acc[t], bias, r);
