@@ -164,38 +164,36 @@ INL __m512i load64(const void *p, int half) {
     return half ? _mm512_maskz_loadu_epi8(0xffffffffull, p) : _mm512_loadu_si512(p);
 }
 
-// q8-row GEMV, RB = 4 or 8 rows per pass. Only 4 is used: 8 rows ran the
-// 576-wide shapes 2-8% faster hot but SmolLM2's LM head, streamed from DRAM,
-// ~8% slower in whole-model generation.
-INL void gemv_q8(const tern_kmatrix *w, int r, const tern_qact *a, int t, const float *bias, float *out, const int RB) {
-    const uint8_t *row[8], *sc[8];
-    for (int i = 0; i < RB; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
+// q8-row GEMV, 4 rows per pass (8 rows ran the 576-wide shapes 2-8% faster
+// hot but SmolLM2's LM head, streamed from DRAM, ~8% slower in whole-model
+// generation).
+INL void gemv_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t, const float *bias, float *out) {
+    const uint8_t *row[4], *sc[4];
+    for (int i = 0; i < 4; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
     const int nch = w->n_chunks;
     const size_t pf = (size_t)PF_BLOCKS * 4 * w->row_bytes;
     const int8_t *q = a->q + (size_t)t * a->stride;
     const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
-    __m256 acc = _mm256_setzero_ps();
+    __m128 acc = _mm_setzero_ps();
     int c = 0;
     for (int g = 0; g < w->n_groups; g++) {
         const int end = c + w->cpg < nch ? c + w->cpg : nch;
-        __m512i s[8];
-        for (int i = 0; i < RB; i++) s[i] = _mm512_setzero_si512();
+        __m512i s[4];
+        for (int i = 0; i < 4; i++) s[i] = _mm512_setzero_si512();
         for (; c < end; c += 2) {
             const int half = c + 1 == end;
             __m512i x = load64(q + (size_t)c * TERN_KCHUNK, half);
-            for (int i = 0; i < RB; i++) {
+            for (int i = 0; i < 4; i++) {
                 _mm_prefetch((const char *)(row[i] + (size_t)c * 32 + pf), PF_HINT);
                 s[i] = q8_dot(s[i], load64(row[i] + (size_t)c * 32, half), x);
             }
         }
         c = end;
-        __m256i h[8];
-        for (int i = 0; i < RB; i++) h[i] = _mm256_add_epi32(_mm512_castsi512_si256(s[i]), _mm512_extracti64x4_epi64(s[i], 1));
-        __m256i raw = _mm256_sub_epi32(reduce_rows(h, RB), _mm256_set1_epi32(128 * gs[g]));
-        __m256 alpha = _mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, RB, (size_t)g)), _mm256_set1_ps(tern_kact_scale(a, t, g)));
-        acc = _mm256_fmadd_ps(alpha, _mm256_cvtepi32_ps(raw), acc);
+        __m128i raw = _mm_sub_epi32(reduce4x512(s), _mm_set1_epi32(128 * gs[g]));
+        __m128 alpha = _mm_mul_ps(_mm_cvtph_ps(gather_u16(sc, 4, (size_t)g)), _mm_set1_ps(tern_kact_scale(a, t, g)));
+        acc = _mm_fmadd_ps(alpha, _mm_cvtepi32_ps(raw), acc);
     }
-    finish_rows(acc, bias, r, out, RB);
+    finish4(acc, bias, r, out);
 }
 
 // q8-row GEMM, 1 row x 4 tokens: w + 128 formed once per 64 weights for the 4 tokens.
@@ -255,18 +253,18 @@ TGT TERN_KDECL(tern_kdot_t2_avx512) {
 }
 
 TGT TERN_KDECL(tern_kdot_q8_avx512) {
-    int r = r0;
     if (nt == 1) {
-        for (; r + 4 <= r1; r += 4) gemv_q8(w, r, a, t0, bias, out + (r - r0), 4);
-    } else {
-        for (; r < r1; r++) {
-            int t = t0;
-            for (; t + 4 <= t0 + nt; t += 4) gemm_q8_4(w, r, a, t, bias, out + (r - r0) + (size_t)(t - t0) * ldo, ldo);
-            if (t < t0 + nt) tern_kdot_q8_avx2(w, r, r + 1, a, t, t0 + nt - t, bias, out + (r - r0) + (size_t)(t - t0) * ldo, ldo);
-        }
+        int r = r0;
+        for (; r + 4 <= r1; r += 4) gemv_q8_4(w, r, a, t0, bias, out + (r - r0));
+        if (r < r1) tern_kdot_q8_avx2(w, r, r1, a, t0, 1, bias, out + (r - r0), ldo);
         return;
     }
-    if (r < r1) tern_kdot_q8_avx2(w, r, r1, a, t0, nt, bias, out + (r - r0), ldo);
+    for (int r = r0; r < r1; r++) {
+        float *o = out + (r - r0);
+        int t = t0;
+        for (; t + 4 <= t0 + nt; t += 4) gemm_q8_4(w, r, a, t, bias, o + (size_t)(t - t0) * ldo, ldo);
+        if (t < t0 + nt) tern_kdot_q8_avx2(w, r, r + 1, a, t, t0 + nt - t, bias, o + (size_t)(t - t0) * ldo, ldo);
+    }
 }
 
 #endif
