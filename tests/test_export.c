@@ -191,10 +191,21 @@ static void write_fake_quant(const char *method, const tern_quant_opts *o, int t
     tern_model_free(&m), tern_model_free(&fake);
 }
 
+// write_fake_quant to pg, loaded into *in, exported to pt with the default
+// options (*info filled) and the .tern loaded into *packed.
+static void export_fake_quant(const char *method, const tern_quant_opts *o, int teq_scales, const char *pg,
+                              const char *pt, tern_model *in, tern_model *packed, tern_export_info *info) {
+    write_fake_quant(method, o, teq_scales, pg);
+    CHECK_OK(tern_model_load(in, pg, NULL));
+    tern_export_opts eo = {0};
+    CHECK_OK(tern_export_tern(in, pg, &eo, pt, info));
+    CHECK_OK(tern_model_load(packed, pt, NULL));
+}
+
 // `tern quantize`-style output exported to .tern reproduces the fake-quant
 // model up to int8 activations and fp16 scales.
 static void check_quantized(const char *method, float lambda) {
-    tern_model packed;
+    tern_model in, packed;
     tern_quant_opts o;
     tern_quant_opts_defaults(&o);
     o.group = 32;
@@ -202,15 +213,10 @@ static void check_quantized(const char *method, float lambda) {
     char pg[256], pt[256];
     tmp_path(pg, sizeof pg, "fake.gguf");
     tmp_path(pt, sizeof pt, "q.tern");
-    write_fake_quant(method, &o, 0, pg);
-    tern_model in;
-    CHECK_OK(tern_model_load(&in, pg, NULL));
-    tern_export_opts eo = {0};
     tern_export_info info;
-    CHECK_OK(tern_export_tern(&in, pg, &eo, pt, &info));
+    export_fake_quant(method, &o, 0, pg, pt, &in, &packed, &info);
     CHECK(info.group == 32 && !strcmp(info.method, method));
     CHECK(info.has_shift == !strcmp(method, "dlt"));
-    CHECK_OK(tern_model_load(&packed, pt, NULL));
     CHECK(packed.cfg.ffn_bias == in.cfg.ffn_bias);
     if (!strcmp(method, "tequila")) CHECK(packed.cfg.ffn_bias && tern_model_find(&packed, "blk.0.ffn_up.bias"));
     if (!strcmp(method, "dlt")) CHECK(tern_model_find(&packed, "blk.0.attn_q.weight")->packed_shift == 1);
@@ -231,22 +237,17 @@ static void check_quantized(const char *method, float lambda) {
 // and the perplexity up to int8 activations. TEQ runs with non-trivial scales
 // s (already folded into the norms and W by tern_quant_export).
 static void check_lowbit(const char *method, int bits, int sym, double max_pct) {
-    tern_model packed;
+    tern_model in, packed;
     tern_quant_opts o;
     tern_quant_opts_defaults(&o);
     o.group = 32, o.bits = bits, o.sym = sym;
     char pg[256], pt[256], want[16];
     tmp_path(pg, sizeof pg, "lowbit.gguf");
     tmp_path(pt, sizeof pt, "lowbit.tern");
-    write_fake_quant(method, &o, 1, pg);
-    tern_model in;
-    CHECK_OK(tern_model_load(&in, pg, NULL));
-    tern_export_opts eo = {0};
     tern_export_info info;
-    CHECK_OK(tern_export_tern(&in, pg, &eo, pt, &info));
+    export_fake_quant(method, &o, 1, pg, pt, &in, &packed, &info);
     snprintf(want, sizeof want, "q%dg", bits);
     CHECK_MSG(!strcmp(info.format, want) && info.group == 32, "%s: %s G=%d", method, info.format, info.group);
-    CHECK_OK(tern_model_load(&packed, pt, NULL));
     const tern_tensor *a = tern_model_find(&in, "blk.3.attn_q.weight"), *b = tern_model_find(&packed, "blk.3.attn_q.weight");
     CHECK(b->packed && b->packed_fmt == (int)tern_kformat_find(want)->id);
     double err = test_max_rel_err(a->data, b->data, (size_t)a->numel, 1e-2);
@@ -259,6 +260,7 @@ static void check_lowbit(const char *method, int bits, int sym, double max_pct) 
            pf, pn, 100 * (pn / pf - 1), (long long)info.bytes);
     CHECK_MSG(fabs(pn / pf - 1) < max_pct / 100, "%s b%d: %.4f vs %.4f", method, bits, pn, pf);
     // A .tern re-exported gives the same bytes' worth of model.
+    tern_export_opts eo = {0};
     tern_export_info again;
     char pt2[256];
     tmp_path(pt2, sizeof pt2, "lowbit2.tern");
