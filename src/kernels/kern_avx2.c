@@ -492,7 +492,7 @@ TGT static void quantize_token(const tern_qact *a, const float *x, int8_t *q, fl
     // Group sums over whole chunks: padding slots are zero, and a group is
     // either chunk-aligned or the whole row.
     const int nch = (cols + TERN_KCHUNK - 1) / TERN_KCHUNK;
-    const int cpg = a->group >= cols ? nch : a->group / TERN_KCHUNK;
+    const int cpg = tern_kact_cpg(a, nch);
     const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
     for (int g = 0, c = 0; g < a->n_groups; g++) {
         __m256i acc = _mm256_setzero_si256();

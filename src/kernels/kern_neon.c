@@ -144,7 +144,7 @@ static void quantize_token(const tern_qact *a, const float *x, int8_t *q, float 
     // Group sums over whole chunks: padding slots are zero, and a group is
     // either chunk-aligned or the whole row.
     const int nch = (cols + TERN_KCHUNK - 1) / TERN_KCHUNK;
-    const int cpg = a->group >= cols ? nch : a->group / TERN_KCHUNK;
+    const int cpg = tern_kact_cpg(a, nch);
     for (int g = 0, c = 0; g < a->n_groups; g++) {
         int32x4_t acc = vdupq_n_s32(0);
         for (int end = c + cpg < nch ? c + cpg : nch; c < end; c++) {
