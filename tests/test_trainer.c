@@ -1,7 +1,8 @@
 // The training loop with a toy quantizer hook (w_eff = w / 2): block-wise
 // reconstruction lowers each block's MSE; an interrupted run (SIGINT raised
 // mid-training) continued with resume ends bit-identical to an uninterrupted
-// one, in both e2e and block-wise modes.
+// one, in e2e and block-wise modes (inside a block, at a block's end, and in
+// the e2e / E2E-QP phase after block-wise).
 #include <signal.h>
 #include <unistd.h>
 
@@ -90,26 +91,34 @@ static void block0_mse(const char *log, double *first, double *last) {
     if (f) fclose(f);
 }
 
-static void check_mode(tern_train_mode mode) {
+// Trains uninterrupted, then interrupted after step `stop` (0-based) and
+// resumed: the weights must be bit-identical. Block-wise has 5 steps per
+// block; final > 0 adds that many steps of a phase after it (qp: E2E-QP, else e2e).
+static void check_mode(tern_train_mode mode, int stop, int final, int qp) {
     const char *name = mode == TERN_TRAIN_BLOCKWISE ? "blockwise" : "e2e";
     tern_train_opts o = options(mode, name);
+    if (qp) o.qp_steps = final;
+    else o.e2e_steps = final;
     tern_train_report rep;
     tern_model full, part;
     interrupt_at = -1;
     CHECK_OK(train(&full, &o, &rep));
-    CHECK(rep.steps_done == 25);
+    CHECK(rep.steps_done == 25 + final);
     if (mode == TERN_TRAIN_BLOCKWISE) {
         double first, last;
         block0_mse(o.log_path, &first, &last);
         CHECK_MSG(first > 0 && last < 0.5 * first, "block 0 mse %g -> %g", first, last);
     }
-    interrupt_at = 10;
-    CHECK_FAILS(train(&part, &o, &rep), "interrupted at step 11");
+    interrupt_at = stop;
+    char msg[64];
+    snprintf(msg, sizeof msg, "interrupted at step %d", stop + 1);
+    CHECK_FAILS(train(&part, &o, &rep), msg);
     tern_model_free(&part);
     interrupt_at = -1;
     o.resume = 1;
     CHECK_OK(train(&part, &o, &rep));
-    CHECK_MSG(same_weights(&full, &part), "%s: resumed weights differ", name);
+    CHECK_MSG(same_weights(&full, &part), "%s, stopped after step %d of 25+%d: resumed weights differ", name, stop,
+              final);
     tern_model_free(&full);
     tern_model_free(&part);
     unlink(o.checkpoint_path);
@@ -117,7 +126,11 @@ static void check_mode(tern_train_mode mode) {
 }
 
 int main(void) {
-    check_mode(TERN_TRAIN_E2E);
-    check_mode(TERN_TRAIN_BLOCKWISE);
+    check_mode(TERN_TRAIN_E2E, 10, 0, 0);
+    check_mode(TERN_TRAIN_BLOCKWISE, 10, 0, 0); // inside block 2
+    check_mode(TERN_TRAIN_BLOCKWISE, 9, 0, 0);  // at the end of block 1
+    check_mode(TERN_TRAIN_BLOCKWISE, 24, 6, 0); // at the end of the last block, e2e after
+    check_mode(TERN_TRAIN_BLOCKWISE, 27, 6, 0); // inside the e2e phase
+    check_mode(TERN_TRAIN_BLOCKWISE, 27, 6, 1); // inside E2E-QP (the norms train)
     return test_report();
 }

@@ -77,6 +77,7 @@ struct tern_train_model {
     // Activations, sized for cap_n tokens and cap_att attention entries per layer.
     int B, T;            // shape of the last forward (full or block-wise); 0 before any
     int full_forward;    // the last forward was tern_train_forward (backward allowed)
+    int logits_valid;    // the last forward computed logits (full, or tern_train_forward_from)
     int64_t cap_n, cap_att;
     float *acts;
     float *res;          // [L+1, N, D]: res[0] embeddings, res[l+1] output of block l
@@ -389,7 +390,7 @@ static int ensure_acts(tern_train_model *tm, int B, int T) {
     tm->acts = tm->scratch = tm->res = NULL;
     tm->tokens = tm->pos = NULL;
     tm->blk = NULL;
-    tm->full_forward = 0;
+    tm->full_forward = tm->logits_valid = 0;
     tm->B = tm->T = 0;
     tm->cap_n = n > tm->cap_n ? n : tm->cap_n;
     tm->cap_att = att > tm->cap_att ? att : tm->cap_att;
@@ -471,13 +472,16 @@ static int linear_backward(tern_train_model *tm, int id, float *dx, int accumula
 // ---- One decoder block ----
 
 // res_out[N, D] = block_l(res_in[N, D]), keeping tm->blk[l] for the backward.
-static int block_forward(tern_train_model *tm, int l, const float *in, float *out) {
+// With stop < TERN_LIN_COUNT the block stops once the input of linear kind
+// `stop` is computed (q/k/v share theirs, as do gate/up); out is not written.
+static int block_forward(tern_train_model *tm, int l, const float *in, float *out, int stop) {
     const tern_config *c = &tm->cfg;
     const layer_info *L = &tm->layers[l];
     block_acts *a = &tm->blk[l];
     int n = tm->B * tm->T, D = c->dim, F = c->hidden_dim, id0 = l * TERN_LIN_COUNT;
     // Attention: mid = in + o(attention(rope(q(ln1)), rope(k(ln1)), v(ln1)))
     tern_rmsnorm_forward_train(a->ln1, a->rstd1, in, P(tm, L->attn_norm), n, D, c->rms_eps);
+    if (stop <= TERN_LIN_V) return 0;
     if (linear_forward(tm, id0 + TERN_LIN_Q, a->q, a->ln1, n) ||
         linear_forward(tm, id0 + TERN_LIN_K, a->k, a->ln1, n) ||
         linear_forward(tm, id0 + TERN_LIN_V, a->v, a->ln1, n))
@@ -486,14 +490,17 @@ static int block_forward(tern_train_model *tm, int l, const float *in, float *ou
     tern_rope_forward(a->k, &tm->rope, tm->pos, n, c->n_kv_heads);
     tern_attention_forward(a->atty, a->att, a->q, a->k, a->v, tm->B, tm->T, c->n_heads, c->n_kv_heads,
                            c->head_dim);
+    if (stop == TERN_LIN_O) return 0;
     if (linear_forward(tm, id0 + TERN_LIN_O, a->mid, a->atty, n)) return -1;
     tern_residual_forward(a->mid, in, (int64_t)n * D);
     // Feed-forward: out = mid + down(silu(gate(ln2)) * up(ln2))
     tern_rmsnorm_forward_train(a->ln2, a->rstd2, a->mid, P(tm, L->ffn_norm), n, D, c->rms_eps);
+    if (stop == TERN_LIN_GATE || stop == TERN_LIN_UP) return 0;
     if (linear_forward(tm, id0 + TERN_LIN_GATE, a->gate, a->ln2, n) ||
         linear_forward(tm, id0 + TERN_LIN_UP, a->up, a->ln2, n))
         return -1;
     tern_swiglu_forward(a->hb, a->gate, a->up, (int64_t)n * F);
+    if (stop == TERN_LIN_DOWN) return 0;
     if (linear_forward(tm, id0 + TERN_LIN_DOWN, out, a->hb, n)) return -1;
     tern_residual_forward(out, a->mid, (int64_t)n * D);
     return 0;
@@ -531,7 +538,7 @@ static int block_backward(tern_train_model *tm, int l, const float *in, float *d
 
 int tern_train_forward(tern_train_model *tm, const int *tokens, int B, int T) {
     const tern_config *c = &tm->cfg;
-    tm->full_forward = 0;
+    tm->full_forward = tm->logits_valid = 0;
     if (ensure_acts(tm, B, T)) return -1;
     int n = B * T, D = c->dim;
     for (int i = 0; i < n; i++)
@@ -541,15 +548,33 @@ int tern_train_forward(tern_train_model *tm, const int *tokens, int B, int T) {
     memcpy(tm->tokens, tokens, (size_t)n * sizeof(int));
     tern_embedding_forward(tm->res, P(tm, tm->tok), tokens, n, D);
     for (int l = 0; l < c->n_layers; l++)
-        if (block_forward(tm, l, tm->res + (size_t)l * n * D, tm->res + (size_t)(l + 1) * n * D)) return -1;
+        if (block_forward(tm, l, tm->res + (size_t)l * n * D, tm->res + (size_t)(l + 1) * n * D, TERN_LIN_COUNT)) return -1;
     tern_rmsnorm_forward_train(tm->lnf, tm->rstdf, tm->res + (size_t)c->n_layers * n * D, P(tm, tm->out_norm), n,
                                D, c->rms_eps);
     tern_matmul_f32(tm->logits, tm->lnf, P(tm, tm->output), NULL, n, D, c->vocab_size);
-    tm->full_forward = 1;
+    tm->full_forward = tm->logits_valid = 1;
     return 0;
 }
 
-const float *tern_train_logits(const tern_train_model *tm) { return tm->full_forward ? tm->logits : NULL; }
+int tern_train_forward_from(tern_train_model *tm, int layer, const float *x_in, int B, int T) {
+    const tern_config *c = &tm->cfg;
+    if (layer < 0 || layer >= c->n_layers) return tern_errorf("train: no layer %d", layer);
+    if (ensure_acts(tm, B, T)) return -1;
+    tm->full_forward = tm->logits_valid = 0;
+    set_shape(tm, B, T);
+    int n = B * T, D = c->dim;
+    memmove(tm->res + (size_t)layer * n * D, x_in, (size_t)n * D * sizeof(float));
+    for (int l = layer; l < c->n_layers; l++)
+        if (block_forward(tm, l, tm->res + (size_t)l * n * D, tm->res + (size_t)(l + 1) * n * D, TERN_LIN_COUNT))
+            return -1;
+    tern_rmsnorm_forward_train(tm->lnf, tm->rstdf, tm->res + (size_t)c->n_layers * n * D, P(tm, tm->out_norm), n,
+                               D, c->rms_eps);
+    tern_matmul_f32(tm->logits, tm->lnf, P(tm, tm->output), NULL, n, D, c->vocab_size);
+    tm->logits_valid = 1;
+    return 0;
+}
+
+const float *tern_train_logits(const tern_train_model *tm) { return tm->logits_valid ? tm->logits : NULL; }
 
 const float *tern_train_hidden(const tern_train_model *tm, int layer) {
     if (!tm->res || !tm->B || layer < 0 || layer >= tm->cfg.n_layers) return NULL;
@@ -602,14 +627,38 @@ int tern_train_block_forward(tern_train_model *tm, int layer, const float *x_in,
     if (layer < 0 || layer >= c->n_layers) return tern_errorf("train: no layer %d", layer);
     if (ensure_acts(tm, B, T)) return -1;
     // The block's activations now belong to this call: a full backward would mix states.
-    tm->full_forward = 0;
+    tm->full_forward = tm->logits_valid = 0;
     set_shape(tm, B, T);
     size_t nd = (size_t)B * T * c->dim;
     float *in = tm->res + (size_t)layer * nd, *out = tm->res + (size_t)(layer + 1) * nd;
     memmove(in, x_in, nd * sizeof(float)); // x_in may be tern_train_hidden(layer - 1) itself
-    if (block_forward(tm, layer, in, out)) return -1;
+    if (block_forward(tm, layer, in, out, TERN_LIN_COUNT)) return -1;
     if (x_out) memmove(x_out, out, nd * sizeof(float));
     return 0;
+}
+
+const float *tern_train_block_linear_input(tern_train_model *tm, int layer, const float *x_in, int B, int T,
+                                           int kind) {
+    const tern_config *c = &tm->cfg;
+    if (layer < 0 || layer >= c->n_layers || kind < 0 || kind >= TERN_LIN_COUNT) {
+        tern_errorf("train: no linear %d in layer %d", kind, layer);
+        return NULL;
+    }
+    if (ensure_acts(tm, B, T)) return NULL;
+    tm->full_forward = tm->logits_valid = 0;
+    set_shape(tm, B, T);
+    size_t nd = (size_t)B * T * c->dim;
+    float *in = tm->res + (size_t)layer * nd;
+    memmove(in, x_in, nd * sizeof(float));
+    if (block_forward(tm, layer, in, NULL, kind)) return NULL;
+    block_acts *a = &tm->blk[layer];
+    switch (kind) {
+    case TERN_LIN_O: return a->atty;
+    case TERN_LIN_GATE:
+    case TERN_LIN_UP: return a->ln2;
+    case TERN_LIN_DOWN: return a->hb;
+    default: return a->ln1;
+    }
 }
 
 int tern_train_block_backward(tern_train_model *tm, int layer, const float *d_out, float *d_in) {

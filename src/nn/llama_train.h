@@ -60,8 +60,11 @@ int tern_train_set_hook(tern_train_model *tm, const tern_weight_hook *hook);
 // Forward over tokens[B, T], each sequence at positions 0..T-1. The activation
 // buffers grow when a larger B x T comes (dropping what they held).
 int tern_train_forward(tern_train_model *tm, const int *tokens, int B, int T);
+// Runs blocks layer..L-1 and the head on x_in[B*T, D], the input of block
+// `layer` (e.g. a stored hidden state), for tern_train_logits; no backward.
+int tern_train_forward_from(tern_train_model *tm, int layer, const float *x_in, int B, int T);
 // After a forward: logits [B*T, V] (NULL unless the last forward was
-// tern_train_forward), and block l's output [B*T, D] (the residual stream after
+// tern_train_forward or tern_train_forward_from), and block l's output [B*T, D] (the residual stream after
 // block l); valid until the next forward (full or block-wise).
 const float *tern_train_logits(const tern_train_model *tm);
 const float *tern_train_hidden(const tern_train_model *tm, int layer);
@@ -76,6 +79,12 @@ void tern_train_zero_grad(tern_train_model *tm);
 // dL/dx_in (d_in may equal d_out; x_out may equal x_in). A block-wise forward
 // invalidates the last full forward for tern_train_backward.
 int tern_train_block_forward(tern_train_model *tm, int layer, const float *x_in, int B, int T, float *x_out);
+// Runs block `layer` on x_in[B*T, D] only as far as the input of linear kind
+// `kind` (TERN_LIN_*) and returns it: [B*T, in], the attention-norm output for
+// q/k/v, the attention output for o, the ffn-norm output for gate/up,
+// silu(gate)·up for down. Valid until the next forward; NULL with an error.
+const float *tern_train_block_linear_input(tern_train_model *tm, int layer, const float *x_in, int B, int T,
+                                           int kind);
 int tern_train_block_backward(tern_train_model *tm, int layer, const float *d_out, float *d_in);
 // Writes the (possibly updated) parameters back into a tern_model's tensors.
 int tern_train_export(const tern_train_model *tm, tern_model *m);

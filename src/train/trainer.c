@@ -36,6 +36,8 @@ void tern_train_opts_defaults(tern_train_opts *o) {
     o->val_frac = 0.05;
     o->seed = 1;
     o->checkpoint_every = 100;
+    o->qp_lr = 1e-4f;
+    o->block_frac = 0.5f;
 }
 
 static volatile sig_atomic_t stop_requested;
@@ -51,6 +53,12 @@ typedef struct {
     int32_t seq_len, batch, grad_accum, mode;
     uint64_t seed;
 } run_identity;
+
+// Sizes of the phases as chosen at the start (by the options or the budget);
+// 0 = not chosen yet. Checkpointed, so a resumed run keeps them.
+typedef struct {
+    int32_t steps, steps_per_block, final_steps, pad; // final: E2E-QP or e2e after block-wise
+} run_plan;
 
 // Counters that move as training advances.
 typedef struct {
@@ -69,6 +77,8 @@ typedef struct {
     float **d_hidden; // [L] per-block gradients from the feature loss
     run_identity id;
     run_position pos;
+    run_plan plan;
+    double deadline; // tern_now_sec() at which the budget ends (0: no budget)
     FILE *log;
 } trainer;
 
@@ -108,8 +118,9 @@ static int save_checkpoint(trainer *t) {
         {"params", params, (uint64_t)n_params * 4},
         {"adam_m", m, (uint64_t)n_mom * 4},
         {"adam_v", v, (uint64_t)n_mom * 4},
+        {"plan", &t->plan, sizeof t->plan},
     };
-    int n = 5;
+    int n = 6;
     if (t->method && t->method->save_state) {
         int k = t->method->save_state(t->method->ctx, secs + n, TERN_CKPT_MAX_SECTIONS - n);
         if (k < 0) {
@@ -169,17 +180,30 @@ done:
 // Decoder block of a parameter name ("blk.12.attn_q.weight" -> 12), or -1.
 static int layer_of(const char *name) { return strncmp(name, "blk.", 4) ? -1 : atoi(name + 4); }
 
-// (Re)builds the optimizer over the trainable tensors of block `layer` (every
-// tensor when layer < 0); everything else is frozen.
-static int build_optimizer(trainer *t, int layer) {
+static int is_norm(const char *name) {
+    size_t n = strlen(name);
+    return n >= 11 && !strcmp(name + n - 11, "norm.weight");
+}
+
+// What trains: every tensor the method allows (QAT, layer < 0); block `layer`'s
+// tensors the method allows and its norms (block-wise); or only the norms
+// and the method's own parameters (E2E-QP). Everything else is frozen.
+typedef enum { PHASE_ALL = -1, PHASE_QP = -2 } train_phase; // >= 0: block-wise, that block
+
+// (Re)builds the optimizer for `phase`; a fresh one per block and phase.
+static int build_optimizer(trainer *t, int phase) {
     const tern_train_opts *o = t->o;
     const tern_train_method *me = t->method;
     tern_adamw_free(&t->opt);
     tern_adamw_init(&t->opt);
-    int g_weights = tern_adamw_add_group(&t->opt, (tern_adamw_hparams){o->lr, o->beta1, o->beta2, o->eps, o->weight_decay});
+    float lr = phase == PHASE_QP ? o->qp_lr : o->lr;
+    int g_weights = tern_adamw_add_group(&t->opt, (tern_adamw_hparams){lr, o->beta1, o->beta2, o->eps, o->weight_decay});
     for (int i = 0; i < tern_train_n_params(t->student); i++) {
         const char *name = tern_train_param_name(t->student, i);
-        int trainable = (layer < 0 || layer_of(name) == layer) && (!me || !me->is_trainable || me->is_trainable(me->ctx, name));
+        int allowed = !me || !me->is_trainable || me->is_trainable(me->ctx, name);
+        int trainable = phase == PHASE_ALL ? allowed
+                        : phase == PHASE_QP ? is_norm(name)
+                                            : layer_of(name) == phase && (allowed || is_norm(name));
         tern_train_set_frozen(t->student, i, !trainable);
         if (!trainable) continue;
         int64_t n;
@@ -188,13 +212,41 @@ static int build_optimizer(trainer *t, int layer) {
     }
     if (me && me->add_params) {
         int g_method = tern_adamw_add_group(&t->opt, (tern_adamw_hparams){o->lr_method, o->beta1, o->beta2, o->eps, 0});
-        if (g_method < 0 || me->add_params(me->ctx, &t->opt, g_method, layer)) return -1;
+        if (g_method < 0 || me->add_params(me->ctx, &t->opt, g_method, phase >= 0 ? phase : -1)) return -1;
+    }
+    // With frozen latent weights the method's own parameters still need the
+    // hook's backward (TEQ asks for that anyway).
+    if (me && me->hook && me->add_params && phase == PHASE_QP && !me->hook->backward_when_frozen) {
+        tern_weight_hook h = *me->hook;
+        h.backward_when_frozen = 1;
+        if (tern_train_set_hook(t->student, &h)) return -1;
     }
     return 0;
 }
 
+// On --resume, the phase sizes the run chose at its start (absent in a
+// checkpoint of a run that chose none: the options' sizes then apply).
+static int read_plan(trainer *t) {
+    tern_ckpt ck;
+    if (tern_ckpt_load(&ck, t->o->checkpoint_path)) return -1;
+    uint64_t size = 0;
+    const run_plan *p = tern_ckpt_get(&ck, "plan", 0, &size);
+    int rc = 0;
+    if (p && size == sizeof *p) t->plan = *p;
+    else if (p) rc = tern_errorf("%s: the checkpoint's plan section has %llu bytes", t->o->checkpoint_path,
+                                 (unsigned long long)size);
+    else tern_clear_error(); // absent: a run without chosen sizes
+    tern_ckpt_close(&ck);
+    return rc;
+}
+
 static int setup(trainer *t, tern_model *m, const tern_tokenizer *tok) {
     const tern_train_opts *o = t->o;
+    if (o->resume && read_plan(t)) return -1;
+    if (o->qp_steps > 0 && o->e2e_steps > 0)
+        return tern_errorf("--qp-steps and --e2e-steps both name the phase after block-wise; give one");
+    if ((o->qp_steps > 0 || o->e2e_steps > 0 || o->epochs > 0) && o->mode != TERN_TRAIN_BLOCKWISE)
+        return tern_errorf("--epochs, --qp-steps and --e2e-steps belong to --mode blockwise");
     if (o->steps < 0 || o->batch < 1 || o->seq_len < 2 || o->grad_accum < 1)
         return tern_errorf("invalid training shape: steps %d, batch %d, seq %d, accumulation %d", o->steps, o->batch,
                            o->seq_len, o->grad_accum);
@@ -213,6 +265,7 @@ static int setup(trainer *t, tern_model *m, const tern_tokenizer *tok) {
         for (int i = 0; i < tern_train_n_params(t->teacher); i++) tern_train_set_frozen(t->teacher, i, 1);
     const tern_train_method *me = t->method;
     if (me && me->hook && tern_train_set_hook(t->student, me->hook)) return -1;
+    if (me && me->init_params && !o->resume && me->init_params(me->ctx, t->student)) return -1;
     size_t BT = (size_t)o->batch * o->seq_len, V = (size_t)m->cfg.vocab_size, D = (size_t)m->cfg.dim;
     t->inputs = malloc(BT * sizeof(int));
     t->targets = malloc(BT * sizeof(int));
@@ -234,7 +287,7 @@ static int setup(trainer *t, tern_model *m, const tern_tokenizer *tok) {
                            .grad_accum = o->grad_accum,
                            .mode = (int32_t)o->mode,
                            .seed = o->seed};
-    if (!blockwise && build_optimizer(t, -1)) return -1;
+    if (!blockwise && build_optimizer(t, PHASE_ALL)) return -1;
     if (!blockwise && o->resume && load_checkpoint(t)) return -1;
     if (o->log_path) {
         t->log = fopen(o->log_path, o->resume ? "a" : "w");
@@ -247,12 +300,16 @@ typedef struct {
     double loss, ce, kd, off;
 } step_losses;
 
+typedef struct {
+    float ce_weight, kd_weight, off_weight;
+} loss_weights;
+
 // One micro-batch: forward, losses (scaled by 1/grad_accum), backward.
-static int micro_step(trainer *t, step_losses *acc) {
-    const tern_train_opts *o = t->o;
+static int micro_step(trainer *t, const loss_weights *o, step_losses *acc) {
+    const tern_train_opts *to = t->o;
     const tern_config *c = &t->m->cfg;
-    int B = o->batch, T = o->seq_len, BT = B * T, L = c->n_layers;
-    float scale = 1.0f / (float)o->grad_accum;
+    int B = to->batch, T = to->seq_len, BT = B * T, L = c->n_layers;
+    float scale = 1.0f / (float)to->grad_accum;
     tern_dataset_next(&t->data, B, t->inputs, t->targets);
     if (t->teacher && tern_train_forward(t->teacher, t->inputs, B, T)) return -1;
     if (tern_train_forward(t->student, t->inputs, B, T)) return -1;
@@ -261,7 +318,7 @@ static int micro_step(trainer *t, step_losses *acc) {
     double ce = tern_loss_cross_entropy(logits, t->targets, BT, c->vocab_size, o->ce_weight * scale, t->d_logits);
     double kd = 0, off = 0;
     if (o->kd_weight > 0)
-        kd = tern_loss_kl(logits, tern_train_logits(t->teacher), BT, c->vocab_size, o->kd_tau, o->kd_weight * scale,
+        kd = tern_loss_kl(logits, tern_train_logits(t->teacher), BT, c->vocab_size, to->kd_tau, o->kd_weight * scale,
                           t->d_logits);
     if (o->off_weight > 0)
         for (int l = 0; l < L; l++) {
@@ -272,9 +329,9 @@ static int micro_step(trainer *t, step_losses *acc) {
         }
     if (tern_train_backward(t->student, t->d_logits, (const float *const *)t->d_hidden)) return -1;
     // Losses come back weighted and scaled; report them unscaled per component.
-    acc->ce += o->ce_weight > 0 ? ce / (o->ce_weight * scale) / o->grad_accum : 0;
-    acc->kd += o->kd_weight > 0 ? kd / (o->kd_weight * scale) / o->grad_accum : 0;
-    acc->off += o->off_weight > 0 ? off / (o->off_weight * scale) / o->grad_accum : 0;
+    acc->ce += o->ce_weight > 0 ? ce / (o->ce_weight * scale) / to->grad_accum : 0;
+    acc->kd += o->kd_weight > 0 ? kd / (o->kd_weight * scale) / to->grad_accum : 0;
+    acc->off += o->off_weight > 0 ? off / (o->off_weight * scale) / to->grad_accum : 0;
     acc->loss += (ce + kd + off);
     return 0;
 }
@@ -324,22 +381,61 @@ static int maybe_checkpoint(trainer *t, int at_end) {
     return rc;
 }
 
-static int run_e2e(trainer *t, tern_train_report *report, double *val) {
+// ---- Budget: phase sizes from probes timed on the fly ----
+
+// Zeroes every gradient the optimizer reads (the model's and the method's).
+static void zero_all_grads(trainer *t) {
+    tern_train_zero_grad(t->student);
+    for (int i = 0; i < t->opt.n_slots; i++)
+        memset((float *)t->opt.slots[i].grad, 0, (size_t)t->opt.slots[i].n * sizeof(float));
+}
+
+// Seconds of one end-to-end optimizer step (forward and backward of every
+// micro-batch, the teacher's forward): two micro-steps timed, their
+// gradients dropped and the data position restored.
+static double probe_e2e(trainer *t, const loss_weights *lw) {
+    int64_t epoch = t->data.epoch, cursor = t->data.cursor;
+    step_losses sl = {0};
+    double best = INFINITY;
+    for (int k = 0; k < 2; k++) {
+        double t0 = tern_now_sec();
+        if (micro_step(t, lw, &sl)) return NAN;
+        double dt = tern_now_sec() - t0;
+        if (dt < best) best = dt;
+    }
+    zero_all_grads(t);
+    tern_dataset_seek(&t->data, epoch, cursor);
+    return best * t->o->grad_accum;
+}
+
+// Steps of `step_s` seconds that fit before the deadline (5% kept for the
+// final validation and writing), at least 1.
+static int steps_left(const trainer *t, double step_s) {
+    double left = 0.95 * (t->deadline - tern_now_sec());
+    double n = step_s > 0 ? left / step_s : 1;
+    return n < 1 ? 1 : n > 1e9 ? 1000000000 : (int)n;
+}
+
+// End-to-end steps [first, first + n) of the run (the whole run, or the
+// E2E-QP phase after block-wise), with their own schedule.
+static int run_e2e(trainer *t, tern_train_report *report, double *val, int64_t first, int n_steps,
+                   const loss_weights *lw, float lr0, const char *label) {
     const tern_train_opts *o = t->o;
     const tern_train_method *method = t->method;
     tern_schedule sched = o->sched;
-    sched.total_steps = o->steps;
-    int64_t tokens_per_step = (int64_t)o->batch * o->seq_len * o->grad_accum;
+    sched.total_steps = n_steps;
+    int64_t tokens_per_step = (int64_t)o->batch * o->seq_len * o->grad_accum, end = first + n_steps;
     double t0 = tern_now_sec();
     int64_t start_step = t->pos.step;
     int rc = 0;
     tern_progress bar;
-    tern_progress_begin(&bar, method ? method->name : "train", "step", o->steps);
-    while (t->pos.step < o->steps && rc == 0) {
-        int step = (int)t->pos.step;
+    tern_progress_begin(&bar, label, "step", n_steps);
+    if (t->pos.step > first) tern_progress_update(&bar, t->pos.step - first, "resumed");
+    while (t->pos.step < end && rc == 0) {
+        int step = (int)(t->pos.step - first);
         tern_train_zero_grad(t->student);
         step_losses sl = {0};
-        for (int k = 0; k < o->grad_accum && rc == 0; k++) rc = micro_step(t, &sl);
+        for (int k = 0; k < o->grad_accum && rc == 0; k++) rc = micro_step(t, lw, &sl);
         if (rc) break;
         double gnorm = tern_clip_grad_norm(&t->opt, o->clip);
         float lr_factor = tern_schedule_factor(&sched, step);
@@ -347,8 +443,8 @@ static int run_e2e(trainer *t, tern_train_report *report, double *val) {
         t->pos.step++;
         t->pos.tokens += tokens_per_step;
         char extra[1024] = "";
-        if (method && method->after_step) method->after_step(method->ctx, t->student, step, extra, sizeof extra);
-        int do_val = o->val_every > 0 && (t->pos.step % o->val_every == 0 || t->pos.step == o->steps);
+        if (method && method->after_step) method->after_step(method->ctx, t->student, (int)t->pos.step - 1, extra, sizeof extra);
+        int do_val = o->val_every > 0 && ((t->pos.step - first) % o->val_every == 0 || t->pos.step == end);
         if (do_val) *val = validation_loss(t);
         double elapsed = tern_now_sec() - t0;
         double tok_s = (double)(t->pos.step - start_step) * tokens_per_step / (elapsed + 1e-9);
@@ -356,46 +452,127 @@ static int run_e2e(trainer *t, tern_train_report *report, double *val) {
         int n = snprintf(fields, sizeof fields,
                          "\"step\": %lld, \"loss\": %.6f, \"ce\": %.6f, \"kd\": %.6f, \"off\": %.6f, \"lr\": %.6g, "
                          "\"grad_norm\": %.6g, \"tokens\": %lld, \"tok_s\": %.1f, \"elapsed\": %.2f",
-                         (long long)t->pos.step, sl.loss, sl.ce, sl.kd, sl.off, o->lr * lr_factor, gnorm,
+                         (long long)t->pos.step, sl.loss, sl.ce, sl.kd, sl.off, lr0 * lr_factor, gnorm,
                          (long long)t->pos.tokens, tok_s, elapsed);
         if (do_val && *val == *val) n += snprintf(fields + n, sizeof fields - (size_t)n, ", \"val_loss\": %.6f", *val);
         snprintf(fields + n, sizeof fields - (size_t)n, "%s", extra);
         log_line(t, fields);
         char line[160];
-        snprintf(line, sizeof line, "loss %.4f val %.4f lr %.2e %.0f tok/s", sl.loss, *val, o->lr * lr_factor, tok_s);
-        tern_progress_update(&bar, t->pos.step, line);
+        snprintf(line, sizeof line, "loss %.4f val %.4f lr %.2e %.0f tok/s", sl.loss, *val, lr0 * lr_factor, tok_s);
+        tern_progress_update(&bar, t->pos.step - first, line);
         report->final_loss = sl.loss;
-        rc = maybe_checkpoint(t, t->pos.step == o->steps || stop_requested);
+        rc = maybe_checkpoint(t, t->pos.step == end || stop_requested);
     }
     tern_progress_end(&bar);
     return rc;
 }
 
-// Runs block `layer` of `tm` over all P sequences of x (in place).
-static int advance_stream(tern_train_model *tm, int layer, float *x, int P, int B, int T, int D, float *tmp) {
+// Runs block `layer` of `tm` over all P sequences of x (in place). With a
+// target, *mse receives the mean squared error of the outputs against it.
+static int advance_stream(tern_train_model *tm, int layer, float *x, int P, int B, int T, int D, float *tmp,
+                          const float *target, double *mse) {
+    double e = 0;
     for (int p = 0; p < P; p += B) {
         float *xp = x + (size_t)p * T * D;
+        size_t n = (size_t)B * T * D;
         if (tern_train_block_forward(tm, layer, xp, B, T, tmp)) return -1;
-        memcpy(xp, tmp, (size_t)B * T * D * sizeof(float));
+        if (target) e += tern_loss_mse(tmp, target + (size_t)p * T * D, B * T, D, 1.0f, NULL) * (double)n;
+        memcpy(xp, tmp, n * sizeof(float));
     }
+    if (mse) *mse = e / ((double)P * T * D);
     return 0;
 }
 
-// Block-wise reconstruction: a fixed calibration pool; for each block, the FP
-// teacher's output on the teacher stream is the target, the student block
-// (quantized through the hook) trains on the student stream with MSE, then
-// both streams advance one block. Steps are split evenly over the blocks and
-// each block gets a fresh optimizer and its own schedule.
-static int run_blockwise(trainer *t, tern_train_report *report) {
+// Mean squared error of block `layer` of `tm` on x against target (x unchanged).
+static int block_error(tern_train_model *tm, int layer, const float *x, const float *target, int P, int B, int T,
+                       int D, float *tmp, double *mse) {
+    double e = 0;
+    for (int p = 0; p < P; p += B) {
+        size_t o = (size_t)p * T * D;
+        if (tern_train_block_forward(tm, layer, x + o, B, T, tmp)) return -1;
+        e += tern_loss_mse(tmp, target + o, B * T, D, 1.0f, NULL) * (double)B * T * D;
+    }
+    *mse = e / ((double)P * T * D);
+    return 0;
+}
+
+// Steps per block: --epochs passes over the pool, or --steps split evenly.
+static int block_steps(const tern_train_opts *o, int P, int L) {
+    return o->epochs > 0 ? (int)(((int64_t)o->epochs * P + o->batch - 1) / o->batch) : (o->steps + L - 1) / L;
+}
+
+// The calibration pool size the block-wise phase uses.
+static int pool_size(const trainer *t) {
     const tern_train_opts *o = t->o;
-    const tern_config *c = &t->m->cfg;
-    int B = o->batch, T = o->seq_len, D = c->dim, L = c->n_layers;
     int P = o->calib_seqs > 0 ? o->calib_seqs : 128;
     if (P > t->data.n_train) P = (int)t->data.n_train;
-    P = P / B * B;
+    return P / o->batch * o->batch;
+}
+
+// Block-wise reconstruction (EfficientQAT's Block-AP): a fixed calibration
+// pool; for each block, the FP teacher's output on the teacher stream is the
+// target, the student block (quantized through the hook; its linears, norms
+// and method parameters train) learns it from the student stream, the output
+// of the blocks already quantized, then both streams advance one block. Each
+// block gets a fresh optimizer and its own schedule; its error on the pool is
+// logged before and after.
+static int run_blockwise(trainer *t, tern_train_report *report, int64_t *steps_total) {
+    const tern_train_opts *o = t->o;
+    const tern_config *c = &t->m->cfg;
+    int B = o->batch, T = o->seq_len, D = c->dim, L = c->n_layers, P = pool_size(t);
     if (P < B) return tern_errorf("block-wise: the data has %lld training sequences, fewer than one batch of %d",
                                   (long long)t->data.n_train, B);
-    int steps_per_block = (o->steps + L - 1) / L;
+    int steps_per_block = t->plan.steps_per_block;
+    if (!steps_per_block && t->deadline > 0) { // the budget: time a step of block 0 on the pool
+        float *xb = tern_alloc((size_t)B * T * D * 4), *gb = tern_alloc((size_t)B * T * D * 4);
+        int *tk = malloc((size_t)B * T * sizeof(int)), *un = malloc((size_t)B * T * sizeof(int));
+        double best = INFINITY;
+        int rc = xb && gb && tk && un && build_optimizer(t, 0) == 0 ? 0 : -1;
+        if (rc == 0) {
+            int64_t epoch = t->data.epoch, cursor = t->data.cursor;
+            tern_dataset_seek(&t->data, 0, 0);
+            tern_dataset_next(&t->data, B, tk, un);
+            tern_dataset_seek(&t->data, epoch, cursor);
+            const float *table = tern_train_param(t->teacher, 0, NULL); // token_embd comes first
+            for (int i = 0; i < B * T; i++) memcpy(xb + (size_t)i * D, table + (size_t)tk[i] * D, (size_t)D * 4);
+            for (int k = 0; k < 2 && rc == 0; k++) {
+                double t0 = tern_now_sec();
+                rc = tern_train_block_forward(t->student, 0, xb, B, T, gb);
+                for (size_t i = 0; rc == 0 && i < (size_t)B * T * D; i++) gb[i] = 1e-3f;
+                if (rc == 0) rc = tern_train_block_backward(t->student, 0, gb, gb);
+                double dt = tern_now_sec() - t0;
+                if (dt < best) best = dt;
+            }
+            zero_all_grads(t);
+        }
+        tern_free(xb), tern_free(gb), free(tk), free(un);
+        if (rc) return -1;
+        // A block costs its steps plus three forwards of the pool (teacher
+        // stream, error before, student stream): about P/B steps' worth.
+        double share = (o->qp_steps > 0 || o->e2e_steps > 0 ? o->block_frac : 1.0) * (t->deadline - tern_now_sec());
+        double n = share / ((double)L * best) - (double)P / B;
+        steps_per_block = n < 1 ? 1 : n > 1e7 ? 10000000 : (int)n;
+        fprintf(stderr, "budget: %.1f s per block step, %d steps per block (%.2f epochs of %d sequences)\n", best,
+                steps_per_block, (double)steps_per_block * B / P, P);
+    }
+    if (!steps_per_block) steps_per_block = block_steps(o, P, L);
+    t->plan.steps_per_block = steps_per_block;
+    report->steps_per_block = steps_per_block;
+    *steps_total = (int64_t)steps_per_block * L;
+    int64_t done_steps = 0;
+    if (o->resume) { // where the checkpoint stands (loaded in full below, once its optimizer exists)
+        tern_ckpt ck;
+        if (tern_ckpt_load(&ck, o->checkpoint_path)) return -1;
+        const run_position *p = tern_ckpt_get(&ck, "position", sizeof *p, NULL);
+        done_steps = p ? p->step : -1;
+        if (p) t->pos = *p;
+        tern_ckpt_close(&ck);
+        if (done_steps < 0) return -1;
+    }
+    // Resumed after the last block: its weights now (its checkpoint holds
+    // block L-1's optimizer); inside the phase after it, that phase loads them.
+    if (done_steps == *steps_total) return build_optimizer(t, L - 1) || load_checkpoint(t) ? -1 : 0;
+    if (done_steps > *steps_total) return 0;
     size_t stream = (size_t)P * T * D, batch = (size_t)B * T * D;
     float *xs = tern_alloc(stream * 4), *xt = tern_alloc(stream * 4), *yt = tern_alloc(stream * 4);
     float *out = tern_alloc(batch * 4), *dout = tern_alloc(batch * 4), *din = tern_alloc(batch * 4);
@@ -406,8 +583,10 @@ static int run_blockwise(trainer *t, tern_train_report *report) {
         goto done;
     }
     // The pool: the first P sequences of the seeded shuffle; embeddings stay FP.
+    int64_t epoch = t->data.epoch, cursor = t->data.cursor;
     tern_dataset_seek(&t->data, 0, 0);
     tern_dataset_next(&t->data, P, pool, unused);
+    tern_dataset_seek(&t->data, epoch, cursor);
     int embd = -1;
     for (int i = 0; i < tern_train_n_params(t->teacher); i++)
         if (!strcmp(tern_train_param_name(t->teacher, i), "token_embd.weight")) embd = i;
@@ -415,34 +594,30 @@ static int run_blockwise(trainer *t, tern_train_report *report) {
     for (size_t i = 0; i < (size_t)P * T; i++) memcpy(xs + i * D, table + (size_t)pool[i] * D, (size_t)D * 4);
     memcpy(xt, xs, stream * 4);
 
-    int start_block = 0, start_k = 0;
-    if (o->resume) {
-        tern_ckpt ck;
-        if (tern_ckpt_load(&ck, o->checkpoint_path)) goto done;
-        const run_position *p = tern_ckpt_get(&ck, "position", sizeof *p, NULL);
-        int64_t done_steps = p ? p->step : -1;
-        tern_ckpt_close(&ck);
-        if (done_steps < 0) goto done;
-        start_block = (int)(done_steps / steps_per_block);
-        start_k = (int)(done_steps % steps_per_block);
-        if (start_block < L && build_optimizer(t, start_block)) goto done;
-        if (load_checkpoint(t)) goto done;
-        // Rebuild both streams up to the current block (deterministic).
-        for (int l = 0; l < start_block && l < L; l++)
-            if (advance_stream(t->student, l, xs, P, B, T, D, out) || advance_stream(t->teacher, l, xt, P, B, T, D, out))
-                goto done;
-    }
+    int start_block = (int)(done_steps / steps_per_block), start_k = (int)(done_steps % steps_per_block);
+    // Resumed: the checkpoint's weights first, then both streams rebuilt up
+    // to the current block through them (deterministic).
+    // A checkpoint at a block's end holds that block's optimizer; the next
+    // block then starts afresh (new optimizer, error measured), as uninterrupted.
+    int mid_block = start_k > 0;
+    rc = 0;
+    if (o->resume && done_steps > 0)
+        rc = build_optimizer(t, mid_block ? start_block : start_block - 1) || load_checkpoint(t) ? -1 : 0;
+    for (int l = 0; l < start_block && rc == 0; l++)
+        if (advance_stream(t->student, l, xs, P, B, T, D, out, NULL, NULL) ||
+            advance_stream(t->teacher, l, xt, P, B, T, D, out, NULL, NULL))
+            rc = -1;
     tern_progress bar;
-    tern_progress_begin(&bar, t->method ? t->method->name : "blockwise", "step", (int64_t)steps_per_block * L);
+    tern_progress_begin(&bar, t->method ? t->method->name : "blockwise", "step", *steps_total);
     double t0 = tern_now_sec();
     int64_t first = t->pos.step;
-    rc = 0;
     for (int l = start_block; l < L && rc == 0; l++) {
         memcpy(yt, xt, stream * 4);
-        if ((rc = advance_stream(t->teacher, l, yt, P, B, T, D, out))) break;
-        if (l != start_block || !o->resume) {
-            if ((rc = build_optimizer(t, l))) break;
-        }
+        if ((rc = advance_stream(t->teacher, l, yt, P, B, T, D, out, NULL, NULL))) break;
+        int resumed = l == start_block && o->resume && mid_block;
+        if (!resumed && (rc = build_optimizer(t, l))) break;
+        double mse_init = NAN, mse_final = NAN;
+        if (!resumed && (rc = block_error(t->student, l, xs, yt, P, B, T, D, out, &mse_init))) break;
         tern_schedule sched = o->sched;
         sched.total_steps = steps_per_block;
         for (int k = (l == start_block ? start_k : 0); k < steps_per_block && rc == 0; k++) {
@@ -450,7 +625,8 @@ static int run_blockwise(trainer *t, tern_train_report *report) {
             tern_train_zero_grad(t->student);
             if ((rc = tern_train_block_forward(t->student, l, xs + b0, B, T, out))) break;
             memset(dout, 0, batch * 4);
-            double mse = tern_loss_mse(out, yt + b0, B * T, D, 1.0f, dout);
+            double loss = o->block_loss == TERN_BLOCK_LOSS_COS ? tern_loss_cosine(out, yt + b0, B * T, D, 1.0f, dout)
+                                                               : tern_loss_mse(out, yt + b0, B * T, D, 1.0f, dout);
             if ((rc = tern_train_block_backward(t->student, l, dout, din))) break;
             double gnorm = tern_clip_grad_norm(&t->opt, o->clip);
             float lr_factor = tern_schedule_factor(&sched, k);
@@ -463,19 +639,27 @@ static int run_blockwise(trainer *t, tern_train_report *report) {
             double elapsed = tern_now_sec() - t0;
             char fields[1600];
             snprintf(fields, sizeof fields,
-                     "\"step\": %lld, \"block\": %d, \"mse\": %.8g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %lld, "
-                     "\"tok_s\": %.1f, \"elapsed\": %.2f%s",
-                     (long long)t->pos.step, l, mse, o->lr * lr_factor, gnorm, (long long)t->pos.tokens,
+                     "\"step\": %lld, \"block\": %d, \"%s\": %.8g, \"lr\": %.6g, \"grad_norm\": %.6g, "
+                     "\"tokens\": %lld, \"tok_s\": %.1f, \"elapsed\": %.2f%s",
+                     (long long)t->pos.step, l, o->block_loss == TERN_BLOCK_LOSS_COS ? "cos" : "mse", loss,
+                     o->lr * lr_factor, gnorm, (long long)t->pos.tokens,
                      (double)(t->pos.step - first) * B * T / (elapsed + 1e-9), elapsed, extra);
             log_line(t, fields);
             char line[120];
-            snprintf(line, sizeof line, "block %d/%d mse %.3g", l + 1, L, mse);
+            snprintf(line, sizeof line, "block %d/%d %s %.3g", l + 1, L,
+                     o->block_loss == TERN_BLOCK_LOSS_COS ? "cos" : "mse", loss);
             tern_progress_update(&bar, t->pos.step, line);
-            report->final_loss = mse;
+            report->final_loss = loss;
             rc = maybe_checkpoint(t, k + 1 == steps_per_block || stop_requested);
         }
         // The student stream passes through the trained (quantized) block.
-        if (rc == 0) rc = advance_stream(t->student, l, xs, P, B, T, D, out);
+        if (rc == 0) rc = advance_stream(t->student, l, xs, P, B, T, D, out, yt, &mse_final);
+        if (rc == 0) {
+            char fields[256];
+            snprintf(fields, sizeof fields, "\"block\": %d, \"block_mse_init\": %.8g, \"block_mse_final\": %.8g",
+                     l, mse_init, mse_final);
+            log_line(t, fields);
+        }
         memcpy(xt, yt, stream * 4);
     }
     tern_progress_end(&bar);
@@ -490,15 +674,47 @@ int tern_train_run(tern_model *m, const tern_tokenizer *tok, const tern_train_op
     trainer t = {.o = o, .method = method, .m = m};
     memset(report, 0, sizeof *report);
     double t0 = tern_now_sec(), val = NAN;
+    t.deadline = o->budget_s > 0 ? t0 + o->budget_s : 0;
     int rc = setup(&t, m, tok);
     if (rc == 0) {
         stop_requested = 0;
         void (*old_int)(int) = signal(SIGINT, on_signal), (*old_term)(int) = signal(SIGTERM, on_signal);
         if (o->mode == TERN_TRAIN_BLOCKWISE) {
-            rc = run_blockwise(&t, report);
+            int64_t block_total = 0;
+            rc = run_blockwise(&t, report, &block_total);
+            int qp = o->qp_steps > 0;
+            if (rc == 0 && (qp || o->e2e_steps > 0)) { // E2E-QP, or end-to-end QAT of everything
+                train_phase ph = qp ? PHASE_QP : PHASE_ALL;
+                float kd = o->kd_weight > 0 ? o->kd_weight : 1.0f;
+                loss_weights lw = {qp ? 0.0f : o->ce_weight, kd, 0.0f};
+                const char *label = qp ? "e2e-qp" : "e2e";
+                int resumed = o->resume && t.pos.step > block_total;
+                rc = build_optimizer(&t, ph);
+                if (rc == 0 && resumed) rc = load_checkpoint(&t);
+                if (rc == 0 && !t.plan.final_steps) {
+                    t.plan.final_steps = qp ? o->qp_steps : o->e2e_steps;
+                    if (t.deadline > 0) {
+                        double step_s = probe_e2e(&t, &lw);
+                        t.plan.final_steps = steps_left(&t, step_s);
+                        fprintf(stderr, "budget: %.1f s per %s step, %d steps\n", step_s, label, t.plan.final_steps);
+                    }
+                }
+                report->final_steps = t.plan.final_steps;
+                if (rc == 0)
+                    rc = run_e2e(&t, report, &val, block_total, t.plan.final_steps, &lw, qp ? o->qp_lr : o->lr, label);
+            }
             if (rc == 0) val = validation_loss(&t); // the whole quantized model on held-out data
         } else {
-            rc = run_e2e(&t, report, &val);
+            loss_weights lw = {o->ce_weight, o->kd_weight, o->off_weight};
+            if (!t.plan.steps) {
+                t.plan.steps = o->steps;
+                if (t.deadline > 0) {
+                    double step_s = probe_e2e(&t, &lw);
+                    t.plan.steps = steps_left(&t, step_s);
+                    fprintf(stderr, "budget: %.1f s per step, %d steps\n", step_s, t.plan.steps);
+                }
+            }
+            rc = run_e2e(&t, report, &val, 0, t.plan.steps, &lw, o->lr, method ? method->name : "train");
         }
         signal(SIGINT, old_int);
         signal(SIGTERM, old_term);

@@ -21,6 +21,9 @@ typedef struct {
     // given): those of decoder block `layer`, or of every block when layer < 0
     // (block-wise training builds a fresh optimizer per block).
     int (*add_params)(void *ctx, tern_adamw *opt, int group, int layer);
+    // Optional: replaces the student's initial parameters after it is built
+    // from the model (e.g. GPTQ's latent weights); not called on --resume.
+    int (*init_params)(void *ctx, tern_train_model *tm);
     // Decides which model parameters train (default: all).
     int (*is_trainable)(void *ctx, const char *param_name);
     // State to checkpoint / restore (sections named by the method).
@@ -35,9 +38,30 @@ typedef enum {
     TERN_TRAIN_BLOCKWISE, // one block at a time: MSE to the FP block output on a calibration pool
 } tern_train_mode;
 
+typedef enum { TERN_BLOCK_LOSS_MSE = 0, TERN_BLOCK_LOSS_COS } tern_block_loss;
+
 typedef struct {
     tern_train_mode mode;
     int calib_seqs;       // block-wise: sequences in the calibration pool
+    // Block-wise (EfficientQAT's Block-AP): passes over the pool per block (0:
+    // --steps split evenly over the blocks); the loss against the FP block
+    // output (MSE, or OFF's 1 - cosine). Each block's linears (as the method
+    // allows), norms and method parameters train.
+    int epochs;
+    tern_block_loss block_loss;
+    // Then E2E-QP: qp_steps steps of logit KD against the FP model that train
+    // only the method's parameters (lr_method) and the RMSNorm weights (qp_lr).
+    int qp_steps;
+    float qp_lr;
+    // Or e2e_steps steps of end-to-end QAT after block-wise (what the method
+    // trains, CE at ce_weight plus logit KD at kd_weight, 1 when 0).
+    int e2e_steps;
+    // Wall-clock budget of the training phases in seconds (0: none). Steps
+    // are then sized from probes timed on the fly: block-wise gets block_frac
+    // of the budget (all of it without E2E-QP), E2E-QP or e2e what is left.
+    // The sizes chosen are kept in the checkpoint, so --resume repeats them.
+    double budget_s;
+    float block_frac;
     int steps, batch, seq_len, grad_accum; // block-wise: steps are split evenly over the blocks
     float lr, lr_method, beta1, beta2, eps, weight_decay, clip;
     tern_schedule sched;
@@ -55,6 +79,7 @@ void tern_train_opts_defaults(tern_train_opts *o);
 
 typedef struct {
     int steps_done;
+    int steps_per_block, final_steps; // as run (chosen by the budget when there is one)
     double final_loss, final_val_loss;
     int64_t tokens;
     double seconds;
