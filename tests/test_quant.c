@@ -119,7 +119,7 @@ static void test_reference(void) {
         {"tequila", "tequila", 4, 0, 0.1f, "rtn"}, {"dlt", "dlt", 4, 0, 0, "rtn"},
         {"rtn b3", "rtn", 3, 0, 0, "rtn"},       {"rtn b4 sym", "rtn", 4, 1, 0, "rtn"},
         {"teq b3", "teq", 3, 0, 0, "rtn"},       {"teq b3 sym", "teq", 3, 1, 0, "rtn"},
-        {"teq absmean", "teq", 4, 0, 0, "absmean"},
+        {"teq absmean", "teq", 4, 0, 0, "absmean"}, {"uniform b3", "uniform", 3, 0, 0, "rtn"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i]);
     float extra;

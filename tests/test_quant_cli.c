@@ -192,6 +192,143 @@ static void test_bad_input(void) {
     unlink(test_tmp_path("tern_quant_cli_empty.txt"));
 }
 
+// The value of "key": in the first line of a file that has it (NAN if none).
+static double file_num(const char *path, const char *key, int last) {
+    FILE *f = fopen(path, "r");
+    char line[8192], pat[64];
+    double v = NAN;
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    while (f && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, pat);
+        if (!p) continue;
+        v = atof(p + strlen(pat));
+        if (!last) break;
+    }
+    if (f) fclose(f);
+    return v;
+}
+
+// GPTQ init, block reconstruction with E2E-QP, mixed precision and its
+// packed export, the recipe under a budget.
+static void test_cpu_recipe(void) {
+    char out[256], opts[400], args[4096];
+    double ppl_rtn, ppl_gptq;
+    snprintf(out, sizeof out, "%s/tern_quant_cli_gptq.gguf", test_tmp_dir());
+    snprintf(opts, sizeof opts, "--model %s", out);
+    CHECK(quantize("dlt", "--init rtn", 0, out) == 0);
+    ppl_rtn = ppl_of(opts);
+    CHECK(quantize("dlt", "--init gptq --calib-seqs 64", 0, out) == 0);
+    ppl_gptq = ppl_of(opts);
+    printf("dlt PTQ: round-to-nearest init %.2f, GPTQ init %.2f\n", ppl_rtn, ppl_gptq);
+    CHECK_MSG(ppl_gptq < 0.6 * ppl_rtn, "GPTQ %g vs RTN %g", ppl_gptq, ppl_rtn);
+    // Block reconstruction, then E2E-QP: every block's error drops, and the model improves on GPTQ.
+    CHECK(quantize("dlt", "--init gptq --calib-seqs 64 --mode blockwise --epochs 2 --qp-steps 20 --diag-every 0", 0,
+                   out) == 0);
+    double ppl_bq = ppl_of(opts);
+    char log[300];
+    snprintf(log, sizeof log, "%s.log.jsonl", out);
+    FILE *f = fopen(log, "r");
+    char line[8192];
+    int blocks = 0, dropped = 0, qp = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *a = strstr(line, "\"block_mse_init\": "), *b = strstr(line, "\"block_mse_final\": ");
+        if (a && b) blocks++, dropped += atof(b + 19) < atof(a + 18);
+        qp += strstr(line, "\"kd\": ") != NULL;
+    }
+    if (f) fclose(f);
+    printf("blockwise 2 epochs + 20 E2E-QP steps: %.2f (%d blocks, %d with lower error; %d e2e lines)\n", ppl_bq,
+           blocks, dropped, qp);
+    CHECK(blocks == 5 && dropped == 5 && qp == 20);
+    CHECK_MSG(ppl_bq < ppl_gptq, "blockwise+qp %g vs GPTQ %g", ppl_bq, ppl_gptq);
+    // Mixed precision: kept linears on a 4-bit grid, the .tern mixes tern-t2 and q4g and runs within 1%.
+    CHECK(quantize("dlt", "--init gptq --calib-seqs 64 --keep 'blk.0.*,blk.4.ffn_down.weight:3'", 0, out) == 0);
+    double ppl_keep = ppl_of(opts);
+    char tern[300], info[300];
+    snprintf(tern, sizeof tern, "%s/tern_quant_cli_mixed.tern", test_tmp_dir());
+    snprintf(info, sizeof info, "%s/tern_quant_cli_mixed.info", test_tmp_dir());
+    snprintf(args, sizeof args, "export --model %s --out %s", out, tern);
+    CHECK(run(args, NULL) == 0);
+    snprintf(opts, sizeof opts, "--model %s", tern);
+    double ppl_tern = ppl_of(opts);
+    snprintf(args, sizeof args, "info --model %s --json", tern);
+    CHECK(run(args, info) == 0);
+    f = fopen(info, "r");
+    char *json = calloc(1, 1 << 20);
+    if (f && json && fread(json, 1, (1 << 20) - 1, f) == 0) json[0] = 0;
+    if (f) fclose(f);
+    int q4 = 0, q3 = 0, t2 = 0;
+    for (const char *p = json; p && (p = strstr(p, "\"type\": \"")); p += 9)
+        q4 += !strncmp(p + 9, "q4g\"", 4), q3 += !strncmp(p + 9, "q3g\"", 4), t2 += !strncmp(p + 9, "tern-t2\"", 8);
+    printf("mixed: fake-quant %.3f, packed %.3f; %d q4g, %d q3g, %d tern-t2 linears, %.3f bits per weight\n", ppl_keep,
+           ppl_tern, q4, q3, t2, file_num(info, "linear_bits_per_weight", 0));
+    CHECK(q4 == 7 && q3 == 1 && t2 == 27);
+    CHECK(ppl_keep < ppl_gptq && fabs(ppl_tern / ppl_keep - 1) < 0.01);
+    free(json);
+    unlink(tern), unlink(info);
+    // --target-bits: the plan is stated and the average stays within the budget.
+    snprintf(opts, sizeof opts, "--model %s", out);
+    CHECK(quantize("dlt", "--init gptq --calib-seqs 64 --target-bits 3.2", 0, out) == 0);
+    char err[8192] = "";
+    f = fopen(ERR_FILE, "r");
+    while (f && fgets(line, sizeof line, f))
+        if (strstr(line, "target 3.2 bits")) snprintf(err, sizeof err, "%s", line);
+    if (f) fclose(f);
+    const char *avg = strstr(err, "held at 4 bits, ");
+    printf("%s", err);
+    CHECK(avg && atof(avg + 16) <= 3.2 && atoi(strstr(err, "bits per weight: ") + 17) > 0);
+    CHECK(ppl_of(opts) < ppl_gptq);
+    // The recipe under a budget of 12 s: it runs, sizes its steps and writes.
+    remove_outputs(out);
+    snprintf(args, sizeof args,
+             "quantize %s --recipe cpu --calib %s --seq 64 --calib-seqs 32 --group 32 --budget 0.2 --threads 1 "
+             "--out %s",
+             model_args, calib, out);
+    CHECK(run(args, NULL) == 0 && access(out, F_OK) == 0);
+    f = fopen(ERR_FILE, "r");
+    int sized = 0;
+    while (f && fgets(line, sizeof line, f)) sized += strstr(line, "budget: ") != NULL;
+    if (f) fclose(f);
+    CHECK(sized == 1);
+    remove_outputs(out);
+}
+
+static void test_cpu_recipe_bad_input(void) {
+    const char *out = test_tmp_path("tern_quant_cli_bad.gguf");
+    char args[8192], base[4200];
+    snprintf(base, sizeof base, "quantize %s --calib %s --seq 64 --group 32 --steps 0 --threads 1 --out %s", model_args,
+             calib, out);
+    snprintf(args, sizeof args, "%s --method dlt --init magic", base);
+    expect_bad(args, 2, "--init", out);
+    snprintf(args, sizeof args, "%s --method dlt --keep 'blk.9.*'", base);
+    expect_bad(args, 1, "matches no linear", out);
+    snprintf(args, sizeof args, "%s --method dlt --keep 'blk.0.*:12'", base);
+    expect_bad(args, 1, "bits must be", out);
+    snprintf(args, sizeof args, "%s --method dlt --target-bits 1.2", base);
+    expect_bad(args, 2, "--target-bits", out);
+    snprintf(args, sizeof args, "%s --method dlt --target-bits 9", base);
+    expect_bad(args, 2, "--target-bits", out);
+    snprintf(args, sizeof args, "%s --method dlt --target-bits 1.8 --calib-seqs 8", base);
+    expect_bad(args, 1, "below", out);
+    snprintf(args, sizeof args, "%s --method dlt --target-bits 3 --keep 'blk.0.*'", base);
+    expect_bad(args, 1, "exclude each other", out);
+    snprintf(args, sizeof args, "%s --method dlt --budget 0", base);
+    expect_bad(args, 2, "--budget", out);
+    snprintf(args, sizeof args, "%s --method dlt --budget -3", base);
+    expect_bad(args, 2, "--budget", out);
+    snprintf(args, sizeof args, "%s --recipe gpu", base);
+    expect_bad(args, 2, "--recipe gpu", out);
+    snprintf(args, sizeof args, "%s --method dlt --init gptq --calib-seqs 100000", base);
+    expect_bad(args, 1, "needs at least", out);
+    snprintf(args, sizeof args, "%s --method rtn --init gptq", base);
+    expect_bad(args, 1, "no grid", out);
+    snprintf(args, sizeof args, "%s --method dlt --epochs 2", base);
+    expect_bad(args, 1, "--mode blockwise", out);
+    snprintf(args, sizeof args, "%s --method dlt --mode blockwise --qp-steps 2 --e2e-steps 2", base);
+    expect_bad(args, 1, "give one", out);
+    snprintf(args, sizeof args, "%s --method dlt --block-loss l1", base);
+    expect_bad(args, 2, "--block-loss", out);
+}
+
 int main(void) {
     snprintf(model_args, sizeof model_args, "--model %s --tokenizer %s",
              test_data_path("models/stories260K/stories260K.bin"), test_data_path("models/stories260K/tok512.bin"));
@@ -201,6 +338,8 @@ int main(void) {
     test_ptq(fp);
     test_qat();
     test_bad_input();
+    test_cpu_recipe();
+    test_cpu_recipe_bad_input();
     for (int k = 0; k < 6; k++) {
         char out[256];
         snprintf(out, sizeof out, "%s/tern_quant_cli_%s.gguf", test_tmp_dir(), methods[k]);

@@ -386,6 +386,20 @@ static int parse_train_opt(tern_train_opts *t, int argc, char **argv, int *i, co
         rc = 0;
     } else if (!strcmp(a, "--log")) rc = need_value(argc, argv, i, cmd, &t->log_path);
     else if (!strcmp(a, "--calib-seqs")) rc = int_value(argc, argv, i, cmd, 1, 1 << 20, &t->calib_seqs);
+    else if (!strcmp(a, "--epochs")) rc = int_value(argc, argv, i, cmd, 0, 1 << 20, &t->epochs);
+    else if (!strcmp(a, "--qp-steps")) rc = int_value(argc, argv, i, cmd, 0, 1 << 30, &t->qp_steps);
+    else if (!strcmp(a, "--qp-lr")) rc = float_value(argc, argv, i, cmd, 0, 10, &t->qp_lr);
+    else if (!strcmp(a, "--e2e-steps")) rc = int_value(argc, argv, i, cmd, 0, 1 << 30, &t->e2e_steps);
+    else if (!strcmp(a, "--block-loss")) {
+        const char *v;
+        rc = need_value(argc, argv, i, cmd, &v);
+        if (rc == 0 && !strcmp(v, "mse")) t->block_loss = TERN_BLOCK_LOSS_MSE;
+        else if (rc == 0 && !strcmp(v, "cos")) t->block_loss = TERN_BLOCK_LOSS_COS;
+        else if (rc == 0) {
+            fprintf(stderr, "tern %s: --block-loss must be mse or cos, got '%s'\n", cmd, v);
+            rc = 2;
+        }
+    }
     else if (!strcmp(a, "--mode")) {
         const char *v;
         rc = need_value(argc, argv, i, cmd, &v);
@@ -409,8 +423,14 @@ static const char *train_options_help =
     "  --off-weight W (0)     1 - cosine(student, teacher) of every block output (TernaryLLM OFF)\n"
     "  --val-frac F (0.05)    held-out tail of the data; --val-every N (50) --val-batches N (4)\n"
     "  --seed S (1)           data shuffle\n"
-    "  --mode M (e2e)         e2e | blockwise: one block at a time, MSE to the FP block output on a pool of\n"
-    "                         --calib-seqs N (128) sequences; --steps is split evenly over the blocks\n"
+    "  --mode M (e2e)         e2e | blockwise: one block at a time (its linears, norms and quantizer)\n"
+    "                         against the FP block output on a pool of --calib-seqs N (128) sequences,\n"
+    "                         --epochs E passes over the pool per block (default: --steps split evenly\n"
+    "                         over the blocks); --block-loss mse (default) | cos (1 - cosine)\n"
+    "  --qp-steps N (0)       blockwise, then N steps of E2E-QP: logit KD against the FP model training\n"
+    "                         only the quantizer's parameters (--lr-quant) and the norms (--qp-lr 1e-4)\n"
+    "  --e2e-steps N (0)      or blockwise, then N steps of end-to-end training (CE + logit KD, --kd-weight\n"
+    "                         1 unless given) of everything the method trains\n"
     "  --checkpoint FILE      (default OUT.ckpt) --checkpoint-every N (100); --resume continues from FILE\n"
     "  --log FILE             JSONL log of every step (default OUT.log.jsonl)\n";
 
@@ -569,10 +589,17 @@ static int cmd_quantize(int argc, char **argv) {
     tern_quant_opts_defaults(&q);
     const char *out = NULL, *method_name = NULL, *distill = "none";
     int rc = 0, steps_given = 0, ce_given = 0, off_given = 0;
+    // A recipe's defaults go in first, so that every option given overrides them.
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--recipe") && tern_quant_recipe(argv[i + 1], &q, &t, &method_name)) {
+            fprintf(stderr, "tern quantize: %s\n", tern_last_error());
+            return 2;
+        }
     for (int i = 1; i < argc && rc == 0; i++) {
         const char *a = argv[i];
         if (is_help(a)) {
             printf("usage: tern quantize --model M --method METHOD --calib TEXT --out OUT.gguf [options]\n"
+                   "       tern quantize --model M --recipe cpu --calib TEXT --out OUT.gguf [--budget MINUTES]\n"
                    "Quantizes every decoder-block linear (q k v o gate up down) and writes their effective\n"
                    "(dequantized) weights as a self-contained GGUF with tern.* metadata.\n"
                    "  --method M             %s\n"
@@ -584,6 +611,18 @@ static int cmd_quantize(int argc, char **argv) {
                    "                         off by default, see docs/methods.md); --no-lsq-scale: off\n"
                    "  --dlt-init I (twn)     dlt init: twn (gamma = group mean, TWN alpha of the centred\n"
                    "                         group) | absmean (alpha = mean|w|, gamma = 0; ablation)\n"
+                   "  --init I (rtn)         rtn: the method's own rule on the FP weights | gptq: GPTQ on\n"
+                   "                         --calib-seqs N (128) sequences of --seq tokens, layer by layer\n"
+                   "                         with error feedback (docs/methods.md); --damp D (0.01)\n"
+                   "  --keep P[:B],...       linears whose name matches a glob (blk.0.*, blk.*.ffn_down.weight)\n"
+                   "                         stay at B bits (4) on a learnable uniform grid (mixed precision)\n"
+                   "  --recipe cpu           GPTQ init, then end-to-end QAT with CE + logit KD at lr 1e-3\n"
+                   "                         (method dlt unless given; docs/methods.md); options given override\n"
+                   "  --budget MINUTES       size the training steps to a wall-clock budget for the whole run,\n"
+                   "                         from step times measured on the fly\n"
+                   "  --target-bits B        hold the linears whose ternarization costs the most (KL to the FP\n"
+                   "                         model, measured per linear) at 4 bits while the average storage\n"
+                   "                         (ternary as tern-t1.6) stays <= B bits per weight; B in [1.6, 8]\n"
                    "  --distill D (none)     none | kd (KL to the FP model; CE weight 0 unless given) |\n"
                    "                         off (cosine of block outputs, weight --off-weight, default 1)\n"
                    "  --diag-window K (20)   dead-zone diagnostics window; --diag-every N (50) per-layer arrays\n"
@@ -618,6 +657,24 @@ static int cmd_quantize(int argc, char **argv) {
                 else return bad_usage("quantize", "--dlt-init %s: expected twn or absmean", v);
             }
         }
+        else if (!strcmp(a, "--init")) {
+            const char *v = NULL;
+            if ((rc = need_value(argc, argv, &i, "quantize", &v)) == 0) {
+                if (!strcmp(v, "rtn")) q.init_gptq = 0;
+                else if (!strcmp(v, "gptq")) q.init_gptq = 1;
+                else return bad_usage("quantize", "--init %s: expected rtn or gptq", v);
+            }
+        }
+        else if (!strcmp(a, "--damp")) rc = float_value(argc, argv, &i, "quantize", 1e-6, 1, &q.damp);
+        else if (!strcmp(a, "--keep")) rc = need_value(argc, argv, &i, "quantize", &q.keep);
+        else if (!strcmp(a, "--recipe")) rc = need_value(argc, argv, &i, "quantize", &(const char *){NULL});
+        else if (!strcmp(a, "--budget")) {
+            float minutes;
+            rc = float_value(argc, argv, &i, "quantize", 0, 1e6, &minutes);
+            if (rc == 0 && !(minutes > 0)) return bad_usage("quantize", "%s", "--budget must be more than 0 minutes");
+            t.budget_s = 60.0 * minutes;
+        }
+        else if (!strcmp(a, "--target-bits")) rc = float_value(argc, argv, &i, "quantize", 1.6, 8, &q.target_bits);
         else if (!strcmp(a, "--distill")) rc = need_value(argc, argv, &i, "quantize", &distill);
         else if (!strcmp(a, "--diag-window")) rc = int_value(argc, argv, &i, "quantize", 1, 65535, &q.diag_window);
         else if (!strcmp(a, "--diag-every")) rc = int_value(argc, argv, &i, "quantize", 0, 1 << 30, &q.diag_every);

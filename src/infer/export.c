@@ -17,6 +17,7 @@
 #include "infer/packed.h"
 #include "io/gguf_write.h"
 #include "kernels/formats.h"
+#include "quant/quant.h"
 #include "tok/tokenizer.h"
 
 #define TERN_FORMAT_VERSION 1
@@ -177,28 +178,46 @@ static int add_packed(tern_gguf_writer *w, buf_list *bl, const tern_tensor *t, t
     return tern_gguf_add_tensor(w, t->name, type, 2, t->shape, dst, bytes);
 }
 
-static int is_linear(const char *name) {
+// Linear id (layer*7 + kind) of a decoder linear's weight name, -1 otherwise.
+static int linear_id(const char *name) {
     int l;
-    if (sscanf(name, "blk.%d.", &l) != 1 || l < 0) return 0;
+    if (sscanf(name, "blk.%d.", &l) != 1 || l < 0 || l >= TERN_EXPORT_MAX_LINEARS / 7) return -1;
     for (int k = 0; k < 7; k++) {
         char want[TERN_NAME_MAX];
         snprintf(want, sizeof want, "blk.%d.%s.weight", l, lin_names[k]);
-        if (!strcmp(name, want)) return 1;
+        if (!strcmp(name, want)) return l * 7 + k;
     }
-    return 0;
+    return -1;
 }
 
-// What the input's metadata says the decoder linears hold: ternary levels or
-// a b-bit RTN grid (rtn, or teq with the rtn inner quantizer).
+// What the input's metadata says the decoder linears hold: ternary levels, or
+// for a method that is not ternary (rtn, uniform, teq with the rtn inner
+// quantizer) a b-bit grid.
 static int input_bits(const tern_export_meta *meta) {
-    int teq_rtn = !strcmp(meta->method, "teq") && (!meta->inner[0] || !strcmp(meta->inner, "rtn"));
-    return !strcmp(meta->method, "rtn") || teq_rtn ? meta->bits : 0;
+    const tern_quant_method *qm = tern_quant_find(meta->method);
+    int grid = qm && !qm->ternary && (!meta->inner[0] || !strcmp(meta->inner, "rtn"));
+    return grid ? meta->bits : 0;
+}
+
+// Bits of linear id's b-bit grid: its --keep bits, else the input's (0: ternary).
+static int linear_bits(const tern_export_meta *meta, int id) {
+    return id >= 0 && id < meta->n_linear && meta->linear_bits[id] ? meta->linear_bits[id] : input_bits(meta);
+}
+
+static tern_kfmt_id lowbit_format(int bits) {
+    return bits == 4 ? TERN_KFMT_Q4G : bits == 3 ? TERN_KFMT_Q3G : TERN_KFMT_Q2G;
 }
 
 static int add_tensor(tern_gguf_writer *w, buf_list *bl, const tern_tensor *t, tern_kfmt_id body, int group,
                       int shift, const tern_export_meta *meta) {
     int is_embd = !strcmp(t->name, "token_embd.weight"), is_head = !strcmp(t->name, "output.weight");
-    int lin = is_linear(t->name), bits = input_bits(meta);
+    int id = linear_id(t->name), lin = id >= 0, bits = lin ? linear_bits(meta, id) : 0;
+    if (bits && bits != input_bits(meta)) { // a kept linear of a mixed model
+        if (bits > 4)
+            return tern_errorf("export: %s is held at %d bits; packed low-bit formats hold 2, 3 or 4 bits", t->name,
+                               bits);
+        body = lowbit_format(bits), shift = 0;
+    }
     if (!lin && !is_embd && !is_head)
         return tern_gguf_add_tensor(w, t->name, 0 /* GGML_TYPE_F32 */, t->ndim, t->shape, t->data, (uint64_t)t->numel * 4);
     if (t->ndim != 2) return tern_errorf("export: %s is not a matrix", t->name);
@@ -240,7 +259,7 @@ static int choose_body(const char *in_path, const tern_export_opts *o, const ter
     if (o->pack)
         return tern_errorf("export: --pack is for ternary models; %s is a %d-bit %s model, stored as q%dg", in_path,
                            bits, meta->method, bits);
-    *out = bits == 4 ? TERN_KFMT_Q4G : bits == 3 ? TERN_KFMT_Q3G : TERN_KFMT_Q2G;
+    *out = lowbit_format(bits);
     return 0;
 }
 
@@ -268,7 +287,7 @@ static int resolve_group(const tern_model *m, const tern_export_opts *o, const c
     return 0;
 }
 
-static int set_meta(tern_gguf_writer *w, const tern_model *m, const tern_export_meta *meta, int group,
+static int set_meta(tern_gguf_writer *w, buf_list *bl, const tern_model *m, const tern_export_meta *meta, int group,
                     tern_kfmt_id body) {
     int rc = tern_gguf_add_model_metadata(w, m), bits = input_bits(meta);
     if (rc == 0) rc = tern_gguf_set_u32(w, "tern.format_version", TERN_FORMAT_VERSION);
@@ -279,6 +298,12 @@ static int set_meta(tern_gguf_writer *w, const tern_model *m, const tern_export_
     if (rc == 0 && bits) rc = tern_gguf_set_i32(w, "tern.bits", bits);
     if (rc == 0 && bits) rc = tern_gguf_set_bool(w, "tern.sym", meta->sym);
     if (rc == 0 && meta->inner[0]) rc = tern_gguf_set_str(w, "tern.teq_inner", meta->inner);
+    if (rc == 0 && meta->n_linear) { // the writer keeps a pointer: the array lives in bl
+        int32_t *kb = buf_new(bl, (size_t)meta->n_linear * sizeof *kb);
+        if (!kb) return tern_errorf("out of memory");
+        for (int i = 0; i < meta->n_linear; i++) kb[i] = meta->linear_bits[i];
+        rc = tern_gguf_set_array(w, "tern.linear_bits", TERN_GGUF_I32, kb, (uint64_t)meta->n_linear, NULL);
+    }
     return rc;
 }
 
@@ -301,7 +326,7 @@ int tern_export_tern(const tern_model *m, const char *in_path, const tern_export
     tern_gguf_writer *w = tern_gguf_writer_new();
     if (!w) return tern_errorf("out of memory");
     buf_list bl = {0};
-    int rc = set_meta(w, m, &meta, group, body);
+    int rc = set_meta(w, &bl, m, &meta, group, body);
     for (int i = 0; i < m->n_tensors && rc == 0; i++)
         rc = add_tensor(w, &bl, &m->tensors[i], body, group, shift, &meta);
     if (rc == 0) rc = tern_gguf_write(w, out_path);
@@ -440,7 +465,7 @@ static int add_q8_0(tern_gguf_writer *wr, buf_list *bl, const tern_tensor *t) {
 static int tq_check_shapes(const tern_model *m, const char *fmt, const char *type, int fallback) {
     for (int i = 0; i < m->n_tensors; i++) {
         const tern_tensor *t = &m->tensors[i];
-        if (!is_linear(t->name)) continue;
+        if (linear_id(t->name) < 0) continue;
         if (t->ndim != 2) return tern_errorf("export: %s is not a matrix", t->name);
         long long cols = (long long)t->shape[1];
         if (cols % TERN_GGUF_TQ_BLOCK == 0) continue;
@@ -514,7 +539,7 @@ int tern_export_gguf_tq(const tern_model *m, const char *in_path, const tern_exp
             rc = t->ndim == 2 && t->shape[1] % TERN_GGUF_Q8_0_BLOCK == 0
                      ? add_q8_0(wr, &bl, t)
                      : tern_errorf("export: %s is not a matrix of rows that are whole Q8_0 blocks", t->name);
-        } else if (!is_linear(t->name)) {
+        } else if (linear_id(t->name) < 0) {
             rc = tern_gguf_add_tensor(wr, t->name, TERN_GGUF_TYPE_F32, t->ndim, t->shape, t->data,
                                       (uint64_t)t->numel * 4);
             info->biases += strstr(t->name, ".bias") != NULL;

@@ -8,6 +8,8 @@
 #ifndef TERN_INFER_EXPORT_H
 #define TERN_INFER_EXPORT_H
 
+#include <stdint.h>
+
 #include "io/model.h"
 
 typedef struct {
@@ -87,12 +89,18 @@ typedef struct {
 int tern_export_gguf_tq(const tern_model *m, const char *in_path, const tern_export_tq_opts *o, const char *out_path,
                         tern_export_tq_info *info);
 
+#define TERN_EXPORT_MAX_LINEARS 7168 // tern.linear_bits entries read (1024 layers)
+
 // An input file's tern.* metadata (all zero / "" when absent or not a GGUF file).
 typedef struct {
     char method[32]; // tern.method
     char inner[16];  // tern.teq_inner (teq only)
     int group;       // tern.group_size: 0 when absent, -1 per row
     int bits, sym;   // tern.bits, tern.sym
+    // tern.linear_bits (mixed precision, --keep): per linear id (layer*7 + kind)
+    // the bits of a linear held on a b-bit grid, 0 for the run's method.
+    int n_linear;
+    uint8_t linear_bits[TERN_EXPORT_MAX_LINEARS];
 } tern_export_meta;
 
 int tern_export_input_meta(const char *path, tern_export_meta *meta);

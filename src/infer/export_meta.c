@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/error.h"
 #include "infer/export.h"
 #include "io/gguf.h"
 
@@ -45,6 +46,17 @@ int tern_export_input_meta(const char *path, tern_export_meta *meta) {
         meta->group = group < 0 ? -1 : (int)group;
         meta->bits = (int)meta_int(&g, "tern.bits", 0);
         meta->sym = meta_int(&g, "tern.sym", 0) != 0;
+        const tern_gguf_kv *kv = tern_gguf_find_kv(&g, "tern.linear_bits");
+        if (kv && kv->type == TERN_GGUF_ARRAY && kv->arr_type == TERN_GGUF_I32 &&
+            kv->arr_n <= TERN_EXPORT_MAX_LINEARS && kv->arr_bytes >= kv->arr_n * 4) {
+            meta->n_linear = (int)kv->arr_n;
+            for (int i = 0; i < meta->n_linear; i++) {
+                int32_t b;
+                memcpy(&b, kv->arr_data + (size_t)i * 4, 4);
+                meta->linear_bits[i] = (uint8_t)(b > 0 && b <= 8 ? b : 0);
+            }
+        } else if (kv)
+            rc = tern_errorf("%s: tern.linear_bits is not an array of at most %d int32", path, TERN_EXPORT_MAX_LINEARS);
     }
     tern_gguf_close(&g);
     return rc;

@@ -18,6 +18,24 @@ static void shape_string(const tern_tensor *t, char *buf, size_t cap) {
         snprintf(buf + strlen(buf), cap - strlen(buf), "%s%lld", d ? " x " : "", (long long)t->shape[d]);
 }
 
+// Storage bits per weight of a packed tensor (0 when it is not packed).
+static double packed_bits(const tern_tensor *t) {
+    return t->packed && t->numel ? 8.0 * (double)t->packed_bytes / (double)t->numel : 0.0;
+}
+
+// Average storage bits per weight over the packed decoder-block tensors
+// (embedding and head excluded); 0 when there are none.
+static double linear_bits(const tern_model *m, int *n_out) {
+    double bits = 0, n = 0;
+    *n_out = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const tern_tensor *t = &m->tensors[i];
+        if (!t->packed || strncmp(t->name, "blk.", 4)) continue;
+        bits += 8.0 * (double)t->packed_bytes, n += (double)t->numel, (*n_out)++;
+    }
+    return n > 0 ? bits / n : 0.0;
+}
+
 static void print_json(const tern_model *m, FILE *f) {
     const tern_config *c = &m->cfg;
     fprintf(f, "{\"path\": ");
@@ -43,9 +61,15 @@ static void print_json(const tern_model *m, FILE *f) {
         const tern_tensor *t = &m->tensors[i];
         fprintf(f, "%s{\"name\": \"%s\", \"type\": \"%s\", \"shape\": [", i ? ", " : "", t->name, t->src_type);
         for (int d = 0; d < t->ndim; d++) fprintf(f, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-        fprintf(f, "], \"numel\": %lld}", (long long)t->numel);
+        fprintf(f, "], \"numel\": %lld", (long long)t->numel);
+        if (t->packed) fprintf(f, ", \"bits_per_weight\": %.4f", packed_bits(t));
+        fprintf(f, "}");
     }
-    fprintf(f, "]}\n");
+    int n_lin;
+    double lb = linear_bits(m, &n_lin);
+    fprintf(f, "]");
+    if (n_lin) fprintf(f, ", \"linear_bits_per_weight\": %.4f", lb);
+    fprintf(f, "}\n");
 }
 
 void tern_model_print_info(const tern_model *m, FILE *f, int json) {
@@ -68,11 +92,16 @@ void tern_model_print_info(const tern_model *m, FILE *f, int json) {
             m->vocab.n_tokens, m->vocab.bos_id, m->vocab.eos_id, m->vocab.add_bos ? " (adds bos)" : "");
     fprintf(f, "parameters:   %lld (%.2f M), %.1f MiB as f32\n", (long long)params, (double)params / 1e6,
             (double)params * 4 / (1024.0 * 1024.0));
-    fprintf(f, "\n%-32s %-8s %-20s %12s\n", "tensor", "type", "shape", "params");
+    int n_lin;
+    double lb = linear_bits(m, &n_lin);
+    if (n_lin) fprintf(f, "packed:       %d decoder linears, %.3f bits per weight on average\n", n_lin, lb);
+    fprintf(f, "\n%-32s %-8s %-20s %12s%s\n", "tensor", "type", "shape", "params", n_lin ? "   bits" : "");
     for (int i = 0; i < m->n_tensors; i++) {
         const tern_tensor *t = &m->tensors[i];
         char shape[64];
         shape_string(t, shape, sizeof shape);
-        fprintf(f, "%-32s %-8s %-20s %12lld\n", t->name, t->src_type, shape, (long long)t->numel);
+        fprintf(f, "%-32s %-8s %-20s %12lld", t->name, t->src_type, shape, (long long)t->numel);
+        if (t->packed) fprintf(f, " %6.3f", packed_bits(t));
+        fputc('\n', f);
     }
 }

@@ -19,7 +19,7 @@ static void update_linear(tern_quant *q, int id, const float *w, int8_t *T_new, 
     tern_quant_diag *d = &q->diag;
     const tern_quant_linear *L = &q->lin[id];
     int K = q->opt.diag_window;
-    q->method->codes(q, id, w, T_new, d->delta);
+    L->m->codes(q, id, w, T_new, d->delta);
     int8_t *T = d->T + q->w_off[id];
     uint16_t *age = d->age + q->w_off[id];
     int window_full = d->observed >= K;
@@ -79,7 +79,7 @@ void tern_quant_diag_update(tern_quant *q, tern_quant_weights_fn get, void *ctx,
     d->observed++;
     diag_counts all = {0};
     for (int id = 0; id < q->n_lin; id++) {
-        const float *w = get(ctx, id);
+        const float *w = q->lin[id].m->codes ? get(ctx, id) : NULL; // kept b-bit linears have no codes
         if (!w) continue;
         update_linear(q, id, w, T_new, &per[id / TERN_LIN_COUNT]);
     }

@@ -80,7 +80,7 @@ static int dlt_backward(tern_quant *q, int id, const float *w, const float *d_w_
                 float wt = (w[o + i] - c) / a, t = nearbyintf(wt), d = d_w_eff[o + i];
                 t = t < -1.0f ? -1.0f : t > 1.0f ? 1.0f : t;
                 int in_range = fabsf(wt) <= 1.0f;
-                if (in_range) d_w[o + i] += d;
+                if (in_range && d_w) d_w[o + i] += d; // d_w NULL: weights frozen (E2E-QP)
                 da += d * (t - (in_range ? wt : 0.0f));
                 dc += in_range ? 0.0 : d;
             }
@@ -109,6 +109,15 @@ static void dlt_codes(const tern_quant *q, int id, const float *w, int8_t *T, fl
         }
 }
 
+// α and γ are the method's own parameters; GPTQ's updated weights already
+// round to T on that grid, so they are the latent weights as they are.
+static void dlt_adopt(tern_quant *q, int id, float *w, const int8_t *T, const float *scale, const float *shift) {
+    (void)w, (void)T;
+    tern_quant_linear *L = &q->lin[id];
+    size_t ng = (size_t)L->out * L->n_groups;
+    for (size_t j = 0; j < ng; j++) L->p[j] = scale[j], L->p[ng + j] = shift[j];
+}
+
 const tern_quant_method tern_quant_dlt = {
     .name = "dlt",
     .ternary = 1,
@@ -119,4 +128,6 @@ const tern_quant_method tern_quant_dlt = {
     .effective = dlt_effective,
     .backward = dlt_backward,
     .codes = dlt_codes,
+    .grid = TERN_GRID_SHIFT,
+    .adopt = dlt_adopt,
 };

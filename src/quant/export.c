@@ -25,7 +25,7 @@ static int add_bias(tern_model *m, int id, const float *extra, int out) {
 }
 
 static void count_codes(tern_quant *q, int id, const float *w, int8_t *T, double counts[3]) {
-    q->method->codes(q, id, w, T, q->diag.delta);
+    q->lin[id].m->codes(q, id, w, T, q->diag.delta);
     size_t n = (size_t)q->lin[id].out * q->lin[id].in;
     for (size_t i = 0; i < n; i++) counts[T[i] + 1]++;
 }
@@ -49,7 +49,7 @@ int tern_quant_export(tern_quant *q, tern_model *m, double code_frac[3]) {
             rc = tern_errorf("export: %s missing", name);
             break;
         }
-        if (q->method->codes) count_codes(q, id, t->data, T, counts);
+        if (q->lin[id].m->codes) count_codes(q, id, t->data, T, counts);
         if (q->method->export_model) continue; // the method rewrites the model itself below
         int has_extra = 0;
         if ((rc = tern_quant_effective(q, id, t->data, w_eff, extra, &has_extra))) break;
@@ -88,6 +88,13 @@ int tern_quant_write_gguf(const tern_quant *q, const tern_model *m, const double
     if (rc == 0) rc = tern_gguf_set_bool(w, "tern.sym", o->sym);
     if (rc == 0 && !strcmp(q->method->name, "teq")) rc = tern_gguf_set_str(w, "tern.teq_inner", o->inner ? o->inner : "rtn");
     if (rc == 0) rc = tern_gguf_set_str(w, "tern.settings", q->key);
+    // Mixed precision: the bits of each linear --keep holds on a b-bit grid (0: the run's method).
+    int32_t *kb = calloc((size_t)q->n_lin, sizeof *kb);
+    int any = 0;
+    for (int id = 0; kb && id < q->n_lin; id++)
+        if (tern_quant_is_kept(q, id)) kb[id] = q->lin[id].bits, any = 1;
+    if (rc == 0 && !kb) rc = tern_errorf("out of memory");
+    if (rc == 0 && any) rc = tern_gguf_set_array(w, "tern.linear_bits", TERN_GGUF_I32, kb, (uint64_t)q->n_lin, NULL);
     // Fractions of the ternary codes -1, 0, +1 over all quantized weights.
     if (rc == 0 && q->method->ternary) rc = tern_gguf_set_array(w, "tern.code_frac", TERN_GGUF_F32, frac, 3, NULL);
     for (int i = 0; i < m->n_tensors && rc == 0; i++) {
@@ -97,5 +104,6 @@ int tern_quant_write_gguf(const tern_quant *q, const tern_model *m, const double
     }
     if (rc == 0) rc = tern_gguf_write(w, path);
     tern_gguf_writer_free(w);
+    free(kb); // after the write: the writer only kept a pointer
     return rc;
 }

@@ -100,3 +100,48 @@ int tern_quant_ste_backward(tern_quant *q, int id, const float *w, const float *
     for (size_t i = 0; i < n; i++) d_w[i] += d_w_eff[i];
     return 0;
 }
+
+// Latent weights for which absmean's rule (α = mean|w|, T = round(w/α) clamped)
+// gives codes T and scale a. Zero-coded weights keep their value clipped to
+// ±0.4a (inside the dead zone |w| < a/2); the k non-zero ones share one
+// magnitude m = (n·a - Σ|zeros|)/k >= a, so mean|w| = a and round(±m/a) = ±1.
+void tern_group_absmean_adopt(float *w, int n, const int8_t *T, float a) {
+    double zsum = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (T[i]) {
+            k++;
+            continue;
+        }
+        float lim = 0.4f * a;
+        w[i] = w[i] > lim ? lim : w[i] < -lim ? -lim : w[i];
+        zsum += fabsf(w[i]);
+    }
+    if (k == 0 || !(a > 0)) { // all codes 0: only all-zero weights give that
+        for (int i = 0; i < n; i++) w[i] = 0.0f;
+        return;
+    }
+    float m = (float)(((double)n * a - zsum) / k);
+    for (int i = 0; i < n; i++)
+        if (T[i]) w[i] = T[i] > 0 ? m : -m;
+}
+
+// Latent weights for which TWN's rule (Δ = 0.7·mean|w|, α = mean|w| over
+// |w| > Δ) gives codes T and scale a: non-zero codes at ±a, zero codes clipped
+// to ±0.35·a·k/n, which stays below Δ >= 0.7·a·k/n while a > Δ.
+void tern_group_twn_adopt(float *w, int n, const int8_t *T, float a) {
+    int k = 0;
+    for (int i = 0; i < n; i++) k += T[i] != 0;
+    float lim = 0.35f * a * (float)k / (float)n;
+    for (int i = 0; i < n; i++)
+        w[i] = T[i] ? (T[i] > 0 ? a : -a) : w[i] > lim ? lim : w[i] < -lim ? -lim : w[i];
+}
+
+void tern_linear_groups_adopt(const tern_quant_linear *L, float *w, const int8_t *T, const float *scale,
+                              void (*adopt)(float *w, int n, const int8_t *T, float a)) {
+    for (int r = 0; r < L->out; r++)
+        for (int g = 0; g < L->n_groups; g++) {
+            size_t off = (size_t)r * L->in + (size_t)g * L->G;
+            adopt(w + off, tern_group_len(L, g), T + off, scale[(size_t)r * L->n_groups + g]);
+        }
+}

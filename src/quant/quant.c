@@ -3,15 +3,18 @@
 // parameters, checkpoint state, after-step diagnostics).
 #include "quant/quant.h"
 
+#include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "core/mem.h"
 
 static const tern_quant_method *const methods[] = {&tern_quant_absmean, &tern_quant_twn, &tern_quant_tequila,
-                                                   &tern_quant_dlt,     &tern_quant_teq, &tern_quant_rtn};
+                                                   &tern_quant_dlt,     &tern_quant_teq, &tern_quant_rtn,
+                                                   &tern_quant_uniform};
 
 const tern_quant_method *tern_quant_find(const char *name) {
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
@@ -19,7 +22,7 @@ const tern_quant_method *tern_quant_find(const char *name) {
     return NULL;
 }
 
-const char *tern_quant_names(void) { return "absmean, twn, tequila, dlt, teq, rtn"; }
+const char *tern_quant_names(void) { return "absmean, twn, tequila, dlt, teq, rtn, uniform"; }
 
 void tern_quant_opts_defaults(tern_quant_opts *o) {
     memset(o, 0, sizeof *o);
@@ -30,6 +33,7 @@ void tern_quant_opts_defaults(tern_quant_opts *o) {
     o->inner = "rtn";
     o->diag_window = 20;
     o->diag_every = 50;
+    o->damp = 0.01f;
 }
 
 static const char *const lin_names[TERN_LIN_COUNT] = {"attn_q",  "attn_k", "attn_v",  "attn_output",
@@ -56,13 +60,13 @@ static int linear_id_of(const char *name, int n_layers) {
 int tern_quant_effective(tern_quant *q, int id, const float *w, float *w_eff, float *extra, int *has_extra) {
     if (id < 0 || id >= q->n_lin) return tern_errorf("quant: linear %d out of range", id);
     *has_extra = 0;
-    return q->method->effective(q, id, w, w_eff, extra, has_extra);
+    return q->lin[id].m->effective(q, id, w, w_eff, extra, has_extra);
 }
 
 int tern_quant_backward(tern_quant *q, int id, const float *w, const float *d_w_eff, const float *d_extra,
                         float *d_w) {
     if (id < 0 || id >= q->n_lin) return tern_errorf("quant: linear %d out of range", id);
-    return q->method->backward(q, id, w, d_w_eff, d_extra, d_w);
+    return q->lin[id].m->backward(q, id, w, d_w_eff, d_extra, d_w);
 }
 
 static int hook_effective(void *ctx, int id, const float *w, int out, int in, float *w_eff, float *extra,
@@ -87,7 +91,7 @@ static int hook_backward(void *ctx, int id, const float *w, int out, int in, con
 static int train_is_trainable(void *ctx, const char *name) {
     tern_quant *q = ctx;
     int id = linear_id_of(name, q->cfg.n_layers);
-    return id >= 0 && q->method->trains && q->method->trains_weights;
+    return id >= 0 && q->lin[id].m->trains && q->lin[id].m->trains_weights;
 }
 
 // Parameters are laid out in linear-id order, so one block's are contiguous.
@@ -178,6 +182,24 @@ static const float *weights_from_tm(void *ctx, int id) {
     return tern_train_param(c->tm, idx[id], &n);
 }
 
+static int train_init_params(void *ctx, tern_train_model *tm) {
+    tern_quant *q = ctx;
+    if (!q->latent) return 0;
+    char name[TERN_NAME_MAX];
+    for (int id = 0; id < q->n_lin; id++) {
+        if (!q->latent[id]) continue;
+        tern_quant_linear_name(id, name, sizeof name);
+        int64_t n = 0;
+        float *p = NULL;
+        for (int i = 0; i < tern_train_n_params(tm) && !p; i++)
+            if (!strcmp(tern_train_param_name(tm, i), name)) p = tern_train_param(tm, i, &n);
+        if (!p || n != (int64_t)q->lin[id].out * q->lin[id].in)
+            return tern_errorf("quant: the training model has no %s of the method's shape", name);
+        memcpy(p, q->latent[id], (size_t)n * 4);
+    }
+    return 0;
+}
+
 static void train_after_step(void *ctx, tern_train_model *tm, int step, char *log_json, size_t cap) {
     tern_quant *q = ctx;
     // The optimizer has consumed the method gradients: start the next step at 0.
@@ -196,6 +218,48 @@ static int check_opts(const tern_quant_method *me, const tern_quant_opts *o) {
     if (o->diag_window < 1 || o->diag_window > 65535)
         return tern_errorf("diagnostics window must be in [1, 65535], got %d", o->diag_window);
     return me->check ? me->check(o) : 0;
+}
+
+// --keep "PATTERN[:BITS],...": linears whose tensor name matches a glob
+// pattern are held at BITS (default 4) with the uniform method. Every pattern
+// must match some linear.
+static int apply_keep(tern_quant *q, const tern_model *m) {
+    const char *spec = q->opt.keep;
+    if ((!spec || !*spec) && !q->opt.keep_bits) return 0;
+    if (!q->method->ternary && q->method != &tern_quant_uniform && q->method != &tern_quant_rtn)
+        return tern_errorf("--keep does not combine with %s (its scales are shared by linears that read one input)",
+                           q->method->name);
+    if (q->opt.keep_bits)
+        for (int id = 0; id < q->n_lin; id++)
+            if (q->opt.keep_bits[id]) q->lin[id].m = &tern_quant_uniform, q->lin[id].bits = q->opt.keep_bits[id];
+    char name[TERN_NAME_MAX];
+    for (const char *p = spec ? spec : ""; *p;) {
+        const char *end = strchr(p, ','), *stop = end ? end : p + strlen(p);
+        char pat[256];
+        if ((size_t)(stop - p) >= sizeof pat || stop == p)
+            return tern_errorf("--keep: empty or too long pattern in '%s'", spec);
+        memcpy(pat, p, (size_t)(stop - p));
+        pat[stop - p] = 0;
+        int bits = 4;
+        char *colon = strrchr(pat, ':');
+        if (colon) {
+            char *e;
+            long b = strtol(colon + 1, &e, 10);
+            if (*e || colon[1] == 0 || b < 2 || b > 8)
+                return tern_errorf("--keep %s: bits must be an integer in [2, 8]", pat);
+            bits = (int)b, *colon = 0;
+        }
+        int hits = 0;
+        for (int id = 0; id < q->n_lin; id++) {
+            tern_quant_linear_name(id, name, sizeof name);
+            if (fnmatch(pat, name, 0) == 0) q->lin[id].m = &tern_quant_uniform, q->lin[id].bits = bits, hits++;
+        }
+        if (!hits)
+            return tern_errorf("--keep %s matches no linear of %s (names look like blk.0.ffn_down.weight)", pat,
+                               m->path);
+        p = end ? end + 1 : stop;
+    }
+    return 0;
 }
 
 // Lays out every linear's shape and parameters (owners first, sharers point at them).
@@ -220,7 +284,7 @@ static int layout(tern_quant *q, const tern_model *m) {
         }
         L->n_groups = (L->in + L->G - 1) / L->G;
         int share = -1;
-        int64_t n = q->method->n_params ? q->method->n_params(q, id, &share) : 0;
+        int64_t n = L->m->n_params ? L->m->n_params(q, id, &share) : 0;
         off[id] = n < 0 ? -2 - share : n > 0 ? total : -1; // -2-k: shares linear k's
         if (n > 0) total += n;
     }
@@ -237,9 +301,9 @@ static int layout(tern_quant *q, const tern_model *m) {
     for (int id = 0; id < q->n_lin; id++)
         if (off[id] <= -2) q->lin[id].p = q->lin[-2 - off[id]].p, q->lin[id].g = q->lin[-2 - off[id]].g;
     for (int id = 0; id < q->n_lin; id++)
-        if (off[id] >= 0 && q->method->init) {
+        if (off[id] >= 0 && q->lin[id].m->init) {
             tern_quant_linear_name(id, name, sizeof name);
-            q->method->init(q, id, tern_model_find(m, name)->data);
+            q->lin[id].m->init(q, id, tern_model_find(m, name)->data);
         }
     free(off);
     return 0;
@@ -262,13 +326,26 @@ static int diag_init(tern_quant *q, const tern_model *m) {
     d->param_idx = malloc((size_t)q->n_lin * sizeof(int));
     if (!d->T || !d->age || !d->delta || !d->param_idx) return tern_errorf("out of memory for the diagnostics");
     char name[TERN_NAME_MAX];
+    memset(d->T, 0, (size_t)n);
     for (int id = 0; id < q->n_lin; id++) {
         d->param_idx[id] = -1;
         tern_quant_linear_name(id, name, sizeof name);
-        q->method->codes(q, id, tern_model_find(m, name)->data, d->T + q->w_off[id], d->delta);
+        if (q->lin[id].m->codes)
+            q->lin[id].m->codes(q, id, tern_model_find(m, name)->data, d->T + q->w_off[id], d->delta);
     }
     for (int64_t i = 0; i < n; i++) d->age[i] = UINT16_MAX;
     return 0;
+}
+
+void tern_quant_set_latent(tern_quant *q, float **latent) {
+    if (q->latent)
+        for (int id = 0; id < q->n_lin; id++) tern_free(q->latent[id]);
+    free(q->latent);
+    q->latent = latent;
+    if (!q->diag.T || !latent) return;
+    for (int id = 0; id < q->n_lin; id++)
+        if (latent[id] && q->lin[id].m->codes)
+            q->lin[id].m->codes(q, id, latent[id], q->diag.T + q->w_off[id], q->diag.delta);
 }
 
 static void set_key(tern_quant *q) {
@@ -280,7 +357,19 @@ static void set_key(tern_quant *q) {
                  o->sym ? "sym" : "asym");
     else if (!strcmp(me, "tequila")) snprintf(q->key, sizeof q->key, "tequila g%d l%g", o->group, o->lambda);
     else if (!strcmp(me, "dlt")) snprintf(q->key, sizeof q->key, "dlt g%d lsq%d", o->group, o->lsq_scale);
+    else if (!strcmp(me, "uniform")) snprintf(q->key, sizeof q->key, "uniform b%d g%d", o->bits, o->group);
     else snprintf(q->key, sizeof q->key, "%s g%d", me, o->group);
+    uint64_t kh = 0; // the kept set, as a hash (the spec itself may be long)
+    for (int id = 0; id < q->n_lin; id++)
+        if (tern_quant_is_kept(q, id)) kh = tern_hash64(&q->lin[id].bits, sizeof(int), tern_hash64(&id, sizeof id, kh));
+    if (kh) {
+        size_t n = strlen(q->key);
+        snprintf(q->key + n, sizeof q->key - n, " keep %016llx", (unsigned long long)kh);
+    }
+    if (o->init_gptq) {
+        size_t n = strlen(q->key);
+        snprintf(q->key + n, sizeof q->key - n, " gptq d%g", o->damp);
+    }
 }
 
 int tern_quant_create(tern_quant **out, const tern_quant_method *method, const tern_quant_opts *o,
@@ -298,7 +387,8 @@ int tern_quant_create(tern_quant **out, const tern_quant_method *method, const t
         tern_quant_free(q);
         return tern_errorf("out of memory");
     }
-    if (layout(q, m)) {
+    for (int id = 0; id < q->n_lin; id++) q->lin[id].m = method, q->lin[id].bits = o->bits;
+    if (apply_keep(q, m) || layout(q, m)) {
         tern_quant_free(q);
         return -1;
     }
@@ -321,6 +411,7 @@ int tern_quant_create(tern_quant **out, const tern_quant_method *method, const t
                                    .ctx = q,
                                    .hook = &q->hook,
                                    .add_params = train_add_params,
+                                   .init_params = train_init_params,
                                    .is_trainable = train_is_trainable,
                                    .save_state = train_save_state,
                                    .load_state = train_load_state,
@@ -337,6 +428,9 @@ void tern_quant_free(tern_quant *q) {
     tern_free(q->diag.T);
     tern_free(q->diag.age);
     tern_free(q->diag.delta);
+    if (q->latent)
+        for (int id = 0; id < q->n_lin; id++) tern_free(q->latent[id]);
+    free(q->latent);
     free(q->diag.param_idx);
     free(q->w_off);
     free(q->lin);

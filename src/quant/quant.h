@@ -30,16 +30,31 @@ typedef struct {
     const char *inner; // teq: inner quantizer "rtn" (default), "absmean" or "twn"
     int diag_window;  // dead-zone diagnostics: window K in steps (default 20)
     int diag_every;   // per-layer arrays in the log every N steps (default 50; 0 = never)
+    const char *keep; // --keep "PATTERN[:BITS],...": linears held at BITS (4) with the uniform method
+    const uint8_t *keep_bits; // or per linear id: bits to hold it at, 0 = the method (--target-bits)
+    float target_bits;        // --target-bits: average bits per weight to allocate (0: off)
+    int calib_up_to;  // take at most --calib-seqs sequences, fewer when the text is short (recipes)
+    int init_gptq;    // --init gptq: GPTQ-style initialization (gptq.h) instead of round-to-nearest
+    float damp;       // GPTQ damping (default 0.01)
 } tern_quant_opts;
 
 void tern_quant_opts_defaults(tern_quant_opts *o);
 
 typedef struct tern_quant tern_quant;
 
+// The grid a method's effective weights lie on per group, as GPTQ (gptq.h)
+// fits it: α·T (T in {-1, 0, 1}), α·T + γ, or s·(c - z) with integer
+// c, z in [0, 2^b - 1].
+typedef enum { TERN_GRID_NONE, TERN_GRID_SYM, TERN_GRID_SHIFT, TERN_GRID_UNIFORM } tern_grid;
+
 // Per-linear state common to every method.
+typedef struct tern_quant_method tern_quant_method;
+
 typedef struct {
     int out, in, G, n_groups; // G resolved (never -1)
     float *p, *g;             // the method's parameters / their gradients (NULL when none)
+    const tern_quant_method *m; // this linear's method: the run's, or the kept one (--keep)
+    int bits;                 // grid bits for b-bit methods (rtn, teq, uniform)
 } tern_quant_linear;
 
 // A method. `effective`/`backward` have tern_weight_hook's contract (w_eff and
@@ -47,7 +62,7 @@ typedef struct {
 // gradient buffer). `codes` (ternary methods) writes T[out*in] in {-1,0,1} and
 // the threshold Δ on |w| of each group (delta[out*n_groups]; NaN when the
 // threshold is not on |w|, as for dlt's shifted grid: no "trapped" count then).
-typedef struct tern_quant_method {
+struct tern_quant_method {
     const char *name;
     int ternary;          // the codes are {-1, 0, 1} (bits reported as 2 in metadata: log2(3) rounded up)
     int trains_weights;   // 0: latent weights stay frozen (teq) or nothing trains (rtn)
@@ -62,7 +77,15 @@ typedef struct tern_quant_method {
     void (*codes)(const tern_quant *q, int id, const float *w, int8_t *T, float *delta);
     // Optional: rewrites the model for export (teq folds s into the norms); NULL = generic.
     int (*export_model)(tern_quant *q, tern_model *m);
-} tern_quant_method;
+    // The grid GPTQ fits for this method (TERN_GRID_NONE: no --init gptq), and
+    // adopt, which sets linear id's state so that its effective weight is
+    // exactly the fitted result: per group (out*n_groups, row-major) scale α or
+    // s and shift γ or zero point z; codes T[out*in] (-1..1, or 0..2^b-1). w
+    // holds the error-updated weights GPTQ rounded on entry and receives the
+    // latent weights.
+    tern_grid grid;
+    void (*adopt)(tern_quant *q, int id, float *w, const int8_t *T, const float *scale, const float *shift);
+};
 
 // Looks a method up by name (NULL when unknown).
 const tern_quant_method *tern_quant_find(const char *name);
@@ -89,10 +112,16 @@ struct tern_quant {
     int64_t *w_off;           // offset of each linear's weights in the concatenation (diagnostics)
     tern_quant_diag diag;
     float *scratch;           // one row of the widest linear (methods' temporaries)
-    char key[96];             // method name + settings (checkpoint identity)
+    float **latent;           // [n_lin] initial latent weights (GPTQ), NULL: the model's own
+    char key[128];            // method name + settings (checkpoint identity)
     tern_weight_hook hook;
     tern_train_method train;  // the adapter for tern_train_run
 };
+
+// Whether --keep / --target-bits hold linear id on its own b-bit grid.
+static inline int tern_quant_is_kept(const tern_quant *q, int id) {
+    return q->lin[id].m != q->method || q->lin[id].bits != q->opt.bits;
+}
 
 // Linear id -> the model's tensor name ("blk.3.ffn_up.weight").
 void tern_quant_linear_name(int id, char *buf, size_t cap);
@@ -102,6 +131,9 @@ void tern_quant_linear_name(int id, char *buf, size_t cap);
 int tern_quant_create(tern_quant **out, const tern_quant_method *method, const tern_quant_opts *o,
                       const tern_model *m);
 void tern_quant_free(tern_quant *q);
+// Installs initial latent weights ([n_lin] arrays, owned by q from now on;
+// the student starts from them) and refreshes the diagnostics' codes.
+void tern_quant_set_latent(tern_quant *q, float **latent);
 // The trainer plug-in (points into q; valid while q lives).
 const tern_train_method *tern_quant_train_method(tern_quant *q);
 
@@ -133,6 +165,29 @@ int tern_quantize_model(tern_model *m, const tern_tokenizer *tok, const tern_qua
                         const tern_quant_opts *qo, const tern_train_opts *to, const char *out,
                         tern_train_report *report, double code_frac[3]);
 
+// Mixed precision (mixed.c). Storage bits per weight of linear id: ternary as
+// tern-t1.6 (the densest packing) with its fp16 scales (and DLT's shifts),
+// b-bit linears as q{b}g (fp16 scale, u8 zero point per group); and their
+// average over all linear weights.
+double tern_quant_linear_bits(const tern_quant *q, int id);
+double tern_quant_avg_bits(const tern_quant *q);
+// Sensitivity of each linear, leave one out: with every linear quantized (its
+// method's effective weight of q's latent weights: GPTQ's when installed,
+// else the FP weights), KL(FP || model) mean per token over tokens[n_seqs, T]
+// (*kl_all, may be NULL), and kl[id] = how much it drops when linear id alone
+// is FP again (interactions included, unlike quantizing one linear at a time).
+int tern_quant_sensitivity(tern_quant *q, const tern_model *m, const int *tokens, int n_seqs, int T, double *kl,
+                           double *kl_all);
+// Chooses the linears to hold at keep_bits (keep[id] = keep_bits, else 0): the
+// most KL saved per added bit first, while the average stays <= target.
+int tern_quant_plan_bits(const tern_quant *q, const double *kl, double target, int keep_bits, uint8_t *keep,
+                         double *avg);
+
+// `tern quantize --recipe NAME` (recipe.c): sets the recipe's defaults in q and
+// t (options given afterwards override them) and, when *method is NULL, the
+// method it is made for. -1 with an error for an unknown name.
+int tern_quant_recipe(const char *name, tern_quant_opts *q, tern_train_opts *t, const char **method);
+
 // Shared group helpers (group.c).
 static inline int tern_group_len(const tern_quant_linear *L, int g) {
     int start = g * L->G;
@@ -156,12 +211,20 @@ void tern_linear_groups_q(const tern_quant_linear *L, const float *w, float *out
 // T[out, in] codes and delta[out, n_groups] thresholds.
 void tern_linear_groups_codes(const tern_quant_linear *L, const float *w, int8_t *T, float *delta,
                               tern_group_codes_fn fc);
+// GPTQ adoption (tern_quant_method.adopt) for rules that derive the scale
+// from the latent weights: latent weights that reproduce codes T and scale a
+// under absmean's (also Tequila's) or TWN's rule; w holds GPTQ's updated
+// weights on entry.
+void tern_group_absmean_adopt(float *w, int n, const int8_t *T, float a);
+void tern_group_twn_adopt(float *w, int n, const int8_t *T, float a);
+void tern_linear_groups_adopt(const tern_quant_linear *L, float *w, const int8_t *T, const float *scale,
+                              void (*adopt)(float *w, int n, const int8_t *T, float a));
 // Straight-through backward (dL/dw += dL/dŵ) for methods whose only trainable input is w.
 int tern_quant_ste_backward(tern_quant *q, int id, const float *w, const float *d_w_eff, const float *d_extra,
                             float *d_w);
 
 // Method descriptors (one per file).
 extern const tern_quant_method tern_quant_absmean, tern_quant_twn, tern_quant_tequila, tern_quant_dlt,
-    tern_quant_teq, tern_quant_rtn;
+    tern_quant_teq, tern_quant_rtn, tern_quant_uniform;
 
 #endif

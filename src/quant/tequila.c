@@ -45,6 +45,7 @@ static int tequila_backward(tern_quant *q, int id, const float *w, const float *
                             float *d_w) {
     const tern_quant_linear *L = &q->lin[id];
     float lambda = q->opt.lambda;
+    if (!d_w) return 0; // weights frozen: Tequila has no parameters of its own
     for (int r = 0; r < L->out; r++) {
         float dc = d_extra ? lambda * d_extra[r] : 0.0f;
         for (int g = 0; g < L->n_groups; g++) {
@@ -71,6 +72,13 @@ static void tequila_codes(const tern_quant *q, int id, const float *w, int8_t *T
         }
 }
 
+// Tequila's codes and α follow absmean's rule; its constant term then comes
+// from the zero-coded latent weights GPTQ leaves (clipped into the dead zone).
+static void tequila_adopt(tern_quant *q, int id, float *w, const int8_t *T, const float *scale, const float *shift) {
+    (void)shift;
+    tern_linear_groups_adopt(&q->lin[id], w, T, scale, tern_group_absmean_adopt);
+}
+
 const tern_quant_method tern_quant_tequila = {
     .name = "tequila",
     .ternary = 1,
@@ -80,4 +88,6 @@ const tern_quant_method tern_quant_tequila = {
     .effective = tequila_effective,
     .backward = tequila_backward,
     .codes = tequila_codes,
+    .grid = TERN_GRID_SYM,
+    .adopt = tequila_adopt,
 };

@@ -17,6 +17,11 @@ static void twn_codes(const tern_quant *q, int id, const float *w, int8_t *T, fl
     tern_linear_groups_codes(&q->lin[id], w, T, delta, tern_group_twn_codes);
 }
 
+static void twn_adopt(tern_quant *q, int id, float *w, const int8_t *T, const float *scale, const float *shift) {
+    (void)shift;
+    tern_linear_groups_adopt(&q->lin[id], w, T, scale, tern_group_twn_adopt);
+}
+
 const tern_quant_method tern_quant_twn = {
     .name = "twn",
     .ternary = 1,
@@ -25,4 +30,6 @@ const tern_quant_method tern_quant_twn = {
     .effective = twn_effective,
     .backward = tern_quant_ste_backward,
     .codes = twn_codes,
+    .grid = TERN_GRID_SYM,
+    .adopt = twn_adopt,
 };

@@ -170,6 +170,40 @@ teq_case(lambda w: rtn_q(w, 3, False))
 teq_case(lambda w: rtn_q(w, 3, True))
 teq_case(lambda w: absmean_q(w.detach()))
 
+
+# uniform (b = 3): learnable s, z per group, init = the rtn grid;
+# w_eff = a*(clamp(round(w/a) + round(z), 0, L) - round(z)), a = max(s, 1e-8), rounding straight-through.
+def uniform_case(bits):
+    global w_leaf
+    L = 2 ** bits - 1
+    s0, z0 = torch.zeros(R, n_g), torch.zeros(R, n_g)
+    for r in range(R):
+        for g, (a, b) in enumerate(groups(C)):
+            w = W[r, a:b]
+            mn, mx = torch.clamp(w.min(), max=0), torch.clamp(w.max(), min=0)
+            s0[r, g] = (mx - mn) / L
+            z0[r, g] = torch.round(-mn / s0[r, g])
+    params = torch.cat([s0.flatten(), z0.flatten()]).requires_grad_()
+    w_leaf = W.clone().requires_grad_()
+    sp, zp = params[: R * n_g].view(R, n_g), params[R * n_g:].view(R, n_g)
+    rows = []
+    for r in range(R):
+        parts = []
+        for g, (a, b) in enumerate(groups(C)):
+            sc = sp[r, g].clamp(min=1e-8)
+            zr = torch.clamp(ste(zp[r, g], torch.round(zp[r, g])), 0, L)
+            x = w_leaf[r, a:b] / sc
+            q = torch.round(x).detach() + torch.round(zp[r, g]).clamp(0, L).detach()
+            # clamp's pass-through region decided on the exact integers (x + (q - x) can miss them by an ulp)
+            inside = (q >= 0) & (q <= L)
+            u = ste(x, torch.round(x)) + zr
+            parts.append(sc * (torch.where(inside, u, torch.clamp(q, 0, L)) - zr))
+        rows.append(torch.cat(parts))
+    emit(torch.stack(rows), torch.zeros(R), params)
+
+
+uniform_case(3)
+
 with open(OUT, "wb") as f:
     f.write(b"".join(recs))
 print("wrote", OUT, len(recs), "records")
