@@ -57,8 +57,21 @@ static void test_load(void) {
 
     CHECK_OK(tern_report_load(&L, FIX("report_blockwise.jsonl"), "bw"));
     CHECK(!strcmp(L.label, "bw"));
-    CHECK(L.n == 2 && tern_report_last(&L, TERN_REPORT_LOSS) == 0.25); // "mse" stands in for "loss"
+    // "mse" and "cos" stand in for "loss"; block summaries need no step.
+    CHECK(L.n == 3 && L.pts[1].v[TERN_REPORT_LOSS] == 0.25 && tern_report_last(&L, TERN_REPORT_LOSS) == 0.0625);
     CHECK(isnan(tern_report_last(&L, TERN_REPORT_DZ_FRAC)));
+    CHECK(L.n_blocks == 2 && L.blocks[1].block == 1 && L.blocks[1].mse_init == 4 && L.blocks[1].mse_final == 0.5);
+    CHECK(L.blocks[0].mse_init == 0.75 && L.blocks[0].mse_final == 0.125);
+    char *svg = capture_svg(&L, 1, 0);
+    // Loss panel, then the block panel: init dashed + final solid.
+    CHECK(svg && count(svg, "<polyline") == 1 + 2 && count(svg, "stroke-dasharray") == 1);
+    CHECK(svg && strstr(svg, ">block</text>") && strstr(svg, ">Block output MSE"));
+    free(svg);
+    char *json = capture_json(&L, 1);
+    CHECK_MSG(json && strstr(json, "\"blocks\": [{\"block\": 0, \"mse_init\": 0.75, \"mse_final\": 0.125}, "
+                                   "{\"block\": 1, \"mse_init\": 4, \"mse_final\": 0.5}]}"),
+              "got %s", json ? json : "(null)");
+    free(json);
     tern_report_log_free(&L);
 }
 
@@ -117,9 +130,9 @@ static void test_json(void) {
     char expected[2048];
     snprintf(expected, sizeof expected,
              "{\"logs\": [{\"file\": \"%s\", \"label\": \"qat\", \"records\": 3, \"steps\": 3, \"final_loss\": 3.875, "
-             "\"final_val_loss\": 4.5, \"dz_frac\": 0.305, \"dz_crossed\": 0.015, \"dz_trapped\": 0.0125}, "
+             "\"final_val_loss\": 4.5, \"dz_frac\": 0.305, \"dz_crossed\": 0.015, \"dz_trapped\": 0.0125, \"blocks\": []}, "
              "{\"file\": \"%s\", \"label\": \"report_fp.jsonl\", \"records\": 4, \"steps\": 4, \"final_loss\": 1.75, "
-             "\"final_val_loss\": 2.625, \"dz_frac\": null, \"dz_crossed\": null, \"dz_trapped\": null}]}\n",
+             "\"final_val_loss\": 2.625, \"dz_frac\": null, \"dz_crossed\": null, \"dz_trapped\": null, \"blocks\": []}]}\n",
              logs[0].path, logs[1].path);
     CHECK_MSG(json && !strcmp(json, expected), "got %s", json ? json : "(null)");
     free(json);
@@ -157,11 +170,56 @@ static void test_cli(void) {
     snprintf(cmd, sizeof cmd, "%s report --out %s.svg 2> /dev/null", bin, out);
     st = system(cmd);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    // --points: the scatter; a bad table is exit 1 and writes nothing; logs with it are a usage error.
+    snprintf(cmd, sizeof cmd, "%s report --points %s --out %s.svg > /dev/null", bin, FIX("report_rows.tsv"), out);
+    CHECK(system(cmd) == 0 && tern_file_exists(svg_path));
+    unlink(svg_path);
+    snprintf(cmd, sizeof cmd, "%s report --points %s --out %s.svg 2> /dev/null", bin, FIX("report_rows_bad.tsv"), out);
+    st = system(cmd);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1 && !tern_file_exists(svg_path));
+    snprintf(cmd, sizeof cmd, "%s report --points %s %s --out %s.svg 2> /dev/null", bin, FIX("report_rows.tsv"),
+             FIX("report_qat.jsonl"), out);
+    st = system(cmd);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2 && !tern_file_exists(svg_path));
     unlink(out);
+}
+
+// PPL against bits: the table parser, its errors, the scatter.
+static void test_rows(void) {
+    tern_report_row *rows;
+    int n;
+    CHECK_OK(tern_report_rows_load(FIX("report_rows.tsv"), &rows, &n));
+    CHECK(n == 3);
+    if (n == 3) {
+        CHECK(!strcmp(rows[0].label, "FP32") && rows[0].bits == 32 && rows[0].ppl == 22.3 && rows[0].se == 0.67);
+        CHECK(!strcmp(rows[2].label, "mixed 2.0") && rows[2].bits == 2.0 && isnan(rows[2].se));
+        char path[] = "/tmp/tern_rows_XXXXXX";
+        int fd = mkstemp(path);
+        FILE *f = fd >= 0 ? fdopen(fd, "w+") : NULL;
+        CHECK(f != NULL);
+        if (f) {
+            CHECK_OK(tern_report_write_rows_svg(f, rows, n, "SmolLM2 <40 chunks>"));
+            fclose(f);
+            char *svg = NULL;
+            size_t size;
+            CHECK_OK(tern_read_file(path, &svg, &size));
+            CHECK(svg && count(svg, "<circle") == 3 && count(svg, "class=\"plab\"") == 3);
+            CHECK(svg && strstr(svg, ">SmolLM2 &lt;40 chunks&gt;<") && strstr(svg, ">bits per weight<"));
+            // Error bars only where an SE is given; the y axis is in decades (10 .. 1000).
+            CHECK(svg && count(svg, "<line stroke=") == 2 && strstr(svg, ">10<") && strstr(svg, ">1000<"));
+            free(svg);
+        }
+        unlink(path);
+    }
+    free(rows);
+    CHECK_FAILS(tern_report_rows_load(FIX("report_rows_bad.tsv"), &rows, &n), "report_rows_bad.tsv:2: wrong number");
+    CHECK_FAILS(tern_report_rows_load(FIX("report_rows_nan.tsv"), &rows, &n), "report_rows_nan.tsv:1: a number");
+    CHECK_FAILS(tern_report_rows_load(FIX("report_empty.jsonl"), &rows, &n), "no rows");
 }
 
 int main(void) {
     test_load();
+    test_rows();
     test_errors();
     test_svg();
     test_json();

@@ -837,23 +837,50 @@ static int cmd_export(int argc, char **argv) {
     return rc ? die() : 0;
 }
 
-// `tern report`: plots JSONL training logs (loss, val loss, dead-zone stats).
+// `tern report`: plots JSONL training logs (loss, val loss, dead-zone stats,
+// block errors), or a table of quantized models as PPL against bits per weight.
+static int report_points(const char *rows_path, const char *title, const char *out, int json) {
+    tern_report_row *rows;
+    int n, rc = tern_report_rows_load(rows_path, &rows, &n);
+    if (rc == 0 && out) rc = tern_report_rows_save(out, rows, n, title);
+    if (rc == 0 && json) {
+        fputs("{\"rows\": [", stdout);
+        for (int i = 0; i < n; i++) {
+            fputs(i ? ", {\"label\": " : "{\"label\": ", stdout);
+            tern_json_write_string(stdout, rows[i].label, strlen(rows[i].label));
+            fprintf(stdout, ", \"bits\": %.6g, \"ppl\": %.6g, \"se\": ", rows[i].bits, rows[i].ppl);
+            tern_json_write_number(stdout, rows[i].se);
+            fputc('}', stdout);
+        }
+        fputs("]}\n", stdout);
+    }
+    if (rc == 0) free(rows);
+    return rc ? die() : 0;
+}
+
 static int cmd_report(int argc, char **argv) {
-    const char *out = NULL, *paths[64], *labels[64];
+    const char *out = NULL, *paths[64], *labels[64], *rows = NULL, *title = NULL;
     int n = 0, json = 0, rc = 0;
     for (int i = 1; i < argc && rc == 0; i++) {
         const char *a = argv[i];
         if (is_help(a)) {
             printf("usage: tern report LOG [--label NAME] [LOG [--label NAME] ...] [--out report.svg|.html] [--json]\n"
+                   "       tern report --points TABLE [--title TEXT] [--out plot.svg] [--json]\n"
                    "Draws the loss, validation loss and dead-zone statistics (dz_frac, dz_crossed,\n"
-                   "dz_trapped) of JSONL training logs over steps, one series per log, as a\n"
-                   "self-contained SVG (or an HTML page embedding it when OUT ends in .html).\n"
+                   "dz_trapped) of JSONL training logs over steps, one series per log, and for\n"
+                   "block-wise logs each block's output error after init and after reconstruction,\n"
+                   "as a self-contained SVG (or an HTML page embedding it when OUT ends in .html).\n"
                    "--label names the preceding log in the legend (default: its file name).\n"
-                   "--json prints per log: records, steps, final loss and val loss, last dz stats.\n");
+                   "--json prints per log: records, steps, final loss and val loss, last dz stats,\n"
+                   "block errors.\n"
+                   "--points TABLE plots models as perplexity (log scale) against bits per weight;\n"
+                   "TABLE has one LABEL<TAB>BITS<TAB>PPL[<TAB>SE] line per model, '#' comments.\n");
             return 0;
         }
         if (!strcmp(a, "--out") || !strcmp(a, "-o")) rc = need_value(argc, argv, &i, "report", &out);
         else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--points")) rc = need_value(argc, argv, &i, "report", &rows);
+        else if (!strcmp(a, "--title")) rc = need_value(argc, argv, &i, "report", &title);
         else if (!strcmp(a, "--label")) {
             if (n == 0) return bad_usage("report", "%s must follow a log file", a);
             rc = need_value(argc, argv, &i, "report", &labels[n - 1]);
@@ -862,8 +889,11 @@ static int cmd_report(int argc, char **argv) {
         else paths[n] = a, labels[n++] = NULL;
     }
     if (rc) return rc;
-    if (n == 0) return bad_usage("report", "%s", "no log given");
     if (!out && !json) return bad_usage("report", "%s", "give --out FILE and/or --json");
+    if (rows && n) return bad_usage("report", "%s", "--points takes no training logs");
+    if (title && !rows) return bad_usage("report", "%s", "--title goes with --points");
+    if (rows) return report_points(rows, title, out, json);
+    if (n == 0) return bad_usage("report", "%s", "no log given");
     tern_report_log logs[64];
     int loaded = 0;
     while (loaded < n && tern_report_load(&logs[loaded], paths[loaded], labels[loaded]) == 0) loaded++;
