@@ -320,7 +320,7 @@ static void test_cpu_recipe_bad_input(void) {
     snprintf(args, sizeof args, "%s --method dlt --init gptq --calib-seqs 100000", base);
     expect_bad(args, 1, "needs at least", out);
     snprintf(args, sizeof args, "%s --method rtn --init gptq", base);
-    expect_bad(args, 1, "no grid", out);
+    expect_bad(args, 2, "no grid", out);
     snprintf(args, sizeof args, "%s --method dlt --epochs 2", base);
     expect_bad(args, 1, "--mode blockwise", out);
     snprintf(args, sizeof args, "%s --method dlt --mode blockwise --qp-steps 2 --e2e-steps 2", base);

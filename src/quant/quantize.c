@@ -7,6 +7,7 @@
 #include "quant/gptq.h"
 #include "quant/quant.h"
 #include "train/data.h"
+#include "train/trainer.h"
 
 // The first n_seqs sequences of the training data's seeded shuffle (the
 // block-wise pool takes the same ones).
@@ -88,6 +89,7 @@ int tern_quantize_model(tern_model *m, const tern_tokenizer *tok, const tern_qua
     if (method && !method->trains && to->steps > 0)
         return tern_errorf("%s does not train: use --steps 0", method->name);
     if (qo->target_bits > 0 && qo->keep) return tern_errorf("--keep and --target-bits exclude each other");
+    if (tern_train_check(to, m)) return -1; // before minutes of GPTQ
     double t0 = tern_now_sec();
     int n_seqs = to->calib_seqs > 0 ? to->calib_seqs : 128, *tokens = NULL;
     int gptq = qo->init_gptq && !to->resume; // a resumed run restores the weights GPTQ gave

@@ -240,9 +240,7 @@ static int read_plan(trainer *t) {
     return rc;
 }
 
-static int setup(trainer *t, tern_model *m, const tern_tokenizer *tok) {
-    const tern_train_opts *o = t->o;
-    if (o->resume && read_plan(t)) return -1;
+int tern_train_check(const tern_train_opts *o, const tern_model *m) {
     if (o->qp_steps > 0 && o->e2e_steps > 0)
         return tern_errorf("--qp-steps and --e2e-steps both name the phase after block-wise; give one");
     if ((o->qp_steps > 0 || o->e2e_steps > 0 || o->epochs > 0) && o->mode != TERN_TRAIN_BLOCKWISE)
@@ -255,6 +253,13 @@ static int setup(trainer *t, tern_model *m, const tern_tokenizer *tok) {
                            "the training engine does not train them", m->path);
     if (o->seq_len > m->cfg.max_seq)
         return tern_errorf("--seq %d exceeds the model's context of %d", o->seq_len, m->cfg.max_seq);
+    return 0;
+}
+
+static int setup(trainer *t, tern_model *m, const tern_tokenizer *tok) {
+    const tern_train_opts *o = t->o;
+    if (o->resume && read_plan(t)) return -1;
+    if (tern_train_check(o, m)) return -1;
     if (tern_dataset_load(&t->data, o->data_path, tok, tern_vocab_fingerprint(&m->vocab), o->seq_len, o->val_frac,
                           o->seed, o->cache_dir))
         return -1;

@@ -87,6 +87,10 @@ typedef struct {
 } tern_train_report;
 
 // Trains `m` in place (its tensors receive the trained weights).
+// The options' consistency and the model's fitness for training, checked
+// before anything runs (tern_train_run checks them again).
+int tern_train_check(const tern_train_opts *o, const tern_model *m);
+
 int tern_train_run(tern_model *m, const tern_tokenizer *tok, const tern_train_opts *o,
                    const tern_train_method *method, tern_train_report *report);
 
