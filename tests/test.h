@@ -53,7 +53,9 @@ static inline int test_report(void) {
     return test_failed ? 1 : 0;
 }
 
-// Path under $TERN_DATA (default ../shared relative to the source tree).
+// Path under $TERN_DATA (default ../shared relative to the source tree) of a
+// file the test needs: when it is missing the test stops here with a message
+// (exit 1), instead of running on without its data.
 static inline const char *test_data_path(const char *rel) {
     static char buf[8][1024];
     static int k;
@@ -61,6 +63,13 @@ static inline const char *test_data_path(const char *rel) {
     char *b = buf[k++ % 8];
     if (root && *root) snprintf(b, 1024, "%s/%s", root, rel);
     else snprintf(b, 1024, "../shared/%s", rel);
+    FILE *f = fopen(b, "rb");
+    if (!f) {
+        fprintf(stderr, "test data missing: %s (set TERN_DATA to the shared data directory; ../shared/README.md)\n",
+                b);
+        exit(1);
+    }
+    fclose(f);
     return b;
 }
 
