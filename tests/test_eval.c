@@ -133,10 +133,13 @@ static void test_joining(void) {
     const char *f = write_tmp("{\"query\": \"Question: Why?\", \"choices\": [\"yes\", \" no\"], \"gold\": 1}\n"
                               "\n"
                               "{\"query\": \"Question: How?\\n\", \"choices\": [\"so\", \"thus\"], \"gold\": 0}\n"
-                              "{\"query\": \"Trailing  \", \"choices\": [\"a\"], \"gold\": 0}\n");
+                              "{\"query\": \"Trailing  \", \"choices\": [\"a\"], \"gold\": 0}\n"
+                              "{\"query\": \"Q\", \"choices\": [\"caf\u00e9\", \"\u6771\u4eac\"], \"gold\": 0}\n");
     CHECK_OK(tern_zs_task_read(&t, f, NULL));
-    CHECK(t.n_items == 3 && !t.partial);
-    if (t.n_items == 3) {
+    CHECK(t.n_items == 4 && !t.partial);
+    // acc_norm divides by characters, as lm-eval's len(str): "café" 4 (5 bytes), "東京" 2 (6 bytes).
+    if (t.n_items == 4) CHECK(t.items[3].norm_len[0] == 4 && t.items[3].norm_len[1] == 2);
+    if (t.n_items == 4) {
         tern_zs_item *a = &t.items[0], *b = &t.items[1], *c = &t.items[2];
         // A space joins context and choice, unless the choice brings its own.
         CHECK(!strcmp(a->ctx_text[0], "Question: Why?") && !strcmp(a->cont_text[0], " yes"));

@@ -36,6 +36,38 @@ int main(void) {
     CHECK(la > 0 && la == lb && memcmp(a, b, la) == 0);
     free(a), free(b);
 
+    // The context bounds generation as llama2.c's run.c does: positions
+    // 0..ctx-1 exist, so BOS alone yields ctx tokens and a prompt of exactly
+    // ctx tokens still yields one; a longer prompt is refused.
+    tern_gen_opts c = {.n_predict = 100, .temp = 0, .top_p = 1, .seed = 1, .ctx = 16};
+    out = open_memstream(&a, &la);
+    CHECK_OK(tern_generate(&m, tok, "", &c, out, &st));
+    fclose(out);
+    CHECK_MSG(st.generated == 16 && st.stopped_ctx && !st.stopped_eog, "generated %d, stopped_ctx %d", st.generated,
+              st.stopped_ctx);
+    free(a);
+    c.n_predict = 16; // exactly what fits: not a stop at the limit
+    out = open_memstream(&a, &la);
+    CHECK_OK(tern_generate(&m, tok, "", &c, out, &st));
+    fclose(out);
+    CHECK(st.generated == 16 && !st.stopped_ctx);
+    free(a);
+    out = open_memstream(&a, &la);
+    CHECK_OK(tern_generate(&m, tok, "Tom had a red ball", &s, out, &st));
+    fclose(out);
+    free(a);
+    c.ctx = st.prompt_tokens;
+    out = open_memstream(&a, &la);
+    CHECK_OK(tern_generate(&m, tok, "Tom had a red ball", &c, out, &st));
+    fclose(out);
+    CHECK_MSG(st.generated == 1 && st.stopped_ctx, "prompt of ctx tokens: generated %d", st.generated);
+    free(a);
+    c.ctx = st.prompt_tokens - 1;
+    out = open_memstream(&a, &la);
+    CHECK_FAILS(tern_generate(&m, tok, "Tom had a red ball", &c, out, &st), "does not fit the context");
+    fclose(out);
+    free(a);
+
     // Perplexity on the first 20 chunks of the in-domain validation sample
     // (docs/RESULTS.md has the whole file).
     char *story;

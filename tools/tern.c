@@ -1,4 +1,5 @@
 // tern: command-line front end. Subcommands only parse arguments and call libtern.
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,26 @@ static int parse_common(common_opts *o, int argc, char **argv, int *i) {
     if (*i + 1 >= argc) return -1;
     *target = argv[++*i];
     return 1;
+}
+
+// Refuses outputs that name an input: the atomic rename would replace the
+// input with the output. Compared by device and inode, not by name.
+static int clobbers_input(const char *cmd, const char *const *outs, int n_out, const char *const *ins, int n_in) {
+    for (int i = 0; i < n_out; i++)
+        for (int j = 0; j < n_in; j++)
+            if (outs[i] && ins[j] && tern_same_file(outs[i], ins[j])) {
+                fprintf(stderr, "tern %s: output %s is the input %s; refusing to overwrite it\n", cmd, outs[i], ins[j]);
+                return 2;
+            }
+    return 0;
+}
+
+// A file size for people: "138.5 KB", "97.6 MB", "1.20 GB" (powers of 1000).
+static const char *size_str(int64_t bytes, char *buf, size_t cap) {
+    if (bytes >= 1000000000) snprintf(buf, cap, "%.2f GB", bytes / 1e9);
+    else if (bytes >= 1000000) snprintf(buf, cap, "%.1f MB", bytes / 1e6);
+    else snprintf(buf, cap, "%.1f KB", bytes / 1e3);
+    return buf;
 }
 
 static int load_model(const common_opts *o, tern_model *m, const char *cmd) {
@@ -183,15 +204,25 @@ static int cmd_generate(int argc, char **argv) {
         else return bad_usage("generate", "unknown option %s", a);
     }
     if (rc) return rc;
-    if (!prompt) return bad_usage("generate", "%s", "--prompt is required (use --prompt \\\"\\\" to start from BOS)");
+    if (!prompt) return bad_usage("generate", "%s", "--prompt is required (use --prompt '' to start from BOS)");
     if (seed >= 0) g.seed = (uint64_t)seed;
     tern_model m;
     tern_tokenizer *tok;
     if ((rc = load_model_and_tokenizer(&o, &m, &tok, "generate"))) return rc;
+    if (g.ctx > m.cfg.max_seq)
+        fprintf(stderr, "tern generate: warning: --ctx %d exceeds the model's training context %d\n", g.ctx,
+                m.cfg.max_seq);
+    else if (!g.ctx && m.cfg.max_seq > 4096)
+        fprintf(stderr, "tern generate: note: context capped at 4096 of the model's %d tokens (raise it with --ctx)\n",
+                m.cfg.max_seq);
+    fprintf(stderr, "tern generate: seed %llu\n", (unsigned long long)g.seed);
     tern_gen_stats st;
     rc = tern_generate(&m, tok, prompt, &g, stdout, &st);
     printf("\n");
     fflush(stdout); // the timing line on stderr must follow the text, also through pipes
+    if (rc == 0 && st.stopped_ctx)
+        fprintf(stderr, "tern generate: stopped at the context limit of %d tokens after %d of --n-predict %d tokens "
+                        "(--ctx sets it)\n", st.ctx, st.generated, g.n_predict);
     if (rc == 0)
         fprintf(stderr, "prompt: %d tokens in %.2f s (%.1f tok/s); generated: %d tokens in %.2f s (%.1f tok/s)\n",
                 st.prompt_tokens, st.prompt_sec, st.prompt_tokens / (st.prompt_sec + 1e-9), st.generated,
@@ -241,9 +272,9 @@ static int cmd_ppl(int argc, char **argv) {
     rc = tern_perplexity_text(&m, tok, text, len, ctx, chunks, format, &r);
     if (rc == 0) {
         if (o.json)
-            printf("{\"ppl\": %.6f, \"ppl_se\": %.6f, \"nll\": %.6f, \"tokens\": %lld, \"chunks\": %d, \"ctx\": %d, "
-                   "\"seconds\": %.3f}\n",
-                   r.ppl, r.ppl_se, r.nll, (long long)r.tokens, r.chunks, r.ctx, r.seconds);
+            printf("{\"ppl\": %.6f, \"ppl_se\": %.6f, \"nll\": %.6f, \"tokens\": %lld, \"text_tokens\": %lld, "
+                   "\"chunks\": %d, \"ctx\": %d, \"seconds\": %.3f}\n",
+                   r.ppl, r.ppl_se, r.nll, (long long)r.tokens, (long long)r.text_tokens, r.chunks, r.ctx, r.seconds);
         else
             printf("PPL = %.4f +/- %.5f  (%lld tokens scored in %d chunks of %d; %.1f s, %.1f tok/s)\n", r.ppl,
                    r.ppl_se, (long long)r.tokens, r.chunks, r.ctx, r.seconds,
@@ -384,6 +415,9 @@ static int parse_train_opt(tern_train_opts *t, int argc, char **argv, int *i, co
     else if (!strcmp(a, "--resume")) {
         t->resume = 1;
         rc = 0;
+    } else if (!strcmp(a, "--keep-checkpoint")) {
+        t->keep_checkpoint = 1;
+        rc = 0;
     } else if (!strcmp(a, "--log")) rc = need_value(argc, argv, i, cmd, &t->log_path);
     else if (!strcmp(a, "--calib-seqs")) rc = int_value(argc, argv, i, cmd, 1, 1 << 20, &t->calib_seqs);
     else if (!strcmp(a, "--epochs")) rc = int_value(argc, argv, i, cmd, 0, 1 << 20, &t->epochs);
@@ -414,9 +448,13 @@ static int parse_train_opt(tern_train_opts *t, int argc, char **argv, int *i, co
 }
 
 // The options tern train and tern quantize share; `%s` is the --lr default.
+// tern train's data and step lines; tern quantize prints its own (--calib, rtn's 0 steps).
+static const char *train_data_help =
+    "  --data TEXT            training text (plain UTF-8; tokenized once and cached); alias --calib\n"
+    "  --steps N (100)        optimizer steps; --batch B (4) x --seq L (256) x --grad-accum K (1) tokens each\n";
+
+// Options train and quantize share (printf format: %s is the default lr).
 static const char *train_options_help =
-    "  --data TEXT            training text (plain UTF-8; tokenized once and cached)\n"
-    "  --steps N (100)        optimizer steps; --batch B (4) x --seq L (256) x --grad-accum K (1) tokens each\n"
     "  --lr LR (%s)         AdamW lr; --beta1 (0.9) --beta2 (0.95) --weight-decay (0) --clip (1.0)\n"
     "  --schedule S           constant | cosine (default) | linear | wsd; --warmup N; --min-lr-ratio R (0.1)\n"
     "  --ce-weight W (1)      next-token cross-entropy\n"
@@ -432,7 +470,8 @@ static const char *train_options_help =
     "                         only the quantizer's parameters (--lr-quant) and the norms (--qp-lr 1e-4)\n"
     "  --e2e-steps N (0)      or blockwise, then N steps of end-to-end training (CE + logit KD, --kd-weight\n"
     "                         1 unless given) of everything the method trains\n"
-    "  --checkpoint FILE      (default OUT.ckpt) --checkpoint-every N (100); --resume continues from FILE\n"
+    "  --checkpoint FILE      (default OUT.ckpt) --checkpoint-every N (100); --resume continues from FILE;\n"
+    "                         removed once the output is written unless --keep-checkpoint\n"
     "  --log FILE             JSONL log of every step (default OUT.log.jsonl)\n";
 
 static int cmd_train(int argc, char **argv) {
@@ -446,6 +485,7 @@ static int cmd_train(int argc, char **argv) {
         if (is_help(a)) {
             printf("usage: tern train --model M --data TEXT --out OUT.gguf [options]\n"
                    "Full-precision fine-tuning with the training engine; writes a self-contained GGUF.\n");
+            fputs(train_data_help, stdout);
             printf(train_options_help, "1e-4");
             return 0;
         }
@@ -470,6 +510,12 @@ static int cmd_train(int argc, char **argv) {
         snprintf(log, sizeof log, "%s.log.jsonl", out);
         t.log_path = log;
     }
+    if (t.mode == TERN_TRAIN_BLOCKWISE)
+        return bad_usage("train", "%s",
+                         "--mode blockwise reconstructs quantized blocks against the FP model, and train has no "
+                         "quantizer: use tern quantize --mode blockwise");
+    const char *outs[] = {out, t.checkpoint_path, t.log_path}, *ins[] = {o.model, o.tokenizer, t.data_path};
+    if ((rc = clobbers_input("train", outs, 3, ins, 3))) return rc;
     if (t.resume && !tern_file_exists(t.checkpoint_path)) {
         fprintf(stderr, "tern train: --resume: %s does not exist\n", t.checkpoint_path);
         return 1;
@@ -486,6 +532,7 @@ static int cmd_train(int argc, char **argv) {
     tern_train_report rep;
     rc = tern_train_run(&m, tok, &t, NULL, &rep);
     if (rc == 0) rc = tern_gguf_write_model(&m, out);
+    if (rc == 0 && !t.keep_checkpoint) remove(t.checkpoint_path); // the output holds the result
     if (rc == 0)
         fprintf(stderr, "trained %d steps, %lld tokens in %.1f s (%.0f tok/s); final loss %.4f, val %.4f; peak RSS %.0f MiB; wrote %s\n",
                 rep.steps_done, (long long)rep.tokens, rep.seconds, rep.tokens / (rep.seconds + 1e-9), rep.final_loss,
@@ -497,12 +544,14 @@ static int cmd_train(int argc, char **argv) {
 
 #define EVAL_MAX_TASKS 64
 
-// Evaluates one task file; prints its table row unless --json.
-static int eval_one(const tern_model *m, const tern_tokenizer *tok, const char *path, const tern_zs_opts *zo,
-                    int json, tern_zs_task *task, tern_zs_result *res) {
-    if (tern_zs_task_read(task, path, zo)) return -1;
+// Evaluates one task (already read); prints its table row unless --json.
+static int eval_one(const tern_model *m, const tern_tokenizer *tok, int json, tern_zs_task *task,
+                    tern_zs_result *res) {
     int rc = tern_zs_task_tokenize(task, tok);
     if (rc == 0) rc = tern_zs_evaluate(m, task, res);
+    if (rc == 0 && res->truncated)
+        fprintf(stderr, "tern eval: %s: %d choices longer than the context: only their last tokens were scored\n",
+                task->name, res->truncated);
     if (rc == 0 && !json) {
         printf("%-16s %6d   %.4f ± %.4f   %.4f ± %.4f %9.1f %9.2f\n", task->name, res->n, res->acc, res->acc_se,
                res->acc_norm, res->acc_norm_se, res->seconds, res->items_per_s);
@@ -522,7 +571,7 @@ static int cmd_eval(int argc, char **argv) {
             printf("usage: tern eval --model M [--tokenizer T] --task FILE [--task FILE ...] [--limit N] [--json]\n"
                    "                 [--skip-bad] [--fields MAP] [--delimiter STR] [--threads N]\n"
                    "Zero-shot multiple-choice accuracy as lm-evaluation-harness scores it: acc (argmax of the\n"
-                   "continuation's log-likelihood) and acc_norm (log-likelihood per byte of the choice), each with\n"
+                   "continuation's log-likelihood) and acc_norm (log-likelihood per character of the choice), each with\n"
                    "its standard error. Task files are JSONL: {\"query\", \"choices\", \"gold\"} (ARC, PIQA, BoolQ,\n"
                    "HellaSwag) or {\"context_options\", \"continuation\", \"gold\"} (WinoGrande, partial scoring).\n"
                    "  --limit N        first N items of each task\n"
@@ -548,33 +597,37 @@ static int cmd_eval(int argc, char **argv) {
     }
     if (rc) return rc;
     if (n_tasks == 0) return bad_usage("eval", "%s", "--task is required");
+    // Every task file is read before the model loads: a bad one fails at once.
+    static tern_zs_task task[EVAL_MAX_TASKS];
+    int n_read = 0;
+    while (n_read < n_tasks && tern_zs_task_read(&task[n_read], tasks[n_read], &zo) == 0) n_read++;
     tern_model m;
-    tern_tokenizer *tok;
-    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "eval"))) return rc;
-    if (o.json) tern_progress_set_enabled(0);
-    else printf("%-16s %6s   %-15s   %-15s %9s %9s\n", "task", "n", "acc ± se", "acc_norm ± se", "seconds", "items/s");
-    tern_zs_result res[EVAL_MAX_TASKS];
-    char names[EVAL_MAX_TASKS][128];
-    for (int k = 0; k < n_tasks && rc == 0; k++) {
-        tern_zs_task task;
-        rc = eval_one(&m, tok, tasks[k], &zo, o.json, &task, &res[k]);
-        snprintf(names[k], sizeof names[k], "%s", task.name);
-        tern_zs_task_free(&task);
+    tern_tokenizer *tok = NULL;
+    if (n_read < n_tasks) rc = die();
+    else rc = load_model_and_tokenizer(&o, &m, &tok, "eval");
+    if (rc) {
+        for (int k = 0; k < n_read; k++) tern_zs_task_free(&task[k]);
+        return rc;
     }
+    if (!o.json)
+        printf("%-16s %6s   %-15s   %-15s %9s %9s\n", "task", "n", "acc ± se", "acc_norm ± se", "seconds", "items/s");
+    tern_zs_result res[EVAL_MAX_TASKS];
+    for (int k = 0; k < n_tasks && rc == 0; k++) rc = eval_one(&m, tok, o.json, &task[k], &res[k]);
     if (rc == 0 && o.json) {
         printf("{\"model\": ");
         tern_json_write_string(stdout, o.model, strlen(o.model));
         printf(", \"tasks\": [");
         for (int k = 0; k < n_tasks; k++) {
             printf("%s{\"task\": ", k ? ", " : "");
-            tern_json_write_string(stdout, names[k], strlen(names[k]));
+            tern_json_write_string(stdout, task[k].name, strlen(task[k].name));
             printf(", \"n\": %d, \"acc\": %.6f, \"acc_se\": %.6f, \"acc_norm\": %.6f, \"acc_norm_se\": %.6f, "
-                   "\"seconds\": %.3f, \"items_per_s\": %.4f}",
+                   "\"seconds\": %.3f, \"items_per_s\": %.4f, \"tokens\": %lld, \"truncated\": %d}",
                    res[k].n, res[k].acc, res[k].acc_se, res[k].acc_norm, res[k].acc_norm_se, res[k].seconds,
-                   res[k].items_per_s);
+                   res[k].items_per_s, (long long)res[k].tokens, res[k].truncated);
         }
         printf("]}\n");
     }
+    for (int k = 0; k < n_tasks; k++) tern_zs_task_free(&task[k]);
     tern_tokenizer_free(tok);
     tern_model_free(&m);
     return rc ? die() : 0;
@@ -588,7 +641,7 @@ static int cmd_quantize(int argc, char **argv) {
     tern_train_opts_defaults(&t);
     tern_quant_opts q;
     tern_quant_opts_defaults(&q);
-    const char *out = NULL, *method_name = NULL, *distill = "none";
+    const char *out = NULL, *method_name = NULL, *distill = "none", *save_latent = NULL;
     int rc = 0, steps_given = 0, ce_given = 0, off_given = 0, init_given = 0, seqs_given = 0, recipe = 0;
     t.lr = 1e-3f; // measured better than 1e-4 for QAT on both models (docs/methods.md, "Learning rate")
     // A recipe's defaults go in first, so that every option given overrides them.
@@ -603,10 +656,13 @@ static int cmd_quantize(int argc, char **argv) {
     for (int i = 1; i < argc && rc == 0; i++) {
         const char *a = argv[i];
         if (is_help(a)) {
-            printf("usage: tern quantize --model M --method METHOD --calib TEXT --out OUT.gguf [options]\n"
-                   "       tern quantize --model M --recipe cpu --calib TEXT --out OUT.gguf [--budget MINUTES]\n"
-                   "Quantizes every decoder-block linear (q k v o gate up down) and writes their effective\n"
-                   "(dequantized) weights as a self-contained GGUF with tern.* metadata.\n"
+            printf("usage: tern quantize --model M --method METHOD --calib TEXT --out OUT.tern|OUT.gguf [options]\n"
+                   "       tern quantize --model M --recipe cpu --calib TEXT --out OUT.tern [--budget MINUTES]\n"
+                   "Quantizes every decoder-block linear (q k v o gate up down). --out X.tern (any name not\n"
+                   "ending in .gguf) writes the packed model, as tern export does; --out X.gguf writes the\n"
+                   "latent model instead: effective (dequantized) weights as a self-contained FP32 GGUF with\n"
+                   "tern.* metadata, which tern export packs and quantize/train can continue from.\n"
+                   "  --save-latent FILE     with a packed --out, also keep the latent GGUF\n"
                    "  --method M             %s\n"
                    "  --bits B (4)           rtn / teq grid bits, 2..8; --sym for a symmetric grid\n"
                    "  --group G (128)        input columns per group, -1 = whole row\n"
@@ -633,7 +689,9 @@ static int cmd_quantize(int argc, char **argv) {
                    "  --distill D (none)     none | kd (KL to the FP model; CE weight 0 unless given) |\n"
                    "                         off (cosine of block outputs, weight --off-weight, default 1)\n"
                    "  --diag-window K (20)   dead-zone diagnostics window; --diag-every N (50) per-layer arrays\n"
-                   "  --steps N (100; rtn 0) QAT steps, 0 = post-training quantization\n"
+                   "  --calib TEXT           calibration text (plain UTF-8; tokenized once and cached); alias --data\n"
+                   "  --steps N (100; rtn 0) QAT steps, 0 = post-training quantization; --batch B (4) x --seq L\n"
+                   "                         (256) x --grad-accum K (1) tokens each\n"
                    "  --lr-quant LR (1e-3)   lr of the method's own parameters (dlt alpha/gamma, teq s)\n",
                    tern_quant_names());
             printf(train_options_help, "1e-3");
@@ -677,6 +735,7 @@ static int cmd_quantize(int argc, char **argv) {
         }
         else if (!strcmp(a, "--damp")) rc = float_value(argc, argv, &i, "quantize", 1e-6, 1, &q.damp);
         else if (!strcmp(a, "--keep")) rc = need_value(argc, argv, &i, "quantize", &q.keep);
+        else if (!strcmp(a, "--save-latent")) rc = need_value(argc, argv, &i, "quantize", &save_latent);
         else if (!strcmp(a, "--recipe")) rc = need_value(argc, argv, &i, "quantize", &(const char *){NULL});
         else if (!strcmp(a, "--budget")) {
             float minutes;
@@ -707,6 +766,19 @@ static int cmd_quantize(int argc, char **argv) {
     if (q.group == 0) return bad_usage("quantize", "%s", "--group must be -1 or at least 1");
     if (!t.data_path) return bad_usage("quantize", "%s", "--calib is required");
     if (!out) return bad_usage("quantize", "%s", "--out is required");
+    // --out X.gguf: the fake-quant ("latent") GGUF that train/quantize can
+    // continue from; any other name: the packed model (what tern export writes).
+    size_t out_len = strlen(out);
+    int packed_out = !(out_len >= 5 && !strcmp(out + out_len - 5, ".gguf"));
+    if (save_latent && !packed_out)
+        return bad_usage("quantize", "%s", "--save-latent goes with a packed --out (an --out ending in .gguf is the "
+                                           "latent model itself)");
+    char latent_tmp[1100];
+    const char *latent = out;
+    if (packed_out) {
+        snprintf(latent_tmp, sizeof latent_tmp, "%s.latent.tmp.gguf", out);
+        latent = save_latent ? save_latent : latent_tmp;
+    }
     if (!strcmp(distill, "kd")) {
         t.kd_weight = 1.0f;
         if (!ce_given) t.ce_weight = 0.0f;
@@ -715,9 +787,15 @@ static int cmd_quantize(int argc, char **argv) {
     } else if (strcmp(distill, "none"))
         return bad_usage("quantize", "--distill must be none, kd or off, got '%s'", distill);
     if (!steps_given && !method->trains) t.steps = 0;
+    if (!method->trains && t.steps > 0)
+        return bad_usage("quantize", "%s", "this method does not train: use --steps 0");
+    if (q.inner && strcmp(q.inner, "rtn") && strcmp(q.inner, "absmean") && strcmp(q.inner, "twn"))
+        return bad_usage("quantize", "--inner must be rtn, absmean or twn, got '%s'", q.inner);
     char ckpt[1100], log[1100];
     if (!t.checkpoint_path) snprintf(ckpt, sizeof ckpt, "%s.ckpt", out), t.checkpoint_path = ckpt;
     if (!t.log_path) snprintf(log, sizeof log, "%s.log.jsonl", out), t.log_path = log;
+    const char *outs[] = {out, t.checkpoint_path, t.log_path, latent}, *ins[] = {o.model, o.tokenizer, t.data_path};
+    if ((rc = clobbers_input("quantize", outs, 4, ins, 3))) return rc;
     if (t.resume && !tern_file_exists(t.checkpoint_path)) {
         fprintf(stderr, "tern quantize: --resume: %s does not exist\n", t.checkpoint_path);
         return 1;
@@ -742,15 +820,29 @@ static int cmd_quantize(int argc, char **argv) {
     t.cache_dir = tern_is_dir(cache) ? cache : NULL;
     tern_train_report rep;
     double frac[3];
-    rc = tern_quantize_model(&m, tok, method, &q, &t, out, &rep, frac);
+    rc = tern_quantize_model(&m, tok, method, &q, &t, latent, &rep, frac);
+    tern_tokenizer_free(tok);
+    tern_model_free(&m);
+    tern_export_info info = {0};
+    if (rc == 0 && packed_out) { // pack the latent model, as tern export does
+        tern_model lm;
+        rc = tern_model_load(&lm, latent, NULL);
+        if (rc == 0) {
+            rc = tern_export_tern(&lm, latent, &(tern_export_opts){0}, out, &info);
+            tern_model_free(&lm);
+        }
+    }
+    if (packed_out && !save_latent) remove(latent_tmp);
+    if (rc == 0 && !t.keep_checkpoint) remove(t.checkpoint_path); // the output holds the result
     if (rc == 0) {
         fprintf(stderr, "quantized with %s: %d steps, %lld tokens in %.1f s; final loss %.4f, val %.4f", method->name,
                 rep.steps_done, (long long)rep.tokens, rep.seconds, rep.final_loss, rep.final_val_loss);
         if (method->ternary) fprintf(stderr, "; codes -1/0/+1: %.3f/%.3f/%.3f", frac[0], frac[1], frac[2]);
-        fprintf(stderr, "; wrote %s\n", out);
+        if (packed_out)
+            fprintf(stderr, "; wrote %s (%s, %s)%s%s\n", out, info.format, size_str(info.bytes, (char[32]){0}, 32),
+                    save_latent ? " and the latent model " : "", save_latent ? save_latent : "");
+        else fprintf(stderr, "; wrote %s (latent fake-quant GGUF; tern export packs it)\n", out);
     }
-    tern_tokenizer_free(tok);
-    tern_model_free(&m);
     return rc ? die() : 0;
 }
 
@@ -807,6 +899,10 @@ static int cmd_export(int argc, char **argv) {
     }
     if (rc) return rc;
     if (!out) return bad_usage("export", "%s", "--out is required");
+    static const char *packs[] = {"2", "t2", "tern-t2", "1.6", "t1.6", "tern-t1.6"};
+    int pack_ok = !e.pack;
+    for (size_t k = 0; k < sizeof packs / sizeof packs[0]; k++) pack_ok |= e.pack && !strcmp(e.pack, packs[k]);
+    if (!pack_ok) return bad_usage("export", "unknown --pack '%s' (2 or 1.6)", e.pack);
     int tq = !strcmp(format, "gguf-tq2") || !strcmp(format, "gguf-tq1");
     if (!tq && strcmp(format, "tern"))
         return bad_usage("export", "unknown --format %s (tern, gguf-tq2 or gguf-tq1)", format);
@@ -815,6 +911,8 @@ static int cmd_export(int argc, char **argv) {
     if (tq && e.pack) return bad_usage("export", "%s", "--pack is for --format tern");
     if (!q.check_text && (q.check_chunks || q.check_ctx))
         return bad_usage("export", "%s", "--check-chunks and --check-ctx need --check-text");
+    const char *ins[] = {o.model, o.tokenizer, q.check_text};
+    if ((rc = clobbers_input("export", &out, 1, ins, 3))) return rc;
     tern_model m;
     if ((rc = load_model(&o, &m, "export"))) return rc;
     if (tq) {
@@ -839,7 +937,7 @@ static int cmd_export(int argc, char **argv) {
             if (ti.forced)
                 fprintf(stderr, "tern export: warning: perplexity rose by %+.2f%%, more than --max-ppl-change %g%%; "
                                 "written anyway (--force)\n", ti.change_pct, (double)max_change);
-            fprintf(stderr, "tern export: wrote %s (%.1f KB)\n", out, ti.bytes / 1e3);
+            fprintf(stderr, "tern export: wrote %s (%s)\n", out, size_str(ti.bytes, (char[32]){0}, 32));
         }
         tern_model_free(&m);
         return rc ? die() : 0;
@@ -847,9 +945,9 @@ static int cmd_export(int argc, char **argv) {
     tern_export_info info;
     rc = tern_export_tern(&m, o.model, &e, out, &info);
     if (rc == 0)
-        fprintf(stderr, "tern export: %s, G=%d%s, %s: wrote %s (%.1f KB)\n",
+        fprintf(stderr, "tern export: %s, G=%d%s, %s: wrote %s (%s)\n",
                 info.method[0] ? info.method : "absmean PTQ", info.group, info.has_shift ? " with shifts" : "",
-                info.format, out, info.bytes / 1e3);
+                info.format, out, size_str(info.bytes, (char[32]){0}, 32));
     tern_model_free(&m);
     return rc ? die() : 0;
 }
@@ -860,6 +958,7 @@ static int report_points(const char *rows_path, const char *title, const char *o
     tern_report_row *rows;
     int n, rc = tern_report_rows_load(rows_path, &rows, &n);
     if (rc == 0 && out) rc = tern_report_rows_save(out, rows, n, title);
+    if (rc == 0 && out) fprintf(stderr, "tern report: wrote %s (%d models)\n", out, n);
     if (rc == 0 && json) {
         fputs("{\"rows\": [", stdout);
         for (int i = 0; i < n; i++) {
@@ -909,6 +1008,8 @@ static int cmd_report(int argc, char **argv) {
     if (!out && !json) return bad_usage("report", "%s", "give --out FILE and/or --json");
     if (rows && n) return bad_usage("report", "%s", "--points takes no training logs");
     if (title && !rows) return bad_usage("report", "%s", "--title goes with --points");
+    if (rows && (rc = clobbers_input("report", &out, 1, &rows, 1))) return rc;
+    if (rc == 0 && (rc = clobbers_input("report", &out, 1, paths, n))) return rc;
     if (rows) return report_points(rows, title, out, json);
     if (n == 0) return bad_usage("report", "%s", "no log given");
     tern_report_log logs[64];
@@ -916,6 +1017,7 @@ static int cmd_report(int argc, char **argv) {
     while (loaded < n && tern_report_load(&logs[loaded], paths[loaded], labels[loaded]) == 0) loaded++;
     rc = loaded < n ? -1 : 0;
     if (rc == 0 && out) rc = tern_report_save(out, logs, n);
+    if (rc == 0 && out) fprintf(stderr, "tern report: wrote %s (%d logs)\n", out, n);
     if (rc == 0 && json) tern_report_write_json(stdout, logs, n);
     for (int k = 0; k < loaded; k++) tern_report_log_free(&logs[k]);
     return rc ? die() : 0;
@@ -941,7 +1043,15 @@ int main(int argc, char **argv) {
         {"export", cmd_export},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            int rc = commands[i].fn(argc - 1, argv + 1);
+            // Output that did not reach stdout (a full disk, a closed pipe) is a failure.
+            if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) {
+                fprintf(stderr, "tern %s: error writing to standard output: %s\n", argv[1], strerror(errno));
+                return rc ? rc : 1;
+            }
+            return rc;
+        }
     fprintf(stderr, "tern: unknown command '%s'\n%s", argv[1], usage_text);
     return 2;
 }

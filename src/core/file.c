@@ -118,6 +118,11 @@ int tern_is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+int tern_same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 int tern_atomic_open(tern_atomic_file *af, const char *path) {
     memset(af, 0, sizeof *af);
     if (strlen(path) >= sizeof af->path) return tern_errorf("%s: path too long", path);

@@ -45,6 +45,9 @@ const uint8_t *tern_cur_view(tern_cursor *c, size_t n, const char *what);
 int tern_read_file(const char *path, char **data, size_t *size);
 int tern_file_exists(const char *path);
 int tern_is_dir(const char *path);
+// 1 when both paths name the same existing file (device and inode, so hard
+// links, symlinks and other spellings of one file count), 0 otherwise.
+int tern_same_file(const char *a, const char *b);
 
 // Atomic output: write to PATH.tmp.PID, then fsync + rename on commit.
 // abort (or a crash) leaves PATH untouched.

@@ -13,6 +13,7 @@
 #include "infer/packed.h"
 #include "io/json.h"
 #include "nn/transformer.h"
+#include "tok/unicode.h"
 
 // ---------------------------------------------------------------------------
 // Items
@@ -258,6 +259,14 @@ static int get_gold(const line_ctx *lc, const tern_json *obj, int n_choices, int
 }
 
 // Context and continuation of one choice, by the joining rule in the header.
+// Length in characters (code points; an invalid byte counts as one), the
+// length lm-evaluation-harness divides by for acc_norm (Python's len(str)).
+static size_t char_count(const char *s) {
+    size_t n = strlen(s), chars = 0;
+    for (size_t i = 0; i < n; chars++) i += (size_t)tern_utf8_len((const uint8_t *)s + i, n - i);
+    return chars;
+}
+
 static int join_pair(const line_ctx *lc, const char *ctx, const char *choice, char **ctx_out, char **cont_out) {
     size_t nctx = strlen(ctx), nch = strlen(choice);
     const char *delim = lc->delimiter;
@@ -306,7 +315,7 @@ static int parse_item(const line_ctx *lc, const tern_json *obj, int partial, ter
         // Multiple choice: shared query, choice varies. Partial: context varies, shared continuation.
         const char *ctx = partial ? list[c] : single, *choice = partial ? single : list[c];
         rc = join_pair(lc, ctx, choice, &it->ctx_text[c], &it->cont_text[c]);
-        it->norm_len[c] = (double)strlen(choice);
+        it->norm_len[c] = (double)char_count(choice);
     }
     free(list);
     if (rc) {
@@ -491,6 +500,7 @@ typedef struct {
     float *saved;
     int saved_pos;
     int64_t tokens;    // tokens run through the model
+    int truncated;     // continuations longer than the window, scored in part
 } scorer;
 
 static void scorer_free(scorer *sc) {
@@ -551,11 +561,18 @@ static double token_logprob(const float *logits, int vocab, int target, int *is_
 static int scorer_run(scorer *sc, const int *ctx, int n_ctx, const int *cont, int n_cont, double *ll, int *greedy) {
     int max_seq = sc->s.max_seq;
     if (n_ctx < 1 || n_cont < 1) return tern_errorf("zero-shot: empty context or continuation");
-    if (n_cont > max_seq) return tern_errorf("zero-shot: continuation of %d tokens exceeds the context %d", n_cont, max_seq);
     // The last continuation token is only looked up in the logits, never fed: check it here.
     for (int i = 0; i < n_cont; i++)
         if (cont[i] < 0 || cont[i] >= sc->vocab)
             return tern_errorf("zero-shot: token id %d outside the vocabulary (%d)", cont[i], sc->vocab);
+    if (n_cont >= max_seq && max_seq >= 2) {
+        // A continuation that fills the window alone: its leading tokens become
+        // the context and the last max_seq - 1 are scored (counted, reported).
+        int k = n_cont - (max_seq - 1);
+        ctx = cont + k - 1, n_ctx = 1;
+        cont += k, n_cont -= k;
+        sc->truncated++;
+    }
     // Too long: drop context tokens from the left (lm-eval does the same).
     int over = n_ctx + n_cont - 1 - max_seq;
     if (over > 0) {
@@ -691,6 +708,7 @@ int tern_zs_evaluate(const tern_model *m, tern_zs_task *t, tern_zs_result *r) {
         r->seconds = tern_now_sec() - t0;
         r->items_per_s = t->n_items / (r->seconds > 0 ? r->seconds : 1e-9);
         r->tokens = sc.tokens;
+        r->truncated = sc.truncated;
     }
     scorer_free(&sc);
     return rc;

@@ -74,6 +74,8 @@ typedef struct {
     double acc, acc_se, acc_norm, acc_norm_se;
     double seconds, items_per_s;
     int64_t tokens;        // tokens run through the model (after KV-cache reuse)
+    int truncated;         // choices whose continuation alone exceeded the context: only
+                           // its last ctx - 1 tokens were scored
 } tern_zs_result;
 
 // Reads a task file into text items (no model needed). Errors:

@@ -35,7 +35,10 @@ int tern_generate(const tern_model *m, const tern_tokenizer *tok, const char *pr
     int rc = -1;
     if (tern_session_use_native(&s, &packed)) goto done;
     if (tern_sampler_init(&smp, m->cfg.vocab_size, o->temp, o->top_p, o->seed)) goto done;
-    if (n_ids >= s.max_seq) {
+    stats->ctx = s.max_seq;
+    // Positions 0..max_seq-1 exist: a prompt of max_seq tokens still yields one
+    // token, and a one-token prompt yields max_seq (as llama2.c's run.c does).
+    if (n_ids > s.max_seq) {
         tern_errorf("prompt of %d tokens does not fit the context of %d", n_ids, s.max_seq);
         goto done;
     }
@@ -46,15 +49,23 @@ int tern_generate(const tern_model *m, const tern_tokenizer *tok, const char *pr
     stats->prompt_sec = t1 - t0;
     int prev = ids[n_ids - 1], pos = n_ids;
     char piece[512];
-    for (int i = 0; i < o->n_predict && pos < s.max_seq; i++) {
+    for (int i = 0; i < o->n_predict; i++) {
         int next = tern_sample(&smp, s.logits);
-        if (tern_tokenizer_is_eog(tok, next)) break;
+        if (tern_tokenizer_is_eog(tok, next)) {
+            stats->stopped_eog = 1;
+            break;
+        }
         size_t len = tern_token_to_bytes(tok, prev, next, piece, sizeof piece);
         fwrite(piece, 1, len < sizeof piece ? len : sizeof piece, out);
         fflush(out);
         stats->generated++;
         prev = next;
-        if (i + 1 < o->n_predict && tern_forward(&s, &next, 1, pos++, NULL)) goto done;
+        if (i + 1 == o->n_predict) break;
+        if (pos == s.max_seq) { // the next token would need position max_seq
+            stats->stopped_ctx = 1;
+            break;
+        }
+        if (tern_forward(&s, &next, 1, pos++, NULL)) goto done;
     }
     stats->gen_sec = tern_now_sec() - t1;
     rc = 0;

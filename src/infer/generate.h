@@ -19,6 +19,9 @@ typedef struct {
 typedef struct {
     int prompt_tokens, generated;
     double prompt_sec, gen_sec;
+    int ctx;         // the context length used
+    int stopped_eog; // stopped at an end-of-generation token
+    int stopped_ctx; // stopped because the context was full (before --n-predict)
 } tern_gen_stats;
 
 // Streams generated text (not the prompt) to `out`.

@@ -60,7 +60,8 @@ int tern_llama2c_parse(tern_model *m, const void *data, size_t size, const char 
         char why[TERN_ERR_MAX];
         size_t skip = strlen(path) + 2; // the validator's "PATH: " prefix
         snprintf(why, sizeof why, "%s", strlen(tern_last_error()) > skip ? tern_last_error() + skip : tern_last_error());
-        return tern_errorf("%s: not a GGUF file or llama2.c checkpoint (header: %s)", path, why);
+        return tern_errorf("%s: not a model file (expected GGUF, a llama2.c checkpoint, or a Hugging Face "
+                           "directory with config.json; as llama2.c: %s)", path, why);
     }
     // The header fixes the file size exactly; check before allocating anything.
     int64_t D = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;

@@ -37,9 +37,10 @@ static int load_vocab_override(tern_model *m, const char *tok_path) {
         return -1;
     }
     if (v.n_tokens != m->cfg.vocab_size) {
+        int n = v.n_tokens; // read before the free clears it
         tern_vocab_free(&v);
-        return tern_errorf("%s: tokenizer has %d tokens but the model's vocabulary is %d", tok_path,
-                           v.n_tokens, m->cfg.vocab_size);
+        return tern_errorf("%s: vocabulary size mismatch: the tokenizer has %d tokens, the model %s has %d", tok_path,
+                           n, m->path, m->cfg.vocab_size);
     }
     tern_vocab_free(&m->vocab);
     m->vocab = v;
@@ -50,6 +51,11 @@ int tern_model_load(tern_model *m, const char *path, const char *tokenizer_path)
     memset(m, 0, sizeof *m);
     snprintf(m->path, sizeof m->path, "%s", path);
     int rc;
+    char config[sizeof m->path + 16];
+    snprintf(config, sizeof config, "%s/config.json", path);
+    if (tern_is_dir(path) && !tern_file_exists(config))
+        return tern_errorf("%s: not a model directory (expected a Hugging Face directory with config.json, or a "
+                           "GGUF file or llama2.c checkpoint)", path);
     if (tern_is_dir(path)) rc = tern_hf_load_model(m, path);
     else if (!tern_file_exists(path)) return tern_errorf("%s: no such file or directory", path);
     else if (file_magic_is(path, "GGUF")) rc = tern_gguf_load_model(m, path);

@@ -277,11 +277,11 @@ static int layout(tern_quant *q, const tern_model *m) {
         tern_quant_linear *L = &q->lin[id];
         L->out = (int)t->shape[0], L->in = (int)t->shape[1];
         L->G = q->opt.group < 0 ? L->in : q->opt.group;
-        if (L->G > L->in) {
-            free(off);
-            return tern_errorf("--group %d is wider than the rows of %s (%d columns); use a smaller --group or -1",
-                               q->opt.group, name, L->in);
-        }
+        // A row narrower than G is one (short) group, as the last group of
+        // any row is (docs/format.md); said once per model.
+        if (L->G > L->in && !q->narrow_note++)
+            fprintf(stderr, "quant: note: %s has %d columns, fewer than --group %d: such rows are one group each\n",
+                    name, L->in, q->opt.group);
         L->n_groups = (L->in + L->G - 1) / L->G;
         int share = -1;
         int64_t n = L->m->n_params ? L->m->n_params(q, id, &share) : 0;

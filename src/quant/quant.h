@@ -114,6 +114,7 @@ struct tern_quant {
     float *scratch;           // one row of the widest linear (methods' temporaries)
     float **latent;           // [n_lin] initial latent weights (GPTQ), NULL: the model's own
     char key[128];            // method name + settings (checkpoint identity)
+    int narrow_note;          // rows narrower than the group were noted
     tern_weight_hook hook;
     tern_train_method train;  // the adapter for tern_train_run
 };

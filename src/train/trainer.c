@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/hash.h"
@@ -41,9 +42,20 @@ void tern_train_opts_defaults(tern_train_opts *o) {
 }
 
 static volatile sig_atomic_t stop_requested;
+// First Ctrl-C (or SIGTERM): finish the step, checkpoint, stop; said at once.
+// A second one aborts on the spot, writing nothing more (the last checkpoint
+// written stays intact: checkpoints are atomic).
 static void on_signal(int sig) {
-    (void)sig;
+    static const char first[] = "\ntern: stopping after this step (then a checkpoint); Ctrl-C again to abort\n";
+    static const char second[] = "\ntern: aborted\n";
+    if (stop_requested) {
+        ssize_t w = write(2, second, sizeof second - 1);
+        (void)w;
+        _exit(128 + sig);
+    }
     stop_requested = 1;
+    ssize_t w = write(2, first, sizeof first - 1);
+    (void)w;
 }
 
 // Everything that must match for a checkpoint to continue this run.
@@ -80,6 +92,7 @@ typedef struct {
     run_plan plan;
     double deadline; // tern_now_sec() at which the budget ends (0: no budget)
     FILE *log;
+    int ckpt_announced; // the checkpoint's path and size were printed
 } trainer;
 
 static uint64_t model_key(const tern_model *m) {
@@ -131,6 +144,12 @@ static int save_checkpoint(trainer *t) {
     }
     int rc = tern_ckpt_save(t->o->checkpoint_path, secs, n);
     tern_free(m), tern_free(v);
+    if (rc == 0 && !t->ckpt_announced) { // a checkpoint can be large: say where it is and how large
+        uint64_t bytes = 0;
+        for (int i = 0; i < n; i++) bytes += secs[i].size;
+        fprintf(stderr, "%scheckpoint: %s (%.1f MB)\n", isatty(2) ? "\n" : "", t->o->checkpoint_path, bytes / 1e6);
+        t->ckpt_announced = 1;
+    }
     return rc;
 }
 

@@ -72,6 +72,7 @@ typedef struct {
     const char *data_path, *cache_dir;
     const char *checkpoint_path;
     int checkpoint_every, resume;
+    int keep_checkpoint; // for the caller: keep the checkpoint after a successful run (the CLI removes it)
     const char *log_path;
 } tern_train_opts;
 

@@ -1,0 +1,242 @@
+// The CLI's guarantees a new user relies on (issue 17), on the real
+// stories260K: an output never replaces an input, a failed write to stdout
+// fails the command, train refuses a mode it cannot honour, a tokenizer of
+// the wrong size is named as such, and generate fills the context as
+// llama2.c's run.c does.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/file.h"
+#include "test.h"
+
+static const char *tern_bin(void) {
+    const char *b = getenv("TERN_BIN");
+    return b && *b ? b : "build/tern";
+}
+
+#define ERR_FILE test_tmp_path("cli.err")
+#define OUT_FILE test_tmp_path("cli.out")
+
+// Runs `tern ARGS` with stdout into `out` (a path) and stderr into ERR_FILE.
+static int run(const char *args, const char *out) {
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "'%s' %s > %s 2> %s", tern_bin(), args, out ? out : "/dev/null", ERR_FILE);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+// 1 when stderr holds exactly one line and it contains `needle`.
+static int one_line_with(const char *needle) {
+    char *text;
+    size_t n;
+    if (tern_read_file(ERR_FILE, &text, &n)) return 0;
+    int lines = 0;
+    for (size_t i = 0; i < n; i++) lines += text[i] == '\n';
+    int ok = lines == 1 && strstr(text, needle) != NULL;
+    if (!ok) fprintf(stderr, "  stderr (%d lines): %s", lines, text);
+    free(text);
+    return ok;
+}
+
+static int same_bytes(const char *a, const char *b) {
+    char *x, *y;
+    size_t nx, ny;
+    if (tern_read_file(a, &x, &nx)) return 0;
+    if (tern_read_file(b, &y, &ny)) return free(x), 0;
+    int same = nx == ny && memcmp(x, y, nx) == 0;
+    free(x), free(y);
+    return same;
+}
+
+static int copy_file(const char *from, const char *to) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
+    return system(cmd);
+}
+
+static const char *model, *tokenizer, *text;
+
+// Every spelling of an input as the output is refused (exit 2) and the
+// input keeps its bytes: the same name, a hard link, a symlink.
+static void test_output_over_input(void) {
+    const char *copy = test_tmp_path("model.bin"), *hard = test_tmp_path("hard.bin"), *soft = test_tmp_path("soft.bin");
+    CHECK(copy_file(model, copy) == 0);
+    CHECK(link(copy, hard) == 0 && symlink(copy, soft) == 0);
+    const char *outs[] = {copy, hard, soft};
+    char args[8192];
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, "export --model %s --tokenizer %s --group 32 --out %s", copy, tokenizer, outs[i]);
+        CHECK_MSG(run(args, NULL) == 2 && one_line_with("refusing to overwrite"), "export --out %s", outs[i]);
+        CHECK(same_bytes(copy, model));
+    }
+    // quantize: the output, and the checkpoint and log derived from it.
+    snprintf(args, sizeof args, "quantize --model %s --tokenizer %s --calib %s --method absmean --group 32 --out %s",
+             copy, tokenizer, text, copy);
+    CHECK(run(args, NULL) == 2 && one_line_with("refusing to overwrite"));
+    snprintf(args, sizeof args,
+             "quantize --model %s --tokenizer %s --calib %s --method absmean --group 32 --steps 0 --out %s "
+             "--log %s",
+             copy, tokenizer, text, test_tmp_path("q.gguf"), hard);
+    CHECK(run(args, NULL) == 2 && one_line_with("refusing to overwrite"));
+    snprintf(args, sizeof args, "train --model %s --tokenizer %s --data %s --steps 1 --out %s", copy, tokenizer, text,
+             text);
+    CHECK(run(args, NULL) == 2 && one_line_with("refusing to overwrite"));
+    CHECK(same_bytes(copy, model) && access(test_tmp_path("q.gguf"), F_OK) != 0);
+    unlink(hard), unlink(soft), unlink(copy);
+}
+
+// Output that cannot be written is an error, not a silent success.
+static void test_stdout_full(void) {
+    char args[4096];
+    snprintf(args, sizeof args, "generate --model %s --tokenizer %s --prompt 'Once' -n 8 --temp 0", model, tokenizer);
+    CHECK(run(args, "/dev/full") == 1);
+    char *err;
+    size_t n;
+    CHECK(tern_read_file(ERR_FILE, &err, &n) == 0 && strstr(err, "error writing to standard output"));
+    free(err);
+    snprintf(args, sizeof args, "info --model %s --tokenizer %s --json", model, tokenizer);
+    CHECK(run(args, "/dev/full") == 1);
+    CHECK(run(args, OUT_FILE) == 0); // and the same command succeeds where it can write
+}
+
+static void test_train_blockwise(void) {
+    char args[4096];
+    snprintf(args, sizeof args, "train --model %s --tokenizer %s --data %s --mode blockwise --out %s", model,
+             tokenizer, text, test_tmp_path("b.gguf"));
+    CHECK(run(args, NULL) == 2 && one_line_with("tern quantize --mode blockwise"));
+    CHECK(access(test_tmp_path("b.gguf"), F_OK) != 0);
+}
+
+static void test_vocab_mismatch(void) {
+    char args[4096];
+    // Neither a model file nor a model directory: say what is expected.
+    snprintf(args, sizeof args, "info --model %s", text);
+    CHECK(run(args, NULL) == 1 && one_line_with("not a model file (expected GGUF, a llama2.c checkpoint"));
+    snprintf(args, sizeof args, "info --model %s", test_tmp_dir());
+    CHECK(run(args, NULL) == 1 && one_line_with("not a model directory (expected a Hugging Face directory"));
+    snprintf(args, sizeof args, "generate --model %s --tokenizer %s --prompt hi", model,
+             test_src_path("tests/fixtures/tiny_hf/tokenizer.json"));
+    CHECK(run(args, NULL) == 1 && one_line_with("vocabulary size mismatch: the tokenizer has 285 tokens"));
+    CHECK(one_line_with("has 512"));
+}
+
+// A 16-token context: BOS plus 15 more positions give 16 tokens, a note on
+// stderr says the limit stopped it, and the seed is printed.
+static void test_generate_context(void) {
+    char args[4096];
+    snprintf(args, sizeof args, "generate --model %s --tokenizer %s --prompt '' -n 100 --temp 0 --ctx 16", model,
+             tokenizer);
+    CHECK(run(args, OUT_FILE) == 0);
+    char *err;
+    size_t n;
+    CHECK(tern_read_file(ERR_FILE, &err, &n) == 0);
+    CHECK_MSG(strstr(err, "stopped at the context limit of 16 tokens after 16 of --n-predict 100"), "%s", err);
+    CHECK(strstr(err, "tern generate: seed ") && strstr(err, "generated: 16 tokens"));
+    free(err);
+    snprintf(args, sizeof args, "generate --model %s --tokenizer %s --prompt '' -n 4 --temp 0 --ctx 4096", model,
+             tokenizer);
+    CHECK(run(args, OUT_FILE) == 0);
+    CHECK(tern_read_file(ERR_FILE, &err, &n) == 0);
+    CHECK_MSG(strstr(err, "warning: --ctx 4096 exceeds the model's training context 512"), "%s", err);
+    free(err);
+}
+
+// eval reads every task before loading the model (a bad file: one line, no
+// table header), and a choice longer than the context is scored on its last
+// tokens and counted instead of failing the task (PIQA line 315: 625 tokens).
+static void test_eval_inputs(void) {
+    char args[4096];
+    const char *piqa = test_data_path("data/tasks/piqa.jsonl");
+    snprintf(args, sizeof args, "eval --model %s --tokenizer %s --task %s --task %s", model, tokenizer, piqa,
+             test_tmp_path("missing.jsonl"));
+    CHECK(run(args, OUT_FILE) == 1 && one_line_with("missing.jsonl"));
+    char *out;
+    size_t n;
+    CHECK(tern_read_file(OUT_FILE, &out, &n) == 0 && n == 0);
+    free(out);
+    snprintf(args, sizeof args, "eval --model %s --tokenizer %s --task %s --limit 320 --json", model, tokenizer, piqa);
+    CHECK(run(args, OUT_FILE) == 0);
+    CHECK(tern_read_file(OUT_FILE, &out, &n) == 0);
+    const char *t = strstr(out, "\"truncated\": "), *k = strstr(out, "\"tokens\": ");
+    CHECK_MSG(t && atoi(t + 13) >= 1 && k && atoll(k + 10) > 320, "%s", out);
+    free(out);
+    CHECK(tern_read_file(ERR_FILE, &out, &n) == 0);
+    CHECK_MSG(strstr(out, "longer than the context") && strstr(out, "eval piqa"), "%s", out); // progress with --json
+    free(out);
+}
+
+// Starts `tern train` on stories260K (stderr into ERR_FILE) and waits until
+// its log shows a step, so the signal handlers are in place.
+static pid_t start_train(const char *out) {
+    char log[1200];
+    snprintf(log, sizeof log, "%s.log.jsonl", out);
+    unlink(log);
+    pid_t pid = fork();
+    if (pid == 0) {
+        const char *argv[] = {tern_bin(), "train", "--model", model, "--tokenizer", tokenizer, "--data", text,
+                              "--out", out, "--steps", "100000", "--batch", "16", "--seq", "256", "--threads", "1",
+                              "--val-every", "0", "--checkpoint-every", "1000", NULL};
+        if (!freopen(ERR_FILE, "w", stderr)) _exit(127);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 3000; i++) { // up to 30 s
+        struct stat st;
+        if (stat(log, &st) == 0 && st.st_size > 0) break;
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    return pid;
+}
+
+static int exit_status(pid_t pid) {
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+// Ctrl-C is acknowledged at once and stops after the step with a checkpoint;
+// a second Ctrl-C aborts without one.
+static void test_interrupt(void) {
+    const char *out = test_tmp_path("int.gguf");
+    char ckpt[1200], *err;
+    size_t n;
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", out);
+    unlink(ckpt);
+    pid_t pid = start_train(out);
+    kill(pid, SIGINT);
+    CHECK(exit_status(pid) == 1);
+    CHECK(tern_read_file(ERR_FILE, &err, &n) == 0);
+    CHECK_MSG(strstr(err, "stopping after this step") && strstr(err, "continue with --resume"), "%s", err);
+    free(err);
+    CHECK(access(ckpt, F_OK) == 0 && access(out, F_OK) != 0);
+    unlink(ckpt);
+    pid = start_train(out);
+    kill(pid, SIGINT);
+    nanosleep(&(struct timespec){0, 20000000}, NULL); // two signals at once would merge into one
+    kill(pid, SIGINT);
+    CHECK(exit_status(pid) == 128 + SIGINT);
+    CHECK(tern_read_file(ERR_FILE, &err, &n) == 0);
+    CHECK_MSG(strstr(err, "aborted"), "%s", err);
+    free(err);
+    CHECK(access(ckpt, F_OK) != 0 && access(out, F_OK) != 0);
+    char log[1200];
+    snprintf(log, sizeof log, "%s.log.jsonl", out);
+    unlink(log);
+}
+
+int main(void) {
+    model = test_data_path("models/stories260K/stories260K.bin");
+    tokenizer = test_data_path("models/stories260K/tok512.bin");
+    text = test_data_path("data/tinystories/valid-sample.txt");
+    test_output_over_input();
+    test_stdout_full();
+    test_train_blockwise();
+    test_vocab_mismatch();
+    test_generate_context();
+    test_eval_inputs();
+    test_interrupt();
+    return test_report();
+}
