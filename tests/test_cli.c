@@ -227,6 +227,80 @@ static void test_interrupt(void) {
     unlink(log);
 }
 
+static char *slurp(const char *path) {
+    char *t = NULL;
+    size_t n;
+    if (tern_read_file(path, &t, &n)) return calloc(1, 1);
+    return t;
+}
+
+// llama.cpp's spellings are the same options: identical output; --name=value
+// works; bench checks its format list before running; ppl prints the running
+// estimate; info takes a llama2.c checkpoint without a tokenizer.
+static void test_llama_cpp_spellings(void) {
+    char args[4096];
+    snprintf(args, sizeof args,
+             "generate --model %s --tokenizer %s --prompt 'Once upon' --n-predict 12 --temp 0.7 --seed 5 --ctx 64 "
+             "--top-k 20 --min-p 0.05 --repeat-penalty 1.2 --repeat-last-n 16",
+             model, tokenizer);
+    CHECK(run(args, OUT_FILE) == 0);
+    char *a = slurp(OUT_FILE);
+    const char *prompt_file = test_tmp_path("prompt.txt");
+    FILE *f = fopen(prompt_file, "w");
+    if (f) fputs("Once upon", f), fclose(f);
+    snprintf(args, sizeof args,
+             "generate -m %s --tokenizer %s -f %s -n 12 --temperature 0.7 -s 5 -c 64 --top-k=20 --min-p 0.05 "
+             "--repeat-penalty 1.2 --repeat-last-n 16",
+             model, tokenizer, prompt_file);
+    CHECK(run(args, OUT_FILE) == 0);
+    char *b = slurp(OUT_FILE);
+    CHECK_MSG(strlen(a) > 10 && !strcmp(a, b), "'%s' vs '%s'", a, b);
+    free(a), free(b);
+    snprintf(args, sizeof args, "generate -m %s --tokenizer %s -p x -f %s", model, tokenizer, prompt_file);
+    CHECK(run(args, NULL) == 2 && one_line_with("not both"));
+    snprintf(args, sizeof args, "generate -m %s --tokenizer %s -p x --top-k -1", model, tokenizer);
+    CHECK(run(args, NULL) == 2 && one_line_with("--top-k must be an integer"));
+
+    // bench: the list is checked first (no run, one line), and pp rows have no bandwidth.
+    snprintf(args, sizeof args, "bench -m %s --compare f32,bogus -p 8 -n 4 -r 1", model);
+    CHECK(run(args, OUT_FILE) == 2 && one_line_with("unknown format 'bogus'"));
+    snprintf(args, sizeof args, "bench -m %s --compare '' -p 8 -n 4 -r 1", model);
+    CHECK(run(args, OUT_FILE) == 2 && one_line_with("no format"));
+    snprintf(args, sizeof args, "bench -m %s --compare f32,f32,f32,f32,f32,f32,f32,f32,f32,f32,f32,f32,f32,f32,f32,f32,f32",
+             model);
+    CHECK(run(args, OUT_FILE) == 2 && one_line_with("at most 16"));
+    snprintf(args, sizeof args, "bench -m %s --compare f32 -p 8 -n 4 -r 1 -o csv -t 1", model);
+    CHECK(run(args, OUT_FILE) == 0);
+    char *csv = slurp(OUT_FILE);
+    CHECK_MSG(!strncmp(csv, "format,test,tokens_per_s", 24) && strstr(csv, "\nf32,pp8,") && strstr(csv, ",,\n") &&
+                  strstr(csv, "\nf32,tg4,"),
+              "%s", csv);
+    free(csv);
+
+    // ppl: llama-perplexity's running line, then the result.
+    snprintf(args, sizeof args, "ppl -m %s --tokenizer %s -f %s -c 128 --chunks 3", model, tokenizer, text);
+    CHECK(run(args, OUT_FILE) == 0);
+    char *ppl = slurp(OUT_FILE);
+    CHECK_MSG(!strncmp(ppl, "[1]", 3) && strstr(ppl, ",[2]") && strstr(ppl, ",[3]") && strstr(ppl, "PPL = "), "%s",
+              ppl);
+    free(ppl);
+
+    // info: a llama2.c checkpoint alone.
+    snprintf(args, sizeof args, "info %s", model);
+    CHECK(run(args, OUT_FILE) == 0);
+    char *info = slurp(OUT_FILE);
+    CHECK(strstr(info, "(llama2c)") && strstr(info, "tokenizer:    none"));
+    free(info);
+    // --help comes from the table: every option once, aliases listed.
+    CHECK(run("quantize --help", OUT_FILE) == 0);
+    char *help = slurp(OUT_FILE);
+    int steps = 0;
+    for (const char *p = help; (p = strstr(p, "  --steps ")); p++) steps++;
+    CHECK(steps == 1 && strstr(help, "--calib TEXT; --data") && !strstr(help, "\\"));
+    free(help);
+    unlink(prompt_file);
+}
+
 int main(void) {
     model = test_data_path("models/stories260K/stories260K.bin");
     tokenizer = test_data_path("models/stories260K/tok512.bin");
@@ -238,5 +312,6 @@ int main(void) {
     test_generate_context();
     test_eval_inputs();
     test_interrupt();
+    test_llama_cpp_spellings();
     return test_report();
 }

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cli.h"
 #include "core/error.h"
 #include "core/file.h"
 #include "core/jsonw.h"
@@ -18,6 +19,7 @@
 #include "infer/bench.h"
 #include "infer/export.h"
 #include "infer/generate.h"
+#include "infer/packed.h"
 #include "io/gguf_write.h"
 #include "io/info.h"
 #include "io/model.h"
@@ -63,24 +65,29 @@ static int bad_usage(const char *cmd, const char *fmt, const char *arg) {
     return 2;
 }
 
-// Returns 1 when argv[*i] was a common option (consuming its value), 0 if not,
-// -1 when its value is missing.
-static int parse_common(common_opts *o, int argc, char **argv, int *i) {
-    const char *a = argv[*i];
-    const char **target = NULL;
-    if (!strcmp(a, "--model") || !strcmp(a, "-m")) target = &o->model;
-    else if (!strcmp(a, "--tokenizer")) target = &o->tokenizer;
-    else if (!strcmp(a, "--json")) {
-        o->json = 1;
-        return 1;
-    } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
-        if (*i + 1 >= argc) return -1;
-        o->threads = atoi(argv[++*i]);
-        return 1;
-    } else return 0;
-    if (*i + 1 >= argc) return -1;
-    *target = argv[++*i];
-    return 1;
+
+// Option-table entries every command that loads a model takes.
+#define OPT_MODEL(o) \
+    {"--model|-m", CLI_STR, &(o).model, 0, 0, NULL, "M", NULL, \
+     "GGUF, .tern, llama2.c checkpoint or Hugging Face directory", NULL}
+#define OPT_TOKENIZER(o) \
+    {"--tokenizer", CLI_STR, &(o).tokenizer, 0, 0, NULL, "T", NULL, \
+     "tokenizer replacing the model's: tokenizer.json, GGUF, or llama2.c tokenizer.bin", NULL}
+#define OPT_THREADS(o) {"--threads|-t", CLI_INT, &(o).threads, 0, 4096, NULL, "N", "all cores", "worker threads", NULL}
+#define OPT_JSON(o) \
+    {"--json", CLI_FLAG, &(o).json, 0, 0, NULL, NULL, NULL, "one JSON object on stdout (progress stays on stderr)", NULL}
+#define N_OPTS(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+// Parses argv with a command's option table. Returns -1 to go on, else the
+// exit status (0 after printing --help, 2 after a usage error).
+static int parse_opts(const char *cmd, const char *usage, const cli_opt *opts, int n, int argc, char **argv,
+                      const char **positional) {
+    int r = cli_parse(cmd, opts, n, argc, argv, positional);
+    if (r == 1) {
+        cli_help(stdout, usage, opts, n);
+        return 0;
+    }
+    return r ? 2 : -1;
 }
 
 // Refuses outputs that name an input: the atomic rename would replace the
@@ -112,23 +119,31 @@ static int load_model(const common_opts *o, tern_model *m, const char *cmd) {
 
 static int cmd_info(int argc, char **argv) {
     common_opts o = {0};
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: tern info --model M [--tokenizer T] [--json]\n"
-                   "Prints the architecture, hyper-parameters, tensor table and parameter counts.\n");
-            return 0;
-        }
-        int r = parse_common(&o, argc, argv, &i);
-        if (r < 0) return bad_usage("info", "%s needs a value", argv[i]);
-        if (r == 0) {
-            if (!o.model && argv[i][0] != '-') o.model = argv[i];
-            else return bad_usage("info", "unknown option %s", argv[i]);
-        }
-    }
+    const cli_opt opts[] = {OPT_MODEL(o), OPT_TOKENIZER(o), OPT_JSON(o)};
+    int rc = parse_opts("info", "usage: tern info [--model] M [--tokenizer T] [--json]\n"
+                                "Prints the architecture, hyper-parameters, file type (method, bits, group, bits per\n"
+                                "weight), tensor table and parameter counts. A llama2.c checkpoint needs no tokenizer.\n",
+                        opts, N_OPTS(opts), argc, argv, &o.model);
+    if (rc >= 0) return rc;
+    if (!o.model) return bad_usage("info", "%s", "--model is required");
+    tern_set_threads(o.threads);
     tern_model m;
-    int rc = load_model(&o, &m, "info");
-    if (rc) return rc;
-    tern_model_print_info(&m, stdout, o.json);
+    if (tern_model_load_ex(&m, o.model, o.tokenizer, 0)) return die();
+    // The file type: what tern quantize / tern export recorded (tern.* metadata).
+    tern_export_meta meta;
+    char type[160] = "";
+    if (tern_export_input_meta(o.model, &meta) == 0 && meta.method[0]) {
+        int packed = 0;
+        for (int i = 0; i < m.n_tensors; i++) packed |= m.tensors[i].packed != NULL;
+        char bits[32] = "";
+        if (meta.bits && strcmp(meta.method, "absmean") && strcmp(meta.method, "twn") &&
+            strcmp(meta.method, "tequila") && strcmp(meta.method, "dlt"))
+            snprintf(bits, sizeof bits, ", %d-bit", meta.bits);
+        snprintf(type, sizeof type, "%s%s, group %d%s (%s)", meta.method, bits, meta.group,
+                 meta.n_linear ? ", mixed precision" : "",
+                 packed ? "packed" : "latent fake-quant FP32; tern export packs it");
+    }
+    tern_model_print_info(&m, stdout, o.json, type);
     tern_model_free(&m);
     return 0;
 }
@@ -140,31 +155,7 @@ static int need_value(int argc, char **argv, int *i, const char *cmd, const char
     return 0;
 }
 
-static int int_value(int argc, char **argv, int *i, const char *cmd, int lo, int hi, int *out) {
-    const char *v;
-    if (need_value(argc, argv, i, cmd, &v)) return 2;
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*end || end == v || x < lo || x > hi) {
-        fprintf(stderr, "tern %s: %s must be an integer in [%d, %d], got '%s'\n", cmd, argv[*i - 1], lo, hi, v);
-        return 2;
-    }
-    *out = (int)x;
-    return 0;
-}
 
-static int float_value(int argc, char **argv, int *i, const char *cmd, double lo, double hi, float *out) {
-    const char *v;
-    if (need_value(argc, argv, i, cmd, &v)) return 2;
-    char *end;
-    double x = strtod(v, &end);
-    if (*end || end == v || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "tern %s: %s must be a number in [%g, %g], got '%s'\n", cmd, argv[*i - 1], lo, hi, v);
-        return 2;
-    }
-    *out = (float)x;
-    return 0;
-}
 
 static int is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "-h"); }
 
@@ -180,35 +171,55 @@ static int load_model_and_tokenizer(const common_opts *o, tern_model *m, tern_to
 
 static int cmd_generate(int argc, char **argv) {
     common_opts o = {0};
-    const char *prompt = NULL;
-    tern_gen_opts g = {.n_predict = 128, .temp = 0.8f, .top_p = 0.95f, .seed = (uint64_t)time(NULL), .ctx = 0};
-    int seed = -1, rc = 0;
-    for (int i = 1; i < argc && rc == 0; i++) {
-        const char *a = argv[i];
-        if (is_help(a)) {
-            printf("usage: tern generate --model M [--tokenizer T] --prompt TEXT [--n-predict N] [--temp T]\n"
-                   "                     [--top-p P] [--seed S] [--ctx N] [--threads N]\n"
-                   "Writes only the generated text to stdout (timings go to stderr); stops at end of text.\n"
-                   "Defaults: --n-predict 128 --temp 0.8 --top-p 0.95, random seed; --temp 0 is greedy.\n");
-            return 0;
-        }
-        int r = parse_common(&o, argc, argv, &i);
-        if (r < 0) return bad_usage("generate", "%s needs a value", a);
-        if (r > 0) continue;
-        if (!strcmp(a, "--prompt") || !strcmp(a, "-p")) rc = need_value(argc, argv, &i, "generate", &prompt);
-        else if (!strcmp(a, "--n-predict") || !strcmp(a, "-n")) rc = int_value(argc, argv, &i, "generate", 0, 1 << 24, &g.n_predict);
-        else if (!strcmp(a, "--temp")) rc = float_value(argc, argv, &i, "generate", 0, 100, &g.temp);
-        else if (!strcmp(a, "--top-p")) rc = float_value(argc, argv, &i, "generate", 1e-6, 1, &g.top_p);
-        else if (!strcmp(a, "--seed")) rc = int_value(argc, argv, &i, "generate", 0, 2147483647, &seed);
-        else if (!strcmp(a, "--ctx")) rc = int_value(argc, argv, &i, "generate", 1, 1 << 20, &g.ctx);
-        else return bad_usage("generate", "unknown option %s", a);
+    const char *prompt = NULL, *prompt_file = NULL;
+    tern_gen_opts g = {.n_predict = 128, .temp = 0.8f, .top_p = 0.95f, .repeat_penalty = 1.0f, .repeat_last_n = 64};
+    uint64_t seed = 0;
+    int seed_given = 0;
+    const cli_opt opts[] = {
+        OPT_MODEL(o),
+        OPT_TOKENIZER(o),
+        {"--prompt|-p", CLI_STR, &prompt, 0, 0, NULL, "TEXT", NULL, "the text to continue ('' starts from BOS)", NULL},
+        {"--file|-f", CLI_STR, &prompt_file, 0, 0, NULL, "FILE", NULL, "read the prompt from FILE instead", NULL},
+        {"--n-predict|-n", CLI_INT, &g.n_predict, 0, 1 << 24, NULL, "N", "128",
+         "tokens to generate (fewer at end of text or a full context)", NULL},
+        {"--temp|--temperature", CLI_FLOAT, &g.temp, 0, 100, NULL, "T", "0.8", "temperature; 0 = greedy", NULL},
+        {"--top-p", CLI_FLOAT, &g.top_p, 1e-6, 1, NULL, "P", "0.95", "nucleus sampling (after temperature); 1 = off", NULL},
+        {"--top-k", CLI_INT, &g.top_k, 0, 1 << 30, NULL, "K", "0 = off", "sample among the K most likely tokens", NULL},
+        {"--min-p", CLI_FLOAT, &g.min_p, 0, 1, NULL, "P", "0 = off",
+         "drop tokens less likely than P times the most likely (at temperature 1)", NULL},
+        {"--repeat-penalty", CLI_FLOAT, &g.repeat_penalty, 0, 100, NULL, "R", "1 = off",
+         "divide the positive logits (multiply the negative) of recent tokens by R", NULL},
+        {"--repeat-last-n", CLI_INT, &g.repeat_last_n, 0, 1 << 20, NULL, "N", "64",
+         "tokens (prompt included) the penalty looks back over", NULL},
+        {"--seed|-s", CLI_U64, &seed, 0, 9007199254740991.0, NULL, "S", "random", "sampling seed (printed on stderr)",
+         &seed_given},
+        {"--ctx|-c|--ctx-size", CLI_INT, &g.ctx, 1, 1 << 20, NULL, "N", "the model's, at most 4096",
+         "context length: prompt + generated tokens", NULL},
+        {"--batch-size|-b", CLI_INT, &g.batch, 1, 1 << 16, NULL, "N", "256", "prompt tokens per forward pass", NULL},
+        OPT_THREADS(o),
+    };
+    int rc = parse_opts("generate",
+                        "usage: tern generate --model M [--tokenizer T] --prompt TEXT|--file FILE [options]\n"
+                        "Writes only the generated text to stdout (the seed and timings go to stderr). Stops at\n"
+                        "the end of text, after --n-predict tokens, or when the context is full (said on stderr).\n"
+                        "Sampling: repetition penalty, top-k, min-p, temperature, top-p, in that order.\n",
+                        opts, N_OPTS(opts), argc, argv, NULL);
+    if (rc >= 0) return rc;
+    if (prompt && prompt_file) return bad_usage("generate", "%s", "give --prompt or --file, not both");
+    char *file_text = NULL;
+    size_t file_len;
+    if (prompt_file) {
+        if (tern_read_file(prompt_file, &file_text, &file_len)) return die();
+        prompt = file_text;
     }
-    if (rc) return rc;
     if (!prompt) return bad_usage("generate", "%s", "--prompt is required (use --prompt '' to start from BOS)");
-    if (seed >= 0) g.seed = (uint64_t)seed;
+    g.seed = seed_given ? seed : (uint64_t)time(NULL);
     tern_model m;
     tern_tokenizer *tok;
-    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "generate"))) return rc;
+    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "generate"))) {
+        free(file_text);
+        return rc;
+    }
     if (g.ctx > m.cfg.max_seq)
         fprintf(stderr, "tern generate: warning: --ctx %d exceeds the model's training context %d\n", g.ctx,
                 m.cfg.max_seq);
@@ -227,6 +238,7 @@ static int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "prompt: %d tokens in %.2f s (%.1f tok/s); generated: %d tokens in %.2f s (%.1f tok/s)\n",
                 st.prompt_tokens, st.prompt_sec, st.prompt_tokens / (st.prompt_sec + 1e-9), st.generated,
                 st.gen_sec, st.generated / (st.gen_sec + 1e-9));
+    free(file_text);
     tern_tokenizer_free(tok);
     tern_model_free(&m);
     return rc ? die() : 0;
@@ -235,27 +247,27 @@ static int cmd_generate(int argc, char **argv) {
 static int cmd_ppl(int argc, char **argv) {
     common_opts o = {0};
     const char *file = NULL, *format = "native";
-    int ctx = 512, chunks = 0, rc = 0;
-    for (int i = 1; i < argc && rc == 0; i++) {
-        const char *a = argv[i];
-        if (is_help(a)) {
-            printf("usage: tern ppl --model M [--tokenizer T] --file TEXT [--ctx 512] [--chunks K] [--format F] [--json]\n"
-                   "Perplexity as llama.cpp's llama-perplexity computes it: non-overlapping chunks of --ctx\n"
-                   "tokens, BOS at each chunk start when the vocabulary adds BOS, the second half of each\n"
-                   "chunk scored. --chunks limits the number of chunks (default: all). --format runs the linear\n"
-                   "layers in another storage (bf16, t2, t1.6, q8; see tern bench --help).\n");
-            return 0;
-        }
-        int r = parse_common(&o, argc, argv, &i);
-        if (r < 0) return bad_usage("ppl", "%s needs a value", a);
-        if (r > 0) continue;
-        if (!strcmp(a, "--file") || !strcmp(a, "-f")) rc = need_value(argc, argv, &i, "ppl", &file);
-        else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) rc = int_value(argc, argv, &i, "ppl", 4, 1 << 20, &ctx);
-        else if (!strcmp(a, "--chunks")) rc = int_value(argc, argv, &i, "ppl", 0, 1 << 30, &chunks);
-        else if (!strcmp(a, "--format")) rc = need_value(argc, argv, &i, "ppl", &format);
-        else return bad_usage("ppl", "unknown option %s", a);
-    }
-    if (rc) return rc;
+    int ctx = 512, chunks = 0;
+    const cli_opt opts[] = {
+        OPT_MODEL(o),
+        OPT_TOKENIZER(o),
+        {"--file|-f", CLI_STR, &file, 0, 0, NULL, "TEXT", NULL, "the text (plain UTF-8)", NULL},
+        {"--ctx|-c|--ctx-size", CLI_INT, &ctx, 4, 1 << 20, NULL, "N", "512", "tokens per chunk", NULL},
+        {"--chunks", CLI_INT, &chunks, 0, 1 << 30, NULL, "K", "all", "score only the first K chunks", NULL},
+        {"--format", CLI_STR, &format, 0, 0, NULL, "F", "native",
+         "run the linears as f32, bf16, t2, t1.6 or q8 (see tern bench --help)", NULL},
+        OPT_THREADS(o),
+        OPT_JSON(o),
+    };
+    int rc = parse_opts("ppl",
+                        "usage: tern ppl --model M [--tokenizer T] --file TEXT [--ctx 512] [--chunks K] [--json]\n"
+                        "Perplexity as llama.cpp's llama-perplexity computes it: non-overlapping chunks of --ctx\n"
+                        "tokens, BOS at each chunk start when the vocabulary adds BOS, the second half of each\n"
+                        "chunk scored. Prints the running estimate after each chunk ([1]x,[2]y,... as llama.cpp\n"
+                        "does; on stderr with --json), then the result.\n",
+                        opts, N_OPTS(opts), argc, argv, NULL);
+    if (rc >= 0) return rc;
+    if (!tern_format_known(format)) return bad_usage("ppl", "unknown --format %s (native, f32, bf16, t2, t1.6, q8)", format);
     if (!file) return bad_usage("ppl", "%s", "--file is required");
     char *text;
     size_t len;
@@ -269,7 +281,9 @@ static int cmd_ppl(int argc, char **argv) {
     if (ctx > m.cfg.max_seq)
         fprintf(stderr, "tern ppl: warning: --ctx %d exceeds the model's training context %d\n", ctx, m.cfg.max_seq);
     tern_ppl_result r;
+    tern_ppl_set_running(o.json ? stderr : stdout);
     rc = tern_perplexity_text(&m, tok, text, len, ctx, chunks, format, &r);
+    tern_ppl_set_running(NULL);
     if (rc == 0) {
         if (o.json)
             printf("{\"ppl\": %.6f, \"ppl_se\": %.6f, \"nll\": %.6f, \"tokens\": %lld, \"text_tokens\": %lld, "
@@ -290,45 +304,57 @@ static int cmd_bench(int argc, char **argv) {
     common_opts o = {0};
     tern_bench_opts b = {.n_prompt = 512, .n_gen = 128, .reps = 3};
     const char *compare = "native";
-    int rc = 0;
-    for (int i = 1; i < argc && rc == 0; i++) {
-        const char *a = argv[i];
-        if (is_help(a)) {
-            printf("usage: tern bench --model M [--compare f32,bf16,t2,t1.6,q8] [--threads N] [--reps 3]\n"
-                   "                  [--n-prompt 512] [--n-gen 128] [--profile] [--json]\n"
-                   "For each format: prompt processing (ppN) and generation (tgN) tokens/s, mean +/- sd over\n"
-                   "repetitions after a warm-up, the bytes streamed per token, the file size in that format, and\n"
-                   "the fraction of the measured read bandwidth reached. Formats other than f32 are made from\n"
-                   "the loaded model: bf16 rounds the weights; t2/t1.6 ternarize every linear layer with\n"
-                   "absmean per group of 128 (LM head at 8 bits); q8 is int8 per block of 128.\n"
-                   "--profile adds where a generated token's time goes: wall-clock us per token in each\n"
-                   "phase of the forward (norms, q/k/v, RoPE, attention, o, gate/up, SwiGLU, down, head).\n");
-            return 0;
-        }
-        int r = parse_common(&o, argc, argv, &i);
-        if (r < 0) return bad_usage("bench", "%s needs a value", a);
-        if (r > 0) continue;
-        if (!strcmp(a, "--reps") || !strcmp(a, "-r")) rc = int_value(argc, argv, &i, "bench", 1, 1000, &b.reps);
-        else if (!strcmp(a, "--n-prompt")) rc = int_value(argc, argv, &i, "bench", 1, 1 << 16, &b.n_prompt);
-        else if (!strcmp(a, "--n-gen")) rc = int_value(argc, argv, &i, "bench", 1, 1 << 16, &b.n_gen);
-        else if (!strcmp(a, "--compare")) rc = need_value(argc, argv, &i, "bench", &compare);
-        else if (!strcmp(a, "--profile")) b.profile = 1;
-        else return bad_usage("bench", "unknown option %s", a);
-    }
-    if (rc) return rc;
-    tern_model m;
-    if ((rc = load_model(&o, &m, "bench"))) return rc;
-    double bw = tern_bench_read_bandwidth();
-    char formats[256];
+    int output = 0; // text, json, md, csv
+    const cli_opt opts[] = {
+        OPT_MODEL(o),
+        OPT_TOKENIZER(o),
+        {"--compare", CLI_STR, &compare, 0, 0, NULL, "F,F,...", "native",
+         "formats: native (the file's own), f32, bf16, t2, t1.6, q8 (at most 16)", NULL},
+        {"--reps|-r", CLI_INT, &b.reps, 1, 1000, NULL, "N", "3", "repetitions after a warm-up", NULL},
+        {"--n-prompt|-p", CLI_INT, &b.n_prompt, 1, 1 << 16, NULL, "N", "512", "prompt tokens (the ppN test)", NULL},
+        {"--n-gen|-n", CLI_INT, &b.n_gen, 1, 1 << 16, NULL, "N", "128", "generated tokens (the tgN test)", NULL},
+        {"--profile", CLI_FLAG, &b.profile, 0, 0, NULL, NULL, NULL,
+         "where a generated token's time goes: us per token in each phase of the forward", NULL},
+        {"--output|-o", CLI_ENUM, &output, 0, 0, "text|json|md|csv", NULL, "text", "report format (json = --json)", NULL},
+        OPT_THREADS(o),
+        OPT_JSON(o),
+    };
+    int rc = parse_opts("bench",
+                        "usage: tern bench --model M [--compare f32,bf16,t2,t1.6,q8] [--threads N] [options]\n"
+                        "For each format: prompt processing (ppN) and generation (tgN) tokens/s, mean +/- sd over\n"
+                        "repetitions after a warm-up, the bytes streamed per token, the file size in that format, and\n"
+                        "for generation the fraction of the measured read bandwidth reached. Formats other than f32\n"
+                        "are made from the loaded model: bf16 rounds the weights; t2/t1.6 ternarize every linear\n"
+                        "layer with absmean per group of 128 (LM head at 8 bits); q8 is int8 per block of 128.\n",
+                        opts, N_OPTS(opts), argc, argv, NULL);
+    if (rc >= 0) return rc;
+    rc = 0;
+    if (o.json) output = 1;
+    // The whole list is checked before anything runs.
+    char formats[256], *list[16];
+    int n_formats = 0;
+    if (strlen(compare) >= sizeof formats) return bad_usage("bench", "%s", "--compare: list too long");
     snprintf(formats, sizeof formats, "%s", compare);
+    for (char *save = NULL, *f = strtok_r(formats, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+        if (!tern_format_known(f)) return bad_usage("bench", "--compare: unknown format '%s' (native, f32, bf16, t2, t1.6, q8)", f);
+        if (n_formats == 16) return bad_usage("bench", "%s", "--compare: at most 16 formats");
+        list[n_formats++] = f;
+    }
+    if (n_formats == 0) return bad_usage("bench", "%s", "--compare: no format given");
+    if (!o.model) return bad_usage("bench", "%s", "--model is required");
+    tern_set_threads(o.threads);
+    tern_model m; // no tokenizer needed: bench runs token ids
+    if (tern_model_load_ex(&m, o.model, o.tokenizer, 0)) return die();
+    double bw = tern_bench_read_bandwidth();
     tern_bench_result res[32];
     int n_res = 0;
-    for (char *save = NULL, *f = strtok_r(formats, ",", &save); f && rc == 0 && n_res + 2 <= 32;
-         f = strtok_r(NULL, ",", &save)) {
-        rc = tern_bench_run(&m, f, &b, res + n_res);
-        n_res += 2;
-    }
-    if (rc == 0 && o.json) {
+    for (int k = 0; k < n_formats && rc == 0; k++, n_res += 2) rc = tern_bench_run(&m, list[k], &b, res + n_res);
+    for (int k = 0; k < n_res && rc == 0; k++) // a large spread makes the mean a poor summary: say so
+        if (b.reps > 1 && res[k].sd > 0.1 * res[k].tokens_per_s)
+            fprintf(stderr, "tern bench: warning: %s %s varies by %.0f%% between repetitions (a busy machine?); "
+                            "more --reps or a quieter moment give a firmer number\n",
+                    res[k].format, res[k].test, 100 * res[k].sd / res[k].tokens_per_s);
+    if (rc == 0 && output == 1) {
         printf("{\"model\": ");
         tern_json_write_string(stdout, o.model, strlen(o.model));
         printf(", \"bandwidth_gbs\": %.3f, \"threads\": %d, \"gemm\": \"%s\", \"results\": [", bw, tern_get_threads(),
@@ -348,15 +374,30 @@ static int cmd_bench(int argc, char **argv) {
         }
         printf("]}\n");
     } else if (rc == 0) {
-        printf("model %s, %d threads, FP32 GEMM: %s, read bandwidth %.2f GB/s\n", o.model, tern_get_threads(),
-               tern_gemm_backend(), bw);
-        printf("%-7s %-6s %18s %10s %10s %8s %8s\n", "format", "test", "tokens/s", "file MB", "MB/token", "GB/s", "% bw");
+        // Bandwidth matters for generation only (pp is compute-bound): pp rows leave it blank.
+        static const char *head[] = {"format", "test", "tokens/s", "sd", "file MB", "MB/token", "GB/s", "% bw"};
+        if (output == 0)
+            printf("model %s, %d threads, FP32 GEMM: %s, read bandwidth %.2f GB/s\n%-7s %-6s %18s %10s %10s %8s %8s\n",
+                   o.model, tern_get_threads(), tern_gemm_backend(), bw, head[0], head[1], head[2], head[4], head[5],
+                   head[6], head[7]);
+        else if (output == 2)
+            printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n|---|---|---:|---:|---:|---:|---:|---:|\n", head[0],
+                   head[1], head[2], head[3], head[4], head[5], head[6], head[7]);
+        else printf("format,test,tokens_per_s,sd,file_mb,mb_per_token,gbs,pct_bw\n");
         for (int k = 0; k < n_res; k++) {
-            double gbs = res[k].tokens_per_s * res[k].bytes_per_token / 1e9;
-            int tg = res[k].test[0] == 't'; // bandwidth matters for generation; pp is compute-bound
-            printf("%-7s %-6s %10.2f ± %-6.2f %10.1f %10.2f %8.2f %7.1f%%\n", res[k].format, res[k].test,
-                   res[k].tokens_per_s, res[k].sd, res[k].file_bytes / 1e6, res[k].bytes_per_token / 1e6,
-                   tg ? gbs : 0.0, tg ? 100 * gbs / bw : 0.0);
+            const tern_bench_result *r = &res[k];
+            double gbs = r->tokens_per_s * r->bytes_per_token / 1e9;
+            char gb[16] = "", pct[16] = "";
+            if (r->test[0] == 't') snprintf(gb, sizeof gb, "%.2f", gbs), snprintf(pct, sizeof pct, "%.1f%%", 100 * gbs / bw);
+            if (output == 0)
+                printf("%-7s %-6s %10.2f ± %-6.2f %10.1f %10.2f %8s %8s\n", r->format, r->test, r->tokens_per_s, r->sd,
+                       r->file_bytes / 1e6, r->bytes_per_token / 1e6, gb, pct);
+            else if (output == 2)
+                printf("| %s | %s | %.2f | %.2f | %.1f | %.2f | %s | %s |\n", r->format, r->test, r->tokens_per_s,
+                       r->sd, r->file_bytes / 1e6, r->bytes_per_token / 1e6, gb, pct);
+            else
+                printf("%s,%s,%.4f,%.4f,%.3f,%.4f,%s,%s\n", r->format, r->test, r->tokens_per_s, r->sd,
+                       r->file_bytes / 1e6, r->bytes_per_token / 1e6, gb, pct[0] ? (pct[strlen(pct) - 1] = 0, pct) : "");
         }
         for (int k = 0; k < n_res && b.profile; k++) {
             if (res[k].test[0] != 't') continue;
@@ -371,134 +412,94 @@ static int cmd_bench(int argc, char **argv) {
     return rc ? die() : 0;
 }
 
-// Training options shared by `tern train` and (later) `tern quantize`.
-// Returns 1 when argv[*i] was a training option, 0 if not, 2 on a bad value.
-static int parse_train_opt(tern_train_opts *t, int argc, char **argv, int *i, const char *cmd) {
-    const char *a = argv[*i];
-    int rc = -1;
-    if (!strcmp(a, "--data") || !strcmp(a, "--calib")) rc = need_value(argc, argv, i, cmd, &t->data_path);
-    else if (!strcmp(a, "--steps")) rc = int_value(argc, argv, i, cmd, 0, 1 << 30, &t->steps);
-    else if (!strcmp(a, "--batch")) rc = int_value(argc, argv, i, cmd, 1, 4096, &t->batch);
-    else if (!strcmp(a, "--seq")) rc = int_value(argc, argv, i, cmd, 2, 1 << 16, &t->seq_len);
-    else if (!strcmp(a, "--grad-accum")) rc = int_value(argc, argv, i, cmd, 1, 4096, &t->grad_accum);
-    else if (!strcmp(a, "--lr")) rc = float_value(argc, argv, i, cmd, 0, 10, &t->lr);
-    else if (!strcmp(a, "--lr-quant")) rc = float_value(argc, argv, i, cmd, 0, 10, &t->lr_method);
-    else if (!strcmp(a, "--beta1")) rc = float_value(argc, argv, i, cmd, 0, 0.999999, &t->beta1);
-    else if (!strcmp(a, "--beta2")) rc = float_value(argc, argv, i, cmd, 0, 0.999999, &t->beta2);
-    else if (!strcmp(a, "--weight-decay")) rc = float_value(argc, argv, i, cmd, 0, 10, &t->weight_decay);
-    else if (!strcmp(a, "--clip")) rc = float_value(argc, argv, i, cmd, 0, 1e9, &t->clip);
-    else if (!strcmp(a, "--warmup")) rc = int_value(argc, argv, i, cmd, 0, 1 << 30, &t->sched.warmup_steps);
-    else if (!strcmp(a, "--min-lr-ratio")) rc = float_value(argc, argv, i, cmd, 0, 1, &t->sched.min_lr_ratio);
-    else if (!strcmp(a, "--schedule")) {
-        const char *v;
-        rc = need_value(argc, argv, i, cmd, &v);
-        if (rc == 0 && tern_schedule_parse(&t->sched, v)) {
-            fprintf(stderr, "tern %s: %s\n", cmd, tern_last_error());
-            rc = 2;
-        }
-    } else if (!strcmp(a, "--ce-weight")) rc = float_value(argc, argv, i, cmd, 0, 1e6, &t->ce_weight);
-    else if (!strcmp(a, "--kd-weight")) rc = float_value(argc, argv, i, cmd, 0, 1e6, &t->kd_weight);
-    else if (!strcmp(a, "--kd-temp")) rc = float_value(argc, argv, i, cmd, 1e-3, 100, &t->kd_tau);
-    else if (!strcmp(a, "--off-weight")) rc = float_value(argc, argv, i, cmd, 0, 1e6, &t->off_weight);
-    else if (!strcmp(a, "--val-every")) rc = int_value(argc, argv, i, cmd, 0, 1 << 30, &t->val_every);
-    else if (!strcmp(a, "--val-batches")) rc = int_value(argc, argv, i, cmd, 1, 1 << 20, &t->val_batches);
-    else if (!strcmp(a, "--val-frac")) {
-        float f;
-        rc = float_value(argc, argv, i, cmd, 0, 0.5, &f);
-        t->val_frac = f;
-    } else if (!strcmp(a, "--seed")) {
-        int s;
-        rc = int_value(argc, argv, i, cmd, 0, 2147483647, &s);
-        t->seed = (uint64_t)s;
-    } else if (!strcmp(a, "--checkpoint")) rc = need_value(argc, argv, i, cmd, &t->checkpoint_path);
-    else if (!strcmp(a, "--checkpoint-every")) rc = int_value(argc, argv, i, cmd, 0, 1 << 30, &t->checkpoint_every);
-    else if (!strcmp(a, "--resume")) {
-        t->resume = 1;
-        rc = 0;
-    } else if (!strcmp(a, "--keep-checkpoint")) {
-        t->keep_checkpoint = 1;
-        rc = 0;
-    } else if (!strcmp(a, "--log")) rc = need_value(argc, argv, i, cmd, &t->log_path);
-    else if (!strcmp(a, "--calib-seqs")) rc = int_value(argc, argv, i, cmd, 1, 1 << 20, &t->calib_seqs);
-    else if (!strcmp(a, "--epochs")) rc = int_value(argc, argv, i, cmd, 0, 1 << 20, &t->epochs);
-    else if (!strcmp(a, "--qp-steps")) rc = int_value(argc, argv, i, cmd, 0, 1 << 30, &t->qp_steps);
-    else if (!strcmp(a, "--qp-lr")) rc = float_value(argc, argv, i, cmd, 0, 10, &t->qp_lr);
-    else if (!strcmp(a, "--e2e-steps")) rc = int_value(argc, argv, i, cmd, 0, 1 << 30, &t->e2e_steps);
-    else if (!strcmp(a, "--block-loss")) {
-        const char *v;
-        rc = need_value(argc, argv, i, cmd, &v);
-        if (rc == 0 && !strcmp(v, "mse")) t->block_loss = TERN_BLOCK_LOSS_MSE;
-        else if (rc == 0 && !strcmp(v, "cos")) t->block_loss = TERN_BLOCK_LOSS_COS;
-        else if (rc == 0) {
-            fprintf(stderr, "tern %s: --block-loss must be mse or cos, got '%s'\n", cmd, v);
-            rc = 2;
-        }
+// The training options tern train and tern quantize share, as option-table
+// entries on a tern_train_opts `t`; `sched` receives --schedule's name (parsed
+// after) and the *_seen flags say which were given.
+typedef struct {
+    int steps, ce, off, calib_seqs;
+    const char *sched;
+} train_seen;
+
+#define TRAIN_OPTS(t, seen, lr_def)                                                                                   \
+    {"--steps", CLI_INT, &(t).steps, 0, 1 << 30, NULL, "N", "100",                                                   \
+     "optimizer steps of --batch x --seq x --grad-accum tokens", &(seen).steps},                                     \
+    {"--batch|-b|--batch-size", CLI_INT, &(t).batch, 1, 4096, NULL, "B", "4", "sequences per step", NULL},            \
+    {"--seq", CLI_INT, &(t).seq_len, 2, 1 << 16, NULL, "L", "256", "tokens per sequence", NULL},                     \
+    {"--grad-accum", CLI_INT, &(t).grad_accum, 1, 4096, NULL, "K", "1", "micro-batches per step", NULL},              \
+    {"--lr", CLI_FLOAT, &(t).lr, 0, 10, NULL, "LR", lr_def, "AdamW learning rate", NULL},                             \
+    {"--lr-quant", CLI_FLOAT, &(t).lr_method, 0, 10, NULL, "LR", "1e-3",                                             \
+     "lr of the method's own parameters (DLT alpha/gamma, TEQ s, uniform s/z)", NULL},                               \
+    {"--beta1", CLI_FLOAT, &(t).beta1, 0, 0.999999, NULL, "B", "0.9", "AdamW beta1", NULL},                          \
+    {"--beta2", CLI_FLOAT, &(t).beta2, 0, 0.999999, NULL, "B", "0.95", "AdamW beta2", NULL},                         \
+    {"--weight-decay", CLI_FLOAT, &(t).weight_decay, 0, 10, NULL, "W", "0", "AdamW decoupled weight decay", NULL},    \
+    {"--clip", CLI_FLOAT, &(t).clip, 0, 1e9, NULL, "C", "1.0", "gradient-norm clip", NULL},                          \
+    {"--schedule", CLI_STR, &(seen).sched, 0, 0, NULL, "S", "cosine", "constant | cosine | linear | wsd", NULL},     \
+    {"--warmup", CLI_INT, &(t).sched.warmup_steps, 0, 1 << 30, NULL, "N", NULL, "warm-up steps", NULL},             \
+    {"--min-lr-ratio", CLI_FLOAT, &(t).sched.min_lr_ratio, 0, 1, NULL, "R", "0.1", "final lr / lr", NULL},           \
+    {"--ce-weight", CLI_FLOAT, &(t).ce_weight, 0, 1e6, NULL, "W", "1", "next-token cross-entropy", &(seen).ce},       \
+    {"--kd-weight", CLI_FLOAT, &(t).kd_weight, 0, 1e6, NULL, "W", "0",                                               \
+     "logit distillation KL(teacher || student); teacher = the input model", NULL},                                  \
+    {"--kd-temp", CLI_FLOAT, &(t).kd_tau, 1e-3, 100, NULL, "T", "1", "distillation temperature", NULL},              \
+    {"--off-weight", CLI_FLOAT, &(t).off_weight, 0, 1e6, NULL, "W", "0",                                             \
+     "1 - cosine(student, teacher) of every block output (TernaryLLM OFF)", &(seen).off},                            \
+    {"--val-frac", CLI_DOUBLE, &(t).val_frac, 0, 0.5, NULL, "F", "0.05", "held-out tail of the data", NULL},          \
+    {"--val-every", CLI_INT, &(t).val_every, 0, 1 << 30, NULL, "N", "50", "validation every N steps (0: at the end)", \
+     NULL},                                                                                                          \
+    {"--val-batches", CLI_INT, &(t).val_batches, 1, 1 << 20, NULL, "N", "4", "batches per validation", NULL},         \
+    {"--seed|-s", CLI_U64, &(t).seed, 0, 2147483647, NULL, "S", "1", "data shuffle", NULL},                         \
+    {"--mode", CLI_ENUM, &(t).mode, 0, 0, "e2e|blockwise", NULL, "e2e",                                             \
+     "blockwise: one block at a time (its linears, norms and quantizer) against the FP block\n"                       \
+     "output on a pool of --calib-seqs sequences (quantize only)", NULL},                                            \
+    {"--calib-seqs", CLI_INT, &(t).calib_seqs, 1, 1 << 20, NULL, "N", "128",                                         \
+     "calibration sequences (block-wise pool, GPTQ)", &(seen).calib_seqs},                                           \
+    {"--epochs", CLI_INT, &(t).epochs, 0, 1 << 20, NULL, "E", "--steps split over the blocks",                      \
+     "block-wise passes over the pool per block", NULL},                                                             \
+    {"--block-loss", CLI_ENUM, &(t).block_loss, 0, 0, "mse|cos", NULL, "mse", "block-wise loss (cos: 1 - cosine)",   \
+     NULL},                                                                                                          \
+    {"--qp-steps", CLI_INT, &(t).qp_steps, 0, 1 << 30, NULL, "N", "0",                                               \
+     "after block-wise: E2E-QP, logit KD training only the quantizer's parameters\n"                                  \
+     "(--lr-quant) and the norms (--qp-lr)", NULL},                                                                  \
+    {"--qp-lr", CLI_FLOAT, &(t).qp_lr, 0, 10, NULL, "LR", "1e-4", "E2E-QP lr of the norms", NULL},                   \
+    {"--e2e-steps", CLI_INT, &(t).e2e_steps, 0, 1 << 30, NULL, "N", "0",                                             \
+     "or after block-wise: end-to-end training (CE + KD) of everything the method trains", NULL},                    \
+    {"--checkpoint", CLI_STR, &(t).checkpoint_path, 0, 0, NULL, "FILE", "OUT.ckpt",                                  \
+     "training state, written every --checkpoint-every steps", NULL},                                                \
+    {"--checkpoint-every", CLI_INT, &(t).checkpoint_every, 0, 1 << 30, NULL, "N", "100", "0: only at the end", NULL}, \
+    {"--resume", CLI_FLAG, &(t).resume, 0, 0, NULL, NULL, NULL, "continue from --checkpoint", NULL},                  \
+    {"--keep-checkpoint", CLI_FLAG, &(t).keep_checkpoint, 0, 0, NULL, NULL, NULL,                                    \
+     "keep the checkpoint after success (it is removed once the output is written)", NULL},                          \
+    {"--log", CLI_STR, &(t).log_path, 0, 0, NULL, "FILE", "OUT.log.jsonl", "JSONL log of every step", NULL}
+
+// What the tables cannot check alone: --schedule's name.
+static int finish_train_opts(const char *cmd, tern_train_opts *t, const train_seen *seen) {
+    if (seen->sched && tern_schedule_parse(&t->sched, seen->sched)) {
+        fprintf(stderr, "tern %s: %s\n", cmd, tern_last_error());
+        return 2;
     }
-    else if (!strcmp(a, "--mode")) {
-        const char *v;
-        rc = need_value(argc, argv, i, cmd, &v);
-        if (rc == 0 && !strcmp(v, "e2e")) t->mode = TERN_TRAIN_E2E;
-        else if (rc == 0 && !strcmp(v, "blockwise")) t->mode = TERN_TRAIN_BLOCKWISE;
-        else if (rc == 0) {
-            fprintf(stderr, "tern %s: --mode must be e2e or blockwise, got '%s'\n", cmd, v);
-            rc = 2;
-        }
-    } else return 0;
-    return rc ? 2 : 1;
+    return 0;
 }
-
-// The options tern train and tern quantize share; `%s` is the --lr default.
-// tern train's data and step lines; tern quantize prints its own (--calib, rtn's 0 steps).
-static const char *train_data_help =
-    "  --data TEXT            training text (plain UTF-8; tokenized once and cached); alias --calib\n"
-    "  --steps N (100)        optimizer steps; --batch B (4) x --seq L (256) x --grad-accum K (1) tokens each\n";
-
-// Options train and quantize share (printf format: %s is the default lr).
-static const char *train_options_help =
-    "  --lr LR (%s)         AdamW lr; --beta1 (0.9) --beta2 (0.95) --weight-decay (0) --clip (1.0)\n"
-    "  --schedule S           constant | cosine (default) | linear | wsd; --warmup N; --min-lr-ratio R (0.1)\n"
-    "  --ce-weight W (1)      next-token cross-entropy\n"
-    "  --kd-weight W (0)      logit distillation KL(teacher||student), teacher = the input model; --kd-temp T\n"
-    "  --off-weight W (0)     1 - cosine(student, teacher) of every block output (TernaryLLM OFF)\n"
-    "  --val-frac F (0.05)    held-out tail of the data; --val-every N (50) --val-batches N (4)\n"
-    "  --seed S (1)           data shuffle\n"
-    "  --mode M (e2e)         e2e | blockwise: one block at a time (its linears, norms and quantizer)\n"
-    "                         against the FP block output on a pool of --calib-seqs N (128) sequences,\n"
-    "                         --epochs E passes over the pool per block (default: --steps split evenly\n"
-    "                         over the blocks); --block-loss mse (default) | cos (1 - cosine)\n"
-    "  --qp-steps N (0)       blockwise, then N steps of E2E-QP: logit KD against the FP model training\n"
-    "                         only the quantizer's parameters (--lr-quant) and the norms (--qp-lr 1e-4)\n"
-    "  --e2e-steps N (0)      or blockwise, then N steps of end-to-end training (CE + logit KD, --kd-weight\n"
-    "                         1 unless given) of everything the method trains\n"
-    "  --checkpoint FILE      (default OUT.ckpt) --checkpoint-every N (100); --resume continues from FILE;\n"
-    "                         removed once the output is written unless --keep-checkpoint\n"
-    "  --log FILE             JSONL log of every step (default OUT.log.jsonl)\n";
 
 static int cmd_train(int argc, char **argv) {
     common_opts o = {0};
     tern_train_opts t;
     tern_train_opts_defaults(&t);
     const char *out = NULL;
-    int rc = 0;
-    for (int i = 1; i < argc && rc == 0; i++) {
-        const char *a = argv[i];
-        if (is_help(a)) {
-            printf("usage: tern train --model M --data TEXT --out OUT.gguf [options]\n"
-                   "Full-precision fine-tuning with the training engine; writes a self-contained GGUF.\n");
-            fputs(train_data_help, stdout);
-            printf(train_options_help, "1e-4");
-            return 0;
-        }
-        int r = parse_common(&o, argc, argv, &i);
-        if (r < 0) return bad_usage("train", "%s needs a value", a);
-        if (r > 0) continue;
-        r = parse_train_opt(&t, argc, argv, &i, "train");
-        if (r == 2) return 2;
-        if (r == 1) continue;
-        if (!strcmp(a, "--out") || !strcmp(a, "-o")) rc = need_value(argc, argv, &i, "train", &out);
-        else return bad_usage("train", "unknown option %s", a);
-    }
-    if (rc) return rc;
+    train_seen seen = {0};
+    const cli_opt opts[] = {
+        OPT_MODEL(o),
+        OPT_TOKENIZER(o),
+        {"--data|--calib", CLI_STR, &t.data_path, 0, 0, NULL, "TEXT", NULL,
+         "training text (plain UTF-8; tokenized once and cached)", NULL},
+        {"--out|-o", CLI_STR, &out, 0, 0, NULL, "OUT.gguf", NULL, "the trained model (self-contained GGUF)", NULL},
+        TRAIN_OPTS(t, seen, "1e-4"),
+        OPT_THREADS(o),
+    };
+    int rc = parse_opts("train",
+                        "usage: tern train --model M --data TEXT --out OUT.gguf [options]\n"
+                        "Full-precision fine-tuning with the training engine; writes a self-contained GGUF.\n",
+                        opts, N_OPTS(opts), argc, argv, NULL);
+    if (rc >= 0) return rc;
+    if ((rc = finish_train_opts("train", &t, &seen))) return rc;
     if (!t.data_path) return bad_usage("train", "%s", "--data is required");
     if (!out) return bad_usage("train", "%s", "--out is required");
     char ckpt[1100], log[1100];
@@ -564,38 +565,35 @@ static int cmd_eval(int argc, char **argv) {
     common_opts o = {0};
     tern_zs_opts zo = {0};
     const char *tasks[EVAL_MAX_TASKS];
-    int n_tasks = 0, rc = 0;
-    for (int i = 1; i < argc && rc == 0; i++) {
-        const char *a = argv[i];
-        if (is_help(a)) {
-            printf("usage: tern eval --model M [--tokenizer T] --task FILE [--task FILE ...] [--limit N] [--json]\n"
-                   "                 [--skip-bad] [--fields MAP] [--delimiter STR] [--threads N]\n"
-                   "Zero-shot multiple-choice accuracy as lm-evaluation-harness scores it: acc (argmax of the\n"
-                   "continuation's log-likelihood) and acc_norm (log-likelihood per character of the choice), each with\n"
-                   "its standard error. Task files are JSONL: {\"query\", \"choices\", \"gold\"} (ARC, PIQA, BoolQ,\n"
-                   "HellaSwag) or {\"context_options\", \"continuation\", \"gold\"} (WinoGrande, partial scoring).\n"
-                   "  --limit N        first N items of each task\n"
-                   "  --skip-bad       skip lines that are not valid JSON objects (default: error)\n"
-                   "  --fields MAP     field names of other exports, e.g. query=ctx,choices=endings,gold=label;\n"
-                   "                   dotted paths (choices=choices.text) and string fields joined by '|'\n"
-                   "                   (choices=sol1|sol2) are accepted; gold may be a string of digits\n"
-                   "  --delimiter STR  text between context and choice (default: \" \", none when the context\n"
-                   "                   ends or the choice starts with whitespace)\n");
-            return 0;
-        }
-        int r = parse_common(&o, argc, argv, &i);
-        if (r < 0) return bad_usage("eval", "%s needs a value", a);
-        if (r > 0) continue;
-        if (!strcmp(a, "--task")) {
-            if (n_tasks == EVAL_MAX_TASKS) return bad_usage("eval", "%s", "too many --task files");
-            rc = need_value(argc, argv, &i, "eval", &tasks[n_tasks++]);
-        } else if (!strcmp(a, "--limit")) rc = int_value(argc, argv, &i, "eval", 0, 1 << 30, &zo.limit);
-        else if (!strcmp(a, "--skip-bad")) zo.skip_bad = 1;
-        else if (!strcmp(a, "--fields")) rc = need_value(argc, argv, &i, "eval", &zo.fields);
-        else if (!strcmp(a, "--delimiter")) rc = need_value(argc, argv, &i, "eval", &zo.delimiter);
-        else return bad_usage("eval", "unknown option %s", a);
-    }
-    if (rc) return rc;
+    int n_tasks = 0;
+    const cli_opt opts[] = {
+        OPT_MODEL(o),
+        OPT_TOKENIZER(o),
+        {"--task", CLI_LIST, tasks, 0, EVAL_MAX_TASKS, NULL, "FILE", NULL, "a task file (JSONL); repeat for more",
+         &n_tasks},
+        {"--limit", CLI_INT, &zo.limit, 0, 1 << 30, NULL, "N", "all", "first N items of each task", NULL},
+        {"--skip-bad", CLI_FLAG, &zo.skip_bad, 0, 0, NULL, NULL, NULL,
+         "skip lines that are not valid JSON objects (default: error)", NULL},
+        {"--fields", CLI_STR, &zo.fields, 0, 0, NULL, "MAP", NULL,
+         "field names of other exports, e.g. query=ctx,choices=endings,gold=label; dotted\n"
+         "paths (choices=choices.text) and string fields joined by '|' (choices=sol1|sol2);\n"
+         "gold may be a string of digits", NULL},
+        {"--delimiter", CLI_STR, &zo.delimiter, 0, 0, NULL, "STR", "\" \"",
+         "text between context and choice (none when the context ends or the choice starts\n"
+         "with whitespace)", NULL},
+        OPT_THREADS(o),
+        OPT_JSON(o),
+    };
+    int rc = parse_opts("eval",
+                        "usage: tern eval --model M [--tokenizer T] --task FILE [--task FILE ...] [--limit N] [--json]\n"
+                        "Zero-shot multiple-choice accuracy as lm-evaluation-harness scores it: acc (argmax of the\n"
+                        "continuation's log-likelihood) and acc_norm (log-likelihood per character of the choice),\n"
+                        "each with its standard error. Task files are JSONL: {\"query\", \"choices\", \"gold\"} (ARC,\n"
+                        "PIQA, BoolQ, HellaSwag) or {\"context_options\", \"continuation\", \"gold\"} (WinoGrande,\n"
+                        "partial scoring). A choice longer than the context is scored on its last tokens (counted).\n",
+                        opts, N_OPTS(opts), argc, argv, NULL);
+    if (rc >= 0) return rc;
+    rc = 0;
     if (n_tasks == 0) return bad_usage("eval", "%s", "--task is required");
     // Every task file is read before the model loads: a bad one fails at once.
     static tern_zs_task task[EVAL_MAX_TASKS];
@@ -641,8 +639,10 @@ static int cmd_quantize(int argc, char **argv) {
     tern_train_opts_defaults(&t);
     tern_quant_opts q;
     tern_quant_opts_defaults(&q);
-    const char *out = NULL, *method_name = NULL, *distill = "none", *save_latent = NULL;
-    int rc = 0, steps_given = 0, ce_given = 0, off_given = 0, init_given = 0, seqs_given = 0, recipe = 0;
+    const char *out = NULL, *method_name = NULL, *save_latent = NULL, *recipe_name = NULL;
+    int init_given = 0, recipe = 0, distill = 0, no_lsq = 0, budget_given = 0;
+    float budget_min = 0;
+    train_seen seen = {0};
     t.lr = 1e-3f; // measured better than 1e-4 for QAT on both models (docs/methods.md, "Learning rate")
     // A recipe's defaults go in first, so that every option given overrides them.
     for (int i = 1; i + 1 < argc; i++)
@@ -653,103 +653,69 @@ static int cmd_quantize(int argc, char **argv) {
             }
             recipe = 1;
         }
-    for (int i = 1; i < argc && rc == 0; i++) {
-        const char *a = argv[i];
-        if (is_help(a)) {
-            printf("usage: tern quantize --model M --method METHOD --calib TEXT --out OUT.tern|OUT.gguf [options]\n"
-                   "       tern quantize --model M --recipe cpu --calib TEXT --out OUT.tern [--budget MINUTES]\n"
-                   "Quantizes every decoder-block linear (q k v o gate up down). --out X.tern (any name not\n"
-                   "ending in .gguf) writes the packed model, as tern export does; --out X.gguf writes the\n"
-                   "latent model instead: effective (dequantized) weights as a self-contained FP32 GGUF with\n"
-                   "tern.* metadata, which tern export packs and quantize/train can continue from.\n"
-                   "  --save-latent FILE     with a packed --out, also keep the latent GGUF\n"
-                   "  --method M             %s\n"
-                   "  --bits B (4)           rtn / teq grid bits, 2..8; --sym for a symmetric grid\n"
-                   "  --group G (128)        input columns per group, -1 = whole row\n"
-                   "  --lambda L (1e-3)      tequila dead-zone bias weight\n"
-                   "  --inner Q (rtn)        teq's quantizer: rtn | absmean | twn\n"
-                   "  --lsq-scale            dlt: scale the alpha/gamma gradients by 1/sqrt(group) (LSQ;\n"
-                   "                         off by default, see docs/methods.md); --no-lsq-scale: off\n"
-                   "  --dlt-init I (twn)     dlt init: twn (gamma = group mean, TWN alpha of the centred\n"
-                   "                         group) | absmean (alpha = mean|w|, gamma = 0; ablation)\n"
-                   "  --init I               gptq (default where the method has a grid GPTQ fits: absmean,\n"
-                   "                         twn, tequila, dlt, uniform): GPTQ on --calib-seqs N (128; fewer\n"
-                   "                         when the text is short and N is not given) sequences of --seq\n"
-                   "                         tokens, layer by layer with error feedback (docs/methods.md);\n"
-                   "                         --damp D (0.01) | rtn: the method's own rule on the FP weights\n"
-                   "  --keep P[:B],...       linears whose name matches a glob (blk.0.*, blk.*.ffn_down.weight)\n"
-                   "                         stay at B bits (4) on a learnable uniform grid (mixed precision)\n"
-                   "  --recipe cpu           GPTQ init, then end-to-end QAT with CE + logit KD at lr 1e-3\n"
-                   "                         (method dlt unless given; docs/methods.md); options given override\n"
-                   "  --budget MINUTES       size the training steps to a wall-clock budget for the whole run,\n"
-                   "                         from step times measured on the fly\n"
-                   "  --target-bits B        hold the linears whose ternarization costs the most (KL to the FP\n"
-                   "                         model, measured per linear) at 4 bits while the average storage\n"
-                   "                         (ternary as tern-t1.6) stays <= B bits per weight; B in [1.6, 8]\n"
-                   "  --distill D (none)     none | kd (KL to the FP model; CE weight 0 unless given) |\n"
-                   "                         off (cosine of block outputs, weight --off-weight, default 1)\n"
-                   "  --diag-window K (20)   dead-zone diagnostics window; --diag-every N (50) per-layer arrays\n"
-                   "  --calib TEXT           calibration text (plain UTF-8; tokenized once and cached); alias --data\n"
-                   "  --steps N (100; rtn 0) QAT steps, 0 = post-training quantization; --batch B (4) x --seq L\n"
-                   "                         (256) x --grad-accum K (1) tokens each\n"
-                   "  --lr-quant LR (1e-3)   lr of the method's own parameters (dlt alpha/gamma, teq s)\n",
-                   tern_quant_names());
-            printf(train_options_help, "1e-3");
-            return 0;
-        }
-        int r = parse_common(&o, argc, argv, &i);
-        if (r < 0) return bad_usage("quantize", "%s needs a value", a);
-        if (r > 0) continue;
-        steps_given |= !strcmp(a, "--steps");
-        ce_given |= !strcmp(a, "--ce-weight");
-        off_given |= !strcmp(a, "--off-weight");
-        init_given |= !strcmp(a, "--init");
-        seqs_given |= !strcmp(a, "--calib-seqs");
-        r = parse_train_opt(&t, argc, argv, &i, "quantize");
-        if (r == 2) return 2;
-        if (r == 1) continue;
-        if (!strcmp(a, "--out") || !strcmp(a, "-o")) rc = need_value(argc, argv, &i, "quantize", &out);
-        else if (!strcmp(a, "--method")) rc = need_value(argc, argv, &i, "quantize", &method_name);
-        else if (!strcmp(a, "--bits")) rc = int_value(argc, argv, &i, "quantize", 2, 8, &q.bits);
-        else if (!strcmp(a, "--group")) rc = int_value(argc, argv, &i, "quantize", -1, 1 << 20, &q.group);
-        else if (!strcmp(a, "--lambda")) rc = float_value(argc, argv, &i, "quantize", 0, 1, &q.lambda);
-        else if (!strcmp(a, "--sym")) q.sym = 1;
-        else if (!strcmp(a, "--inner")) rc = need_value(argc, argv, &i, "quantize", &q.inner);
-        else if (!strcmp(a, "--no-lsq-scale")) q.lsq_scale = 0;
-        else if (!strcmp(a, "--lsq-scale")) q.lsq_scale = 1;
-        else if (!strcmp(a, "--dlt-init")) {
-            const char *v = NULL;
-            if ((rc = need_value(argc, argv, &i, "quantize", &v)) == 0) {
-                if (!strcmp(v, "twn")) q.dlt_absmean_init = 0;
-                else if (!strcmp(v, "absmean")) q.dlt_absmean_init = 1;
-                else return bad_usage("quantize", "--dlt-init %s: expected twn or absmean", v);
-            }
-        }
-        else if (!strcmp(a, "--init")) {
-            const char *v = NULL;
-            if ((rc = need_value(argc, argv, &i, "quantize", &v)) == 0) {
-                if (!strcmp(v, "rtn")) q.init_gptq = 0;
-                else if (!strcmp(v, "gptq")) q.init_gptq = 1;
-                else return bad_usage("quantize", "--init %s: expected rtn or gptq", v);
-            }
-        }
-        else if (!strcmp(a, "--damp")) rc = float_value(argc, argv, &i, "quantize", 1e-6, 1, &q.damp);
-        else if (!strcmp(a, "--keep")) rc = need_value(argc, argv, &i, "quantize", &q.keep);
-        else if (!strcmp(a, "--save-latent")) rc = need_value(argc, argv, &i, "quantize", &save_latent);
-        else if (!strcmp(a, "--recipe")) rc = need_value(argc, argv, &i, "quantize", &(const char *){NULL});
-        else if (!strcmp(a, "--budget")) {
-            float minutes;
-            rc = float_value(argc, argv, &i, "quantize", 0, 1e6, &minutes);
-            if (rc == 0 && !(minutes > 0)) return bad_usage("quantize", "%s", "--budget must be more than 0 minutes");
-            t.budget_s = 60.0 * minutes;
-        }
-        else if (!strcmp(a, "--target-bits")) rc = float_value(argc, argv, &i, "quantize", 1.6, 8, &q.target_bits);
-        else if (!strcmp(a, "--distill")) rc = need_value(argc, argv, &i, "quantize", &distill);
-        else if (!strcmp(a, "--diag-window")) rc = int_value(argc, argv, &i, "quantize", 1, 65535, &q.diag_window);
-        else if (!strcmp(a, "--diag-every")) rc = int_value(argc, argv, &i, "quantize", 0, 1 << 30, &q.diag_every);
-        else return bad_usage("quantize", "unknown option %s", a);
-    }
-    if (rc) return rc;
+    char method_help[256];
+    snprintf(method_help, sizeof method_help, "%s", tern_quant_names());
+    const cli_opt opts[] = {
+        OPT_MODEL(o),
+        OPT_TOKENIZER(o),
+        {"--calib|--data", CLI_STR, &t.data_path, 0, 0, NULL, "TEXT", NULL,
+         "calibration text (plain UTF-8; tokenized once and cached)", NULL},
+        {"--out|-o", CLI_STR, &out, 0, 0, NULL, "OUT", NULL,
+         "OUT.tern (any name not ending in .gguf): the packed model, as tern export writes it;\n"
+         "OUT.gguf: the latent fake-quant FP32 GGUF (tern export packs it; train/quantize continue it)", NULL},
+        {"--save-latent", CLI_STR, &save_latent, 0, 0, NULL, "FILE", NULL, "with a packed --out, also keep the latent GGUF",
+         NULL},
+        {"--method", CLI_STR, &method_name, 0, 0, NULL, "M", NULL, method_help, NULL},
+        {"--recipe", CLI_STR, &recipe_name, 0, 0, NULL, "cpu", NULL,
+         "GPTQ init, then end-to-end QAT with CE + logit KD at lr 1e-3 (method dlt unless given;\n"
+         "docs/methods.md); options given override it", NULL},
+        {"--budget", CLI_FLOAT, &budget_min, 0, 1e6, NULL, "MINUTES", NULL,
+         "size the training steps to a wall-clock budget for the whole run (step times measured\n"
+         "before training)", &budget_given},
+        {"--bits", CLI_INT, &q.bits, 2, 8, NULL, "B", "4", "rtn / teq / uniform grid bits", NULL},
+        {"--sym", CLI_FLAG, &q.sym, 0, 0, NULL, NULL, NULL, "rtn / teq: symmetric grid", NULL},
+        {"--group", CLI_INT, &q.group, -1, 1 << 20, NULL, "G", "128",
+         "input columns per group, -1 = whole row; a narrower row is one group", NULL},
+        {"--lambda", CLI_FLOAT, &q.lambda, 0, 1, NULL, "L", "1e-3", "tequila dead-zone bias weight", NULL},
+        {"--inner", CLI_STR, &q.inner, 0, 0, NULL, "Q", "rtn", "teq's quantizer: rtn | absmean | twn", NULL},
+        {"--lsq-scale", CLI_FLAG, &q.lsq_scale, 0, 0, NULL, NULL, NULL,
+         "dlt: scale the alpha/gamma gradients by 1/sqrt(group) (LSQ; docs/methods.md)", NULL},
+        {"--no-lsq-scale", CLI_FLAG, &no_lsq, 0, 0, NULL, NULL, NULL, "the default", NULL},
+        {"--dlt-init", CLI_ENUM, &q.dlt_absmean_init, 0, 0, "twn|absmean", NULL, "twn",
+         "dlt init: gamma = group mean and TWN alpha of the centred group | alpha = mean|w|,\n"
+         "gamma = 0 (ablation)", NULL},
+        {"--init", CLI_ENUM, &q.init_gptq, 0, 0, "rtn|gptq", NULL, "gptq where it applies",
+         "gptq (absmean, twn, tequila, dlt, uniform): GPTQ on --calib-seqs (128; fewer when the\n"
+         "text is short and none is given) sequences of --seq tokens, layer by layer with error\n"
+         "feedback | rtn: the method's own rule on the FP weights", &init_given},
+        {"--damp", CLI_FLOAT, &q.damp, 1e-6, 1, NULL, "D", "0.01", "GPTQ damping, times the mean of diag(H)", NULL},
+        {"--keep", CLI_STR, &q.keep, 0, 0, NULL, "P[:B],...", NULL,
+         "linears whose name matches a glob (blk.0.*, blk.*.ffn_down.weight) stay at B bits (4)\n"
+         "on a learnable uniform grid (mixed precision)", NULL},
+        {"--target-bits", CLI_FLOAT, &q.target_bits, 1.6, 8, NULL, "B", NULL,
+         "hold the linears whose ternarization costs the most (leave-one-out KL) at 4 bits while\n"
+         "the average storage (ternary as tern-t1.6) stays <= B bits per weight", NULL},
+        {"--distill", CLI_ENUM, &distill, 0, 0, "none|kd|off", NULL, "none",
+         "kd: KL to the FP model (CE weight 0 unless given) | off: cosine of block outputs\n"
+         "(--off-weight, default 1)", NULL},
+        {"--diag-window", CLI_INT, &q.diag_window, 1, 65535, NULL, "K", "20", "dead-zone diagnostics window", NULL},
+        {"--diag-every", CLI_INT, &q.diag_every, 0, 1 << 30, NULL, "N", "50", "per-layer dead-zone arrays every N steps",
+         NULL},
+        TRAIN_OPTS(t, seen, "1e-3"),
+        OPT_THREADS(o),
+    };
+    int rc = parse_opts("quantize",
+                        "usage: tern quantize --model M --method METHOD --calib TEXT --out OUT.tern|OUT.gguf [options]\n"
+                        "       tern quantize --model M --recipe cpu --calib TEXT --out OUT.tern [--budget MINUTES]\n"
+                        "Quantizes every decoder-block linear (q k v o gate up down) by post-training quantization\n"
+                        "(--steps 0) or quantization-aware training. --steps defaults to 100 (0 for rtn).\n",
+                        opts, N_OPTS(opts), argc, argv, NULL);
+    if (rc >= 0) return rc;
+    if ((rc = finish_train_opts("quantize", &t, &seen))) return rc;
+    if (no_lsq) q.lsq_scale = 0;
+    if (budget_given && !(budget_min > 0)) return bad_usage("quantize", "%s", "--budget must be more than 0 minutes");
+    t.budget_s = 60.0 * budget_min;
+    int steps_given = seen.steps, ce_given = seen.ce, off_given = seen.off, seqs_given = seen.calib_seqs;
     const tern_quant_method *method = tern_quant_find(method_name);
     if (!method_name) return bad_usage("quantize", "%s", "--method is required");
     if (!method) {
@@ -779,13 +745,12 @@ static int cmd_quantize(int argc, char **argv) {
         snprintf(latent_tmp, sizeof latent_tmp, "%s.latent.tmp.gguf", out);
         latent = save_latent ? save_latent : latent_tmp;
     }
-    if (!strcmp(distill, "kd")) {
+    if (distill == 1) { // kd
         t.kd_weight = 1.0f;
         if (!ce_given) t.ce_weight = 0.0f;
-    } else if (!strcmp(distill, "off")) {
+    } else if (distill == 2) { // off
         if (!off_given) t.off_weight = 1.0f;
-    } else if (strcmp(distill, "none"))
-        return bad_usage("quantize", "--distill must be none, kd or off, got '%s'", distill);
+    }
     if (!steps_given && !method->trains) t.steps = 0;
     if (!method->trains && t.steps > 0)
         return bad_usage("quantize", "%s", "this method does not train: use --steps 0");
@@ -852,52 +817,55 @@ static int cmd_export(int argc, char **argv) {
     tern_export_opts e = {0};
     tern_export_tq_opts q = {.max_ppl_change = TERN_EXPORT_TQ_MAX_PPL_CHANGE};
     float max_change = (float)TERN_EXPORT_TQ_MAX_PPL_CHANGE;
-    int rc = 0, tq_only = 0;
-    for (int i = 1; i < argc && rc == 0; i++) {
-        const char *a = argv[i];
-        if (is_help(a)) {
-            printf("usage: tern export --model M --out MODEL.tern [--pack 2|1.6] [--group G]\n"
-                   "       tern export --model M --format gguf-tq2|gguf-tq1 --out MODEL.gguf [--group G]\n"
-                   "                   [--fallback none|q4_0]\n"
-                   "                   [--check-text FILE [--check-chunks 8] [--check-ctx 512]]\n"
-                   "                   [--max-ppl-change 10] [--force]\n"
-                   "Writes a packed .tern file (a GGUF container, docs/format.md): decoder linears ternary\n"
-                   "(2 bits or 1.6 bits per weight, fp16 scale per group of G, DLT shifts), biases and norms\n"
-                   "F32, embedding and LM head q8. From a `tern quantize` output the ternary codes are\n"
-                   "recovered exactly (G = its group); from an FP model they are absmean per group (PTQ,\n"
-                   "--group default 128). A 2/3/4-bit rtn or teq output is stored as q2g/q3g/q4g instead\n"
-                   "(its grid s*(c - z) recovered per group: fp16 scale, u8 zero point; TEQ's scales are\n"
-                   "already folded into the norms). Every command runs the .tern file with the packed kernels.\n"
-                   "\n"
-                   "--format gguf-tq2 / gguf-tq1 writes a standard llama GGUF for llama.cpp instead: decoder\n"
-                   "linears TQ2_0 / TQ1_0 (the same ternary codes, one fp16 scale per block of 256 fitted by\n"
-                   "least squares; DLT shifts dropped, biases kept), embedding and output Q8_0, norms F32.\n"
-                   "Every linear row must be a multiple of 256 long; --fallback q4_0 writes the other\n"
-                   "linears as Q4_0 with the same codes (like llama-quantize). This changes the model: with\n"
-                   "--check-text the perplexity of the source ternary model and of the written file (read\n"
-                   "back) are measured on --check-chunks chunks of --check-ctx tokens and the export fails,\n"
-                   "writing nothing, when it rises by more than --max-ppl-change percent (default 10)\n"
-                   "unless --force. Without --check-text nothing is measured (a note says so).\n");
-            return 0;
-        }
-        int r = parse_common(&o, argc, argv, &i);
-        if (r < 0) return bad_usage("export", "%s needs a value", a);
-        if (r > 0) continue;
-        if (!strcmp(a, "--out") || !strcmp(a, "-o")) rc = need_value(argc, argv, &i, "export", &out);
-        else if (!strcmp(a, "--pack")) rc = need_value(argc, argv, &i, "export", &e.pack);
-        else if (!strcmp(a, "--group")) rc = int_value(argc, argv, &i, "export", 1, 1 << 16, &e.group);
-        else if (!strcmp(a, "--format")) rc = need_value(argc, argv, &i, "export", &format);
-        else if (!strcmp(a, "--check-text")) rc = need_value(argc, argv, &i, "export", &q.check_text), tq_only = 1;
-        else if (!strcmp(a, "--check-chunks"))
-            rc = int_value(argc, argv, &i, "export", 1, 1 << 20, &q.check_chunks), tq_only = 1;
-        else if (!strcmp(a, "--check-ctx")) rc = int_value(argc, argv, &i, "export", 4, 1 << 20, &q.check_ctx), tq_only = 1;
-        else if (!strcmp(a, "--max-ppl-change"))
-            rc = float_value(argc, argv, &i, "export", 0, 1e9, &max_change), tq_only = 1;
-        else if (!strcmp(a, "--force")) q.force = 1, tq_only = 1;
-        else if (!strcmp(a, "--fallback")) rc = need_value(argc, argv, &i, "export", &q.fallback), tq_only = 1;
-        else return bad_usage("export", "unknown option %s", a);
-    }
-    if (rc) return rc;
+    int tq_seen[6] = {0}, format_k = 0; // tq_seen: the options that go with --format gguf-tq*
+    static const char *format_names[] = {"tern", "gguf-tq2", "gguf-tq1"};
+    const cli_opt opts[] = {
+        OPT_MODEL(o),
+        OPT_TOKENIZER(o),
+        {"--out|-o", CLI_STR, &out, 0, 0, NULL, "FILE", NULL, "the file to write (atomically)", NULL},
+        {"--format", CLI_ENUM, &format_k, 0, 0, "tern|gguf-tq2|gguf-tq1", NULL, "tern",
+         "tern: packed .tern; gguf-tq2 / gguf-tq1: a llama.cpp GGUF", NULL},
+        {"--pack", CLI_STR, &e.pack, 0, 0, NULL, "2|1.6", "2", "ternary storage of a .tern: tern-t2 or tern-t1.6", NULL},
+        {"--group", CLI_INT, &e.group, 1, 1 << 16, NULL, "G", "the input's, else 128", "absmean PTQ group of an FP input",
+         NULL},
+        {"--fallback", CLI_STR, &q.fallback, 0, 0, NULL, "none|q4_0", "none",
+         "gguf-tq*: linears whose rows are not a multiple of 256 as Q4_0 (same codes)", &tq_seen[0]},
+        {"--check-text", CLI_STR, &q.check_text, 0, 0, NULL, "FILE", NULL,
+         "gguf-tq*: measure the perplexity of the source and of the written file", &tq_seen[1]},
+        {"--check-chunks", CLI_INT, &q.check_chunks, 1, 1 << 20, NULL, "N", "8", "chunks of the check", &tq_seen[2]},
+        {"--check-ctx", CLI_INT, &q.check_ctx, 4, 1 << 20, NULL, "N", "512", "tokens per chunk of the check",
+         &tq_seen[3]},
+        {"--max-ppl-change", CLI_FLOAT, &max_change, 0, 1e9, NULL, "PCT", "10",
+         "fail (write nothing) when the perplexity rises by more", &tq_seen[4]},
+        {"--force", CLI_FLAG, &q.force, 0, 0, NULL, NULL, NULL, "write even when it rises by more", &tq_seen[5]},
+        OPT_THREADS(o),
+    };
+    int rc = parse_opts("export",
+                        "usage: tern export --model M --out MODEL.tern [--pack 2|1.6] [--group G]\n"
+                        "       tern export --model M --format gguf-tq2|gguf-tq1 --out MODEL.gguf [--group G]\n"
+                        "                   [--fallback none|q4_0] [--check-text FILE [--check-chunks 8]\n"
+                        "                   [--check-ctx 512]] [--max-ppl-change 10] [--force]\n"
+                        "Writes a packed .tern file (a GGUF container, docs/format.md): decoder linears ternary\n"
+                        "(2 bits or 1.6 bits per weight, fp16 scale per group of G, DLT shifts), biases and norms\n"
+                        "F32, embedding and LM head q8. From a `tern quantize` output the ternary codes are\n"
+                        "recovered exactly (G = its group); from an FP model they are absmean per group (PTQ,\n"
+                        "--group default 128). A 2/3/4-bit rtn or teq output is stored as q2g/q3g/q4g instead\n"
+                        "(its grid s*(c - z) recovered per group: fp16 scale, u8 zero point; TEQ's scales are\n"
+                        "already folded into the norms). Every command runs the .tern file with the packed kernels.\n"
+                        "\n"
+                        "--format gguf-tq2 / gguf-tq1 writes a standard llama GGUF for llama.cpp instead: decoder\n"
+                        "linears TQ2_0 / TQ1_0 (the same ternary codes, one fp16 scale per block of 256 fitted by\n"
+                        "least squares; DLT shifts dropped, biases kept), embedding and output Q8_0, norms F32.\n"
+                        "Every linear row must be a multiple of 256 long, or --fallback q4_0. This changes the\n"
+                        "model: with --check-text the export fails, writing nothing, when the perplexity rises by\n"
+                        "more than --max-ppl-change percent unless --force. Without --check-text nothing is\n"
+                        "measured (a note says so).\n",
+                        opts, N_OPTS(opts), argc, argv, NULL);
+    if (rc >= 0) return rc;
+    rc = 0;
+    format = format_names[format_k];
+    int tq_only = 0;
+    for (int k = 0; k < 6; k++) tq_only |= tq_seen[k];
     if (!out) return bad_usage("export", "%s", "--out is required");
     static const char *packs[] = {"2", "t2", "tern-t2", "1.6", "t1.6", "tern-t1.6"};
     int pack_ok = !e.pack;

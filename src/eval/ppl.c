@@ -22,6 +22,9 @@ static double token_nll(const float *logits, int vocab, int target) {
     return log(sum) - ((double)logits[target] - max);
 }
 
+static FILE *running;
+void tern_ppl_set_running(FILE *f) { running = f; }
+
 int tern_perplexity_tokens(const tern_model *m, const int *tokens, int64_t n_tokens, int bos, int ctx,
                            int max_chunks, const char *format, tern_ppl_result *r) {
     memset(r, 0, sizeof *r);
@@ -71,9 +74,14 @@ int tern_perplexity_tokens(const tern_model *m, const int *tokens, int64_t n_tok
         }
         char extra[64];
         snprintf(extra, sizeof extra, "ppl %.4f", exp(nll / (double)count));
+        if (running && rc == 0) {
+            fprintf(running, "[%lld]%.4f,", (long long)c + 1, exp(nll / (double)count));
+            fflush(running);
+        }
         tern_progress_update(&bar, c + 1, extra);
     }
     tern_progress_end(&bar);
+    if (running) fputc('\n', running);
     if (rc == 0) {
         double mean = nll / (double)count, var = nll2 / (double)count - mean * mean;
         r->nll = mean;

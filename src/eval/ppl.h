@@ -7,6 +7,7 @@
 #define TERN_EVAL_PPL_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "io/model.h"
 #include "tok/tokenizer.h"
@@ -19,6 +20,11 @@ typedef struct {
     int64_t text_tokens;  // tokens in the whole text
     double seconds;
 } tern_ppl_result;
+
+// Where the running estimate goes after each chunk, as llama-perplexity
+// prints it ("[1]5.1234,[2]5.3210,..." then a newline at the end); NULL (the
+// default): nowhere. Process-wide: set it around one call.
+void tern_ppl_set_running(FILE *f);
 
 // format: the linear layers' storage ("f32", or see infer/packed.h); NULL = "native" (a .tern model's packed bytes, else f32).
 int tern_perplexity_tokens(const tern_model *m, const int *tokens, int64_t n_tokens, int bos, int ctx,

@@ -35,6 +35,9 @@ int tern_generate(const tern_model *m, const tern_tokenizer *tok, const char *pr
     int rc = -1;
     if (tern_session_use_native(&s, &packed)) goto done;
     if (tern_sampler_init(&smp, m->cfg.vocab_size, o->temp, o->top_p, o->seed)) goto done;
+    float penalty = o->repeat_penalty > 0 ? o->repeat_penalty : 1.0f;
+    if (tern_sampler_set_filters(&smp, o->top_k, o->min_p, penalty, penalty != 1 ? o->repeat_last_n : 0)) goto done;
+    for (int i = 0; i < n_ids; i++) tern_sampler_accept(&smp, ids[i]);
     stats->ctx = s.max_seq;
     // Positions 0..max_seq-1 exist: a prompt of max_seq tokens still yields one
     // token, and a one-token prompt yields max_seq (as llama2.c's run.c does).
@@ -59,6 +62,7 @@ int tern_generate(const tern_model *m, const tern_tokenizer *tok, const char *pr
         fwrite(piece, 1, len < sizeof piece ? len : sizeof piece, out);
         fflush(out);
         stats->generated++;
+        tern_sampler_accept(&smp, next);
         prev = next;
         if (i + 1 == o->n_predict) break;
         if (pos == s.max_seq) { // the next token would need position max_seq

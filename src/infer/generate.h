@@ -11,6 +11,10 @@
 typedef struct {
     int n_predict;   // tokens to generate (stops earlier at end-of-generation)
     float temp, top_p;
+    int top_k;            // 0 = off
+    float min_p;          // 0 = off
+    float repeat_penalty; // 1 (or 0) = off; over the last repeat_last_n tokens, prompt included
+    int repeat_last_n;
     uint64_t seed;
     int ctx;         // context length (<= 0: the model's, capped)
     int batch;       // prompt tokens per forward step

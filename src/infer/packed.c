@@ -307,6 +307,13 @@ const char *tern_packed_format_name(const tern_packed *p) {
     return p && p->native && p->name ? p->name : NULL;
 }
 
+int tern_format_known(const char *format) {
+    static const char *names[] = {"native", "f32", "bf16", "t2", "tern-t2", "t1.6", "tern-t1.6", "q8"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+        if (!strcmp(format, names[k])) return 1;
+    return 0;
+}
+
 int tern_session_set_format(tern_session *s, const char *format, int group, tern_packed **out) {
     *out = NULL;
     if (!strcmp(format, "native")) return tern_session_use_native(s, out);

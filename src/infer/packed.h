@@ -19,6 +19,8 @@ typedef struct tern_packed tern_packed;
 // group <= 0 uses 128. The returned state must outlive the session's use of
 // it; free it after tern_session_free.
 int tern_session_set_format(tern_session *s, const char *format, int group, tern_packed **out);
+// 1 when tern_session_set_format knows the format name (native, f32, bf16, t2, t1.6, q8).
+int tern_format_known(const char *format);
 void tern_packed_free(tern_packed *p);
 
 // For every linear (and the LM head) whose model tensor carries packed bytes

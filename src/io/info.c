@@ -36,10 +36,14 @@ static double linear_bits(const tern_model *m, int *n_out) {
     return n > 0 ? bits / n : 0.0;
 }
 
-static void print_json(const tern_model *m, FILE *f) {
+static void print_json(const tern_model *m, FILE *f, const char *file_type) {
     const tern_config *c = &m->cfg;
     fprintf(f, "{\"path\": ");
     tern_json_write_string(f, m->path, strlen(m->path));
+    if (file_type && file_type[0]) {
+        fprintf(f, ", \"file_type\": ");
+        tern_json_write_string(f, file_type, strlen(file_type));
+    }
     fprintf(f, ", \"format\": \"%s\", \"arch\": \"%s\", \"name\": ", m->format, c->arch);
     tern_json_write_string(f, c->name, strlen(c->name));
     fprintf(f,
@@ -72,9 +76,9 @@ static void print_json(const tern_model *m, FILE *f) {
     fprintf(f, "}\n");
 }
 
-void tern_model_print_info(const tern_model *m, FILE *f, int json) {
+void tern_model_print_info(const tern_model *m, FILE *f, int json, const char *file_type) {
     if (json) {
-        print_json(m, f);
+        print_json(m, f, file_type);
         return;
     }
     const tern_config *c = &m->cfg;
@@ -82,14 +86,17 @@ void tern_model_print_info(const tern_model *m, FILE *f, int json) {
     fprintf(f, "model:        %s (%s)\n", m->path, m->format);
     if (c->name[0]) fprintf(f, "name:         %s\n", c->name);
     fprintf(f, "architecture: %s\n", c->arch);
+    if (file_type && file_type[0]) fprintf(f, "file type:    %s\n", file_type);
     fprintf(f, "dim %d, layers %d, heads %d (kv %d, head_dim %d), ffn %d, vocab %d, context %d\n", c->dim,
             c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->hidden_dim, c->vocab_size, c->max_seq);
     fprintf(f, "rope theta %g (scaling %s", c->rope_theta, rope_scaling_name(c->rope_scaling));
     if (c->rope_scaling != TERN_ROPE_SCALING_NONE) fprintf(f, ", factor %g", c->rope_factor);
     fprintf(f, "), rms eps %g, %s embeddings%s\n", c->rms_eps, c->tied_embeddings ? "tied" : "untied",
             c->attn_qkv_bias ? ", qkv bias" : "");
-    fprintf(f, "tokenizer:    %s, %d tokens, bos %d, eos %d%s\n", vocab_type_name(m->vocab.type),
-            m->vocab.n_tokens, m->vocab.bos_id, m->vocab.eos_id, m->vocab.add_bos ? " (adds bos)" : "");
+    if (m->vocab.type == TERN_VOCAB_NONE) fprintf(f, "tokenizer:    none (llama2.c: pass --tokenizer)\n");
+    else
+        fprintf(f, "tokenizer:    %s, %d tokens, bos %d, eos %d%s\n", vocab_type_name(m->vocab.type),
+                m->vocab.n_tokens, m->vocab.bos_id, m->vocab.eos_id, m->vocab.add_bos ? " (adds bos)" : "");
     fprintf(f, "parameters:   %lld (%.2f M), %.1f MiB as f32\n", (long long)params, (double)params / 1e6,
             (double)params * 4 / (1024.0 * 1024.0));
     int n_lin;

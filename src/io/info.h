@@ -6,6 +6,8 @@
 
 #include "io/model.h"
 
-void tern_model_print_info(const tern_model *m, FILE *f, int json);
+// file_type: what the file is as tern made it (method, bits, group, packed or
+// latent), or NULL.
+void tern_model_print_info(const tern_model *m, FILE *f, int json, const char *file_type);
 
 #endif

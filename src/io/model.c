@@ -48,6 +48,10 @@ static int load_vocab_override(tern_model *m, const char *tok_path) {
 }
 
 int tern_model_load(tern_model *m, const char *path, const char *tokenizer_path) {
+    return tern_model_load_ex(m, path, tokenizer_path, 1);
+}
+
+int tern_model_load_ex(tern_model *m, const char *path, const char *tokenizer_path, int need_tokenizer) {
     memset(m, 0, sizeof *m);
     snprintf(m->path, sizeof m->path, "%s", path);
     int rc;
@@ -61,7 +65,7 @@ int tern_model_load(tern_model *m, const char *path, const char *tokenizer_path)
     else if (file_magic_is(path, "GGUF")) rc = tern_gguf_load_model(m, path);
     else rc = tern_llama2c_load(m, path);
     if (rc == 0 && tokenizer_path) rc = load_vocab_override(m, tokenizer_path);
-    if (rc == 0 && m->vocab.type == TERN_VOCAB_NONE)
+    if (rc == 0 && need_tokenizer && m->vocab.type == TERN_VOCAB_NONE)
         rc = tern_errorf("%s: the model carries no tokenizer; pass --tokenizer FILE", path);
     if (rc) {
         tern_model_free(m);

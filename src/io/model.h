@@ -127,6 +127,8 @@ typedef struct {
 // file, or a llama2.c checkpoint. `tokenizer_path` (may be NULL) overrides the
 // embedded tokenizer (required for llama2.c checkpoints, which carry none).
 int tern_model_load(tern_model *m, const char *path, const char *tokenizer_path);
+// need_tokenizer 0: a model without a tokenizer loads too (tern info on a llama2.c checkpoint).
+int tern_model_load_ex(tern_model *m, const char *path, const char *tokenizer_path, int need_tokenizer);
 void tern_model_free(tern_model *m);
 
 // Checks the config for sane, non-overflowing values ("PATH: n_heads 0 ...").
