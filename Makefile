@@ -6,11 +6,17 @@ CMAKE_FLAGS ?=
 
 .PHONY: all test test-all demo clean asan fuzz bench
 
+# TERN_PORTABLE=1 make: a build without -march=native. The choice is checked on
+# every make, since the CMake cache would otherwise keep the first one.
+PORTABLE := $(if $(filter 1,$(TERN_PORTABLE)),ON,OFF)
+
 all: $(BUILD)/Makefile
+	@grep -qx 'TERN_PORTABLE:BOOL=$(PORTABLE)' $(BUILD)/CMakeCache.txt || \
+		cmake -S . -B $(BUILD) -DTERN_PORTABLE=$(PORTABLE) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 $(BUILD)/Makefile:
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DTERN_PORTABLE=$(PORTABLE) $(CMAKE_FLAGS)
 
 # Default test run: everything except tests labelled "slow". Tests run one at a
 # time: each already uses every core, and oversubscribed OpenMP barriers crawl.

@@ -301,6 +301,32 @@ static void test_llama_cpp_spellings(void) {
     unlink(prompt_file);
 }
 
+// Resuming a finished run trains nothing and reports the run's real final
+// figures (from its log), not zeros.
+static void test_resume_finished(void) {
+    const char *out = test_tmp_path("fin.gguf");
+    char args[4096];
+    snprintf(args, sizeof args,
+             "train --model %s --tokenizer %s --data %s --steps 4 --batch 2 --seq 64 --val-every 2 --threads 1 "
+             "--keep-checkpoint --out %s",
+             model, tokenizer, text, out);
+    CHECK(run(args, NULL) == 0);
+    char *first = slurp(ERR_FILE), a[64] = "", b[64] = "";
+    const char *p = strstr(first, "final loss ");
+    if (p) snprintf(a, sizeof a, "%.30s", p);
+    strcat(args, " --resume");
+    CHECK(run(args, NULL) == 0);
+    char *second = slurp(ERR_FILE);
+    p = strstr(second, "final loss ");
+    if (p) snprintf(b, sizeof b, "%.30s", p);
+    CHECK_MSG(a[0] && !strcmp(a, b) && !strstr(b, "nan") && !strstr(b, "loss 0.0000"), "'%s' vs '%s'", a, b);
+    free(first), free(second);
+    char path[1200];
+    unlink(out);
+    snprintf(path, sizeof path, "%s.ckpt", out), unlink(path);
+    snprintf(path, sizeof path, "%s.log.jsonl", out), unlink(path);
+}
+
 int main(void) {
     model = test_data_path("models/stories260K/stories260K.bin");
     tokenizer = test_data_path("models/stories260K/tok512.bin");
@@ -313,5 +339,6 @@ int main(void) {
     test_eval_inputs();
     test_interrupt();
     test_llama_cpp_spellings();
+    test_resume_finished();
     return test_report();
 }

@@ -160,6 +160,11 @@ static int need_value(int argc, char **argv, int *i, const char *cmd, const char
 static int is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "-h"); }
 
 static int load_model_and_tokenizer(const common_opts *o, tern_model *m, tern_tokenizer **tok, const char *cmd) {
+    // Long jobs say what they do from the first second (a large model takes a while to load).
+    struct stat st;
+    if (o->model && (!strcmp(cmd, "quantize") || !strcmp(cmd, "train")) && stat(o->model, &st) == 0 &&
+        (S_ISDIR(st.st_mode) || st.st_size > 50000000))
+        fprintf(stderr, "loading %s\n", o->model);
     int rc = load_model(o, m, cmd);
     if (rc) return rc;
     if (tern_tokenizer_init(tok, &m->vocab)) {

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/file.h"
 #include "core/hash.h"
+#include "core/threads.h"
 
 #define TOKEN_CACHE_MAGIC 0x4b4f544e52455455ull /* "UTERNTOK" */
 
@@ -110,10 +111,15 @@ int tern_dataset_load(tern_dataset *d, const char *text_path, const tern_tokeniz
     if (cache_dir) cache_path(path, sizeof path, cache_dir, text_path, key);
     if (!cache_dir || read_token_cache(path, key, &tokens, &n)) {
         int count;
+        // One call (chunking would change tokens at the seams): say what runs.
+        double t0 = tern_now_sec();
+        if (len > 1000000)
+            fprintf(stderr, "tokenizing %s (%.1f MB)%s\n", text_path, len / 1e6, cache_dir ? "; cached for next time" : "");
         if (tern_tokenize(tok, text, len, tern_tokenizer_add_bos(tok), &tokens, &count)) {
             free(text);
             return tern_error_prefix("%s", text_path);
         }
+        if (len > 1000000) fprintf(stderr, "tokenized: %d tokens in %.1f s\n", count, tern_now_sec() - t0);
         n = count;
         if (cache_dir) write_token_cache(path, key, tokens, n);
     }

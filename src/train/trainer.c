@@ -693,6 +693,20 @@ done:
     return rc;
 }
 
+// The last "loss" and "val_loss" values in a JSONL log (left as they are
+// when absent).
+static void last_logged(const char *path, double *loss, double *val) {
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (!f) return;
+    char line[1 << 14];
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "\"loss\": "), *v = strstr(line, "\"val_loss\": ");
+        if (p) *loss = atof(p + 8);
+        if (v) *val = atof(v + 12);
+    }
+    fclose(f);
+}
+
 int tern_train_run(tern_model *m, const tern_tokenizer *tok, const tern_train_opts *o,
                    const tern_train_method *method, tern_train_report *report) {
     trainer t = {.o = o, .method = method, .m = m};
@@ -742,6 +756,12 @@ int tern_train_run(tern_model *m, const tern_tokenizer *tok, const tern_train_op
         }
         signal(SIGINT, old_int);
         signal(SIGTERM, old_term);
+    }
+    // A resumed run that was already finished trains nothing: its figures are
+    // the last ones its log recorded (and a fresh validation when it had none).
+    if (rc == 0 && o->resume && report->final_loss == 0) {
+        last_logged(o->log_path, &report->final_loss, &val);
+        if (val != val) val = validation_loss(&t);
     }
     if (rc == 0) rc = tern_train_export(t.student, m);
     struct rusage ru;
