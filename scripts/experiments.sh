@@ -3,7 +3,7 @@
 # budget, calibration text and evaluation; prints a Markdown table on stdout
 # and leaves the logs, models and a `tern report` SVG in the results dir.
 #
-#   scripts/experiments.sh [stories|smollm2|all|dlt-ablation|zeroshot] [options]
+#   scripts/experiments.sh [stories|smollm2|all|dlt-ablation|zeroshot|accuracy] [options]
 #     --results DIR   (results)      logs, models, tables, report SVGs
 #     --steps N       training steps per trained method (stories 800, smollm2 20)
 #     --batch B --seq L              tokens per step = B*L (stories 4x128, smollm2 4x256)
@@ -14,6 +14,10 @@
 #     --lambdas "L ..."              extra trained tequila rows with these λ (default: none)
 #     --chunks K      evaluation chunks (stories: all; smollm2: first 40 of 589 chunks)
 #
+# accuracy: issue 13's stories260K grid, each ternary method x {rtn, gptq} init
+# x {0 steps, --recipe cpu} with today's defaults, plus mixed-precision rows;
+# adds packed bits per weight and zero-shot accuracy for rows under PPL 100.
+#
 # Finished rows are cached (RESULTS/SUITE/NAME.row; rows are keyed by name, not
 # by budget: use --force or a new --results after changing it). Re-running only
 # runs what is missing, so an interrupted run can be continued.
@@ -21,9 +25,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 data=${TERN_DATA:-$here/../shared}
-suite=stories results=results steps="" batch="" seq="" seed=1 threads=1 force=0 lambdas="" chunks=""
+suite=stories results=results pin=(--init rtn --lr 1e-4) steps="" batch="" seq="" seed=1 threads=1 force=0 lambdas="" chunks=""
 tern=$here/build/tern
-case "${1:-}" in stories | smollm2 | all | dlt-ablation | zeroshot) suite=$1 && shift ;; esac
+case "${1:-}" in stories | smollm2 | all | dlt-ablation | zeroshot | accuracy) suite=$1 && shift ;; esac
 while [[ $# -gt 0 ]]; do
     case $1 in
     --results) results=$2 && shift 2 ;;
@@ -75,10 +79,10 @@ run_row() {
     else
         rm -f "$dir/$name.gguf.ckpt" "$dir/$name.gguf.log.jsonl"
         t0=$(date +%s.%N)
-        # --init rtn --lr 1e-4: the defaults these tables were measured with
-        # (issue 13 changed them to gptq and 1e-3; docs/methods.md).
+        # pin = --init rtn --lr 1e-4: the defaults the method tables were
+        # measured with (issue 13 changed them to gptq and 1e-3; docs/methods.md).
         "$tern" quantize --model "$base_model" "${common[@]}" --calib "$calib_text" --out "$model" \
-            --batch "$batch" --seq "$seq" --seed "$seed" --init rtn --lr 1e-4 "$@" 2>"$dir/$name.quantize.txt"
+            --batch "$batch" --seq "$seq" --seed "$seed" "${pin[@]}" "$@" 2>"$dir/$name.quantize.txt"
         t1=$(date +%s.%N)
         secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
         tail -n 1 "$dir/$name.quantize.txt" >&2
@@ -222,7 +226,61 @@ smollm2() {
     steps=$s0 batch=$b0 seq=$l0
 }
 
+# Issue 13's grid on stories260K with today's defaults (GPTQ init unless
+# --init rtn, lr 1e-3): method x init x {PTQ, recipe} and mixed precision.
+# Each row is also exported to .tern for its packed bits per weight (linears);
+# rows under PPL 100 get zero-shot accuracy (arc_easy, piqa, winogrande).
+accuracy() {
+    stories_setup
+    suite_name=accuracy
+    mkdir -p "$results/accuracy"
+    pin=() batch=${batch:-4} seq=${seq:-128}
+    local rows=() T=$data/data/tasks n=${zs_limit:-500}
+    {
+        run_row fp "FP32"
+        rows+=(fp)
+        for m in absmean twn tequila dlt; do
+            for init in rtn gptq; do
+                run_row "${m}_${init}_ptq" "$m, $init init @ 0" --method "$m" --init "$init" --group "$group" --steps 0
+                run_row "${m}_${init}_recipe" "$m, $init init @ recipe" --recipe cpu --method "$m" --init "$init" \
+                    --group "$group"
+                rows+=("${m}_${init}_ptq" "${m}_${init}_recipe")
+            done
+        done
+        run_row dlt_keep0_recipe "dlt + blk.0 at 4 bits @ recipe" --recipe cpu --method dlt --group "$group" \
+            --keep 'blk.0.*:4'
+        run_row dlt_tb35_recipe "dlt, target 3.5 bits @ recipe" --recipe cpu --method dlt --group "$group" \
+            --target-bits 3.5
+        rows+=(dlt_keep0_recipe dlt_tb35_recipe)
+    } >"$results/accuracy.rows"
+    local d=$results/accuracy
+    echo "| model | PPL | bits/weight | training tokens | wall s | arc_easy | piqa | winogrande |"
+    echo "|---|---|---|---|---|---|---|---|"
+    local i=0 label ppl se tokens secs rest
+    while IFS='|' read -r label ppl se tokens secs rest; do
+        local name=${rows[$i]} bits="32" zs="| — | — | —"
+        i=$((i + 1))
+        if [[ $name != fp ]]; then
+            [[ -f $d/$name.tern ]] || "$tern" export --model "$d/$name.gguf" --out "$d/$name.tern" 2>/dev/null
+            bits=$(json_num linear_bits_per_weight "$("$tern" info --model "$d/$name.tern" --json 2>/dev/null)")
+        fi
+        if awk -v p="$ppl" 'BEGIN { exit !(p < 100) }'; then
+            local model=$d/$name.tern
+            [[ $name == fp ]] && model=$base_model
+            if [[ ! -f $d/$name.zs || $force == 1 ]]; then
+                "$tern" eval --model "$model" "${tok_args[@]}" --threads "$threads" --limit "$n" \
+                    --task "$T/arc_easy.jsonl" --task "$T/piqa.jsonl" --task "$T/winogrande.jsonl" --json \
+                    2>/dev/null >"$d/$name.zs"
+            fi
+            zs=$(sed 's/},/}\n/g' "$d/$name.zs" | sed -n 's/.*"acc": \([0-9.]*\), "acc_se": \([0-9.]*\).*/\1 \2/p' |
+                awk '{ printf "%s| %.3f ± %.3f", (NR > 1 ? " " : ""), $1, $2 }')
+        fi
+        printf '| %s | %.3f ± %.3f | %s | %s | %s %s |\n' "$label" "$ppl" "$se" "$bits" "$tokens" "${secs:-—}" "$zs"
+    done <"$results/accuracy.rows" | tee "$results/accuracy.md"
+}
+
 case $suite in
+accuracy) accuracy ;;
 stories) stories ;;
 smollm2) smollm2 ;;
 all) stories && smollm2 ;;

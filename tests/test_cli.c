@@ -176,6 +176,7 @@ static pid_t start_train(const char *out) {
     unlink(log);
     pid_t pid = fork();
     if (pid == 0) {
+        signal(SIGINT, SIG_DFL); // a background parent may pass SIGINT on as ignored
         const char *argv[] = {tern_bin(), "train", "--model", model, "--tokenizer", tokenizer, "--data", text,
                               "--out", out, "--steps", "100000", "--batch", "16", "--seq", "256", "--threads", "1",
                               "--val-every", "0", "--checkpoint-every", "1000", NULL};
@@ -183,7 +184,7 @@ static pid_t start_train(const char *out) {
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
-    for (int i = 0; i < 3000; i++) { // up to 30 s
+    for (int i = 0; i < 30000; i++) { // up to 300 s (sanitizer builds on a busy machine)
         struct stat st;
         if (stat(log, &st) == 0 && st.st_size > 0) break;
         nanosleep(&(struct timespec){0, 10000000}, NULL);
