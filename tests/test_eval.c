@@ -111,6 +111,52 @@ static void test_reference(void) {
     tern_model_free(&m);
 }
 
+// LAMBADA metrics against tests/ref/lambada_ref.py (PyTorch, float64):
+// acc = the whole continuation is greedy, ppl = exp(-mean log-likelihood).
+static void test_lambada_reference(void) {
+    char *data;
+    size_t size;
+    if (tern_read_file(test_src_path("tests/fixtures/eval_lambada.bin"), &data, &size)) {
+        CHECK_MSG(0, "%s", tern_last_error());
+        return;
+    }
+    reader r = {data, data + size};
+    tern_zs_task t = {0};
+    t.lambada = 1;
+    int n_items = rd_i32(&r);
+    double ref_ll[32];
+    int ref_greedy[32];
+    CHECK(n_items > 0 && n_items <= 32);
+    for (int i = 0; i < n_items && i < 32; i++) {
+        int n_ctx = rd_i32(&r), *ctx = malloc((size_t)n_ctx * sizeof(int));
+        for (int k = 0; k < n_ctx; k++) ctx[k] = rd_i32(&r);
+        int n_cont = rd_i32(&r), *cont = malloc((size_t)n_cont * sizeof(int));
+        for (int k = 0; k < n_cont; k++) cont[k] = rd_i32(&r);
+        ref_ll[i] = rd_f64(&r);
+        ref_greedy[i] = rd_i32(&r);
+        const int *pc[1] = {ctx}, *pq[1] = {cont};
+        CHECK_OK(tern_zs_task_add_tokens(&t, 1, 0, pc, &n_ctx, pq, &n_cont, NULL));
+        free(ctx), free(cont);
+    }
+    double acc = rd_f64(&r), acc_se = rd_f64(&r), ppl = rd_f64(&r);
+    CHECK(r.p == r.end);
+    free(data);
+    tern_model m = {0};
+    CHECK_OK(tern_llama2c_load(&m, test_src_path("tests/fixtures/tiny_llama.bin")));
+    tern_zs_result res;
+    CHECK_OK(tern_zs_evaluate(&m, &t, &res));
+    for (int i = 0; i < t.n_items && i < 32; i++) {
+        CHECK_NEAR(t.items[i].ll[0], ref_ll[i], 1e-4);
+        CHECK(t.items[i].greedy[0] == ref_greedy[i]);
+    }
+    CHECK(res.lambada && res.n == n_items && acc > 0 && acc < 1);
+    CHECK_NEAR(res.acc, acc, 1e-12);
+    CHECK_NEAR(res.acc_se, acc_se, 1e-9);
+    CHECK_NEAR(res.ppl / ppl, 1.0, 1e-5);
+    tern_zs_task_free(&t);
+    tern_model_free(&m);
+}
+
 // ---- reading: joining rule, layouts, field map, bad files ------------------
 
 static char tmp_paths[16][64];
@@ -126,6 +172,24 @@ static const char *write_tmp(const char *text) {
     fputs(text, f);
     fclose(f);
     return p;
+}
+
+// The LAMBADA layout: {"context", "continuation"} per line, one choice each,
+// joined by the usual rule; a missing continuation names the field.
+static void test_lambada_layout(void) {
+    tern_zs_task t;
+    const char *f = write_tmp("{\"context\": \"The cat sat on the\", \"continuation\": \" mat\"}\n"
+                              "{\"context\": \"She said\", \"continuation\": \"hello\"}\n");
+    CHECK_OK(tern_zs_task_read(&t, f, NULL));
+    CHECK(t.n_items == 2 && t.lambada && !t.partial);
+    if (t.n_items == 2) {
+        CHECK(t.items[0].n_choices == 1 && t.items[0].gold == 0);
+        CHECK(!strcmp(t.items[0].ctx_text[0], "The cat sat on the") && !strcmp(t.items[0].cont_text[0], " mat"));
+        CHECK(!strcmp(t.items[1].cont_text[0], " hello"));
+    }
+    tern_zs_task_free(&t);
+    f = write_tmp("{\"context\": \"a\", \"continuation\": \" b\"}\n{\"context\": \"c\"}\n");
+    CHECK_FAILS(tern_zs_task_read(&t, f, NULL), "continuation");
 }
 
 static void test_joining(void) {
@@ -385,6 +449,8 @@ static void test_cli(void) {
 
 int main(void) {
     test_reference();
+    test_lambada_reference();
+    test_lambada_layout();
     test_joining();
     test_bad_files();
     test_stories();

@@ -559,8 +559,12 @@ static int eval_one(const tern_model *m, const tern_tokenizer *tok, int json, te
         fprintf(stderr, "tern eval: %s: %d choices longer than the context: only their last tokens were scored\n",
                 task->name, res->truncated);
     if (rc == 0 && !json) {
-        printf("%-16s %6d   %.4f ± %.4f   %.4f ± %.4f %9.1f %9.2f\n", task->name, res->n, res->acc, res->acc_se,
-               res->acc_norm, res->acc_norm_se, res->seconds, res->items_per_s);
+        if (res->lambada) // no acc_norm: its column shows the continuations' perplexity
+            printf("%-16s %6d   %.4f ± %.4f   ppl %-11.4f %9.1f %9.2f\n", task->name, res->n, res->acc, res->acc_se,
+                   res->ppl, res->seconds, res->items_per_s);
+        else
+            printf("%-16s %6d   %.4f ± %.4f   %.4f ± %.4f %9.1f %9.2f\n", task->name, res->n, res->acc, res->acc_se,
+                   res->acc_norm, res->acc_norm_se, res->seconds, res->items_per_s);
         fflush(stdout);
     }
     return rc;
@@ -595,7 +599,9 @@ static int cmd_eval(int argc, char **argv) {
                         "continuation's log-likelihood) and acc_norm (log-likelihood per character of the choice),\n"
                         "each with its standard error. Task files are JSONL: {\"query\", \"choices\", \"gold\"} (ARC,\n"
                         "PIQA, BoolQ, HellaSwag) or {\"context_options\", \"continuation\", \"gold\"} (WinoGrande,\n"
-                        "partial scoring). A choice longer than the context is scored on its last tokens (counted).\n",
+                        "partial scoring) or {\"context\", \"continuation\"} (LAMBADA: acc = the continuation is the\n"
+                        "greedy one, and its perplexity). A choice longer than the context is scored on its last\n"
+                        "tokens (counted).\n",
                         opts, N_OPTS(opts), argc, argv, NULL);
     if (rc >= 0) return rc;
     rc = 0;
@@ -624,9 +630,11 @@ static int cmd_eval(int argc, char **argv) {
             printf("%s{\"task\": ", k ? ", " : "");
             tern_json_write_string(stdout, task[k].name, strlen(task[k].name));
             printf(", \"n\": %d, \"acc\": %.6f, \"acc_se\": %.6f, \"acc_norm\": %.6f, \"acc_norm_se\": %.6f, "
-                   "\"seconds\": %.3f, \"items_per_s\": %.4f, \"tokens\": %lld, \"truncated\": %d}",
+                   "\"seconds\": %.3f, \"items_per_s\": %.4f, \"tokens\": %lld, \"truncated\": %d",
                    res[k].n, res[k].acc, res[k].acc_se, res[k].acc_norm, res[k].acc_norm_se, res[k].seconds,
                    res[k].items_per_s, (long long)res[k].tokens, res[k].truncated);
+            if (res[k].lambada) printf(", \"ppl\": %.6f}", res[k].ppl);
+            else printf("}");
         }
         printf("]}\n");
     }

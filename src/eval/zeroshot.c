@@ -119,8 +119,9 @@ int tern_zs_task_add_tokens(tern_zs_task *t, int n_choices, int gold, const int 
 // ---------------------------------------------------------------------------
 // Field map
 
-enum { F_QUERY, F_CHOICES, F_GOLD, F_CTX_OPTIONS, F_CONTINUATION, F_COUNT };
-static const char *const field_keys[F_COUNT] = {"query", "choices", "gold", "context_options", "continuation"};
+enum { F_QUERY, F_CHOICES, F_GOLD, F_CTX_OPTIONS, F_CONTINUATION, F_CONTEXT, F_COUNT };
+static const char *const field_keys[F_COUNT] = {"query",        "choices", "gold", "context_options",
+                                                "continuation", "context"};
 
 typedef struct {
     char names[F_COUNT][128]; // field path in the file for each canonical key
@@ -141,7 +142,7 @@ static int field_map_parse(field_map *fm, const char *spec) {
         while (k < F_COUNT && !(strlen(field_keys[k]) == klen && !memcmp(field_keys[k], p, klen))) k++;
         if (k == F_COUNT)
             return tern_errorf("--fields: unknown key '%.*s' (keys: query, choices, gold, context_options, "
-                               "continuation)",
+                               "continuation, context)",
                                (int)klen, p);
         if (vlen >= sizeof fm->names[k]) return tern_errorf("--fields: field name '%.*s' is too long", (int)vlen, eq + 1);
         memcpy(fm->names[k], eq + 1, vlen);
@@ -258,7 +259,6 @@ static int get_gold(const line_ctx *lc, const tern_json *obj, int n_choices, int
     return 0;
 }
 
-// Context and continuation of one choice, by the joining rule in the header.
 // Length in characters (code points; an invalid byte counts as one), the
 // length lm-evaluation-harness divides by for acc_norm (Python's len(str)).
 static size_t char_count(const char *s) {
@@ -267,6 +267,7 @@ static size_t char_count(const char *s) {
     return chars;
 }
 
+// Context and continuation of one choice, by the joining rule in the header.
 static int join_pair(const line_ctx *lc, const char *ctx, const char *choice, char **ctx_out, char **cont_out) {
     size_t nctx = strlen(ctx), nch = strlen(choice);
     const char *delim = lc->delimiter;
@@ -296,7 +297,16 @@ static int parse_item(const line_ctx *lc, const tern_json *obj, int partial, ter
     int n = 0;
     if (obj->type != TERN_JSON_OBJECT)
         return tern_errorf("%s:%d: expected a JSON object, got %s", lc->path, lc->line, tern_json_type_name(obj->type));
-    if (partial) {
+    const char *lctx = NULL;
+    if (partial == 2) { // LAMBADA: one context, one continuation, no gold
+        const char *cn = lc->fm->names[F_CONTEXT], *name = lc->fm->names[F_CONTINUATION];
+        if (get_string(lc, get_path(obj, cn, strlen(cn)), cn, &lctx) ||
+            get_string(lc, get_path(obj, name, strlen(name)), name, &single))
+            return -1;
+        list = malloc(sizeof *list);
+        if (!list) return tern_errorf("zero-shot: out of memory");
+        list[0] = lctx, n = 1;
+    } else if (partial) {
         const char *name = lc->fm->names[F_CONTINUATION];
         if (get_string_list(lc, obj, F_CTX_OPTIONS, &list, &n) ||
             get_string(lc, get_path(obj, name, strlen(name)), name, &single)) {
@@ -309,7 +319,7 @@ static int parse_item(const line_ctx *lc, const tern_json *obj, int partial, ter
             get_string_list(lc, obj, F_CHOICES, &list, &n))
             return -1;
     }
-    int gold = 0, rc = get_gold(lc, obj, n, &gold);
+    int gold = 0, rc = partial == 2 ? 0 : get_gold(lc, obj, n, &gold);
     if (rc == 0) rc = item_alloc(it, n, 1);
     for (int c = 0; c < n && rc == 0; c++) {
         // Multiple choice: shared query, choice varies. Partial: context varies, shared continuation.
@@ -327,13 +337,16 @@ static int parse_item(const line_ctx *lc, const tern_json *obj, int partial, ter
     return 0;
 }
 
-// Which layout the first item uses: 1 partial (WinoGrande), 0 query/choices, -1 unknown.
+// Which layout the first item uses: 1 partial (WinoGrande), 0 query/choices,
+// 2 context/continuation (LAMBADA), -1 unknown.
 static int detect_layout(const tern_json *obj, const field_map *fm) {
     const char *n = fm->names[F_CTX_OPTIONS];
     if (get_path(obj, n, strlen(n))) return 1;
     n = fm->names[F_QUERY];
     const char *c = fm->names[F_CHOICES];
     if (get_path(obj, n, strlen(n)) || get_path(obj, c, strcspn(c, "|"))) return 0;
+    n = fm->names[F_CONTEXT], c = fm->names[F_CONTINUATION];
+    if (get_path(obj, n, strlen(n)) && get_path(obj, c, strlen(c))) return 2;
     return -1;
 }
 
@@ -344,8 +357,9 @@ static int unknown_layout(const char *path, int line, const tern_json *obj) {
         size_t used = strlen(keys);
         snprintf(keys + used, sizeof keys - used, "%s%s", i ? ", " : "", k);
     }
-    return tern_errorf("%s:%d: unknown task layout (keys: %s); expected query/choices/gold or "
-                       "context_options/continuation/gold, or map the fields with --fields "
+    return tern_errorf("%s:%d: unknown task layout (keys: %s); expected query/choices/gold, "
+                       "context_options/continuation/gold or context/continuation (LAMBADA), or map the fields "
+                       "with --fields "
                        "query=...,choices=...,gold=...",
                        path, line, obj->type == TERN_JSON_OBJECT ? keys : tern_json_type_name(obj->type));
 }
@@ -409,6 +423,7 @@ int tern_zs_task_read(tern_zs_task *t, const char *path, const tern_zs_opts *o) 
         if (layout == -2) {
             layout = detect_layout(doc.root, &fm);
             t->partial = layout == 1;
+            t->lambada = layout == 2;
         }
         if (layout < 0) rc = unknown_layout(path, line, doc.root);
         tern_zs_item *it = rc == 0 ? task_push(t) : NULL;
@@ -655,6 +670,16 @@ static void mean_se(double sum, double sum_sq, int n, double *mean, double *se) 
 }
 
 void tern_zs_metrics(const tern_zs_task *t, tern_zs_result *r) {
+    if (t->lambada) { // lm-eval's lambada: acc = all continuation tokens greedy; ppl = exp(-mean ll)
+        double greedy = 0, ll = 0;
+        for (int i = 0; i < t->n_items; i++) greedy += t->items[i].greedy[0], ll += t->items[i].ll[0];
+        r->n = t->n_items;
+        r->lambada = 1;
+        mean_se(greedy, greedy, t->n_items, &r->acc, &r->acc_se);
+        r->acc_norm = r->acc, r->acc_norm_se = r->acc_se;
+        r->ppl = exp(-ll / (t->n_items > 0 ? t->n_items : 1));
+        return;
+    }
     double acc = 0, acc_norm = 0;
     double norm[TERN_ZS_MAX_CHOICES];
     for (int i = 0; i < t->n_items; i++) {

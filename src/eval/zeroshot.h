@@ -1,14 +1,19 @@
 // Zero-shot multiple-choice accuracy, scored as lm-evaluation-harness scores
 // "multiple_choice" tasks: each choice's log-likelihood as a continuation of
 // its context; acc = argmax of the summed log-likelihood, acc_norm = argmax of
-// the log-likelihood divided by the choice's length in bytes; standard errors
+// the log-likelihood divided by the choice's length in characters; standard errors
 // are sample std / sqrt(n).
 //
-// Task files are JSONL, one item per line, in one of two layouts:
+// Task files are JSONL, one item per line, in one of three layouts:
 //   {"query": Q, "choices": [C0, C1, ...], "gold": k}        ARC, PIQA, BoolQ, HellaSwag
 //   {"context_options": [X0, X1, ...], "continuation": Y, "gold": k}
 //                                                            WinoGrande ("partial scoring":
 //                                                            Y is scored after each Xi)
+//   {"context": X, "continuation": Y}                        LAMBADA (lambada_openai): as
+//                                                            lm-eval scores it, acc = every
+//                                                            token of Y is the greedy choice,
+//                                                            ppl = exp(-mean over items of
+//                                                            log p(Y | X))
 // The layout is picked from the first item. A field map renames fields for
 // other exports: "query=ctx,choices=endings,gold=label" (keys: query, choices,
 // gold, context_options, continuation; a value is a field name, a dotted path
@@ -42,7 +47,7 @@ typedef struct {
     int n_choices, gold;
     // Text (after joining and the whitespace move); NULL for token-only items.
     char **ctx_text, **cont_text;  // [n_choices]
-    double *norm_len;    // [n_choices] acc_norm divisor: bytes of the choice as written
+    double *norm_len;    // [n_choices] acc_norm divisor: characters of the choice as written
     // Token ids (filled by tern_zs_task_tokenize, or directly by the caller).
     int **ctx, *n_ctx;   // [n_choices]
     int **cont, *n_cont; // [n_choices]
@@ -60,6 +65,7 @@ typedef struct {
     tern_zs_item *items;
     int n_skipped;       // malformed lines skipped (skip_bad)
     int partial;         // WinoGrande layout
+    int lambada;         // LAMBADA layout: one continuation per item, greedy accuracy and perplexity
 } tern_zs_task;
 
 typedef struct {
@@ -74,6 +80,8 @@ typedef struct {
     double acc, acc_se, acc_norm, acc_norm_se;
     double seconds, items_per_s;
     int64_t tokens;        // tokens run through the model (after KV-cache reuse)
+    int lambada;           // a LAMBADA task: acc = greedy continuation, ppl below (acc_norm = acc)
+    double ppl;            // LAMBADA: exp(-mean over items of the continuation's log-likelihood)
     int truncated;         // choices whose continuation alone exceeded the context: only
                            // its last ctx - 1 tokens were scored
 } tern_zs_result;
