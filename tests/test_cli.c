@@ -51,6 +51,13 @@ static int same_bytes(const char *a, const char *b) {
     return same;
 }
 
+static char *slurp(const char *path) {
+    char *t = NULL;
+    size_t n;
+    if (tern_read_file(path, &t, &n)) return calloc(1, 1);
+    return t;
+}
+
 static int copy_file(const char *from, const char *to) {
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
@@ -85,6 +92,13 @@ static void test_output_over_input(void) {
              text);
     CHECK(run(args, NULL) == 2 && one_line_with("refusing to overwrite"));
     CHECK(same_bytes(copy, model) && access(test_tmp_path("q.gguf"), F_OK) != 0);
+    // An output in a directory that does not exist is named as given (not its temp file).
+    snprintf(args, sizeof args, "export --model %s --tokenizer %s --group 32 --out /nonexistent-dir/x.tern", copy,
+             tokenizer);
+    CHECK(run(args, NULL) == 1 && one_line_with("/nonexistent-dir/x.tern: cannot create"));
+    char *err = slurp(ERR_FILE);
+    CHECK(!strstr(err, ".tmp."));
+    free(err);
     unlink(hard), unlink(soft), unlink(copy);
 }
 
@@ -228,12 +242,6 @@ static void test_interrupt(void) {
     unlink(log);
 }
 
-static char *slurp(const char *path) {
-    char *t = NULL;
-    size_t n;
-    if (tern_read_file(path, &t, &n)) return calloc(1, 1);
-    return t;
-}
 
 // llama.cpp's spellings are the same options: identical output; --name=value
 // works; bench checks its format list before running; ppl prints the running

@@ -129,7 +129,7 @@ int tern_atomic_open(tern_atomic_file *af, const char *path) {
     snprintf(af->path, sizeof af->path, "%s", path);
     snprintf(af->tmp_path, sizeof af->tmp_path, "%s.tmp.%ld", path, (long)getpid());
     af->f = fopen(af->tmp_path, "wb");
-    if (!af->f) return tern_errorf("%s: cannot create: %s", af->tmp_path, strerror(errno));
+    if (!af->f) return tern_errorf("%s: cannot create: %s", path, strerror(errno)); // the requested name
     return 0;
 }
 

@@ -442,7 +442,12 @@ static int steps_left(const trainer *t, double step_s) {
 
 // End-to-end steps [first, first + n) of the run (the whole run, or the
 // E2E-QP phase after block-wise), with their own schedule.
-static int run_e2e(trainer *t, tern_train_report *report, double *val, int64_t first, int n_steps,
+// With a budget (plan != NULL: the plan entry that holds n_steps), the step
+// count is re-planned from the measured pace, validation included, every 10
+// steps in the first half of the run: the probe before training sees one
+// moment of a machine whose speed drifts. The schedule stretches or shrinks
+// with it (a small jump in the learning rate); the second half keeps its plan.
+static int run_e2e(trainer *t, tern_train_report *report, double *val, int64_t first, int n_steps, int *plan,
                    const loss_weights *lw, float lr0, const char *label) {
     const tern_train_opts *o = t->o;
     const tern_train_method *method = t->method;
@@ -485,6 +490,18 @@ static int run_e2e(trainer *t, tern_train_report *report, double *val, int64_t f
         snprintf(line, sizeof line, "loss %.4f val %.4f lr %.2e %.0f tok/s", sl.loss, *val, lr0 * lr_factor, tok_s);
         tern_progress_update(&bar, t->pos.step - first, line);
         report->final_loss = sl.loss;
+        int64_t done = t->pos.step - start_step;
+        if (plan && t->deadline > 0 && done >= 10 && done % 10 == 0 && 2 * (t->pos.step - first) < n_steps) {
+            int planned = (int)(t->pos.step - first) + steps_left(t, (tern_now_sec() - t0) / (double)done);
+            if (abs(planned - n_steps) > n_steps / 20) {
+                fprintf(stderr, "%sbudget: %.1f s per step measured, %d steps instead of %d\n", bar.tty ? "\n" : "",
+                        (tern_now_sec() - t0) / (double)done, planned, n_steps);
+                n_steps = *plan = planned;
+                sched.total_steps = n_steps;
+                end = first + n_steps;
+                bar.total = n_steps;
+            }
+        }
         rc = maybe_checkpoint(t, t->pos.step == end || stop_requested);
     }
     tern_progress_end(&bar);
@@ -739,7 +756,9 @@ int tern_train_run(tern_model *m, const tern_tokenizer *tok, const tern_train_op
                 }
                 report->final_steps = t.plan.final_steps;
                 if (rc == 0)
-                    rc = run_e2e(&t, report, &val, block_total, t.plan.final_steps, &lw, qp ? o->qp_lr : o->lr, label);
+                    rc = run_e2e(&t, report, &val, block_total, t.plan.final_steps, &t.plan.final_steps, &lw,
+                                 qp ? o->qp_lr : o->lr, label);
+                report->final_steps = t.plan.final_steps;
             }
             if (rc == 0) val = validation_loss(&t); // the whole quantized model on held-out data
         } else {
@@ -752,7 +771,7 @@ int tern_train_run(tern_model *m, const tern_tokenizer *tok, const tern_train_op
                     fprintf(stderr, "budget: %.1f s per step, %d steps\n", step_s, t.plan.steps);
                 }
             }
-            rc = run_e2e(&t, report, &val, 0, t.plan.steps, &lw, o->lr, method ? method->name : "train");
+            rc = run_e2e(&t, report, &val, 0, t.plan.steps, &t.plan.steps, &lw, o->lr, method ? method->name : "train");
         }
         signal(SIGINT, old_int);
         signal(SIGTERM, old_term);
