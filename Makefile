@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 MAKEFLAGS += --no-print-directory
 CMAKE_FLAGS ?=
 
-.PHONY: all test test-all demo clean asan fuzz bench
+.PHONY: all test test-all demo clean asan fuzz bench install
 
 # TERN_PORTABLE=1 make: a build without -march=native. The choice is checked on
 # every make, since the CMake cache would otherwise keep the first one.
@@ -26,6 +26,11 @@ test: all
 # Everything, slow tests included (CI runs this).
 test-all: all
 	cd $(BUILD) && ctest --output-on-failure
+
+# make install PREFIX=/usr/local: bin/tern, include/tern.h, lib/libtern.{a,so}, lib/pkgconfig/tern.pc
+PREFIX ?= /usr/local
+install: all
+	@cmake --install $(BUILD) --prefix $(PREFIX)
 
 demo: all
 	@scripts/demo.sh

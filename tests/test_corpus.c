@@ -8,6 +8,7 @@
 #include "io/json.h"
 #include "io/readers.h"
 #include "io/safetensors.h"
+#include "eval/zeroshot.h"
 #include "test.h"
 
 typedef int (*parse_fn)(const tern_blob *b);
@@ -54,6 +55,13 @@ static int parse_safetensors(const tern_blob *b) {
     return rc;
 }
 
+static int parse_tasks(const tern_blob *b) {
+    tern_zs_task t;
+    int rc = tern_zs_task_parse(&t, (const char *)b->data, b->size, b->path, NULL);
+    if (rc == 0) tern_zs_task_free(&t);
+    return rc;
+}
+
 static const struct {
     const char *kind;
     parse_fn parse;
@@ -63,6 +71,7 @@ static const struct {
     {"gguf", parse_gguf},
     {"json", parse_json},
     {"safetensors", parse_safetensors},
+    {"tasks", parse_tasks},
 };
 
 int main(void) {

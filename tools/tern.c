@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "tern.h"
 #include "core/error.h"
 #include "core/file.h"
 #include "core/jsonw.h"
@@ -20,6 +21,7 @@
 #include "infer/export.h"
 #include "infer/generate.h"
 #include "infer/packed.h"
+#include "infer/quantize_file.h"
 #include "io/gguf_write.h"
 #include "io/info.h"
 #include "io/model.h"
@@ -45,7 +47,7 @@ static const char *usage_text =
     "Models: a Hugging Face directory, a GGUF or .tern file, or a llama2.c checkpoint\n"
     "(llama2.c needs --tokenizer tokenizer.bin). Every command takes --model,\n"
     "--tokenizer (overrides the embedded tokenizer) and --threads N.\n"
-    "Run `tern COMMAND --help` for details.\n";
+    "Run `tern COMMAND --help` for details; `tern --version` prints the version.\n";
 
 // Shared option parsing: every command takes --model, --tokenizer, --threads, --json.
 typedef struct {
@@ -530,11 +532,7 @@ static int cmd_train(int argc, char **argv) {
     tern_tokenizer *tok;
     if ((rc = load_model_and_tokenizer(&o, &m, &tok, "train"))) return rc;
     static char cache[1024];
-    const char *home = getenv("HOME");
-    snprintf(cache, sizeof cache, "%s", getenv("TERN_CACHE") ? getenv("TERN_CACHE") : home ? home : "/tmp");
-    if (!getenv("TERN_CACHE")) strncat(cache, "/.cache/tern", sizeof cache - strlen(cache) - 1);
-    mkdir(cache, 0755);
-    t.cache_dir = tern_is_dir(cache) ? cache : NULL;
+    t.cache_dir = tern_cache_dir(cache, sizeof cache);
     tern_train_report rep;
     rc = tern_train_run(&m, tok, &t, NULL, &rep);
     if (rc == 0) rc = tern_gguf_write_model(&m, out);
@@ -735,20 +733,14 @@ static int cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "tern quantize: unknown method '%s' (known: %s)\n", method_name, tern_quant_names());
         return 2;
     }
-    int fits = method->grid != TERN_GRID_NONE && method->adopt; // GPTQ can initialize it
-    if (init_given && q.init_gptq && !fits)
-        return bad_usage("quantize", "--init gptq: method %s has no grid GPTQ can fit (use --init rtn)", method->name);
-    if (!init_given && !recipe) { // GPTQ by default where it applies (docs/methods.md, "GPTQ initialization")
-        q.init_gptq = fits;
-        if (fits && !seqs_given) q.calib_up_to = 1;
-    } else if (!init_given && !fits) q.init_gptq = 0; // a recipe with rtn / teq
+    if (tern_quant_apply_defaults(method, &q, &t, init_given, recipe, seqs_given, steps_given))
+        return bad_usage("quantize", "%s", tern_last_error());
     if (q.group == 0) return bad_usage("quantize", "%s", "--group must be -1 or at least 1");
     if (!t.data_path) return bad_usage("quantize", "%s", "--calib is required");
     if (!out) return bad_usage("quantize", "%s", "--out is required");
     // --out X.gguf: the fake-quant ("latent") GGUF that train/quantize can
     // continue from; any other name: the packed model (what tern export writes).
-    size_t out_len = strlen(out);
-    int packed_out = !(out_len >= 5 && !strcmp(out + out_len - 5, ".gguf"));
+    int packed_out = !tern_quantize_out_is_latent(out);
     if (save_latent && !packed_out)
         return bad_usage("quantize", "%s", "--save-latent goes with a packed --out (an --out ending in .gguf is the "
                                            "latent model itself)");
@@ -764,7 +756,6 @@ static int cmd_quantize(int argc, char **argv) {
     } else if (distill == 2) { // off
         if (!off_given) t.off_weight = 1.0f;
     }
-    if (!steps_given && !method->trains) t.steps = 0;
     if (!method->trains && t.steps > 0)
         return bad_usage("quantize", "%s", "this method does not train: use --steps 0");
     if (q.inner && strcmp(q.inner, "rtn") && strcmp(q.inner, "absmean") && strcmp(q.inner, "twn"))
@@ -778,40 +769,17 @@ static int cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "tern quantize: --resume: %s does not exist\n", t.checkpoint_path);
         return 1;
     }
-    char *text;
-    size_t len;
-    if (tern_read_file(t.data_path, &text, &len)) return die();
-    free(text);
-    if (len == 0) {
-        fprintf(stderr, "tern quantize: %s: the calibration text is empty\n", t.data_path);
-        return 1;
-    }
-    if (o.model && tern_quant_check_unquantized(o.model)) return die();
-    tern_model m;
-    tern_tokenizer *tok;
-    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "quantize"))) return rc;
-    static char cache[1024];
-    const char *home = getenv("HOME");
-    snprintf(cache, sizeof cache, "%s", getenv("TERN_CACHE") ? getenv("TERN_CACHE") : home ? home : "/tmp");
-    if (!getenv("TERN_CACHE")) strncat(cache, "/.cache/tern", sizeof cache - strlen(cache) - 1);
-    mkdir(cache, 0755);
-    t.cache_dir = tern_is_dir(cache) ? cache : NULL;
-    tern_train_report rep;
-    double frac[3];
-    rc = tern_quantize_model(&m, tok, method, &q, &t, latent, &rep, frac);
-    tern_tokenizer_free(tok);
-    tern_model_free(&m);
-    tern_export_info info = {0};
-    if (rc == 0 && packed_out) { // pack the latent model, as tern export does
-        tern_model lm;
-        rc = tern_model_load(&lm, latent, NULL);
-        if (rc == 0) {
-            rc = tern_export_tern(&lm, latent, &(tern_export_opts){0}, out, &info);
-            tern_model_free(&lm);
-        }
-    }
-    if (packed_out && !save_latent) remove(latent_tmp);
-    if (rc == 0 && !t.keep_checkpoint) remove(t.checkpoint_path); // the output holds the result
+    if (!o.model) return bad_usage("quantize", "%s", "--model is required");
+    tern_set_threads(o.threads);
+    struct stat st;
+    if (stat(o.model, &st) == 0 && (S_ISDIR(st.st_mode) || st.st_size > 50000000))
+        fprintf(stderr, "loading %s\n", o.model); // a large model takes a while: say so from the first second
+    tern_quantize_files files = {o.model, o.tokenizer, out, save_latent};
+    tern_quantize_result res;
+    rc = tern_quantize_file(&files, method, &q, &t, &res);
+    tern_train_report rep = res.train;
+    const double *frac = res.code_frac;
+    tern_export_info info = res.info;
     if (rc == 0) {
         fprintf(stderr, "quantized with %s: %d steps, %lld tokens in %.1f s; final loss %.4f, val %.4f", method->name,
                 rep.steps_done, (long long)rep.tokens, rep.seconds, rep.final_loss, rep.final_val_loss);
@@ -1005,6 +973,10 @@ static int cmd_report(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version"))) {
+        printf("tern %s\n", tern_version());
+        return 0;
+    }
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -382,6 +382,16 @@ static void task_name(char *out, size_t cap, const char *path) {
 }
 
 int tern_zs_task_read(tern_zs_task *t, const char *path, const tern_zs_opts *o) {
+    memset(t, 0, sizeof *t);
+    char *data;
+    size_t size;
+    if (tern_read_file(path, &data, &size)) return -1;
+    int rc = tern_zs_task_parse(t, data, size, path, o);
+    free(data);
+    return rc;
+}
+
+int tern_zs_task_parse(tern_zs_task *t, const char *data, size_t size, const char *path, const tern_zs_opts *o) {
     static const tern_zs_opts defaults = {0};
     if (!o) o = &defaults;
     memset(t, 0, sizeof *t);
@@ -389,9 +399,6 @@ int tern_zs_task_read(tern_zs_task *t, const char *path, const tern_zs_opts *o) 
     snprintf(t->path, sizeof t->path, "%s", path);
     field_map fm;
     if (field_map_parse(&fm, o->fields)) return -1;
-    char *data;
-    size_t size;
-    if (tern_read_file(path, &data, &size)) return -1;
     line_ctx lc = {.path = path, .fm = &fm, .delimiter = o->delimiter};
     int layout = -2, rc = 0; // -2: not decided yet
     size_t pos = 0;
@@ -431,7 +438,6 @@ int tern_zs_task_read(tern_zs_task *t, const char *path, const tern_zs_opts *o) 
         if (rc == 0 && (rc = parse_item(&lc, doc.root, layout, it)) == 0) t->n_items++;
         tern_json_free(&doc);
     }
-    free(data);
     if (rc == 0 && t->n_items == 0)
         rc = tern_errorf("%s: no items (an empty task file)%s", path, t->n_skipped ? " after skipping bad lines" : "");
     if (rc) tern_zs_task_free(t);

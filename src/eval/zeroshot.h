@@ -90,6 +90,8 @@ typedef struct {
 // "PATH:LINE:COL: <JSON problem>", "PATH:LINE: missing field 'choices'",
 // "PATH:LINE: gold 4 is outside the 4 choices", "PATH: no items",
 // "PATH: unknown task layout ...".
+// The same from memory (`path` names it in messages); fuzzed by fuzz/fuzz_tasks.c.
+int tern_zs_task_parse(tern_zs_task *t, const char *data, size_t size, const char *path, const tern_zs_opts *o);
 int tern_zs_task_read(tern_zs_task *t, const char *path, const tern_zs_opts *o);
 // Tokenizes every item's contexts and continuations.
 int tern_zs_task_tokenize(tern_zs_task *t, const tern_tokenizer *tok);

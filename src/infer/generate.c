@@ -9,8 +9,20 @@
 #include "infer/sampler.h"
 #include "nn/transformer.h"
 
+static int write_piece(const char *piece, size_t len, void *user) {
+    FILE *out = user;
+    fwrite(piece, 1, len, out);
+    fflush(out);
+    return 0;
+}
+
 int tern_generate(const tern_model *m, const tern_tokenizer *tok, const char *prompt, const tern_gen_opts *o,
                   FILE *out, tern_gen_stats *stats) {
+    return tern_generate_cb(m, tok, prompt, o, write_piece, out, stats);
+}
+
+int tern_generate_cb(const tern_model *m, const tern_tokenizer *tok, const char *prompt, const tern_gen_opts *o,
+                     tern_gen_piece_fn fn, void *user, tern_gen_stats *stats) {
     memset(stats, 0, sizeof *stats);
     int *ids = NULL, n_ids = 0;
     if (tern_tokenize(tok, prompt, strlen(prompt), tern_tokenizer_add_bos(tok), &ids, &n_ids)) return -1;
@@ -59,11 +71,13 @@ int tern_generate(const tern_model *m, const tern_tokenizer *tok, const char *pr
             break;
         }
         size_t len = tern_token_to_bytes(tok, prev, next, piece, sizeof piece);
-        fwrite(piece, 1, len < sizeof piece ? len : sizeof piece, out);
-        fflush(out);
         stats->generated++;
         tern_sampler_accept(&smp, next);
         prev = next;
+        if (fn(piece, len < sizeof piece ? len : sizeof piece, user)) {
+            stats->stopped_user = 1;
+            break;
+        }
         if (i + 1 == o->n_predict) break;
         if (pos == s.max_seq) { // the next token would need position max_seq
             stats->stopped_ctx = 1;

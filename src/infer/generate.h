@@ -26,9 +26,17 @@ typedef struct {
     int ctx;         // the context length used
     int stopped_eog; // stopped at an end-of-generation token
     int stopped_ctx; // stopped because the context was full (before --n-predict)
+    int stopped_user; // the callback asked to stop
 } tern_gen_stats;
 
-// Streams generated text (not the prompt) to `out`.
+// Called with each generated piece of text (bytes, not NUL-terminated);
+// returning non-zero stops generation (stats->stopped_user).
+typedef int (*tern_gen_piece_fn)(const char *piece, size_t len, void *user);
+
+// Generates from `prompt`, passing the text of each token (not the prompt's) to `fn`.
+int tern_generate_cb(const tern_model *m, const tern_tokenizer *tok, const char *prompt, const tern_gen_opts *o,
+                     tern_gen_piece_fn fn, void *user, tern_gen_stats *stats);
+// Streams generated text (not the prompt) to `out`, flushing each piece.
 int tern_generate(const tern_model *m, const tern_tokenizer *tok, const char *prompt, const tern_gen_opts *o,
                   FILE *out, tern_gen_stats *stats);
 

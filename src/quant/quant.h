@@ -162,6 +162,14 @@ int tern_quant_check_unquantized(const char *path);
 // The whole `tern quantize` pipeline on a loaded model: sets the method up
 // from m's weights, trains it (QAT; 0 steps = PTQ) with tern_train_run,
 // exports and writes `out` (atomically). m receives the exported weights.
+// The defaults that depend on the method, for options not given: GPTQ
+// initialization where the method has a grid GPTQ can fit (calibrating on up to
+// --calib-seqs sequences when that was not given; a recipe keeps its own
+// choice), and 0 steps for a method that does not train. -1 (error naming
+// --init) when GPTQ was asked for a method it cannot initialize.
+int tern_quant_apply_defaults(const tern_quant_method *method, tern_quant_opts *q, tern_train_opts *t, int init_given,
+                              int recipe, int seqs_given, int steps_given);
+
 int tern_quantize_model(tern_model *m, const tern_tokenizer *tok, const tern_quant_method *method,
                         const tern_quant_opts *qo, const tern_train_opts *to, const char *out,
                         tern_train_report *report, double code_frac[3]);

@@ -83,6 +83,19 @@ static int plan_mixed(const tern_model *m, const tern_quant_method *method, cons
     return rc;
 }
 
+int tern_quant_apply_defaults(const tern_quant_method *method, tern_quant_opts *q, tern_train_opts *t, int init_given,
+                              int recipe, int seqs_given, int steps_given) {
+    int fits = method->grid != TERN_GRID_NONE && method->adopt; // GPTQ can initialize it
+    if (init_given && q->init_gptq && !fits)
+        return tern_errorf("--init gptq: method %s has no grid GPTQ can fit (use --init rtn)", method->name);
+    if (!init_given && !recipe) { // GPTQ by default where it applies (docs/methods.md, "GPTQ initialization")
+        q->init_gptq = fits;
+        if (fits && !seqs_given) q->calib_up_to = 1;
+    } else if (!init_given && !fits) q->init_gptq = 0; // a recipe with rtn / teq
+    if (!steps_given && !method->trains) t->steps = 0;
+    return 0;
+}
+
 int tern_quantize_model(tern_model *m, const tern_tokenizer *tok, const tern_quant_method *method,
                         const tern_quant_opts *qo, const tern_train_opts *to, const char *out,
                         tern_train_report *report, double code_frac[3]) {
