@@ -92,6 +92,11 @@ static void test_output_over_input(void) {
              text);
     CHECK(run(args, NULL) == 2 && one_line_with("refusing to overwrite"));
     CHECK(same_bytes(copy, model) && access(test_tmp_path("q.gguf"), F_OK) != 0);
+    snprintf(args, sizeof args, "export --model %s --tokenizer %s --pack 3 --out %s", copy, tokenizer,
+             test_tmp_path("p3.tern"));
+    CHECK(run(args, NULL) == 2 && one_line_with("unknown --pack '3'"));
+    snprintf(args, sizeof args, "info --model %s --threads abc", copy);
+    CHECK(run(args, NULL) == 2 && one_line_with("--threads must be an integer"));
     // An output in a directory that does not exist is named as given (not its temp file).
     snprintf(args, sizeof args, "export --model %s --tokenizer %s --group 32 --out /nonexistent-dir/x.tern", copy,
              tokenizer);

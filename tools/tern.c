@@ -121,7 +121,7 @@ static int load_model(const common_opts *o, tern_model *m, const char *cmd) {
 
 static int cmd_info(int argc, char **argv) {
     common_opts o = {0};
-    const cli_opt opts[] = {OPT_MODEL(o), OPT_TOKENIZER(o), OPT_JSON(o)};
+    const cli_opt opts[] = {OPT_MODEL(o), OPT_TOKENIZER(o), OPT_THREADS(o), OPT_JSON(o)};
     int rc = parse_opts("info", "usage: tern info [--model] M [--tokenizer T] [--json]\n"
                                 "Prints the architecture, hyper-parameters, file type (method, bits, group, bits per\n"
                                 "weight), tensor table and parameter counts. A llama2.c checkpoint needs no tokenizer.\n",
