@@ -289,6 +289,11 @@ static int cmd_ppl(int argc, char **argv) {
         fprintf(stderr, "tern ppl: warning: --ctx %d exceeds the model's training context %d\n", ctx, m.cfg.max_seq);
     tern_ppl_result r;
     tern_ppl_set_running(o.json ? stderr : stdout);
+    // When stdout and stderr are one file (a terminal, 2>&1), the running line is
+    // the progress: a bar in the middle of it would only garble both.
+    struct stat so, se;
+    if (!o.json && fstat(1, &so) == 0 && fstat(2, &se) == 0 && so.st_dev == se.st_dev && so.st_ino == se.st_ino)
+        tern_progress_set_enabled(0);
     rc = tern_perplexity_text(&m, tok, text, len, ctx, chunks, format, &r);
     tern_ppl_set_running(NULL);
     if (rc == 0) {
