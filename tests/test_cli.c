@@ -95,8 +95,11 @@ static void test_output_over_input(void) {
     snprintf(args, sizeof args, "export --model %s --tokenizer %s --pack 3 --out %s", copy, tokenizer,
              test_tmp_path("p3.tern"));
     CHECK(run(args, NULL) == 2 && one_line_with("unknown --pack '3'"));
-    snprintf(args, sizeof args, "info --model %s --threads abc", copy);
-    CHECK(run(args, NULL) == 2 && one_line_with("--threads must be an integer"));
+    const char *bad_threads[] = {"abc", "0", "-3"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(args, sizeof args, "info --model %s --threads %s", copy, bad_threads[k]);
+        CHECK(run(args, NULL) == 2 && one_line_with("--threads must be an integer in [1, 4096]"));
+    }
     // An output in a directory that does not exist is named as given (not its temp file).
     snprintf(args, sizeof args, "export --model %s --tokenizer %s --group 32 --out /nonexistent-dir/x.tern", copy,
              tokenizer);

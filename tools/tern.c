@@ -75,7 +75,7 @@ static int bad_usage(const char *cmd, const char *fmt, const char *arg) {
 #define OPT_TOKENIZER(o) \
     {"--tokenizer", CLI_STR, &(o).tokenizer, 0, 0, NULL, "T", NULL, \
      "tokenizer replacing the model's: tokenizer.json, GGUF, or llama2.c tokenizer.bin", NULL}
-#define OPT_THREADS(o) {"--threads|-t", CLI_INT, &(o).threads, 0, 4096, NULL, "N", "all cores", "worker threads", NULL}
+#define OPT_THREADS(o) {"--threads|-t", CLI_INT, &(o).threads, 1, 4096, NULL, "N", "all cores", "worker threads", NULL}
 #define OPT_JSON(o) \
     {"--json", CLI_FLAG, &(o).json, 0, 0, NULL, NULL, NULL, "one JSON object on stdout (progress stays on stderr)", NULL}
 #define N_OPTS(a) ((int)(sizeof(a) / sizeof((a)[0])))
