@@ -117,7 +117,7 @@ int cli_parse(const char *cmd, const cli_opt *opts, int n_opts, int argc, char *
         if (o->seen && o->type != CLI_LIST) *o->seen = 1;
         if (o->type == CLI_FLAG) {
             if (eq) return usage_error(cmd, "%s takes no value%s", given, "");
-            *(int *)o->dst = o->lo != 0 ? (int)o->lo : 1;
+            *(int *)o->dst = 1;
             continue;
         }
         const char *v = eq ? eq + 1 : NULL;

@@ -8,7 +8,7 @@
 #include <stdio.h>
 
 typedef enum {
-    CLI_FLAG,   // no value; int* set to 1 (or to `lo` when lo != 0: a flag that sets another value)
+    CLI_FLAG,   // no value; int* set to 1
     CLI_STR,    // const char **
     CLI_INT,    // int *, in [lo, hi]
     CLI_U64,    // uint64_t *, in [lo, hi]

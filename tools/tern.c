@@ -112,10 +112,24 @@ static const char *size_str(int64_t bytes, char *buf, size_t cap) {
     return buf;
 }
 
-static int load_model(const common_opts *o, tern_model *m, const char *cmd) {
+// load_model flags: a model without a tokenizer is fine (info, bench); say
+// when a large model starts loading (long jobs show progress from the start).
+enum { LOAD_NO_TOKENIZER = 1, LOAD_ANNOUNCE = 2 };
+
+// Checks --model and sets the threads before anything else runs.
+static int model_given(const common_opts *o, const char *cmd, int flags) {
     if (!o->model) return bad_usage(cmd, "%s", "--model is required");
     tern_set_threads(o->threads);
-    if (tern_model_load(m, o->model, o->tokenizer)) return die();
+    struct stat st;
+    if ((flags & LOAD_ANNOUNCE) && stat(o->model, &st) == 0 && (S_ISDIR(st.st_mode) || st.st_size > 50000000))
+        fprintf(stderr, "loading %s\n", o->model);
+    return 0;
+}
+
+static int load_model(const common_opts *o, tern_model *m, const char *cmd, int flags) {
+    int rc = model_given(o, cmd, flags);
+    if (rc) return rc;
+    if (tern_model_load_ex(m, o->model, o->tokenizer, !(flags & LOAD_NO_TOKENIZER))) return die();
     return 0;
 }
 
@@ -127,10 +141,8 @@ static int cmd_info(int argc, char **argv) {
                                 "weight), tensor table and parameter counts. A llama2.c checkpoint needs no tokenizer.\n",
                         opts, N_OPTS(opts), argc, argv, &o.model);
     if (rc >= 0) return rc;
-    if (!o.model) return bad_usage("info", "%s", "--model is required");
-    tern_set_threads(o.threads);
     tern_model m;
-    if (tern_model_load_ex(&m, o.model, o.tokenizer, 0)) return die();
+    if ((rc = load_model(&o, &m, "info", LOAD_NO_TOKENIZER))) return rc;
     // The file type: what tern quantize / tern export recorded (tern.* metadata).
     tern_export_meta meta;
     char type[160] = "";
@@ -161,13 +173,9 @@ static int need_value(int argc, char **argv, int *i, const char *cmd, const char
 
 static int is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "-h"); }
 
-static int load_model_and_tokenizer(const common_opts *o, tern_model *m, tern_tokenizer **tok, const char *cmd) {
-    // Long jobs say what they do from the first second (a large model takes a while to load).
-    struct stat st;
-    if (o->model && (!strcmp(cmd, "quantize") || !strcmp(cmd, "train")) && stat(o->model, &st) == 0 &&
-        (S_ISDIR(st.st_mode) || st.st_size > 50000000))
-        fprintf(stderr, "loading %s\n", o->model);
-    int rc = load_model(o, m, cmd);
+static int load_model_and_tokenizer(const common_opts *o, tern_model *m, tern_tokenizer **tok, const char *cmd,
+                                    int flags) {
+    int rc = load_model(o, m, cmd, flags);
     if (rc) return rc;
     if (tern_tokenizer_init(tok, &m->vocab)) {
         tern_model_free(m);
@@ -223,7 +231,7 @@ static int cmd_generate(int argc, char **argv) {
     g.seed = seed_given ? seed : (uint64_t)time(NULL);
     tern_model m;
     tern_tokenizer *tok;
-    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "generate"))) {
+    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "generate", 0))) {
         free(file_text);
         return rc;
     }
@@ -281,7 +289,7 @@ static int cmd_ppl(int argc, char **argv) {
     if (tern_read_file(file, &text, &len)) return die();
     tern_model m;
     tern_tokenizer *tok;
-    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "ppl"))) {
+    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "ppl", 0))) {
         free(text);
         return rc;
     }
@@ -353,10 +361,8 @@ static int cmd_bench(int argc, char **argv) {
         list[n_formats++] = f;
     }
     if (n_formats == 0) return bad_usage("bench", "%s", "--compare: no format given");
-    if (!o.model) return bad_usage("bench", "%s", "--model is required");
-    tern_set_threads(o.threads);
     tern_model m; // no tokenizer needed: bench runs token ids
-    if (tern_model_load_ex(&m, o.model, o.tokenizer, 0)) return die();
+    if ((rc = load_model(&o, &m, "bench", LOAD_NO_TOKENIZER))) return rc;
     double bw = tern_bench_read_bandwidth();
     tern_bench_result res[32];
     int n_res = 0;
@@ -535,7 +541,7 @@ static int cmd_train(int argc, char **argv) {
     }
     tern_model m;
     tern_tokenizer *tok;
-    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "train"))) return rc;
+    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "train", LOAD_ANNOUNCE))) return rc;
     static char cache[1024];
     t.cache_dir = tern_cache_dir(cache, sizeof cache);
     tern_train_report rep;
@@ -616,7 +622,7 @@ static int cmd_eval(int argc, char **argv) {
     tern_model m;
     tern_tokenizer *tok = NULL;
     if (n_read < n_tasks) rc = die();
-    else rc = load_model_and_tokenizer(&o, &m, &tok, "eval");
+    else rc = load_model_and_tokenizer(&o, &m, &tok, "eval", 0);
     if (rc) {
         for (int k = 0; k < n_read; k++) tern_zs_task_free(&task[k]);
         return rc;
@@ -749,12 +755,9 @@ static int cmd_quantize(int argc, char **argv) {
     if (save_latent && !packed_out)
         return bad_usage("quantize", "%s", "--save-latent goes with a packed --out (an --out ending in .gguf is the "
                                            "latent model itself)");
+    tern_quantize_files files = {o.model, o.tokenizer, out, save_latent};
     char latent_tmp[1100];
-    const char *latent = out;
-    if (packed_out) {
-        snprintf(latent_tmp, sizeof latent_tmp, "%s.latent.tmp.gguf", out);
-        latent = save_latent ? save_latent : latent_tmp;
-    }
+    const char *latent = tern_quantize_latent_path(&files, latent_tmp, sizeof latent_tmp);
     if (distill == 1) { // kd
         t.kd_weight = 1.0f;
         if (!ce_given) t.ce_weight = 0.0f;
@@ -774,12 +777,7 @@ static int cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "tern quantize: --resume: %s does not exist\n", t.checkpoint_path);
         return 1;
     }
-    if (!o.model) return bad_usage("quantize", "%s", "--model is required");
-    tern_set_threads(o.threads);
-    struct stat st;
-    if (stat(o.model, &st) == 0 && (S_ISDIR(st.st_mode) || st.st_size > 50000000))
-        fprintf(stderr, "loading %s\n", o.model); // a large model takes a while: say so from the first second
-    tern_quantize_files files = {o.model, o.tokenizer, out, save_latent};
+    if ((rc = model_given(&o, "quantize", LOAD_ANNOUNCE))) return rc; // tern_quantize_file loads it
     tern_quantize_result res;
     rc = tern_quantize_file(&files, method, &q, &t, &res);
     tern_train_report rep = res.train;
@@ -868,7 +866,7 @@ static int cmd_export(int argc, char **argv) {
     const char *ins[] = {o.model, o.tokenizer, q.check_text};
     if ((rc = clobbers_input("export", &out, 1, ins, 3))) return rc;
     tern_model m;
-    if ((rc = load_model(&o, &m, "export"))) return rc;
+    if ((rc = load_model(&o, &m, "export", 0))) return rc;
     if (tq) {
         q.format = format;
         q.group = e.group;

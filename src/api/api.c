@@ -67,32 +67,8 @@ TERN_API int tern_llm_tokenize(const tern_llm *llm, const char *text, size_t len
 }
 
 TERN_API int tern_llm_detokenize(const tern_llm *llm, const int *ids, int n, char **text) {
-    size_t cap = 64, used = 0;
-    char *buf = malloc(cap), piece[512];
-    if (!buf) return tern_errorf("out of memory");
-    for (int i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= llm->model.cfg.vocab_size) {
-            free(buf);
-            return tern_errorf("tern_llm_detokenize: token id %d outside the vocabulary (%d)", ids[i],
-                               llm->model.cfg.vocab_size);
-        }
-        size_t k = tern_token_to_bytes(llm->tok, i ? ids[i - 1] : -1, ids[i], piece, sizeof piece);
-        if (k > sizeof piece) k = sizeof piece;
-        if (used + k + 1 > cap) {
-            while (used + k + 1 > cap) cap *= 2;
-            char *grown = realloc(buf, cap);
-            if (!grown) {
-                free(buf);
-                return tern_errorf("out of memory");
-            }
-            buf = grown;
-        }
-        memcpy(buf + used, piece, k);
-        used += k;
-    }
-    buf[used] = 0;
-    *text = buf;
-    return 0;
+    size_t len;
+    return tern_detokenize(llm->tok, ids, n, text, &len);
 }
 
 TERN_API int tern_ctx_new(tern_ctx **out, const tern_llm *llm, int n_ctx) {
@@ -196,6 +172,7 @@ TERN_API int tern_quantize(const char *model, const char *tokenizer, const char 
 }
 
 TERN_API int tern_export(const char *model, const char *tokenizer, const char *out, const char *pack) {
+    if (!model || !out) return tern_errorf("tern_export: model and out are required");
     tern_model m;
     if (tern_model_load(&m, model, tokenizer)) return -1;
     tern_export_opts e = {.pack = pack};

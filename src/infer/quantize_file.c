@@ -14,6 +14,13 @@ int tern_quantize_out_is_latent(const char *out) {
     return n >= 5 && !strcmp(out + n - 5, ".gguf");
 }
 
+const char *tern_quantize_latent_path(const tern_quantize_files *f, char *buf, size_t cap) {
+    if (tern_quantize_out_is_latent(f->out)) return f->out;
+    if (f->save_latent) return f->save_latent;
+    snprintf(buf, cap, "%s.latent.tmp.gguf", f->out);
+    return buf;
+}
+
 const char *tern_cache_dir(char *buf, size_t cap) {
     const char *env = getenv("TERN_CACHE"), *home = getenv("HOME");
     if (env && *env) snprintf(buf, cap, "%s", env);
@@ -42,8 +49,7 @@ int tern_quantize_file(const tern_quantize_files *f, const tern_quant_method *me
     if (tern_quant_check_unquantized(f->model)) return -1;
     r->packed = !tern_quantize_out_is_latent(f->out);
     char tmp[1100], cache[1024];
-    snprintf(tmp, sizeof tmp, "%s.latent.tmp.gguf", f->out);
-    const char *latent = !r->packed ? f->out : f->save_latent ? f->save_latent : tmp;
+    const char *latent = tern_quantize_latent_path(f, tmp, sizeof tmp);
     tern_model m;
     if (tern_model_load(&m, f->model, f->tokenizer)) return -1;
     tern_tokenizer *tok;
@@ -56,7 +62,7 @@ int tern_quantize_file(const tern_quantize_files *f, const tern_quant_method *me
     tern_tokenizer_free(tok);
     tern_model_free(&m);
     if (rc == 0 && r->packed) rc = pack_latent(latent, f->out, &r->info);
-    if (r->packed && !f->save_latent) remove(tmp);
+    if (latent == tmp) remove(tmp);
     if (rc == 0 && !t->keep_checkpoint) remove(t->checkpoint_path); // the output holds the result
     if (t->cache_dir == cache) t->cache_dir = NULL;
     return rc;

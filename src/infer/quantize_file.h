@@ -24,6 +24,9 @@ typedef struct {
 
 // 1 when `out` names the latent GGUF (ends in ".gguf"), 0 for a packed model.
 int tern_quantize_out_is_latent(const char *out);
+// Where the latent GGUF goes: out itself, save_latent, or OUT.latent.tmp.gguf
+// (buf, cap >= strlen(out) + 17) for a packed out.
+const char *tern_quantize_latent_path(const tern_quantize_files *f, char *buf, size_t cap);
 // tern's token cache directory ($TERN_CACHE, else ~/.cache/tern), created if
 // needed, into buf; NULL when it cannot be had.
 const char *tern_cache_dir(char *buf, size_t cap);

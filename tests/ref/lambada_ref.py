@@ -26,19 +26,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import tiny_llama_ref as ref  # noqa: E402  (the committed checkpoint's weights)
+from eval_ref import loglik as score  # noqa: E402  (one request scored from scratch: sum and is_greedy)
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "fixtures", "eval_lambada.bin")
 BOS = 1
-
-
-def score(ctx, cont):
-    logp = ref.forward(torch.tensor(ctx + cont)).log_softmax(-1)
-    total, greedy = 0.0, True
-    for i, tok in enumerate(cont):
-        row = logp[len(ctx) - 1 + i]
-        total += row[tok].item()
-        greedy &= bool(row[tok] >= row.max())
-    return total, greedy
 
 
 def greedy_tokens(ctx, n):
