@@ -20,6 +20,7 @@
 #include "infer/bench.h"
 #include "infer/export.h"
 #include "infer/generate.h"
+#include "serve/serve.h"
 #include "infer/packed.h"
 #include "infer/quantize_file.h"
 #include "io/gguf_write.h"
@@ -36,6 +37,7 @@ static const char *usage_text =
     "commands:\n"
     "  info      --model M [--json]                        describe a model\n"
     "  generate  --model M --prompt TEXT [--n-predict N]    generate text\n"
+    "  serve     --model M [--port P] [--parallel N]        OpenAI-compatible HTTP server\n"
     "  ppl       --model M --file TEXT [--ctx 512]          perplexity\n"
     "  bench     --model M [--compare f32,t2] [--json]      throughput (pp512, tg128) per format\n"
     "  eval      --model M --task FILE [--task FILE ...]    zero-shot multiple-choice accuracy\n"
@@ -254,6 +256,73 @@ static int cmd_generate(int argc, char **argv) {
                 st.prompt_tokens, st.prompt_sec, st.prompt_tokens / (st.prompt_sec + 1e-9), st.generated,
                 st.gen_sec, st.generated / (st.gen_sec + 1e-9));
     free(file_text);
+    tern_tokenizer_free(tok);
+    tern_model_free(&m);
+    return rc ? die() : 0;
+}
+
+// A model's name for /v1/models: the file's (or directory's) base name.
+static const char *base_name(const char *path) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    const char *b = path + n;
+    while (b > path && b[-1] != '/') b--;
+    static char name[256];
+    snprintf(name, sizeof name, "%.*s", (int)(path + n - b), b);
+    return name;
+}
+
+static int cmd_serve(int argc, char **argv) {
+    common_opts o = {0};
+    tern_serve_opts so = {.host = "127.0.0.1", .port = 8080, .parallel = 1, .chat_template = -1,
+                          .max_body = 1 << 20,
+                          .defaults = {.temp = 0.8f, .top_p = 0.95f, .repeat_penalty = 1.0f, .seed_random = 1}};
+    int max_body_kb = 1024, seed_given = 0;
+    uint64_t seed = 0;
+    const cli_opt opts[] = {
+        OPT_MODEL(o),
+        OPT_TOKENIZER(o),
+        {"--host", CLI_STR, &so.host, 0, 0, NULL, "ADDR", "127.0.0.1", "IPv4 address to listen on", NULL},
+        {"--port", CLI_INT, &so.port, 0, 65535, NULL, "P", "8080", "TCP port (0: any free one, printed)", NULL},
+        {"--parallel|-np", CLI_INT, &so.parallel, 1, 256, NULL, "N", "1",
+         "requests served at once (each has its own KV cache); more wait", NULL},
+        {"--ctx|-c|--ctx-size", CLI_INT, &so.ctx, 1, 1 << 20, NULL, "N", "the model's, at most 4096",
+         "context length of each slot: prompt + generated tokens", NULL},
+        {"--alias|-a", CLI_STR, &so.model_name, 0, 0, NULL, "NAME", "the model file's name",
+         "model name in /v1/models and responses", NULL},
+        {"--temp|--temperature", CLI_FLOAT, &so.defaults.temp, 0, 100, NULL, "T", "0.8",
+         "default temperature of requests that give none", NULL},
+        {"--top-p", CLI_FLOAT, &so.defaults.top_p, 1e-6, 1, NULL, "P", "0.95", "default top-p", NULL},
+        {"--top-k", CLI_INT, &so.defaults.top_k, 0, 1 << 30, NULL, "K", "0 = off", "default top-k", NULL},
+        {"--min-p", CLI_FLOAT, &so.defaults.min_p, 0, 1, NULL, "P", "0 = off", "default min-p", NULL},
+        {"--repeat-penalty", CLI_FLOAT, &so.defaults.repeat_penalty, 0, 100, NULL, "R", "1 = off",
+         "default repetition penalty", NULL},
+        {"--seed|-s", CLI_U64, &seed, 0, 9007199254740991.0, NULL, "S", "a fresh one per request",
+         "seed of requests that give none", &seed_given},
+        {"--max-body", CLI_INT, &max_body_kb, 1, 1 << 20, NULL, "KB", "1024", "largest request body accepted", NULL},
+        {"--quiet|--log-disable", CLI_FLAG, &so.quiet, 0, 0, NULL, NULL, NULL, "no line per request on stderr", NULL},
+        OPT_THREADS(o),
+    };
+    int rc = parse_opts("serve",
+                        "usage: tern serve --model M [--tokenizer T] [--host ADDR] [--port P] [--parallel N] [options]\n"
+                        "An OpenAI-compatible HTTP server: POST /v1/completions, /v1/chat/completions (\"stream\": true\n"
+                        "for server-sent events), GET /v1/models, /health, and a chat page at /. A completion at\n"
+                        "temperature 0 is tern generate --temp 0's text. SIGINT/SIGTERM finish the running requests.\n",
+                        opts, N_OPTS(opts), argc, argv, NULL);
+    if (rc >= 0) return rc;
+    if (!tern_serve_available()) {
+        fprintf(stderr, "tern serve: this tern was built without the HTTP server (install libmicrohttpd-dev and "
+                        "rebuild)\n");
+        return 1;
+    }
+    so.max_body = (size_t)max_body_kb << 10;
+    if (seed_given) so.defaults.seed = seed, so.defaults.seed_random = 0;
+    tern_model m;
+    tern_tokenizer *tok;
+    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "serve", LOAD_ANNOUNCE))) return rc;
+    so.model = &m, so.tok = tok, so.threads = o.threads;
+    if (!so.model_name) so.model_name = base_name(o.model);
+    rc = tern_serve(&so);
     tern_tokenizer_free(tok);
     tern_model_free(&m);
     return rc ? die() : 0;
@@ -990,6 +1059,7 @@ int main(int argc, char **argv) {
     } commands[] = {
         {"info", cmd_info},
         {"generate", cmd_generate},
+        {"serve", cmd_serve},
         {"ppl", cmd_ppl},
         {"bench", cmd_bench},
         {"train", cmd_train},
