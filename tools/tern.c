@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <sys/stat.h>
@@ -21,6 +22,9 @@
 #include "infer/export.h"
 #include "infer/generate.h"
 #include "serve/serve.h"
+
+// Spins of a waiting OpenMP thread before it sleeps (see bounded_spin_wait).
+#define TERN_SPINCOUNT "10000"
 #include "infer/packed.h"
 #include "infer/quantize_file.h"
 #include "io/gguf_write.h"
@@ -389,6 +393,19 @@ static int cmd_ppl(int argc, char **argv) {
     return rc ? die() : 0;
 }
 
+// The OpenMP waiting policy this process runs with, for reports (timings
+// depend on it): the variable that set it.
+static const char *omp_wait_str(void) {
+    static char buf[96];
+    const char *vars[] = {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"};
+    for (int i = 0; i < 3; i++)
+        if (getenv(vars[i])) {
+            snprintf(buf, sizeof buf, "%s=%.60s", vars[i], getenv(vars[i]));
+            return buf;
+        }
+    return "the OpenMP runtime's default";
+}
+
 static int cmd_bench(int argc, char **argv) {
     common_opts o = {0};
     tern_bench_opts b = {.n_prompt = 512, .n_gen = 128, .reps = 3};
@@ -432,6 +449,11 @@ static int cmd_bench(int argc, char **argv) {
     if (n_formats == 0) return bad_usage("bench", "%s", "--compare: no format given");
     tern_model m; // no tokenizer needed: bench runs token ids
     if ((rc = load_model(&o, &m, "bench", LOAD_NO_TOKENIZER))) return rc;
+    if (b.n_prompt > m.cfg.max_seq || b.n_gen > m.cfg.max_seq)
+        fprintf(stderr, "tern bench: warning: %s %d exceeds the model's training context of %d tokens (the KV cache "
+                        "is made that long; positions past the context are timed all the same)\n",
+                b.n_prompt > m.cfg.max_seq ? "--n-prompt" : "--n-gen",
+                b.n_prompt > m.cfg.max_seq ? b.n_prompt : b.n_gen, m.cfg.max_seq);
     double bw = tern_bench_read_bandwidth();
     tern_bench_result res[32];
     int n_res = 0;
@@ -444,8 +466,8 @@ static int cmd_bench(int argc, char **argv) {
     if (rc == 0 && output == 1) {
         printf("{\"model\": ");
         tern_json_write_string(stdout, o.model, strlen(o.model));
-        printf(", \"bandwidth_gbs\": %.3f, \"threads\": %d, \"gemm\": \"%s\", \"results\": [", bw, tern_get_threads(),
-               tern_gemm_backend());
+        printf(", \"bandwidth_gbs\": %.3f, \"threads\": %d, \"gemm\": \"%s\", \"omp_wait\": \"%s\", \"results\": [", bw,
+               tern_get_threads(), tern_gemm_backend(), omp_wait_str());
         for (int k = 0; k < n_res; k++) {
             printf("%s{\"format\": \"%s\", \"test\": \"%s\", \"tokens_per_s\": %.4f, \"sd\": %.4f, "
                    "\"bytes_per_token\": %.0f, \"file_bytes\": %lld",
@@ -464,8 +486,8 @@ static int cmd_bench(int argc, char **argv) {
         // Bandwidth matters for generation only (pp is compute-bound): pp rows leave it blank.
         static const char *head[] = {"format", "test", "tokens/s", "sd", "file MB", "MB/token", "GB/s", "% bw"};
         if (output == 0)
-            printf("model %s, %d threads, FP32 GEMM: %s, read bandwidth %.2f GB/s\n%-7s %-6s %18s %10s %10s %8s %8s\n",
-                   o.model, tern_get_threads(), tern_gemm_backend(), bw, head[0], head[1], head[2], head[4], head[5],
+            printf("model %s, %d threads (waiting: %s), FP32 GEMM: %s, read bandwidth %.2f GB/s\n%-7s %-6s %18s %10s %10s %8s %8s\n",
+                   o.model, tern_get_threads(), omp_wait_str(), tern_gemm_backend(), bw, head[0], head[1], head[2], head[4], head[5],
                    head[6], head[7]);
         else if (output == 2)
             printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n|---|---|---:|---:|---:|---:|---:|---:|\n", head[0],
@@ -1044,7 +1066,28 @@ static int cmd_report(int argc, char **argv) {
     return rc ? die() : 0;
 }
 
+// OpenMP's waiting policy. Spinning through whole time slices (libgomp's
+// default spins ~300,000 times, libomp's 200 ms) made generation up to 10x
+// slower on a machine busy with other work; sleeping at once (passive) cost
+// a quarter of generation speed on an idle one. A short spin serves both
+// (docs/PERFORMANCE.md, "Waiting threads"). The runtimes read these settings
+// when they load, before main, so tern runs itself again once with them set.
+// A user's own OMP_WAIT_POLICY / GOMP_SPINCOUNT / KMP_BLOCKTIME is kept.
+static void bounded_spin_wait(char **argv) {
+#ifdef __linux__
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || getenv("KMP_BLOCKTIME")) return;
+    setenv("GOMP_SPINCOUNT", TERN_SPINCOUNT, 1);
+    setenv("KMP_BLOCKTIME", "1", 1); // ms (clang's OpenMP)
+    execv("/proc/self/exe", argv);
+    // Could not run again: go on with the runtime's default.
+#else
+    (void)argv;
+#endif
+}
+
 int main(int argc, char **argv) {
+    bounded_spin_wait(argv);
+
     if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version"))) {
         printf("tern %s\n", tern_version());
         return 0;
