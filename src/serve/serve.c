@@ -420,10 +420,22 @@ typedef struct {
     int too_big;
 } conn;
 
+static enum MHD_Result answer_preflight(struct MHD_Connection *c) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+    MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    MHD_add_response_header(r, "Access-Control-Allow-Headers", "Content-Type, Authorization");
+    enum MHD_Result ret = MHD_queue_response(c, 204, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 static enum MHD_Result answer_route(server *sv, struct MHD_Connection *c, const char *url, const char *method,
                                     conn *k) {
     int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
     oai_error e;
+    if (!strcmp(method, "OPTIONS")) return answer_preflight(c); // browsers ask before a cross-origin POST
     int route = !strcmp(url, "/") ? 1 : !strcmp(url, "/health") ? 2 : !strcmp(url, "/v1/models") ? 3
               : !strcmp(url, "/v1/completions") ? 4 : !strcmp(url, "/v1/chat/completions") ? 5 : 0;
     if (!route) {
