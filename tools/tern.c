@@ -18,6 +18,7 @@
 #include "eval/report.h"
 #include "eval/zeroshot.h"
 #include "infer/bench.h"
+#include "infer/chat.h"
 #include "infer/export.h"
 #include "infer/generate.h"
 #include "infer/packed.h"
@@ -78,6 +79,35 @@ static int bad_usage(const char *cmd, const char *fmt, const char *arg) {
 #define OPT_THREADS(o) {"--threads|-t", CLI_INT, &(o).threads, 1, 4096, NULL, "N", "all cores", "worker threads", NULL}
 #define OPT_JSON(o) \
     {"--json", CLI_FLAG, &(o).json, 0, 0, NULL, NULL, NULL, "one JSON object on stdout (progress stays on stderr)", NULL}
+// Sampling, context and batch options (generate, chat): g a tern_gen_opts.
+#define OPT_SAMPLING(g, seed, seed_given) \
+    {"--temp|--temperature", CLI_FLOAT, &(g).temp, 0, 100, NULL, "T", "0.8", "temperature; 0 = greedy", NULL}, \
+    {"--top-p", CLI_FLOAT, &(g).top_p, 1e-6, 1, NULL, "P", "0.95", "nucleus sampling (after temperature); 1 = off", \
+     NULL}, \
+    {"--top-k", CLI_INT, &(g).top_k, 0, 1 << 30, NULL, "K", "0 = off", "sample among the K most likely tokens", NULL}, \
+    {"--min-p", CLI_FLOAT, &(g).min_p, 0, 1, NULL, "P", "0 = off", \
+     "drop tokens less likely than P times the most likely (at temperature 1)", NULL}, \
+    {"--repeat-penalty", CLI_FLOAT, &(g).repeat_penalty, 0, 100, NULL, "R", "1 = off", \
+     "divide the positive logits (multiply the negative) of recent tokens by R", NULL}, \
+    {"--repeat-last-n", CLI_INT, &(g).repeat_last_n, 0, 1 << 20, NULL, "N", "64", \
+     "tokens (prompt included) the penalty looks back over", NULL}, \
+    {"--seed|-s", CLI_U64, &(seed), 0, 9007199254740991.0, NULL, "S", "random", "sampling seed (printed on stderr)", \
+     &(seed_given)}, \
+    {"--ctx|-c|--ctx-size", CLI_INT, &(g).ctx, 1, 1 << 20, NULL, "N", "the model's, at most 4096", \
+     "context length: prompt + generated tokens", NULL}, \
+    {"--batch-size|-b", CLI_INT, &(g).batch, 1, 1 << 16, NULL, "N", "256", "prompt tokens per forward pass", NULL}
+
+// Chat options (generate --chat, chat): c a chat_opts.
+typedef struct {
+    int on;
+    const char *system, *tmpl;
+} chat_opts;
+#define OPT_CHAT(c) \
+    {"--system", CLI_STR, &(c).system, 0, 0, NULL, "TEXT", NULL, "the system prompt (default: the template's, if any)", \
+     NULL}, \
+    {"--chat-template", CLI_STR, &(c).tmpl, 0, 0, NULL, "NAME", "the model's", \
+     "chatml, smollm2, llama3, llama2, mistral, zephyr or gemma", NULL}
+
 #define N_OPTS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 // Parses argv with a command's option table. Returns -1 to go on, else the
@@ -184,12 +214,59 @@ static int load_model_and_tokenizer(const common_opts *o, tern_model *m, tern_to
     return 0;
 }
 
+// Chat: --chat-template is checked before the model loads (a usage error);
+// then the model, its tokenizer and its template (override > the model's).
+// A --system the template cannot express fails here, before any turn.
+static int load_chat_model(const common_opts *o, const chat_opts *c, tern_model *m, tern_tokenizer **tok, int *tmpl,
+                           const char *cmd) {
+    if (c->tmpl && tern_chat_template_from_name(c->tmpl) < 0)
+        return bad_usage(cmd, "unknown --chat-template '%s' (chatml, smollm2, llama3, llama2, mistral, zephyr, gemma)",
+                         c->tmpl);
+    if (!o->model) return bad_usage(cmd, "%s", "--model is required");
+    int rc = load_model_and_tokenizer(o, m, tok, cmd, 0);
+    if (rc) return rc;
+    *tmpl = tern_chat_template_pick(&m->vocab, c->tmpl);
+    char *probe = NULL;
+    if (*tmpl >= 0 && c->system) {
+        tern_chat_msg msgs[] = {{"system", c->system}, {"user", "?"}};
+        probe = tern_chat_render(*tmpl, msgs, 2, 1, NULL, NULL);
+    }
+    if (*tmpl < 0 || (c->system && !probe)) {
+        fprintf(stderr, "tern %s: %s: %s\n", cmd, o->model, tern_last_error());
+        tern_tokenizer_free(*tok);
+        tern_model_free(m);
+        return 1;
+    }
+    free(probe);
+    return 0;
+}
+
+static int print_piece(const char *piece, size_t len, void *user) {
+    fwrite(piece, 1, len, user);
+    fflush(user);
+    return 0;
+}
+
+// One reply of a chat session to the conversation so far, streamed to stdout.
+// The context filling up is said on stderr.
+static int chat_reply(const char *cmd, tern_chat_session *cs, const tern_chat_msg *msgs, int n, char **reply,
+                      tern_gen_stats *st) {
+    int rc = tern_chat_session_reply(cs, msgs, n, print_piece, stdout, reply, st);
+    if (rc == 0) printf("\n");
+    fflush(stdout);
+    if (rc == 0 && st->stopped_ctx)
+        fprintf(stderr, "tern %s: the context of %d tokens is full: the reply was cut (/reset starts a new "
+                        "conversation; --ctx sets the context)\n", cmd, st->ctx);
+    return rc;
+}
+
 static int cmd_generate(int argc, char **argv) {
     common_opts o = {0};
     const char *prompt = NULL, *prompt_file = NULL;
     tern_gen_opts g = {.n_predict = 128, .temp = 0.8f, .top_p = 0.95f, .repeat_penalty = 1.0f, .repeat_last_n = 64};
     uint64_t seed = 0;
     int seed_given = 0;
+    chat_opts chat = {0};
     const cli_opt opts[] = {
         OPT_MODEL(o),
         OPT_TOKENIZER(o),
@@ -197,30 +274,24 @@ static int cmd_generate(int argc, char **argv) {
         {"--file|-f", CLI_STR, &prompt_file, 0, 0, NULL, "FILE", NULL, "read the prompt from FILE instead", NULL},
         {"--n-predict|-n", CLI_INT, &g.n_predict, 0, 1 << 24, NULL, "N", "128",
          "tokens to generate (fewer at end of text or a full context)", NULL},
-        {"--temp|--temperature", CLI_FLOAT, &g.temp, 0, 100, NULL, "T", "0.8", "temperature; 0 = greedy", NULL},
-        {"--top-p", CLI_FLOAT, &g.top_p, 1e-6, 1, NULL, "P", "0.95", "nucleus sampling (after temperature); 1 = off", NULL},
-        {"--top-k", CLI_INT, &g.top_k, 0, 1 << 30, NULL, "K", "0 = off", "sample among the K most likely tokens", NULL},
-        {"--min-p", CLI_FLOAT, &g.min_p, 0, 1, NULL, "P", "0 = off",
-         "drop tokens less likely than P times the most likely (at temperature 1)", NULL},
-        {"--repeat-penalty", CLI_FLOAT, &g.repeat_penalty, 0, 100, NULL, "R", "1 = off",
-         "divide the positive logits (multiply the negative) of recent tokens by R", NULL},
-        {"--repeat-last-n", CLI_INT, &g.repeat_last_n, 0, 1 << 20, NULL, "N", "64",
-         "tokens (prompt included) the penalty looks back over", NULL},
-        {"--seed|-s", CLI_U64, &seed, 0, 9007199254740991.0, NULL, "S", "random", "sampling seed (printed on stderr)",
-         &seed_given},
-        {"--ctx|-c|--ctx-size", CLI_INT, &g.ctx, 1, 1 << 20, NULL, "N", "the model's, at most 4096",
-         "context length: prompt + generated tokens", NULL},
-        {"--batch-size|-b", CLI_INT, &g.batch, 1, 1 << 16, NULL, "N", "256", "prompt tokens per forward pass", NULL},
+        OPT_SAMPLING(g, seed, seed_given),
+        {"--chat", CLI_FLAG, &chat.on, 0, 0, NULL, NULL, NULL,
+         "the prompt is one user turn of the model's chat template; stop at its end of turn", NULL},
+        OPT_CHAT(chat),
         OPT_THREADS(o),
     };
     int rc = parse_opts("generate",
                         "usage: tern generate --model M [--tokenizer T] --prompt TEXT|--file FILE [options]\n"
                         "Writes only the generated text to stdout (the seed and timings go to stderr). Stops at\n"
                         "the end of text, after --n-predict tokens, or when the context is full (said on stderr).\n"
-                        "Sampling: repetition penalty, top-k, min-p, temperature, top-p, in that order.\n",
+                        "Sampling: repetition penalty, top-k, min-p, temperature, top-p, in that order.\n"
+                        "--chat: the prompt is one user turn (after --system, if given) of the chat template,\n"
+                        "and generation stops at the template's end of turn.\n",
                         opts, N_OPTS(opts), argc, argv, NULL);
     if (rc >= 0) return rc;
     if (prompt && prompt_file) return bad_usage("generate", "%s", "give --prompt or --file, not both");
+    if (!chat.on && (chat.system || chat.tmpl))
+        return bad_usage("generate", "%s", "--system and --chat-template go with --chat (or tern chat)");
     char *file_text = NULL;
     size_t file_len;
     if (prompt_file) {
@@ -231,7 +302,10 @@ static int cmd_generate(int argc, char **argv) {
     g.seed = seed_given ? seed : (uint64_t)time(NULL);
     tern_model m;
     tern_tokenizer *tok;
-    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "generate", 0))) {
+    int tmpl = -1;
+    rc = chat.on ? load_chat_model(&o, &chat, &m, &tok, &tmpl, "generate")
+                 : load_model_and_tokenizer(&o, &m, &tok, "generate", 0);
+    if (rc) {
         free(file_text);
         return rc;
     }
@@ -243,8 +317,17 @@ static int cmd_generate(int argc, char **argv) {
                 m.cfg.max_seq);
     fprintf(stderr, "tern generate: seed %llu\n", (unsigned long long)g.seed);
     tern_gen_stats st;
-    rc = tern_generate(&m, tok, prompt, &g, stdout, &st);
-    printf("\n");
+    if (chat.on) {
+        tern_chat_session cs;
+        tern_chat_msg msgs[] = {{"system", chat.system}, {"user", prompt}};
+        rc = tern_chat_session_init(&cs, &m, tok, tmpl, &g);
+        if (rc == 0) rc = chat_reply("generate", &cs, msgs + !chat.system, 1 + !!chat.system, NULL, &st);
+        if (rc == 0) st.stopped_ctx = 0; // already said
+        tern_chat_session_free(&cs);
+    } else {
+        rc = tern_generate(&m, tok, prompt, &g, stdout, &st);
+        printf("\n");
+    }
     fflush(stdout); // the timing line on stderr must follow the text, also through pipes
     if (rc == 0 && st.stopped_ctx)
         fprintf(stderr, "tern generate: stopped at the context limit of %d tokens after %d of --n-predict %d tokens "

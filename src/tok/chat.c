@@ -286,3 +286,70 @@ static const char *token_text(const tern_vocab *v, int id) {
 
 const char *tern_vocab_bos_text(const tern_vocab *v) { return token_text(v, v->bos_id); }
 const char *tern_vocab_eos_text(const tern_vocab *v) { return token_text(v, v->eos_id); }
+
+// ---- tokenizing a rendered prompt ----------------------------------------------------------
+
+static int is_special(const tern_vocab *v, int id) {
+    int t = v->token_types ? v->token_types[id] : TERN_TOKEN_NORMAL;
+    return (t == TERN_TOKEN_CONTROL || t == TERN_TOKEN_USER_DEFINED) && v->token_lens[id] > 0;
+}
+
+// The longest of the special tokens sp[0..n_sp) whose text starts at s, or -1.
+static int special_at(const tern_vocab *v, const int *sp, int n_sp, const char *s, size_t left) {
+    int best = -1;
+    for (int k = 0; k < n_sp; k++) {
+        int id = sp[k];
+        size_t len = (size_t)v->token_lens[id];
+        if (len <= left && (best < 0 || len > (size_t)v->token_lens[best]) && memcmp(s, v->tokens[id], len) == 0)
+            best = id;
+    }
+    return best;
+}
+
+static int append_ids(int **ids, int *n, int *cap, const int *add, int k) {
+    if (*n + k > *cap) {
+        int c = *cap ? *cap : 64;
+        while (c < *n + k) c *= 2;
+        int *p = realloc(*ids, (size_t)c * sizeof *p);
+        if (!p) return tern_errorf("out of memory");
+        *ids = p, *cap = c;
+    }
+    memcpy(*ids + *n, add, (size_t)k * sizeof *add);
+    *n += k;
+    return 0;
+}
+
+int tern_chat_tokenize(const tern_tokenizer *tok, const tern_vocab *v, const char *text, int add_bos, int **ids,
+                       int *n_ids) {
+    if (v->type != TERN_VOCAB_SPM) return tern_tokenize(tok, text, strlen(text), add_bos, ids, n_ids);
+    int *sp = malloc(((size_t)v->n_tokens + 1) * sizeof *sp), n_sp = 0;
+    if (!sp) return tern_errorf("out of memory");
+    for (int id = 0; id < v->n_tokens; id++)
+        if (is_special(v, id)) sp[n_sp++] = id;
+    int *out = NULL, n = 0, cap = 0, rc = 0;
+    if (add_bos && v->bos_id >= 0) rc = append_ids(&out, &n, &cap, &v->bos_id, 1);
+    size_t len = strlen(text), start = 0;
+    for (size_t i = 0; rc == 0 && i <= len; i++) {
+        int id = i < len ? special_at(v, sp, n_sp, text + i, len - i) : -1;
+        if (id < 0 && i < len) continue;
+        if (i > start) { // the text before it
+            int *piece = NULL, k = 0;
+            rc = tern_tokenize(tok, text + start, i - start, 0, &piece, &k);
+            if (rc == 0) rc = append_ids(&out, &n, &cap, piece, k);
+            free(piece);
+        }
+        if (id >= 0 && rc == 0) {
+            rc = append_ids(&out, &n, &cap, &id, 1);
+            i += (size_t)v->token_lens[id] - 1;
+        }
+        start = i + 1;
+    }
+    free(sp);
+    if (rc) {
+        free(out);
+        return -1;
+    }
+    *ids = out;
+    *n_ids = n;
+    return 0;
+}

@@ -23,6 +23,7 @@
 #define TERN_TOK_CHAT_H
 
 #include "io/model.h"
+#include "tok/tokenizer.h"
 
 #ifndef TERN_CHAT_MSG_DEFINED
 #define TERN_CHAT_MSG_DEFINED
@@ -72,6 +73,15 @@ int tern_chat_template_pick(const tern_vocab *v, const char *name);
 // text, else EOS when the template ends turns with the vocabulary's EOS
 // (llama2, mistral, zephyr); -1 when neither exists.
 int tern_chat_eot_id(const tern_vocab *v, int tmpl);
+// Tokenizes a rendered prompt with the special tokens in it parsed as tokens
+// (as llama.cpp and transformers do for chat prompts): byte-level BPE does
+// that already; for SentencePiece vocabularies the text is cut at control and
+// user-defined token texts (longest first at the leftmost position) and the
+// pieces between are tokenized as text (each with the space prefix when the
+// vocabulary adds one, as llama.cpp does after a special token). BOS first when
+// add_bos and the vocabulary has one. *ids malloc'd.
+int tern_chat_tokenize(const tern_tokenizer *tok, const tern_vocab *v, const char *text, int add_bos, int **ids,
+                       int *n_ids);
 // The vocabulary's BOS / EOS texts (NULL when absent), for tern_chat_render.
 const char *tern_vocab_bos_text(const tern_vocab *v);
 const char *tern_vocab_eos_text(const tern_vocab *v);
