@@ -6,6 +6,7 @@
 
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "tern.h"
@@ -37,6 +38,7 @@ static const char *usage_text =
     "commands:\n"
     "  info      --model M [--json]                        describe a model\n"
     "  generate  --model M --prompt TEXT [--n-predict N]    generate text\n"
+    "  chat      --model M [--system TEXT]                  chat through the model's chat template\n"
     "  ppl       --model M --file TEXT [--ctx 512]          perplexity\n"
     "  bench     --model M [--compare f32,t2] [--json]      throughput (pp512, tg128) per format\n"
     "  eval      --model M --task FILE [--task FILE ...]    zero-shot multiple-choice accuracy\n"
@@ -340,6 +342,116 @@ static int cmd_generate(int argc, char **argv) {
     tern_tokenizer_free(tok);
     tern_model_free(&m);
     return rc ? die() : 0;
+}
+
+// The conversation of `tern chat`: messages with owned contents.
+typedef struct {
+    tern_chat_msg *msgs;
+    int n, cap;
+} chat_log;
+
+static int chat_log_add(chat_log *l, const char *role, char *content) { // takes content
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 16;
+        tern_chat_msg *p = realloc(l->msgs, (size_t)cap * sizeof *p);
+        if (!p) return free(content), tern_errorf("out of memory");
+        l->msgs = p, l->cap = cap;
+    }
+    l->msgs[l->n++] = (tern_chat_msg){role, content};
+    return 0;
+}
+
+static void chat_log_truncate(chat_log *l, int n) {
+    while (l->n > n) free((char *)l->msgs[--l->n].content);
+}
+
+// A line without its end-of-line and surrounding blanks (in place).
+static char *trim_line(char *s) {
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = 0;
+    while (*s == ' ' || *s == '\t') s++;
+    return s;
+}
+
+static int cmd_chat(int argc, char **argv) {
+    common_opts o = {0};
+    tern_gen_opts g = {.n_predict = 1024, .temp = 0.8f, .top_p = 0.95f, .repeat_penalty = 1.0f, .repeat_last_n = 64};
+    uint64_t seed = 0;
+    int seed_given = 0;
+    chat_opts chat = {0};
+    const cli_opt opts[] = {
+        OPT_MODEL(o),
+        OPT_TOKENIZER(o),
+        OPT_CHAT(chat),
+        {"--n-predict|-n", CLI_INT, &g.n_predict, 1, 1 << 24, NULL, "N", "1024",
+         "tokens per reply at most (fewer at the end of the turn or a full context)", NULL},
+        OPT_SAMPLING(g, seed, seed_given),
+        OPT_THREADS(o),
+    };
+    int rc = parse_opts("chat",
+                        "usage: tern chat --model M [--system TEXT] [--chat-template NAME] [sampling options]\n"
+                        "Chats with an instruction-tuned model through its chat template (the model's own, or\n"
+                        "--chat-template). Reads one user message per line from stdin and writes each reply to\n"
+                        "stdout, streamed, followed by a newline. `/reset` starts a new conversation (the system\n"
+                        "prompt stays), `/exit` or end of input quits; blank lines are skipped. Only the new\n"
+                        "tokens of each turn run: the KV cache keeps the conversation so far. A prompt `> ` is\n"
+                        "shown only when stdin is a terminal; notes (the template, a full context) go to stderr.\n",
+                        opts, N_OPTS(opts), argc, argv, NULL);
+    if (rc >= 0) return rc;
+    g.seed = seed_given ? seed : (uint64_t)time(NULL);
+    tern_model m;
+    tern_tokenizer *tok;
+    int tmpl;
+    if ((rc = load_chat_model(&o, &chat, &m, &tok, &tmpl, "chat"))) return rc;
+    tern_chat_session cs;
+    if (tern_chat_session_init(&cs, &m, tok, tmpl, &g)) {
+        tern_tokenizer_free(tok);
+        tern_model_free(&m);
+        return die();
+    }
+    int tty = isatty(0), failed = 0;
+    fprintf(stderr, "tern chat: template %s, context %d tokens, seed %llu; /reset starts over, /exit quits\n",
+            tern_chat_template_name(tmpl), tern_chat_session_n_ctx(&cs), (unsigned long long)g.seed);
+    chat_log log = {0};
+    rc = chat.system ? chat_log_add(&log, "system", strdup(chat.system)) : 0;
+    int n_keep = log.n; // what /reset keeps
+    char *line = NULL;
+    size_t cap = 0;
+    while (rc == 0) {
+        if (tty) fputs("> ", stdout), fflush(stdout);
+        if (getline(&line, &cap, stdin) < 0) break;
+        char *text = trim_line(line);
+        if (!*text) continue;
+        if (!strcmp(text, "/exit")) break;
+        if (!strcmp(text, "/reset")) {
+            chat_log_truncate(&log, n_keep);
+            tern_chat_session_reset(&cs);
+            fprintf(stderr, "tern chat: new conversation\n");
+            continue;
+        }
+        char *content = strdup(text);
+        if (!content || chat_log_add(&log, "user", content)) {
+            rc = -1;
+            break;
+        }
+        char *reply = NULL;
+        tern_gen_stats st;
+        if (chat_reply("chat", &cs, log.msgs, log.n, &reply, &st)) {
+            fprintf(stderr, "tern chat: %s\n", tern_last_error()); // the turn is dropped; the chat goes on
+            chat_log_truncate(&log, log.n - 1);
+            failed = 1;
+            continue;
+        }
+        rc = chat_log_add(&log, "assistant", reply);
+    }
+    free(line);
+    chat_log_truncate(&log, 0);
+    free(log.msgs);
+    tern_chat_session_free(&cs);
+    tern_tokenizer_free(tok);
+    tern_model_free(&m);
+    if (rc) return die();
+    return failed;
 }
 
 static int cmd_ppl(int argc, char **argv) {
@@ -1073,6 +1185,7 @@ int main(int argc, char **argv) {
     } commands[] = {
         {"info", cmd_info},
         {"generate", cmd_generate},
+        {"chat", cmd_chat},
         {"ppl", cmd_ppl},
         {"bench", cmd_bench},
         {"train", cmd_train},
