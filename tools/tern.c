@@ -7,6 +7,7 @@
 
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "tern.h"
@@ -19,6 +20,7 @@
 #include "eval/report.h"
 #include "eval/zeroshot.h"
 #include "infer/bench.h"
+#include "infer/chat.h"
 #include "infer/export.h"
 #include "infer/generate.h"
 #include "serve/serve.h"
@@ -42,6 +44,7 @@ static const char *usage_text =
     "  info      --model M [--json]                        describe a model\n"
     "  generate  --model M --prompt TEXT [--n-predict N]    generate text\n"
     "  serve     --model M [--port P] [--parallel N]        OpenAI-compatible HTTP server\n"
+    "  chat      --model M [--system TEXT]                  chat through the model's chat template\n"
     "  ppl       --model M --file TEXT [--ctx 512]          perplexity\n"
     "  bench     --model M [--compare f32,t2] [--json]      throughput (pp512, tg128) per format\n"
     "  eval      --model M --task FILE [--task FILE ...]    zero-shot multiple-choice accuracy\n"
@@ -84,6 +87,35 @@ static int bad_usage(const char *cmd, const char *fmt, const char *arg) {
 #define OPT_THREADS(o) {"--threads|-t", CLI_INT, &(o).threads, 1, 4096, NULL, "N", "all cores", "worker threads", NULL}
 #define OPT_JSON(o) \
     {"--json", CLI_FLAG, &(o).json, 0, 0, NULL, NULL, NULL, "one JSON object on stdout (progress stays on stderr)", NULL}
+// Sampling, context and batch options (generate, chat): g a tern_gen_opts.
+#define OPT_SAMPLING(g, seed, seed_given) \
+    {"--temp|--temperature", CLI_FLOAT, &(g).temp, 0, 100, NULL, "T", "0.8", "temperature; 0 = greedy", NULL}, \
+    {"--top-p", CLI_FLOAT, &(g).top_p, 1e-6, 1, NULL, "P", "0.95", "nucleus sampling (after temperature); 1 = off", \
+     NULL}, \
+    {"--top-k", CLI_INT, &(g).top_k, 0, 1 << 30, NULL, "K", "0 = off", "sample among the K most likely tokens", NULL}, \
+    {"--min-p", CLI_FLOAT, &(g).min_p, 0, 1, NULL, "P", "0 = off", \
+     "drop tokens less likely than P times the most likely (at temperature 1)", NULL}, \
+    {"--repeat-penalty", CLI_FLOAT, &(g).repeat_penalty, 0, 100, NULL, "R", "1 = off", \
+     "divide the positive logits (multiply the negative) of recent tokens by R", NULL}, \
+    {"--repeat-last-n", CLI_INT, &(g).repeat_last_n, 0, 1 << 20, NULL, "N", "64", \
+     "tokens (prompt included) the penalty looks back over", NULL}, \
+    {"--seed|-s", CLI_U64, &(seed), 0, 9007199254740991.0, NULL, "S", "random", "sampling seed (printed on stderr)", \
+     &(seed_given)}, \
+    {"--ctx|-c|--ctx-size", CLI_INT, &(g).ctx, 1, 1 << 20, NULL, "N", "the model's, at most 4096", \
+     "context length: prompt + generated tokens", NULL}, \
+    {"--batch-size|-b", CLI_INT, &(g).batch, 1, 1 << 16, NULL, "N", "256", "prompt tokens per forward pass", NULL}
+
+// Chat options (generate --chat, chat): c a chat_opts.
+typedef struct {
+    int on;
+    const char *system, *tmpl;
+} chat_opts;
+#define OPT_CHAT(c) \
+    {"--system", CLI_STR, &(c).system, 0, 0, NULL, "TEXT", NULL, "the system prompt (default: the template's, if any)", \
+     NULL}, \
+    {"--chat-template", CLI_STR, &(c).tmpl, 0, 0, NULL, "NAME", "the model's", \
+     "chatml, smollm2, llama3, llama2, mistral, zephyr or gemma", NULL}
+
 #define N_OPTS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 // Parses argv with a command's option table. Returns -1 to go on, else the
@@ -190,12 +222,59 @@ static int load_model_and_tokenizer(const common_opts *o, tern_model *m, tern_to
     return 0;
 }
 
+// Chat: --chat-template is checked before the model loads (a usage error);
+// then the model, its tokenizer and its template (override > the model's).
+// A --system the template cannot express fails here, before any turn.
+static int load_chat_model(const common_opts *o, const chat_opts *c, tern_model *m, tern_tokenizer **tok, int *tmpl,
+                           const char *cmd) {
+    if (c->tmpl && tern_chat_template_from_name(c->tmpl) < 0)
+        return bad_usage(cmd, "unknown --chat-template '%s' (chatml, smollm2, llama3, llama2, mistral, zephyr, gemma)",
+                         c->tmpl);
+    if (!o->model) return bad_usage(cmd, "%s", "--model is required");
+    int rc = load_model_and_tokenizer(o, m, tok, cmd, 0);
+    if (rc) return rc;
+    *tmpl = tern_chat_template_pick(&m->vocab, c->tmpl);
+    char *probe = NULL;
+    if (*tmpl >= 0 && c->system) {
+        tern_chat_msg msgs[] = {{"system", c->system}, {"user", "?"}};
+        probe = tern_chat_render(*tmpl, msgs, 2, 1, NULL, NULL);
+    }
+    if (*tmpl < 0 || (c->system && !probe)) {
+        fprintf(stderr, "tern %s: %s: %s\n", cmd, o->model, tern_last_error());
+        tern_tokenizer_free(*tok);
+        tern_model_free(m);
+        return 1;
+    }
+    free(probe);
+    return 0;
+}
+
+static int print_piece(const char *piece, size_t len, void *user) {
+    fwrite(piece, 1, len, user);
+    fflush(user);
+    return 0;
+}
+
+// One reply of a chat session to the conversation so far, streamed to stdout.
+// The context filling up is said on stderr.
+static int chat_reply(const char *cmd, tern_chat_session *cs, const tern_chat_msg *msgs, int n, char **reply,
+                      tern_gen_stats *st) {
+    int rc = tern_chat_session_reply(cs, msgs, n, print_piece, stdout, reply, st);
+    if (rc == 0) printf("\n");
+    fflush(stdout);
+    if (rc == 0 && st->stopped_ctx)
+        fprintf(stderr, "tern %s: the context of %d tokens is full: the reply was cut (/reset starts a new "
+                        "conversation; --ctx sets the context)\n", cmd, st->ctx);
+    return rc;
+}
+
 static int cmd_generate(int argc, char **argv) {
     common_opts o = {0};
     const char *prompt = NULL, *prompt_file = NULL;
     tern_gen_opts g = {.n_predict = 128, .temp = 0.8f, .top_p = 0.95f, .repeat_penalty = 1.0f, .repeat_last_n = 64};
     uint64_t seed = 0;
     int seed_given = 0;
+    chat_opts chat = {0};
     const cli_opt opts[] = {
         OPT_MODEL(o),
         OPT_TOKENIZER(o),
@@ -203,30 +282,24 @@ static int cmd_generate(int argc, char **argv) {
         {"--file|-f", CLI_STR, &prompt_file, 0, 0, NULL, "FILE", NULL, "read the prompt from FILE instead", NULL},
         {"--n-predict|-n", CLI_INT, &g.n_predict, 0, 1 << 24, NULL, "N", "128",
          "tokens to generate (fewer at end of text or a full context)", NULL},
-        {"--temp|--temperature", CLI_FLOAT, &g.temp, 0, 100, NULL, "T", "0.8", "temperature; 0 = greedy", NULL},
-        {"--top-p", CLI_FLOAT, &g.top_p, 1e-6, 1, NULL, "P", "0.95", "nucleus sampling (after temperature); 1 = off", NULL},
-        {"--top-k", CLI_INT, &g.top_k, 0, 1 << 30, NULL, "K", "0 = off", "sample among the K most likely tokens", NULL},
-        {"--min-p", CLI_FLOAT, &g.min_p, 0, 1, NULL, "P", "0 = off",
-         "drop tokens less likely than P times the most likely (at temperature 1)", NULL},
-        {"--repeat-penalty", CLI_FLOAT, &g.repeat_penalty, 0, 100, NULL, "R", "1 = off",
-         "divide the positive logits (multiply the negative) of recent tokens by R", NULL},
-        {"--repeat-last-n", CLI_INT, &g.repeat_last_n, 0, 1 << 20, NULL, "N", "64",
-         "tokens (prompt included) the penalty looks back over", NULL},
-        {"--seed|-s", CLI_U64, &seed, 0, 9007199254740991.0, NULL, "S", "random", "sampling seed (printed on stderr)",
-         &seed_given},
-        {"--ctx|-c|--ctx-size", CLI_INT, &g.ctx, 1, 1 << 20, NULL, "N", "the model's, at most 4096",
-         "context length: prompt + generated tokens", NULL},
-        {"--batch-size|-b", CLI_INT, &g.batch, 1, 1 << 16, NULL, "N", "256", "prompt tokens per forward pass", NULL},
+        OPT_SAMPLING(g, seed, seed_given),
+        {"--chat", CLI_FLAG, &chat.on, 0, 0, NULL, NULL, NULL,
+         "the prompt is one user turn of the model's chat template; stop at its end of turn", NULL},
+        OPT_CHAT(chat),
         OPT_THREADS(o),
     };
     int rc = parse_opts("generate",
                         "usage: tern generate --model M [--tokenizer T] --prompt TEXT|--file FILE [options]\n"
                         "Writes only the generated text to stdout (the seed and timings go to stderr). Stops at\n"
                         "the end of text, after --n-predict tokens, or when the context is full (said on stderr).\n"
-                        "Sampling: repetition penalty, top-k, min-p, temperature, top-p, in that order.\n",
+                        "Sampling: repetition penalty, top-k, min-p, temperature, top-p, in that order.\n"
+                        "--chat: the prompt is one user turn (after --system, if given) of the chat template,\n"
+                        "and generation stops at the template's end of turn.\n",
                         opts, N_OPTS(opts), argc, argv, NULL);
     if (rc >= 0) return rc;
     if (prompt && prompt_file) return bad_usage("generate", "%s", "give --prompt or --file, not both");
+    if (!chat.on && (chat.system || chat.tmpl))
+        return bad_usage("generate", "%s", "--system and --chat-template go with --chat (or tern chat)");
     char *file_text = NULL;
     size_t file_len;
     if (prompt_file) {
@@ -237,7 +310,10 @@ static int cmd_generate(int argc, char **argv) {
     g.seed = seed_given ? seed : (uint64_t)time(NULL);
     tern_model m;
     tern_tokenizer *tok;
-    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "generate", 0))) {
+    int tmpl = -1;
+    rc = chat.on ? load_chat_model(&o, &chat, &m, &tok, &tmpl, "generate")
+                 : load_model_and_tokenizer(&o, &m, &tok, "generate", 0);
+    if (rc) {
         free(file_text);
         return rc;
     }
@@ -249,8 +325,17 @@ static int cmd_generate(int argc, char **argv) {
                 m.cfg.max_seq);
     fprintf(stderr, "tern generate: seed %llu\n", (unsigned long long)g.seed);
     tern_gen_stats st;
-    rc = tern_generate(&m, tok, prompt, &g, stdout, &st);
-    printf("\n");
+    if (chat.on) {
+        tern_chat_session cs;
+        tern_chat_msg msgs[] = {{"system", chat.system}, {"user", prompt}};
+        rc = tern_chat_session_init(&cs, &m, tok, tmpl, &g);
+        if (rc == 0) rc = chat_reply("generate", &cs, msgs + !chat.system, 1 + !!chat.system, NULL, &st);
+        if (rc == 0) st.stopped_ctx = 0; // already said
+        tern_chat_session_free(&cs);
+    } else {
+        rc = tern_generate(&m, tok, prompt, &g, stdout, &st);
+        printf("\n");
+    }
     fflush(stdout); // the timing line on stderr must follow the text, also through pipes
     if (rc == 0 && st.stopped_ctx)
         fprintf(stderr, "tern generate: stopped at the context limit of %d tokens after %d of --n-predict %d tokens "
@@ -283,9 +368,12 @@ static int cmd_serve(int argc, char **argv) {
                           .defaults = {.temp = 0.8f, .top_p = 0.95f, .repeat_penalty = 1.0f, .seed_random = 1}};
     int max_body_kb = 1024, seed_given = 0;
     uint64_t seed = 0;
+    const char *tmpl = NULL;
     const cli_opt opts[] = {
         OPT_MODEL(o),
         OPT_TOKENIZER(o),
+        {"--chat-template", CLI_STR, &tmpl, 0, 0, NULL, "NAME", "the model's",
+         "chatml, smollm2, llama3, llama2, mistral, zephyr or gemma (without one, chat requests are refused)", NULL},
         {"--host", CLI_STR, &so.host, 0, 0, NULL, "ADDR", "127.0.0.1", "IPv4 address to listen on", NULL},
         {"--port", CLI_INT, &so.port, 0, 65535, NULL, "P", "8080", "TCP port (0: any free one, printed)", NULL},
         {"--parallel|-np", CLI_INT, &so.parallel, 1, 256, NULL, "N", "1",
@@ -321,15 +409,133 @@ static int cmd_serve(int argc, char **argv) {
     }
     so.max_body = (size_t)max_body_kb << 10;
     if (seed_given) so.defaults.seed = seed, so.defaults.seed_random = 0;
+    if (tmpl && tern_chat_template_from_name(tmpl) < 0)
+        return bad_usage("serve", "unknown --chat-template '%s' (chatml, smollm2, llama3, llama2, mistral, zephyr, gemma)",
+                         tmpl);
     tern_model m;
     tern_tokenizer *tok;
     if ((rc = load_model_and_tokenizer(&o, &m, &tok, "serve", LOAD_ANNOUNCE))) return rc;
     so.model = &m, so.tok = tok, so.threads = o.threads;
+    // The chat template: the override, else the model's; without one only completions are served.
+    so.chat_template = tmpl || m.vocab.chat_template ? tern_chat_template_pick(&m.vocab, tmpl) : -1;
+    if (so.chat_template < 0)
+        fprintf(stderr, "tern serve: note: %s; /v1/chat/completions will refuse requests\n",
+                m.vocab.chat_template ? tern_last_error() : "the model has no chat template (--chat-template NAME sets one)");
     if (!so.model_name) so.model_name = base_name(o.model);
     rc = tern_serve(&so);
     tern_tokenizer_free(tok);
     tern_model_free(&m);
     return rc ? die() : 0;
+}
+
+// The conversation of `tern chat`: messages with owned contents.
+typedef struct {
+    tern_chat_msg *msgs;
+    int n, cap;
+} chat_log;
+
+static int chat_log_add(chat_log *l, const char *role, char *content) { // takes content
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 16;
+        tern_chat_msg *p = realloc(l->msgs, (size_t)cap * sizeof *p);
+        if (!p) return free(content), tern_errorf("out of memory");
+        l->msgs = p, l->cap = cap;
+    }
+    l->msgs[l->n++] = (tern_chat_msg){role, content};
+    return 0;
+}
+
+static void chat_log_truncate(chat_log *l, int n) {
+    while (l->n > n) free((char *)l->msgs[--l->n].content);
+}
+
+// A line without its end-of-line and surrounding blanks (in place).
+static char *trim_line(char *s) {
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = 0;
+    while (*s == ' ' || *s == '\t') s++;
+    return s;
+}
+
+static int cmd_chat(int argc, char **argv) {
+    common_opts o = {0};
+    tern_gen_opts g = {.n_predict = 1024, .temp = 0.8f, .top_p = 0.95f, .repeat_penalty = 1.0f, .repeat_last_n = 64};
+    uint64_t seed = 0;
+    int seed_given = 0;
+    chat_opts chat = {0};
+    const cli_opt opts[] = {
+        OPT_MODEL(o),
+        OPT_TOKENIZER(o),
+        OPT_CHAT(chat),
+        {"--n-predict|-n", CLI_INT, &g.n_predict, 1, 1 << 24, NULL, "N", "1024",
+         "tokens per reply at most (fewer at the end of the turn or a full context)", NULL},
+        OPT_SAMPLING(g, seed, seed_given),
+        OPT_THREADS(o),
+    };
+    int rc = parse_opts("chat",
+                        "usage: tern chat --model M [--system TEXT] [--chat-template NAME] [sampling options]\n"
+                        "Chats with an instruction-tuned model through its chat template (the model's own, or\n"
+                        "--chat-template). Reads one user message per line from stdin and writes each reply to\n"
+                        "stdout, streamed, followed by a newline. `/reset` starts a new conversation (the system\n"
+                        "prompt stays), `/exit` or end of input quits; blank lines are skipped. Only the new\n"
+                        "tokens of each turn run: the KV cache keeps the conversation so far. A prompt `> ` is\n"
+                        "shown only when stdin is a terminal; notes (the template, a full context) go to stderr.\n",
+                        opts, N_OPTS(opts), argc, argv, NULL);
+    if (rc >= 0) return rc;
+    g.seed = seed_given ? seed : (uint64_t)time(NULL);
+    tern_model m;
+    tern_tokenizer *tok;
+    int tmpl;
+    if ((rc = load_chat_model(&o, &chat, &m, &tok, &tmpl, "chat"))) return rc;
+    tern_chat_session cs;
+    if (tern_chat_session_init(&cs, &m, tok, tmpl, &g)) {
+        tern_tokenizer_free(tok);
+        tern_model_free(&m);
+        return die();
+    }
+    int tty = isatty(0), failed = 0;
+    fprintf(stderr, "tern chat: template %s, context %d tokens, seed %llu; /reset starts over, /exit quits\n",
+            tern_chat_template_name(tmpl), tern_chat_session_n_ctx(&cs), (unsigned long long)g.seed);
+    chat_log log = {0};
+    rc = chat.system ? chat_log_add(&log, "system", strdup(chat.system)) : 0;
+    int n_keep = log.n; // what /reset keeps
+    char *line = NULL;
+    size_t cap = 0;
+    while (rc == 0) {
+        if (tty) fputs("> ", stdout), fflush(stdout);
+        if (getline(&line, &cap, stdin) < 0) break;
+        char *text = trim_line(line);
+        if (!*text) continue;
+        if (!strcmp(text, "/exit")) break;
+        if (!strcmp(text, "/reset")) {
+            chat_log_truncate(&log, n_keep);
+            tern_chat_session_reset(&cs);
+            fprintf(stderr, "tern chat: new conversation\n");
+            continue;
+        }
+        char *content = strdup(text);
+        if (!content || chat_log_add(&log, "user", content)) {
+            rc = -1;
+            break;
+        }
+        char *reply = NULL;
+        tern_gen_stats st;
+        if (chat_reply("chat", &cs, log.msgs, log.n, &reply, &st)) {
+            fprintf(stderr, "tern chat: %s\n", tern_last_error()); // the turn is dropped; the chat goes on
+            chat_log_truncate(&log, log.n - 1);
+            failed = 1;
+            continue;
+        }
+        rc = chat_log_add(&log, "assistant", reply);
+    }
+    free(line);
+    chat_log_truncate(&log, 0);
+    free(log.msgs);
+    tern_chat_session_free(&cs);
+    tern_tokenizer_free(tok);
+    tern_model_free(&m);
+    if (rc) return die();
+    return failed;
 }
 
 static int cmd_ppl(int argc, char **argv) {
@@ -1103,6 +1309,7 @@ int main(int argc, char **argv) {
         {"info", cmd_info},
         {"generate", cmd_generate},
         {"serve", cmd_serve},
+        {"chat", cmd_chat},
         {"ppl", cmd_ppl},
         {"bench", cmd_bench},
         {"train", cmd_train},

@@ -61,6 +61,7 @@ int tern_gen_begin(tern_gen_run *g, tern_session *s, const tern_tokenizer *tok, 
     g->st.prompt_tokens = n;
     g->st.prompt_sec = g->t_gen - t0;
     g->prev = ids[n - 1], g->pos = n;
+    g->stop_id = -1;
     g->done = g->n_predict <= 0;
     return 0;
 }
@@ -77,7 +78,7 @@ int tern_gen_next(tern_gen_run *g, char *piece, size_t cap, size_t *len) {
         g->pos++, g->pending = 0;
     }
     int next = tern_sample(&g->smp, g->s->logits);
-    if (tern_tokenizer_is_eog(g->tok, next)) {
+    if (next == g->stop_id || tern_tokenizer_is_eog(g->tok, next)) {
         g->st.stopped_eog = 1, g->done = 1;
         return 0;
     }
@@ -94,21 +95,36 @@ void tern_gen_end(tern_gen_run *g) {
     tern_sampler_free(&g->smp);
 }
 
+int tern_gen_session(tern_session *s, tern_packed **packed, const tern_model *m, const tern_gen_opts *o) {
+    *packed = NULL;
+    if (tern_session_init(s, m, o->ctx > 0 ? o->ctx : 0, o->batch > 0 ? o->batch : 256)) return -1;
+    if (tern_session_use_native(s, packed)) {
+        tern_gen_session_free(s, *packed);
+        return -1;
+    }
+    return 0;
+}
+
+void tern_gen_session_free(tern_session *s, tern_packed *packed) {
+    tern_session_free(s);
+    tern_packed_free(packed);
+}
+
 int tern_generate_cb(const tern_model *m, const tern_tokenizer *tok, const char *prompt, const tern_gen_opts *o,
                      tern_gen_piece_fn fn, void *user, tern_gen_stats *stats) {
     memset(stats, 0, sizeof *stats);
     int *ids = NULL, n_ids = 0;
     if (tern_gen_tokenize(tok, prompt, &ids, &n_ids)) return -1;
     tern_session s;
-    if (tern_session_init(&s, m, o->ctx > 0 ? o->ctx : 0, o->batch > 0 ? o->batch : 256)) {
+    tern_packed *packed; // a .tern model runs its packed bytes
+    if (tern_gen_session(&s, &packed, m, o)) {
         free(ids);
         return -1;
     }
-    tern_packed *packed = NULL; // a .tern model runs its packed bytes
     tern_gen_run g;
     int rc = -1;
     stats->ctx = s.max_seq;
-    if (tern_session_use_native(&s, &packed) || tern_gen_begin(&g, &s, tok, ids, n_ids, 0, o)) goto done;
+    if (tern_gen_begin(&g, &s, tok, ids, n_ids, 0, o)) goto done;
     char piece[512];
     size_t len;
     while ((rc = tern_gen_next(&g, piece, sizeof piece, &len)) == 1)
@@ -120,8 +136,7 @@ int tern_generate_cb(const tern_model *m, const tern_tokenizer *tok, const char 
     *stats = g.st;
     rc = rc < 0 ? -1 : 0;
 done:
-    tern_session_free(&s);
-    tern_packed_free(packed);
+    tern_gen_session_free(&s, packed);
     free(ids);
     return rc;
 }

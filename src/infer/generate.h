@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "io/model.h"
+#include "infer/packed.h"
 #include "infer/sampler.h"
 #include "nn/transformer.h"
 #include "tok/tokenizer.h"
@@ -46,6 +47,8 @@ typedef struct {
     int prev;        // the last token (the prompt's last, then each sampled one)
     int pos;         // positions of the session's KV cache that are filled
     int pending;     // prev is sampled but not yet run through the model
+    int stop_id;     // a token that also ends generation unseen, like end-of-generation
+                     // ones (a chat template's end of turn); -1 (the default): none
     int done;
     double t_gen;    // when decoding started
     tern_gen_stats st;
@@ -57,6 +60,10 @@ typedef struct {
 // so that its logits are current.
 int tern_gen_begin(tern_gen_run *g, tern_session *s, const tern_tokenizer *tok, const int *ids, int n, int reuse,
                    const tern_gen_opts *o);
+// A session for generation: context and batch from o, a .tern model's packed
+// linears installed (free with tern_gen_session_free).
+int tern_gen_session(tern_session *s, tern_packed **packed, const tern_model *m, const tern_gen_opts *o);
+void tern_gen_session_free(tern_session *s, tern_packed *packed);
 // 1: one token was generated, its text in piece[0..*len) and its id in g->prev;
 // 0: finished (g->st says why: end of generation, a full context, or n_predict);
 // -1: error.

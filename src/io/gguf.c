@@ -923,6 +923,21 @@ static int read_token_id(const tern_gguf *g, const char *key, int n_tokens, int 
     return 0;
 }
 
+// tokenizer.chat_template (optional): a UTF-8 string without NUL, copied.
+static int read_chat_template(const tern_gguf *g, tern_vocab *v) {
+    const char *key = "tokenizer.chat_template";
+    const tern_gguf_kv *kv = tern_gguf_find_kv(g, key);
+    if (!kv) return 0;
+    if (kv->type != TERN_GGUF_STRING || memchr(kv->str, 0, (size_t)kv->str_len) ||
+        !utf8_valid((const uint8_t *)kv->str, (size_t)kv->str_len))
+        return tern_errorf("%s: metadata %s must be a UTF-8 string without NUL", g->path, key);
+    v->chat_template = malloc((size_t)kv->str_len + 1);
+    if (!v->chat_template) return tern_errorf("out of memory");
+    memcpy(v->chat_template, kv->str, (size_t)kv->str_len);
+    v->chat_template[kv->str_len] = 0;
+    return 0;
+}
+
 int tern_gguf_read_vocab(const tern_gguf *g, tern_vocab *v, int required) {
     memset(v, 0, sizeof *v);
     const tern_gguf_kv *model = tern_gguf_find_kv(g, "tokenizer.ggml.model");
@@ -973,7 +988,7 @@ int tern_gguf_read_vocab(const tern_gguf *g, tern_vocab *v, int required) {
         meta_bool(g, "tokenizer.ggml.add_bos_token", !bpe, &v->add_bos) ||
         meta_bool(g, "tokenizer.ggml.add_eos_token", 0, &v->add_eos) ||
         meta_bool(g, "tokenizer.ggml.add_space_prefix", !bpe, &v->add_space_prefix) ||
-        meta_str(g, "tokenizer.ggml.pre", 0, "default", v->pre, sizeof v->pre))
+        meta_str(g, "tokenizer.ggml.pre", 0, "default", v->pre, sizeof v->pre) || read_chat_template(g, v))
         return -1;
     return 0;
 }

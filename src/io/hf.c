@@ -598,6 +598,19 @@ static int template_adds_bos(const tern_json *pp, const tern_vocab *v, const tok
     return id && id->type == TERN_JSON_STRING && index_find(ix, id->str, id->len) == v->bos_id;
 }
 
+// tokenizer_config.json's chat_template: a string, or a list of {"name",
+// "template"} of which "default" is the chat template. Absent: none.
+static int read_chat_template(tern_vocab *v, const tern_json *t, const char *path) {
+    for (size_t i = 0; t && t->type == TERN_JSON_ARRAY && i < t->len; i++)
+        if (tern_json_str_eq(tern_json_get(tern_json_at(t, i), "name"), "default"))
+            t = tern_json_get(tern_json_at(t, i), "template");
+    if (!t || t->type == TERN_JSON_ARRAY || t->type == TERN_JSON_NULL) return 0;
+    if (t->type != TERN_JSON_STRING || strlen(t->str) != t->len)
+        return tern_errorf("%s: chat_template must be a string without NUL", path);
+    v->chat_template = strdup(t->str);
+    return v->chat_template ? 0 : tern_errorf("out of memory");
+}
+
 // BOS/EOS/PAD and add_bos from tokenizer_config.json, then config.json (ids),
 // then the tokenizer.json post-processor.
 static int read_specials(tern_vocab *v, const tok_index *ix, const tern_json *root, const char *path) {
@@ -620,7 +633,15 @@ static int read_specials(tern_vocab *v, const tok_index *ix, const tern_json *ro
         const tern_json *ab = tern_json_get(tc.root, "add_bos_token");
         if (ab && (ab->type == TERN_JSON_TRUE || ab->type == TERN_JSON_FALSE)) add_bos = ab->type == TERN_JSON_TRUE;
         add_eos = tern_json_bool(tern_json_get(tc.root, "add_eos_token"), 0) == 1;
+        int rc = read_chat_template(v, tern_json_get(tc.root, "chat_template"), p);
         tern_json_free(&tc);
+        if (rc) return -1;
+    }
+    path_join(p, sizeof p, dir, "chat_template.jinja"); // newer transformers keep it beside
+    if (!v->chat_template && tern_file_exists(p)) {
+        size_t len;
+        if (tern_read_file(p, &v->chat_template, &len)) return -1;
+        if (memchr(v->chat_template, 0, len)) return tern_errorf("%s: contains a NUL byte", p);
     }
     path_join(p, sizeof p, dir, "config.json");
     if ((v->bos_id < 0 || v->eos_id < 0) && tern_file_exists(p)) {

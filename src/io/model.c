@@ -42,6 +42,10 @@ static int load_vocab_override(tern_model *m, const char *tok_path) {
         return tern_errorf("%s: vocabulary size mismatch: the tokenizer has %d tokens, the model %s has %d", tok_path,
                            n, m->path, m->cfg.vocab_size);
     }
+    if (!v.chat_template) { // a tokenizer without a chat template keeps the model's
+        v.chat_template = m->vocab.chat_template;
+        m->vocab.chat_template = NULL;
+    }
     tern_vocab_free(&m->vocab);
     m->vocab = v;
     return 0;
@@ -84,6 +88,7 @@ void tern_vocab_free(tern_vocab *v) {
     free(v->scores);
     free(v->token_types);
     free(v->merges);
+    free(v->chat_template);
     memset(v, 0, sizeof *v);
 }
 

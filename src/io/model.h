@@ -94,6 +94,8 @@ typedef struct {
     int bos_id, eos_id, unk_id, pad_id; // -1 when absent
     int add_bos, add_eos;
     int add_space_prefix; // SPM: prepend a space to the input (llama/llama2.c do)
+    char *chat_template;  // the Jinja chat template (GGUF tokenizer.chat_template, HF
+                          // tokenizer_config.json chat_template), malloc'd; NULL when absent
 } tern_vocab;
 
 typedef struct {

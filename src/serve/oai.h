@@ -11,15 +11,15 @@
 #include <stdio.h>
 
 #include "io/json.h"
+#include "tok/chat.h"
 
 #define OAI_MAX_STOP 4
 
 typedef enum { OAI_COMPLETION, OAI_CHAT } oai_kind;
 
-typedef struct {
-    const char *role;    // "system", "user" or "assistant"
-    const char *content; // the text (parts of a content array joined)
-} oai_msg;
+// A chat message: role "system", "user" or "assistant"; the content's text
+// parts joined.
+typedef tern_chat_msg oai_msg;
 
 // What a request asks for; strings point into the parsed document.
 typedef struct {

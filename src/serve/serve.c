@@ -25,6 +25,7 @@ int tern_serve(const tern_serve_opts *o) {
 
 #include "core/error.h"
 #include "core/threads.h"
+#include "infer/chat.h"
 #include "infer/generate.h"
 #include "infer/packed.h"
 #include "serve/page.h"
@@ -196,34 +197,25 @@ static void job_free(job *j) {
     free(j);
 }
 
-// The prompt of a request: the completion's text, or the chat rendered with the model's template.
-static int request_prompt(server *sv, job *j, char **prompt, oai_error *e) {
-    if (j->req.kind == OAI_COMPLETION) {
-        *prompt = strdup(j->req.prompt);
-    } else {
-        oai_set_error(e, 501, "invalid_request_error", NULL, "chat completions need a chat template");
-        return -1;
-    }
-    if (!*prompt) {
-        oai_set_error(e, 500, "server_error", NULL, "out of memory");
-        return -1;
-    }
-    (void)sv;
-    return 0;
+// The prompt's tokens: the completion's text as tern generate tokenizes it, or
+// the conversation rendered with the chat template.
+static int request_ids(server *sv, job *j, int **ids, int *n, oai_error *e) {
+    const tern_serve_opts *o = sv->o;
+    if (j->req.kind == OAI_COMPLETION ? tern_gen_tokenize(o->tok, j->req.prompt, ids, n) == 0
+        : o->chat_template < 0 ? (tern_errorf("this server has no chat template (start it with --chat-template NAME)"), 0)
+        : tern_chat_prompt_ids(o->model, o->tok, o->chat_template, j->req.msgs,
+                               j->req.n_msgs, ids, n) == 0)
+        return 0;
+    oai_set_error(e, 400, "invalid_request_error", j->req.kind == OAI_CHAT ? "messages" : "prompt", "%s",
+                  tern_last_error());
+    return -1;
 }
 
 // Tokenizes, checks the context, takes a slot and runs the prompt.
 static int job_start(job *j, oai_error *e) {
     server *sv = j->sv;
-    char *prompt = NULL;
-    if (request_prompt(sv, j, &prompt, e)) return -1;
     int *ids = NULL, n = 0;
-    int rc = tern_gen_tokenize(sv->o->tok, prompt, &ids, &n);
-    free(prompt);
-    if (rc) {
-        oai_set_error(e, 400, "invalid_request_error", NULL, "%s", tern_last_error());
-        return -1;
-    }
+    if (request_ids(sv, j, &ids, &n, e)) return -1;
     int ctx = sv->slots[0].s.max_seq, room = ctx - n + 1; // a prompt of ctx tokens still yields one
     if (n > ctx || (j->req.max_tokens > room)) {
         oai_set_error(e, 400, "invalid_request_error", n > ctx ? "messages" : "max_tokens",
@@ -243,8 +235,9 @@ static int job_start(job *j, oai_error *e) {
     tern_threads_this_thread(sv->threads_per_slot);
     memcpy(j->sl->hist, ids, sizeof(int) * (size_t)n);
     j->sl->n_hist = 0; // until the prompt has run
-    rc = tern_gen_begin(&j->g, &j->sl->s, sv->o->tok, ids, n, reuse, &go);
+    int rc = tern_gen_begin(&j->g, &j->sl->s, sv->o->tok, ids, n, reuse, &go);
     free(ids);
+    if (r->kind == OAI_CHAT) j->g.stop_id = tern_chat_eot_id(&sv->o->model->vocab, sv->o->chat_template);
     if (rc) {
         oai_set_error(e, 500, "server_error", NULL, "%s", tern_last_error());
         slot_release(sv, j->sl);
