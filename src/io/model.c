@@ -260,6 +260,10 @@ int tern_model_bind(const tern_model *m, tern_weights *w) {
         BIND(b_gate, "ffn_gate.bias", c->hidden_dim, 0, c->ffn_bias);
         BIND(b_up, "ffn_up.bias", c->hidden_dim, 0, c->ffn_bias);
         BIND(b_down, "ffn_down.bias", c->dim, 0, c->ffn_bias);
+        if (c->sub_norms) {
+            BIND(attn_sub_norm, "attn_sub_norm.weight", q_dim, 0, 1);
+            BIND(ffn_sub_norm, "ffn_sub_norm.weight", c->hidden_dim, 0, 1);
+        }
     }
 #undef BIND
     if (err) {

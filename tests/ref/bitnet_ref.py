@@ -1,0 +1,149 @@
+#!/usr/bin/python3
+"""BitNet b1.58 fixtures and their Hugging Face logits (tests/test_bitnet.c).
+
+Writes two tiny checkpoints the way the published ones are stored, and the
+logits Hugging Face transformers computes for them:
+
+  tests/fixtures/tiny_bitnet/        BitNetForCausalLM, quantization_config
+      {quant_method: bitnet, linear_class: autobitlinear, quantization_mode:
+      offline} as in microsoft/bitnet-b1.58-2B-4T; tied embeddings.
+  tests/fixtures/tiny_bitnet_llama/  LlamaForCausalLM with {quant_method: bitnet}
+      and the default linear_class "bitlinear" (the Falcon3-1.58bit style).
+  tests/fixtures/tiny_bitnet*.logits.bin: int32 n_seq, int32 vocab, then per
+      sequence int32 n, int32 tokens[n], float32 logits[n, vocab].
+
+Storage (transformers/integrations/bitnet.py, pack_weights/unpack_weights):
+each decoder linear's weight [out, in] holds ternary T in {-1,0,1}; it is
+stored as uint8 [out/4, in] where byte (r, c) holds T+1 of rows r, r+out/4,
+r+2out/4, r+3out/4 (column c) in bits 0-1, 2-3, 4-5, 6-7; plus `weight_scale`
+of shape [1] (bf16 here, as in the published checkpoint).
+  autobitlinear (offline): W = T * weight_scale (AutoBitLinear multiplies).
+  bitlinear:               W = T / weight_scale (BitLinear divides).
+Activations of every converted linear: s = 127 / max(max|x_token|, 1e-5),
+x -> clamp(round_half_even(x s), -128, 127) / s, per token (ActQuant /
+BitLinear.activation_quant). lm_head is not converted.
+
+The logits come from transformers' own loading (from_pretrained with the
+bitnet quantizer: needs `accelerate`) and forward in float32 (torch.compile
+disabled, which changes nothing numerically); the script checks the loaded
+modules are AutoBitLinear / BitLinear with the codes written.
+Run: TORCHDYNAMO_DISABLE=1 python3 tests/ref/bitnet_ref.py
+"""
+import json
+import os
+import shutil
+import struct
+
+os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+from transformers import AutoModelForCausalLM  # noqa: E402
+from transformers.integrations.bitnet import AutoBitLinear, BitLinear, pack_weights, unpack_weights  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIX = os.path.join(HERE, "..", "fixtures")
+TOK = os.path.join(FIX, "tiny_hf")  # reuse its byte-level BPE tokenizer (281 tokens + 4 added)
+
+LINEARS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+SEQS = [[281, 5, 17, 200, 33, 99, 7, 150], [281, 42], [3, 3, 3, 250, 1, 0, 284, 12, 77, 61, 5]]
+
+
+def base_config(arch, model_type):
+    return {
+        "architectures": [arch], "model_type": model_type,
+        "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "intermediate_size": 96, "vocab_size": 285, "max_position_embeddings": 128,
+        "rope_theta": 10000.0, "rms_norm_eps": 1e-5, "bos_token_id": 281, "eos_token_id": 283,
+        "torch_dtype": "bfloat16", "attention_bias": False,
+    }
+
+
+def bf16(t):
+    return t.to(torch.bfloat16)
+
+
+def make(name, cfg, g):
+    out = os.path.join(FIX, name)
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    D, H, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    hd = D // cfg["num_attention_heads"]
+    qd, kvd = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
+    shapes = {"self_attn.q_proj": (qd, D), "self_attn.k_proj": (kvd, D), "self_attn.v_proj": (kvd, D),
+              "self_attn.o_proj": (D, qd), "mlp.gate_proj": (H, D), "mlp.up_proj": (H, D),
+              "mlp.down_proj": (D, H)}
+    divide = cfg["quantization_config"].get("linear_class", "bitlinear") == "bitlinear"
+    bitnet = cfg["model_type"] == "bitnet"
+    sd, codes = {}, {}
+    sd["model.embed_tokens.weight"] = bf16(torch.randn(V, D, generator=g))
+    sd["model.norm.weight"] = bf16(1 + 0.1 * torch.randn(D, generator=g))
+    if not cfg.get("tie_word_embeddings"):
+        sd["lm_head.weight"] = bf16(0.1 * torch.randn(V, D, generator=g))
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        sd[p + "input_layernorm.weight"] = bf16(1 + 0.1 * torch.randn(D, generator=g))
+        sd[p + "post_attention_layernorm.weight"] = bf16(1 + 0.1 * torch.randn(D, generator=g))
+        if bitnet:
+            sd[p + "self_attn.attn_sub_norm.weight"] = bf16(1 + 0.1 * torch.randn(D, generator=g))
+            sd[p + "mlp.ffn_sub_norm.weight"] = bf16(1 + 0.1 * torch.randn(H, generator=g))
+        for lin in LINEARS:
+            rows, cols = shapes[lin]
+            t = torch.randint(-1, 2, (rows, cols), generator=g, dtype=torch.int8)
+            codes[p + lin] = t.clone()
+            # mean|W| of a trained layer ~ 1/sqrt(cols); divide-style stores its reciprocal.
+            a = float(torch.empty(1).uniform_(0.6, 1.4, generator=g)) / cols ** 0.5
+            sd[p + lin + ".weight"] = pack_weights(t.clone())
+            sd[p + lin + ".weight_scale"] = bf16(torch.tensor([1 / a if divide else a]))
+    save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(out, "model.safetensors"),
+              metadata={"format": "pt"})
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    for fn in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(TOK, fn), os.path.join(out, fn))
+    return out, codes
+
+
+def check_loaded(model, codes, cls):
+    for name, t in codes.items():
+        mod = model.get_submodule(name)
+        assert isinstance(mod, cls), (name, type(mod))
+        w = mod.weight
+        if cls is BitLinear:  # keeps the packed bytes; unpack with the integration's own code
+            w = unpack_weights(w, dtype=torch.float32)
+        assert torch.equal(w.float(), t.float()), name
+
+
+def logits_file(path, model, vocab):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<ii", len(SEQS), vocab))
+        for s in SEQS:
+            with torch.no_grad():
+                lg = model(torch.tensor([s])).logits[0].float().numpy()
+            f.write(struct.pack("<i", len(s)) + np.asarray(s, np.int32).tobytes() + lg.astype(np.float32).tobytes())
+
+
+def main():
+    g = torch.Generator().manual_seed(1158)
+    cfg = base_config("BitNetForCausalLM", "bitnet")
+    cfg.update({"hidden_act": "relu2", "tie_word_embeddings": True, "_name_or_path": "tern/tiny-bitnet",
+                "quantization_config": {"quant_method": "bitnet", "linear_class": "autobitlinear",
+                                        "quantization_mode": "offline"}})
+    out, codes = make("tiny_bitnet", cfg, g)
+    m = torch.nn.Module.float(AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32))  # bf16 codes/scales widen exactly
+    check_loaded(m, codes, AutoBitLinear)
+    logits_file(out + ".logits.bin", m, cfg["vocab_size"])
+
+    cfg = base_config("LlamaForCausalLM", "llama")
+    cfg.update({"hidden_act": "silu", "tie_word_embeddings": False, "_name_or_path": "tern/tiny-bitnet-llama",
+                "quantization_config": {"quant_method": "bitnet"}})
+    out, codes = make("tiny_bitnet_llama", cfg, g)
+    m = torch.nn.Module.float(AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32))  # bf16 codes/scales widen exactly
+    check_loaded(m, codes, BitLinear)
+    logits_file(out + ".logits.bin", m, cfg["vocab_size"])
+
+
+if __name__ == "__main__":
+    main()
