@@ -115,6 +115,13 @@ void tern_model_free(tern_model *m) {
     memset(m, 0, sizeof *m);
 }
 
+int tern_model_require_llama(const tern_model *m, const char *what) {
+    const tern_config *c = &m->cfg;
+    if (!c->sub_norms && !c->act_int8 && c->ffn_act == TERN_FFN_SILU) return 0;
+    return tern_errorf("%s: %s supports the LLaMA architecture, not %s (sub-norms, relu² FFN or int8 activations)",
+                       m->path, what, c->act_int8 ? "BitNet b1.58 checkpoints" : c->arch);
+}
+
 tern_tensor *tern_model_find(const tern_model *m, const char *name) {
     for (int i = 0; i < m->n_tensors; i++)
         if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];

@@ -151,6 +151,11 @@ int tern_config_validate(const tern_config *c, const char *path);
 int tern_model_bind(const tern_model *m, tern_weights *w);
 void tern_weights_free(tern_weights *w);
 
+// 0 for a plain LLaMA-family model; otherwise an error "PATH: WHAT supports
+// the LLaMA architecture, not BitNet ..." (training, quantization and export
+// know neither sub-norms, relu² nor int8 activations).
+int tern_model_require_llama(const tern_model *m, const char *what);
+
 tern_tensor *tern_model_find(const tern_model *m, const char *name);
 // Adds a tensor with freshly allocated float storage (zeroed); returns it or NULL.
 tern_tensor *tern_model_add_tensor(tern_model *m, const char *name, int ndim, const int64_t *shape,
