@@ -223,8 +223,23 @@ static void test_bad_input(void) {
     tern_blob_close(&b);
 }
 
+// The valid base of tests/corpus/hf (every file there breaks one thing of it).
+static void test_corpus_base(void) {
+    tern_blob b;
+    CHECK_OK(tern_blob_open(&b, test_src_path("tests/fixtures/tiny_bitnet_min.hf")));
+    if (!b.data) return;
+    uint32_t n;
+    memcpy(&n, b.data, 4);
+    tern_model m = {0};
+    CHECK_OK(tern_hf_parse_model(&m, (const char *)b.data + 4, n, b.data + 4 + n, b.size - 4 - n, b.path));
+    CHECK(strcmp(m.cfg.arch, "bitnet") == 0 && m.n_tensors == 13);
+    tern_model_free(&m);
+    tern_blob_close(&b);
+}
+
 int main(void) {
     test_config();
+    test_corpus_base();
     check_model("tests/fixtures/tiny_bitnet", "tests/fixtures/tiny_bitnet.logits.bin", 1e-4);
     check_model("tests/fixtures/tiny_bitnet_llama", "tests/fixtures/tiny_bitnet_llama.logits.bin", 2e-2);
     test_bad_input();

@@ -166,18 +166,12 @@ static int parse_rope_scaling(const tern_json *root, const char *path, tern_conf
     return tern_errorf("%s: unsupported rope_scaling type '%.32s' (tern supports linear and llama3)", path, type);
 }
 
-static int parse_config(tern_model *m, const char *dir, hf_bitnet *bq) {
-    char path[1024];
-    path_join(path, sizeof path, dir, "config.json");
-    tern_json_doc doc;
-    if (tern_json_load(&doc, path)) return -1;
-    const tern_json *r = doc.root;
+// config.json's document `r` (errors name `path`); `dir` names the model when
+// the config does not.
+static int parse_config_doc(tern_model *m, const tern_json *r, const char *path, const char *dir, hf_bitnet *bq) {
     tern_config *c = &m->cfg;
-    int rc = -1, mlp_bias = 0, bias = 0, window = 0;
-    if (r->type != TERN_JSON_OBJECT) {
-        tern_errorf("%s: not a JSON object", path);
-        goto done;
-    }
+    int mlp_bias = 0, bias = 0, window = 0;
+    if (r->type != TERN_JSON_OBJECT) return tern_errorf("%s: not a JSON object", path);
     if (check_arch(r, path, c) || parse_act(r, path, c) || parse_bitnet(r, path, c, bq) ||
         cfg_int(r, "hidden_size", 0, 1, path, &c->dim) ||
         cfg_int(r, "num_hidden_layers", 0, 1, path, &c->n_layers) ||
@@ -193,16 +187,12 @@ static int parse_config(tern_model *m, const char *dir, hf_bitnet *bq) {
         cfg_bool(r, "tie_word_embeddings", 0, path, &c->tied_embeddings) ||
         cfg_bool(r, "attention_bias", 0, path, &bias) || cfg_bool(r, "mlp_bias", 0, path, &mlp_bias) ||
         parse_rope_scaling(r, path, c))
-        goto done;
+        return -1;
     const tern_json *hd = tern_json_get(r, "head_dim");
-    if (c->n_heads > 0 && c->dim % c->n_heads && (!hd || hd->type == TERN_JSON_NULL)) {
-        tern_errorf("%s: hidden_size %d is not a multiple of num_attention_heads %d", path, c->dim, c->n_heads);
-        goto done;
-    }
-    if (mlp_bias) {
-        tern_errorf("%s: mlp_bias is not supported (the LLaMA MLP has no biases)", path);
-        goto done;
-    }
+    if (c->n_heads > 0 && c->dim % c->n_heads && (!hd || hd->type == TERN_JSON_NULL))
+        return tern_errorf("%s: hidden_size %d is not a multiple of num_attention_heads %d", path, c->dim,
+                           c->n_heads);
+    if (mlp_bias) return tern_errorf("%s: mlp_bias is not supported (the LLaMA MLP has no biases)", path);
     // A sliding window only changes attention beyond `window` positions, so
     // capping the context there makes full attention exact (Mistral).
     if (window > 0 && window < c->max_seq) c->max_seq = window;
@@ -214,8 +204,15 @@ static int parse_config(tern_model *m, const char *dir, hf_bitnet *bq) {
         name = name && name[1] ? name + 1 : dir;
     }
     snprintf(c->name, sizeof c->name, "%s", name);
-    rc = tern_config_validate(c, path);
-done:
+    return tern_config_validate(c, path);
+}
+
+static int parse_config(tern_model *m, const char *dir, hf_bitnet *bq) {
+    char path[1024];
+    path_join(path, sizeof path, dir, "config.json");
+    tern_json_doc doc;
+    if (tern_json_load(&doc, path)) return -1;
+    int rc = parse_config_doc(m, doc.root, path, dir, bq);
     tern_json_free(&doc);
     return rc;
 }
@@ -404,21 +401,27 @@ static int load_tensor(hf_loader *L, const tern_st_file *st, const tern_st_tenso
 
 // Loads every tensor of one safetensors file. With an index, only the
 // tensors the index assigns to this file count, and each must be present.
+static int load_st(hf_loader *L, const tern_st_file *st, const char *file) {
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < st->n_tensors; i++) {
+        const tern_st_tensor *t = &st->tensors[i];
+        if (L->weight_map && !tern_json_str_eq(tern_json_get(L->weight_map, t->name), file)) continue;
+        rc = load_tensor(L, st, t);
+    }
+    for (size_t i = 0; rc == 0 && L->weight_map && i < L->weight_map->len; i++) {
+        const tern_json *k = tern_json_key(L->weight_map, i);
+        if (tern_json_str_eq(tern_json_value(L->weight_map, i), file) && !tern_st_find(st, k->str))
+            rc = tern_errorf("%s: tensor %s (listed in the index) is missing", st->path, k->str);
+    }
+    return rc;
+}
+
 static int load_file(hf_loader *L, const char *file) {
     char path[1024];
     path_join(path, sizeof path, L->dir, file);
     tern_st_file st;
     int rc = tern_st_open(&st, path);
-    for (int i = 0; rc == 0 && i < st.n_tensors; i++) {
-        const tern_st_tensor *t = &st.tensors[i];
-        if (L->weight_map && !tern_json_str_eq(tern_json_get(L->weight_map, t->name), file)) continue;
-        rc = load_tensor(L, &st, t);
-    }
-    for (size_t i = 0; rc == 0 && L->weight_map && i < L->weight_map->len; i++) {
-        const tern_json *k = tern_json_key(L->weight_map, i);
-        if (tern_json_str_eq(tern_json_value(L->weight_map, i), file) && !tern_st_find(&st, k->str))
-            rc = tern_errorf("%s: tensor %s (listed in the index) is missing", path, k->str);
-    }
+    if (rc == 0) rc = load_st(L, &st, file);
     tern_st_close(&st);
     return rc;
 }
@@ -509,6 +512,26 @@ int tern_hf_load_model(tern_model *m, const char *dir) {
         if (tern_hf_load_vocab(&m->vocab, path) || pad_vocab(&m->vocab, m->cfg.vocab_size, path)) return -1;
     }
     return 0;
+}
+
+int tern_hf_parse_model(tern_model *m, const char *config, size_t config_len, const void *st_data, size_t st_size,
+                        const char *path) {
+    snprintf(m->format, sizeof m->format, "hf");
+    if (!m->path[0]) snprintf(m->path, sizeof m->path, "%s", path);
+    hf_loader L = {.m = m, .dir = path};
+    tern_json_doc doc;
+    if (tern_json_parse(&doc, config, config_len, path)) return -1;
+    int rc = parse_config_doc(m, doc.root, path, path, &L.bitnet);
+    tern_json_free(&doc);
+    if (rc == 0) {
+        tern_st_file st;
+        rc = tern_st_parse(&st, st_data, st_size, path);
+        if (rc == 0) rc = load_st(&L, &st, "model.safetensors");
+        tern_st_close(&st);
+    }
+    tern_weights w;
+    if (rc == 0 && (rc = tern_model_bind(m, &w)) == 0) tern_weights_free(&w);
+    return rc;
 }
 
 // ---- tokenizer.json ---------------------------------------------------------
