@@ -6,7 +6,11 @@
 // embeddings); tiny_bitnet_llama is a LlamaForCausalLM with {quant_method:
 // bitnet} and the default linear_class "bitlinear" (Falcon3-1.58bit style).
 // The logits are transformers' own: from_pretrained through its bitnet
-// quantizer, forward in float32.
+// quantizer, forward in float32. tiny_bitnet.gguf holds the same weights as
+// llama.cpp's converter writes the "bitnet" architecture (gguf-py; F16 values
+// in layer 0, F32 codes + blk.N.*.scale in layer 1, q/k in NEOX order); its
+// oracle is transformers with hidden_act "silu", the FFN llama.cpp's bitnet
+// graph computes (measured max |tern - HF| 1.1e-5 of 46).
 //
 // What was verified in transformers/integrations/bitnet.py and
 // models/bitnet/modeling_bitnet.py (and is what tern implements):
@@ -91,7 +95,7 @@ static void diff(const float *a, const float *b, size_t n, double *err, double *
 // and the native packed session (compared with FP32, within packed_tol x max|logit|).
 static void check_model(const char *dir, const char *refs, double packed_tol) {
     tern_model m;
-    CHECK_OK(tern_model_load(&m, test_src_path(dir), NULL));
+    CHECK_OK(tern_model_load_ex(&m, test_src_path(dir), NULL, 0)); // the GGUF fixture has no tokenizer
     if (!m.n_tensors) return;
     tern_blob b = {0};
     ref_seq seqs[8];
@@ -154,6 +158,20 @@ static void write_file(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
     CHECK(f && fwrite(data, 1, n, f) == n);
     if (f) fclose(f);
+}
+
+// llama.cpp's "bitnet" GGUF: keys, sub-norms, SiLU (its graph), tied output,
+// every linear ternary and packed (F16 values, or F32 codes times a .scale tensor).
+static void test_gguf_config(void) {
+    tern_model m;
+    CHECK_OK(tern_model_load_ex(&m, test_src_path("tests/fixtures/tiny_bitnet.gguf"), NULL, 0));
+    const tern_config *c = &m.cfg;
+    CHECK(strcmp(c->arch, "bitnet") == 0 && c->sub_norms && c->ffn_act == TERN_FFN_SILU && c->act_int8);
+    CHECK(c->dim == 64 && c->n_layers == 2 && c->n_kv_heads == 2 && c->hidden_dim == 96 && c->tied_embeddings);
+    int packed = 0;
+    for (int i = 0; i < m.n_tensors; i++) packed += m.tensors[i].packed != NULL;
+    CHECK_MSG(packed == 14, "%d packed linears", packed);
+    tern_model_free(&m);
 }
 
 // A copy of tiny_bitnet under /tmp with its safetensors replaced by `st`
@@ -242,6 +260,8 @@ int main(void) {
     test_corpus_base();
     check_model("tests/fixtures/tiny_bitnet", "tests/fixtures/tiny_bitnet.logits.bin", 1e-4);
     check_model("tests/fixtures/tiny_bitnet_llama", "tests/fixtures/tiny_bitnet_llama.logits.bin", 2e-2);
+    test_gguf_config();
+    check_model("tests/fixtures/tiny_bitnet.gguf", "tests/fixtures/tiny_bitnet_gguf.logits.bin", 1e-4);
     test_bad_input();
     return test_report();
 }

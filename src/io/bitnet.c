@@ -1,6 +1,7 @@
 #include "io/bitnet.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/error.h"
@@ -64,5 +65,50 @@ int tern_bitnet_attach(tern_tensor *t, float scale, int divide, const char *what
     t->packed_fmt = TERN_KFMT_T2;
     t->packed_group = cols;
     t->packed_shift = 0;
+    return 0;
+}
+
+// a > 0 when every value is 0 or +-a; 0 otherwise.
+static float ternary_scale(const float *w, int64_t n) {
+    float a = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float v = fabsf(w[i]);
+        if (v == 0) continue;
+        if (a == 0) a = v;
+        else if (v != a) return 0;
+    }
+    return a;
+}
+
+static const char *const LINEARS[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+
+int tern_bitnet_finish_gguf(tern_model *m) {
+    const tern_config *c = &m->cfg;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < 7; k++) {
+            char name[TERN_NAME_MAX], what[700];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, LINEARS[k]);
+            snprintf(what, sizeof what, "%s: tensor %s", m->path, name);
+            tern_tensor *t = tern_model_find(m, name);
+            if (!t) continue; // tern_model_bind already required it
+            snprintf(name, sizeof name, "blk.%d.%s.scale", l, LINEARS[k]);
+            const tern_tensor *s = tern_model_find(m, name);
+            if (s && s->numel != 1) return tern_errorf("%s: tensor %s has %lld elements, expected 1", m->path, name,
+                                                       (long long)s->numel);
+            if (s && !(isfinite(s->data[0]) && s->data[0] != 0))
+                return tern_errorf("%s: tensor %s is not a finite non-zero scale", m->path, name);
+            for (int64_t i = 0; s && i < t->numel; i++) t->data[i] *= s->data[0];
+            int heads = k == 0 ? c->n_heads : k == 1 ? c->n_kv_heads : 0;
+            if ((heads || s) && t->packed) { // the stored bytes no longer match: re-derived below
+                tern_free((void *)t->packed);
+                t->packed = NULL;
+                t->packed_bytes = 0;
+            }
+            if (heads && tern_permute_rope_rows(t->data, heads, c->head_dim, t->shape[1])) return -1;
+            float a = t->packed ? 0 : ternary_scale(t->data, t->numel);
+            if (a == 0) continue; // not ternary (or already packed): FP32 weights
+            for (int64_t i = 0; i < t->numel; i++) t->data[i] = t->data[i] > 0 ? 1.0f : t->data[i] < 0 ? -1.0f : 0.0f;
+            if (tern_bitnet_attach(t, a, 0, what)) return -1;
+        }
     return 0;
 }

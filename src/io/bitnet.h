@@ -25,4 +25,14 @@ float tern_bitnet_ternarize(float *w, int64_t n);
 // is not finite and positive in fp16.
 int tern_bitnet_attach(tern_tensor *t, float scale, int divide, const char *what);
 
+// Finishes a GGUF model of llama.cpp's "bitnet" architecture after
+// dequantization: folds each optional per-tensor scale (blk.N.attn_q.scale,
+// ... : llama.cpp multiplies the product by it) into its weight, permutes q/k
+// rows from the NEOX RoPE layout, and attaches packed tern-t2 bytes to every
+// decoder linear whose values are 0 or +-a for one a (the converter writes
+// ternary weights times one scale, as F32/F16/BF16 or TQ1_0/TQ2_0) and that
+// carries no packed bytes (q/k and scaled weights drop theirs: the rows or
+// values changed). The packed scale is fp16 (exact for F16 sources).
+int tern_bitnet_finish_gguf(tern_model *m);
+
 #endif

@@ -292,30 +292,6 @@ static int map_name(const tern_config *c, const char *hf, char *out, size_t cap,
     return 0;
 }
 
-// Hugging Face's LLaMA applies RoPE with rotate_half, pairing element i of a
-// head with element i + hd/2; Meta's original weights (and GGUF, llama2.c and
-// tern) pair adjacent elements (2i, 2i+1). HF's conversion script permuted
-// the q/k rows to make the two agree, so we undo it: within each head, tern row
-// 2i = HF row i and tern row 2i+1 = HF row i + hd/2. This is the same mapping
-// as llama.cpp's convert_hf_to_gguf.py permute(), which reshapes the rows to
-// (heads, 2, hd/2) and swaps the last two axes: GGUF row h*hd + 2i + j comes
-// from HF row h*hd + j*hd/2 + i. Biases (cols == 1) permute the same way.
-static int permute_rope_rows(float *data, int heads, int hd, int64_t cols) {
-    size_t row = (size_t)cols * sizeof(float);
-    float *tmp = malloc((size_t)hd * row);
-    if (!tmp) return tern_errorf("out of memory");
-    for (int h = 0; h < heads; h++) {
-        float *head = data + (size_t)h * hd * cols;
-        memcpy(tmp, head, (size_t)hd * row);
-        for (int i = 0; i < hd / 2; i++) {
-            memcpy(head + (size_t)(2 * i) * cols, tmp + (size_t)i * cols, row);
-            memcpy(head + (size_t)(2 * i + 1) * cols, tmp + (size_t)(i + hd / 2) * cols, row);
-        }
-    }
-    free(tmp);
-    return 0;
-}
-
 // The per-tensor weight_scale of packed linear `t` (in the same file, or in
 // the shard the index names).
 static int bitnet_scale(hf_loader *L, const tern_st_file *st, const tern_st_tensor *t, float *scale) {
@@ -374,7 +350,8 @@ static int load_bitnet_linear(hf_loader *L, const tern_st_file *st, const tern_s
     } else if (tern_bitnet_unpack_hf(t->data, map->rows, map->cols, tt->data, what)) {
         return -1;
     }
-    if (map->rope_heads && permute_rope_rows(tt->data, map->rope_heads, L->m->cfg.head_dim, map->cols)) return -1;
+    if (map->rope_heads && tern_permute_rope_rows(tt->data, map->rope_heads, L->m->cfg.head_dim, map->cols))
+        return -1;
     return tern_bitnet_attach(tt, scale, divide, what);
 }
 
@@ -395,7 +372,7 @@ static int load_tensor(hf_loader *L, const tern_st_file *st, const tern_st_tenso
     tern_tensor *tt = tern_model_add_tensor(L->m, name, t->ndim, t->shape, t->dtype);
     if (!tt) return -1;
     if (tern_st_read_f32(st, t, tt->data)) return -1;
-    if (rope_heads) return permute_rope_rows(tt->data, rope_heads, c->head_dim, tt->numel / t->shape[0]);
+    if (rope_heads) return tern_permute_rope_rows(tt->data, rope_heads, c->head_dim, tt->numel / t->shape[0]);
     return 0;
 }
 

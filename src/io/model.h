@@ -157,6 +157,9 @@ void tern_weights_free(tern_weights *w);
 int tern_model_require_llama(const tern_model *m, const char *what);
 
 tern_tensor *tern_model_find(const tern_model *m, const char *name);
+// Rows of a q/k weight (or bias: cols 1) from the rotate-half RoPE layout
+// (Hugging Face, llama.cpp's NEOX) to tern's adjacent pairs, in place.
+int tern_permute_rope_rows(float *data, int heads, int hd, int64_t cols);
 // Adds a tensor with freshly allocated float storage (zeroed); returns it or NULL.
 tern_tensor *tern_model_add_tensor(tern_model *m, const char *name, int ndim, const int64_t *shape,
                                    const char *src_type);

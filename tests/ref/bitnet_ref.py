@@ -9,6 +9,14 @@ logits Hugging Face transformers computes for them:
       offline} as in microsoft/bitnet-b1.58-2B-4T; tied embeddings.
   tests/fixtures/tiny_bitnet_llama/  LlamaForCausalLM with {quant_method: bitnet}
       and the default linear_class "bitlinear" (the Falcon3-1.58bit style).
+  tests/fixtures/tiny_bitnet.gguf    the tiny_bitnet weights as llama.cpp's
+      converter writes the "bitnet" architecture (gguf-py: general.architecture
+      bitnet, bitnet.* keys, blk.N.attn_sub_norm / ffn_sub_norm, q/k rows in
+      Hugging Face order since llama.cpp runs bitnet with NEOX RoPE, output
+      tied to token_embd): layer 0's linears as F16 values T*a, layer 1's as
+      F32 codes T with the optional blk.N.*.scale tensors (a, multiplied).
+      No tokenizer. llama.cpp's bitnet graph gates the FFN with SiLU, so its
+      oracle is the same HF model with hidden_act "silu".
   tests/fixtures/tiny_bitnet*.logits.bin: int32 n_seq, int32 vocab, then per
       sequence int32 n, int32 tokens[n], float32 logits[n, vocab].
 
@@ -125,6 +133,52 @@ def logits_file(path, model, vocab):
             f.write(struct.pack("<i", len(s)) + np.asarray(s, np.int32).tobytes() + lg.astype(np.float32).tobytes())
 
 
+def write_gguf(hf_dir, path):
+    import gguf
+    from safetensors.torch import load_file
+    cfg = json.load(open(os.path.join(hf_dir, "config.json")))
+    sd = load_file(os.path.join(hf_dir, "model.safetensors"))
+    D, H = cfg["hidden_size"], cfg["intermediate_size"]
+    w = gguf.GGUFWriter(path, "bitnet")
+    w.add_name("tern tiny bitnet gguf")
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(D)
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_feed_forward_length(H)
+    w.add_rope_freq_base(cfg["rope_theta"])
+    w.add_head_count(cfg["num_attention_heads"])
+    w.add_head_count_kv(cfg["num_key_value_heads"])
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_vocab_size(cfg["vocab_size"])
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)  # as BitnetModel.set_gguf_parameters
+    w.add_rope_scaling_factor(1.0)
+    f32 = lambda t: t.float().numpy()
+    w.add_tensor("token_embd.weight", f32(sd["model.embed_tokens.weight"]))
+    w.add_tensor("output_norm.weight", f32(sd["model.norm.weight"]))
+    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down"}
+    norms = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+             "self_attn.attn_sub_norm": "attn_sub_norm", "mlp.ffn_sub_norm": "ffn_sub_norm"}
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        for hf, g in norms.items():
+            w.add_tensor(f"blk.{l}.{g}.weight", f32(sd[p + hf + ".weight"]))
+        for hf, g in names.items():
+            t = unpack_weights(sd[p + hf + ".weight"], dtype=torch.float32)
+            a = sd[p + hf + ".weight_scale"].float()
+            if l == 0:
+                w.add_tensor(f"blk.{l}.{g}.weight", (t * a).numpy().astype(np.float16))
+            else:
+                w.add_tensor(f"blk.{l}.{g}.weight", t.numpy())
+                w.add_tensor(f"blk.{l}.{g}.scale", a.numpy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main():
     g = torch.Generator().manual_seed(1158)
     cfg = base_config("BitNetForCausalLM", "bitnet")
@@ -135,6 +189,11 @@ def main():
     m = torch.nn.Module.float(AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32))  # bf16 codes/scales widen exactly
     check_loaded(m, codes, AutoBitLinear)
     logits_file(out + ".logits.bin", m, cfg["vocab_size"])
+    write_gguf(out, out + ".gguf")
+    m = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, hidden_act="silu")
+    m = torch.nn.Module.float(m)
+    assert m.config.hidden_act == "silu"
+    logits_file(out + "_gguf.logits.bin", m, cfg["vocab_size"])
 
     cfg = base_config("LlamaForCausalLM", "llama")
     cfg.update({"hidden_act": "silu", "tie_word_embeddings": False, "_name_or_path": "tern/tiny-bitnet-llama",
