@@ -138,8 +138,16 @@ static int parse_bitnet(const tern_json *root, const char *path, tern_config *c,
     return 0;
 }
 
+// rope_parameters (transformers 5) when it is an object, else the config itself.
+static const tern_json *rope_params(const tern_json *root) {
+    const tern_json *rp = tern_json_get(root, "rope_parameters");
+    return rp && rp->type == TERN_JSON_OBJECT ? rp : root;
+}
+
 static int parse_rope_scaling(const tern_json *root, const char *path, tern_config *c) {
     const tern_json *rs = tern_json_get(root, "rope_scaling");
+    // transformers 5 writes rope_parameters (rope_type "default" when unscaled) instead.
+    if (!rs || rs->type == TERN_JSON_NULL) rs = tern_json_get(root, "rope_parameters");
     c->rope_scaling = TERN_ROPE_SCALING_NONE;
     if (!rs || rs->type == TERN_JSON_NULL) return 0;
     if (rs->type != TERN_JSON_OBJECT) return tern_errorf("%s: rope_scaling must be an object or null", path);
@@ -182,7 +190,8 @@ static int parse_config_doc(tern_model *m, const tern_json *r, const char *path,
         cfg_int(r, "vocab_size", 0, 1, path, &c->vocab_size) ||
         cfg_int(r, "max_position_embeddings", 2048, 0, path, &c->max_seq) ||
         cfg_int(r, "sliding_window", 0, 0, path, &window) ||
-        cfg_float(r, "rope_theta", 10000.0f, path, &c->rope_theta) ||
+        cfg_float(tern_json_get(r, "rope_theta") ? r : rope_params(r), "rope_theta", 10000.0f, path,
+                  &c->rope_theta) ||
         cfg_float(r, "rms_norm_eps", 1e-6f, path, &c->rms_eps) ||
         cfg_bool(r, "tie_word_embeddings", 0, path, &c->tied_embeddings) ||
         cfg_bool(r, "attention_bias", 0, path, &bias) || cfg_bool(r, "mlp_bias", 0, path, &mlp_bias) ||

@@ -8,7 +8,8 @@ logits Hugging Face transformers computes for them:
       {quant_method: bitnet, linear_class: autobitlinear, quantization_mode:
       offline} as in microsoft/bitnet-b1.58-2B-4T; tied embeddings.
   tests/fixtures/tiny_bitnet_llama/  LlamaForCausalLM with {quant_method: bitnet}
-      and the default linear_class "bitlinear" (the Falcon3-1.58bit style).
+      and the default linear_class "bitlinear" (the Falcon3-1.58bit style);
+      RoPE given as transformers 5's rope_parameters (theta 50000).
   tests/fixtures/tiny_bitnet.gguf    the tiny_bitnet weights as llama.cpp's
       converter writes the "bitnet" architecture (gguf-py: general.architecture
       bitnet, bitnet.* keys, blk.N.attn_sub_norm / ffn_sub_norm, q/k rows in
@@ -196,6 +197,9 @@ def main():
     logits_file(out + "_gguf.logits.bin", m, cfg["vocab_size"])
 
     cfg = base_config("LlamaForCausalLM", "llama")
+    # transformers 5 spelling of the RoPE settings (save_pretrained writes it).
+    del cfg["rope_theta"]
+    cfg["rope_parameters"] = {"rope_theta": 50000.0, "rope_type": "default"}
     cfg.update({"hidden_act": "silu", "tie_word_embeddings": False, "_name_or_path": "tern/tiny-bitnet-llama",
                 "quantization_config": {"quant_method": "bitnet"}})
     out, codes = make("tiny_bitnet_llama", cfg, g)
