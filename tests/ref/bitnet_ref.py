@@ -10,6 +10,10 @@ logits Hugging Face transformers computes for them:
   tests/fixtures/tiny_bitnet_llama/  LlamaForCausalLM with {quant_method: bitnet}
       and the default linear_class "bitlinear" (the Falcon3-1.58bit style);
       RoPE given as transformers 5's rope_parameters (theta 50000).
+  tests/fixtures/tiny_bitnet_online/ BitNetForCausalLM with quantization_mode
+      "online" (as microsoft/bitnet-b1.58-2B-4T-bf16): bf16 master weights that
+      AutoBitLinear ternarizes in every forward (WeightQuant: s = 1/max(mean|W|,
+      1e-5) per tensor, W -> clamp(round(W s), -1, 1) / s); 1 layer.
   tests/fixtures/tiny_bitnet.gguf    the tiny_bitnet weights as llama.cpp's
       converter writes the "bitnet" architecture (gguf-py: general.architecture
       bitnet, bitnet.* keys, blk.N.attn_sub_norm / ffn_sub_norm, q/k rows in
@@ -85,6 +89,7 @@ def make(name, cfg, g):
               "self_attn.o_proj": (D, qd), "mlp.gate_proj": (H, D), "mlp.up_proj": (H, D),
               "mlp.down_proj": (D, H)}
     divide = cfg["quantization_config"].get("linear_class", "bitlinear") == "bitlinear"
+    online = cfg["quantization_config"].get("quantization_mode") == "online"
     bitnet = cfg["model_type"] == "bitnet"
     sd, codes = {}, {}
     sd["model.embed_tokens.weight"] = bf16(torch.randn(V, D, generator=g))
@@ -104,6 +109,9 @@ def make(name, cfg, g):
             codes[p + lin] = t.clone()
             # mean|W| of a trained layer ~ 1/sqrt(cols); divide-style stores its reciprocal.
             a = float(torch.empty(1).uniform_(0.6, 1.4, generator=g)) / cols ** 0.5
+            if online:  # a float master weight (about a/cols^0.5 in size)
+                sd[p + lin + ".weight"] = bf16(a * torch.randn(rows, cols, generator=g))
+                continue
             sd[p + lin + ".weight"] = pack_weights(t.clone())
             sd[p + lin + ".weight_scale"] = bf16(torch.tensor([1 / a if divide else a]))
     save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(out, "model.safetensors"),
@@ -116,6 +124,8 @@ def make(name, cfg, g):
 
 
 def check_loaded(model, codes, cls):
+    if cls is None:
+        return
     for name, t in codes.items():
         mod = model.get_submodule(name)
         assert isinstance(mod, cls), (name, type(mod))
@@ -195,6 +205,17 @@ def main():
     m = torch.nn.Module.float(m)
     assert m.config.hidden_act == "silu"
     logits_file(out + "_gguf.logits.bin", m, cfg["vocab_size"])
+
+    cfg = base_config("BitNetForCausalLM", "bitnet")
+    cfg.update({"hidden_act": "relu2", "tie_word_embeddings": True, "_name_or_path": "tern/tiny-bitnet-online",
+                "num_hidden_layers": 1,
+                "quantization_config": {"quant_method": "bitnet", "linear_class": "autobitlinear",
+                                        "quantization_mode": "online"}})
+    out, codes = make("tiny_bitnet_online", cfg, torch.Generator().manual_seed(2026))  # the others keep their draws
+    m = torch.nn.Module.float(AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32))
+    mod = m.get_submodule("model.layers.0.self_attn.q_proj")
+    assert isinstance(mod, AutoBitLinear) and mod.online_quant
+    logits_file(out + ".logits.bin", m, cfg["vocab_size"])
 
     cfg = base_config("LlamaForCausalLM", "llama")
     # transformers 5 spelling of the RoPE settings (save_pretrained writes it).
