@@ -57,6 +57,7 @@
 #include "core/error.h"
 #include "core/file.h"
 #include "infer/packed.h"
+#include "io/info.h"
 #include "io/model.h"
 #include "io/readers.h"
 #include "nn/transformer.h"
@@ -154,6 +155,19 @@ static void test_config(void) {
         ok &= v == 0 || v == a;
     }
     CHECK(ok && a > 0);
+    // tern info names the architecture and the quantization (text and JSON).
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    tern_model_print_info(&m, f, 0, NULL);
+    tern_model_print_info(&m, f, 1, NULL);
+    fclose(f);
+    CHECK(text && strstr(text, "architecture: bitnet\n"));
+    CHECK(text && strstr(text, "quantization: BitNet b1.58 ternary (2-bit packed, per-tensor scale), int8 per-token "
+                               "activations"));
+    CHECK(text && strstr(text, "\"arch\": \"bitnet\"") && strstr(text, "\"ffn_act\": \"relu2\"") &&
+          strstr(text, "\"quantization\": \"BitNet b1.58"));
+    free(text);
     tern_model_free(&m);
     CHECK_OK(tern_model_load(&m, test_src_path("tests/fixtures/tiny_bitnet_llama"), NULL));
     c = &m.cfg;
