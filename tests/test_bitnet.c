@@ -14,7 +14,9 @@
 // llama.cpp's converter writes the "bitnet" architecture (gguf-py; F16 values
 // in layer 0, F32 codes + blk.N.*.scale in layer 1, q/k in NEOX order); its
 // oracle is transformers with hidden_act "silu", the FFN llama.cpp's bitnet
-// graph computes (measured max |tern - HF| 1.1e-5 of 46).
+// graph computes (measured max |tern - HF| 1.1e-5 of 46); tiny_bitnet_tq.gguf
+// is a width-256 model with TQ2_0 (attention) and TQ1_0 (FFN) linears, as the
+// converter's --outtype tq2_0/tq1_0 writes them.
 //
 // What was verified in transformers/integrations/bitnet.py and
 // models/bitnet/modeling_bitnet.py (and is what tern implements):
@@ -183,16 +185,24 @@ static void write_file(const char *path, const void *data, size_t n) {
 
 // llama.cpp's "bitnet" GGUF: keys, sub-norms, SiLU (its graph), tied output,
 // every linear ternary and packed (F16 values, or F32 codes times a .scale tensor).
+static int packed_linears(const char *path) {
+    tern_model m;
+    CHECK_OK(tern_model_load_ex(&m, test_src_path(path), NULL, 0));
+    int packed = 0;
+    for (int i = 0; i < m.n_tensors; i++) packed += m.tensors[i].packed != NULL;
+    tern_model_free(&m);
+    return packed;
+}
+
 static void test_gguf_config(void) {
     tern_model m;
     CHECK_OK(tern_model_load_ex(&m, test_src_path("tests/fixtures/tiny_bitnet.gguf"), NULL, 0));
     const tern_config *c = &m.cfg;
     CHECK(strcmp(c->arch, "bitnet") == 0 && c->sub_norms && c->ffn_act == TERN_FFN_SILU && c->act_int8);
     CHECK(c->dim == 64 && c->n_layers == 2 && c->n_kv_heads == 2 && c->hidden_dim == 96 && c->tied_embeddings);
-    int packed = 0;
-    for (int i = 0; i < m.n_tensors; i++) packed += m.tensors[i].packed != NULL;
-    CHECK_MSG(packed == 14, "%d packed linears", packed);
     tern_model_free(&m);
+    CHECK(packed_linears("tests/fixtures/tiny_bitnet.gguf") == 14);
+    CHECK(packed_linears("tests/fixtures/tiny_bitnet_tq.gguf") == 7); // TQ2_0 / TQ1_0 values are ternary too
 }
 
 // A copy of tiny_bitnet under /tmp with its safetensors replaced by `st`
@@ -284,6 +294,7 @@ int main(void) {
     check_model("tests/fixtures/tiny_bitnet_online", "tests/fixtures/tiny_bitnet_online.logits.bin", 2e-2);
     test_gguf_config();
     check_model("tests/fixtures/tiny_bitnet.gguf", "tests/fixtures/tiny_bitnet_gguf.logits.bin", 1e-4);
+    check_model("tests/fixtures/tiny_bitnet_tq.gguf", "tests/fixtures/tiny_bitnet_tq.logits.bin", 1e-4);
     test_bad_input();
     return test_report();
 }

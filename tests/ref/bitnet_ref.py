@@ -22,6 +22,11 @@ logits Hugging Face transformers computes for them:
       F32 codes T with the optional blk.N.*.scale tensors (a, multiplied).
       No tokenizer. llama.cpp's bitnet graph gates the FFN with SiLU, so its
       oracle is the same HF model with hidden_act "silu".
+  tests/fixtures/tiny_bitnet_tq.gguf  the same layout for a 1-layer model of
+      width 256 (TQ blocks are 256 wide) with the linears quantized as the
+      converter's --outtype tq2_0 / tq1_0 does (gguf-py quants): q/k/v/o TQ2_0,
+      gate/up/down TQ1_0, token_embd F16; oracle: its HF twin (written to a
+      temporary directory) with hidden_act "silu".
   tests/fixtures/tiny_bitnet*.logits.bin: int32 n_seq, int32 vocab, then per
       sequence int32 n, int32 tokens[n], float32 logits[n, vocab].
 
@@ -50,7 +55,7 @@ import struct
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 
 from transformers import AutoModelForCausalLM  # noqa: E402
 from transformers.integrations.bitnet import AutoBitLinear, BitLinear, pack_weights, unpack_weights  # noqa: E402
@@ -144,7 +149,7 @@ def logits_file(path, model, vocab):
             f.write(struct.pack("<i", len(s)) + np.asarray(s, np.int32).tobytes() + lg.astype(np.float32).tobytes())
 
 
-def write_gguf(hf_dir, path):
+def write_gguf(hf_dir, path, tq=False):
     import gguf
     from safetensors.torch import load_file
     cfg = json.load(open(os.path.join(hf_dir, "config.json")))
@@ -165,7 +170,8 @@ def write_gguf(hf_dir, path):
     w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)  # as BitnetModel.set_gguf_parameters
     w.add_rope_scaling_factor(1.0)
     f32 = lambda t: t.float().numpy()
-    w.add_tensor("token_embd.weight", f32(sd["model.embed_tokens.weight"]))
+    emb = f32(sd["model.embed_tokens.weight"])
+    w.add_tensor("token_embd.weight", emb.astype(np.float16) if tq else emb)
     w.add_tensor("output_norm.weight", f32(sd["model.norm.weight"]))
     names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
              "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
@@ -179,7 +185,10 @@ def write_gguf(hf_dir, path):
         for hf, g in names.items():
             t = unpack_weights(sd[p + hf + ".weight"], dtype=torch.float32)
             a = sd[p + hf + ".weight_scale"].float()
-            if l == 0:
+            if tq:
+                qt = gguf.GGMLQuantizationType.TQ2_0 if g.startswith("attn") else gguf.GGMLQuantizationType.TQ1_0
+                w.add_tensor(f"blk.{l}.{g}.weight", gguf.quants.quantize((t * a).numpy(), qt), raw_dtype=qt)
+            elif l == 0:
                 w.add_tensor(f"blk.{l}.{g}.weight", (t * a).numpy().astype(np.float16))
             else:
                 w.add_tensor(f"blk.{l}.{g}.weight", t.numpy())
@@ -205,6 +214,25 @@ def main():
     m = torch.nn.Module.float(m)
     assert m.config.hidden_act == "silu"
     logits_file(out + "_gguf.logits.bin", m, cfg["vocab_size"])
+
+    # TQ GGUF: a width-256 twin, its HF form only in a temporary directory.
+    import tempfile
+    cfg = base_config("BitNetForCausalLM", "bitnet")
+    cfg.update({"hidden_size": 256, "intermediate_size": 256, "num_hidden_layers": 1, "hidden_act": "relu2",
+                "tie_word_embeddings": True,
+                "quantization_config": {"quant_method": "bitnet", "linear_class": "autobitlinear",
+                                        "quantization_mode": "offline"}})
+    with tempfile.TemporaryDirectory() as tmp:
+        global FIX
+        fix, FIX = FIX, tmp
+        out, codes = make("tq", cfg, torch.Generator().manual_seed(256))
+        FIX = fix
+        sd = load_file(os.path.join(out, "model.safetensors"))  # F16-exact embedding, as the GGUF stores it
+        sd["model.embed_tokens.weight"] = sd["model.embed_tokens.weight"].to(torch.float16).to(torch.bfloat16)
+        save_file(sd, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+        write_gguf(out, os.path.join(FIX, "tiny_bitnet_tq.gguf"), tq=True)
+        m = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, hidden_act="silu")
+        logits_file(os.path.join(FIX, "tiny_bitnet_tq.logits.bin"), torch.nn.Module.float(m), cfg["vocab_size"])
 
     cfg = base_config("BitNetForCausalLM", "bitnet")
     cfg.update({"hidden_act": "relu2", "tie_word_embeddings": True, "_name_or_path": "tern/tiny-bitnet-online",
