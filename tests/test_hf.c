@@ -182,8 +182,8 @@ static void test_bad_dirs(void) {
 
     // Foreign architectures are refused by name, with the config's path.
     write_str("config.json", tiny_config("gpt2", ""));
-    snprintf(needle, sizeof needle, "%s/config.json: unsupported architecture 'gpt2' (tern supports the LLaMA family)",
-             tmpdir);
+    snprintf(needle, sizeof needle,
+             "%s/config.json: unsupported architecture 'gpt2' (tern supports the LLaMA family and BitNet)", tmpdir);
     CHECK_FAILS(tern_model_load(&m, tmpdir, NULL), needle);
     write_str("config.json", tiny_config("qwen2", ""));
     CHECK_FAILS(tern_model_load(&m, tmpdir, NULL), "unsupported architecture 'qwen2'");
