@@ -293,6 +293,20 @@ static void test_llama_cpp_spellings(void) {
                   strstr(csv, "\nf32,tg4,"),
               "%s", csv);
     free(csv);
+    // The waiting policy: the user's is kept and reported; without one tern
+    // runs itself again with a bounded spin (GOMP_SPINCOUNT) set.
+    snprintf(args, sizeof args, "bench -m %s --compare f32 -p 8 -n 4 -r 1 --json", model);
+    CHECK(run(args, OUT_FILE) == 0);
+    char *js = slurp(OUT_FILE);
+    CHECK_MSG(strstr(js, "\"omp_wait\": \"OMP_WAIT_POLICY=passive\""), "%s", js); // ctest sets passive
+    free(js);
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u KMP_BLOCKTIME '%s' %s > %s 2> %s",
+             tern_bin(), args, OUT_FILE, ERR_FILE);
+    CHECK(system(cmd) == 0);
+    js = slurp(OUT_FILE);
+    CHECK_MSG(strstr(js, "\"omp_wait\": \"GOMP_SPINCOUNT="), "%s", js);
+    free(js);
 
     // ppl: llama-perplexity's running line, then the result.
     snprintf(args, sizeof args, "ppl -m %s --tokenizer %s -f %s -c 128 --chunks 3", model, tokenizer, text);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <sys/stat.h>
@@ -22,6 +23,10 @@
 #include "infer/chat.h"
 #include "infer/export.h"
 #include "infer/generate.h"
+#include "serve/serve.h"
+
+// Spins of a waiting OpenMP thread before it sleeps (see bounded_spin_wait).
+#define TERN_SPINCOUNT "10000"
 #include "infer/packed.h"
 #include "infer/quantize_file.h"
 #include "io/gguf_write.h"
@@ -38,6 +43,7 @@ static const char *usage_text =
     "commands:\n"
     "  info      --model M [--json]                        describe a model\n"
     "  generate  --model M --prompt TEXT [--n-predict N]    generate text\n"
+    "  serve     --model M [--port P] [--parallel N]        OpenAI-compatible HTTP server\n"
     "  chat      --model M [--system TEXT]                  chat through the model's chat template\n"
     "  ppl       --model M --file TEXT [--ctx 512]          perplexity\n"
     "  bench     --model M [--compare f32,t2] [--json]      throughput (pp512, tg128) per format\n"
@@ -344,6 +350,84 @@ static int cmd_generate(int argc, char **argv) {
     return rc ? die() : 0;
 }
 
+// A model's name for /v1/models: the file's (or directory's) base name.
+static const char *base_name(const char *path) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    const char *b = path + n;
+    while (b > path && b[-1] != '/') b--;
+    static char name[256];
+    snprintf(name, sizeof name, "%.*s", (int)(path + n - b), b);
+    return name;
+}
+
+static int cmd_serve(int argc, char **argv) {
+    common_opts o = {0};
+    tern_serve_opts so = {.host = "127.0.0.1", .port = 8080, .parallel = 1, .chat_template = -1,
+                          .max_body = 1 << 20,
+                          .defaults = {.temp = 0.8f, .top_p = 0.95f, .repeat_penalty = 1.0f, .seed_random = 1}};
+    int max_body_kb = 1024, seed_given = 0;
+    uint64_t seed = 0;
+    const char *tmpl = NULL;
+    const cli_opt opts[] = {
+        OPT_MODEL(o),
+        OPT_TOKENIZER(o),
+        {"--chat-template", CLI_STR, &tmpl, 0, 0, NULL, "NAME", "the model's",
+         "chatml, smollm2, llama3, llama2, mistral, zephyr or gemma (without one, chat requests are refused)", NULL},
+        {"--host", CLI_STR, &so.host, 0, 0, NULL, "ADDR", "127.0.0.1", "IPv4 address to listen on", NULL},
+        {"--port", CLI_INT, &so.port, 0, 65535, NULL, "P", "8080", "TCP port (0: any free one, printed)", NULL},
+        {"--parallel|-np", CLI_INT, &so.parallel, 1, 256, NULL, "N", "1",
+         "requests served at once (each has its own KV cache); more wait", NULL},
+        {"--ctx|-c|--ctx-size", CLI_INT, &so.ctx, 1, 1 << 20, NULL, "N", "the model's, at most 4096",
+         "context length of each slot: prompt + generated tokens", NULL},
+        {"--alias|-a", CLI_STR, &so.model_name, 0, 0, NULL, "NAME", "the model file's name",
+         "model name in /v1/models and responses", NULL},
+        {"--temp|--temperature", CLI_FLOAT, &so.defaults.temp, 0, 100, NULL, "T", "0.8",
+         "default temperature of requests that give none", NULL},
+        {"--top-p", CLI_FLOAT, &so.defaults.top_p, 1e-6, 1, NULL, "P", "0.95", "default top-p", NULL},
+        {"--top-k", CLI_INT, &so.defaults.top_k, 0, 1 << 30, NULL, "K", "0 = off", "default top-k", NULL},
+        {"--min-p", CLI_FLOAT, &so.defaults.min_p, 0, 1, NULL, "P", "0 = off", "default min-p", NULL},
+        {"--repeat-penalty", CLI_FLOAT, &so.defaults.repeat_penalty, 0, 100, NULL, "R", "1 = off",
+         "default repetition penalty", NULL},
+        {"--seed|-s", CLI_U64, &seed, 0, 9007199254740991.0, NULL, "S", "a fresh one per request",
+         "seed of requests that give none", &seed_given},
+        {"--max-body", CLI_INT, &max_body_kb, 1, 1 << 20, NULL, "KB", "1024", "largest request body accepted", NULL},
+        {"--quiet|--log-disable", CLI_FLAG, &so.quiet, 0, 0, NULL, NULL, NULL, "no line per request on stderr", NULL},
+        OPT_THREADS(o),
+    };
+    int rc = parse_opts("serve",
+                        "usage: tern serve --model M [--tokenizer T] [--host ADDR] [--port P] [--parallel N] [options]\n"
+                        "An OpenAI-compatible HTTP server: POST /v1/completions, /v1/chat/completions (\"stream\": true\n"
+                        "for server-sent events), GET /v1/models, /health, and a chat page at /. A completion at\n"
+                        "temperature 0 is tern generate --temp 0's text. SIGINT/SIGTERM finish the running requests.\n",
+                        opts, N_OPTS(opts), argc, argv, NULL);
+    if (rc >= 0) return rc;
+    if (!tern_serve_available()) {
+        fprintf(stderr, "tern serve: this tern was built without the HTTP server (install libmicrohttpd-dev and "
+                        "rebuild)\n");
+        return 1;
+    }
+    so.max_body = (size_t)max_body_kb << 10;
+    if (seed_given) so.defaults.seed = seed, so.defaults.seed_random = 0;
+    if (tmpl && tern_chat_template_from_name(tmpl) < 0)
+        return bad_usage("serve", "unknown --chat-template '%s' (chatml, smollm2, llama3, llama2, mistral, zephyr, gemma)",
+                         tmpl);
+    tern_model m;
+    tern_tokenizer *tok;
+    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "serve", LOAD_ANNOUNCE))) return rc;
+    so.model = &m, so.tok = tok, so.threads = o.threads;
+    // The chat template: the override, else the model's; without one only completions are served.
+    so.chat_template = tmpl || m.vocab.chat_template ? tern_chat_template_pick(&m.vocab, tmpl) : -1;
+    if (so.chat_template < 0)
+        fprintf(stderr, "tern serve: note: %s; /v1/chat/completions will refuse requests\n",
+                m.vocab.chat_template ? tern_last_error() : "the model has no chat template (--chat-template NAME sets one)");
+    if (!so.model_name) so.model_name = base_name(o.model);
+    rc = tern_serve(&so);
+    tern_tokenizer_free(tok);
+    tern_model_free(&m);
+    return rc ? die() : 0;
+}
+
 // The conversation of `tern chat`: messages with owned contents.
 typedef struct {
     tern_chat_msg *msgs;
@@ -517,6 +601,19 @@ static int cmd_ppl(int argc, char **argv) {
     return rc ? die() : 0;
 }
 
+// The OpenMP waiting policy this process runs with, for reports (timings
+// depend on it): the variable that set it.
+static const char *omp_wait_str(void) {
+    static char buf[96];
+    const char *vars[] = {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"};
+    for (int i = 0; i < 3; i++)
+        if (getenv(vars[i])) {
+            snprintf(buf, sizeof buf, "%s=%.60s", vars[i], getenv(vars[i]));
+            return buf;
+        }
+    return "the OpenMP runtime's default";
+}
+
 static int cmd_bench(int argc, char **argv) {
     common_opts o = {0};
     tern_bench_opts b = {.n_prompt = 512, .n_gen = 128, .reps = 3};
@@ -560,6 +657,11 @@ static int cmd_bench(int argc, char **argv) {
     if (n_formats == 0) return bad_usage("bench", "%s", "--compare: no format given");
     tern_model m; // no tokenizer needed: bench runs token ids
     if ((rc = load_model(&o, &m, "bench", LOAD_NO_TOKENIZER))) return rc;
+    if (b.n_prompt > m.cfg.max_seq || b.n_gen > m.cfg.max_seq)
+        fprintf(stderr, "tern bench: warning: %s %d exceeds the model's training context of %d tokens (the KV cache "
+                        "is made that long; positions past the context are timed all the same)\n",
+                b.n_prompt > m.cfg.max_seq ? "--n-prompt" : "--n-gen",
+                b.n_prompt > m.cfg.max_seq ? b.n_prompt : b.n_gen, m.cfg.max_seq);
     double bw = tern_bench_read_bandwidth();
     tern_bench_result res[32];
     int n_res = 0;
@@ -572,8 +674,8 @@ static int cmd_bench(int argc, char **argv) {
     if (rc == 0 && output == 1) {
         printf("{\"model\": ");
         tern_json_write_string(stdout, o.model, strlen(o.model));
-        printf(", \"bandwidth_gbs\": %.3f, \"threads\": %d, \"gemm\": \"%s\", \"results\": [", bw, tern_get_threads(),
-               tern_gemm_backend());
+        printf(", \"bandwidth_gbs\": %.3f, \"threads\": %d, \"gemm\": \"%s\", \"omp_wait\": \"%s\", \"results\": [", bw,
+               tern_get_threads(), tern_gemm_backend(), omp_wait_str());
         for (int k = 0; k < n_res; k++) {
             printf("%s{\"format\": \"%s\", \"test\": \"%s\", \"tokens_per_s\": %.4f, \"sd\": %.4f, "
                    "\"bytes_per_token\": %.0f, \"file_bytes\": %lld",
@@ -592,8 +694,8 @@ static int cmd_bench(int argc, char **argv) {
         // Bandwidth matters for generation only (pp is compute-bound): pp rows leave it blank.
         static const char *head[] = {"format", "test", "tokens/s", "sd", "file MB", "MB/token", "GB/s", "% bw"};
         if (output == 0)
-            printf("model %s, %d threads, FP32 GEMM: %s, read bandwidth %.2f GB/s\n%-7s %-6s %18s %10s %10s %8s %8s\n",
-                   o.model, tern_get_threads(), tern_gemm_backend(), bw, head[0], head[1], head[2], head[4], head[5],
+            printf("model %s, %d threads (waiting: %s), FP32 GEMM: %s, read bandwidth %.2f GB/s\n%-7s %-6s %18s %10s %10s %8s %8s\n",
+                   o.model, tern_get_threads(), omp_wait_str(), tern_gemm_backend(), bw, head[0], head[1], head[2], head[4], head[5],
                    head[6], head[7]);
         else if (output == 2)
             printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n|---|---|---:|---:|---:|---:|---:|---:|\n", head[0],
@@ -1172,7 +1274,28 @@ static int cmd_report(int argc, char **argv) {
     return rc ? die() : 0;
 }
 
+// OpenMP's waiting policy. Spinning through whole time slices (libgomp's
+// default spins ~300,000 times, libomp's 200 ms) made generation up to 10x
+// slower on a machine busy with other work; sleeping at once (passive) cost
+// a quarter of generation speed on an idle one. A short spin serves both
+// (docs/PERFORMANCE.md, "Waiting threads"). The runtimes read these settings
+// when they load, before main, so tern runs itself again once with them set.
+// A user's own OMP_WAIT_POLICY / GOMP_SPINCOUNT / KMP_BLOCKTIME is kept.
+static void bounded_spin_wait(char **argv) {
+#ifdef __linux__
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || getenv("KMP_BLOCKTIME")) return;
+    setenv("GOMP_SPINCOUNT", TERN_SPINCOUNT, 1);
+    setenv("KMP_BLOCKTIME", "1", 1); // ms (clang's OpenMP)
+    execv("/proc/self/exe", argv);
+    // Could not run again: go on with the runtime's default.
+#else
+    (void)argv;
+#endif
+}
+
 int main(int argc, char **argv) {
+    bounded_spin_wait(argv);
+
     if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version"))) {
         printf("tern %s\n", tern_version());
         return 0;
@@ -1187,6 +1310,7 @@ int main(int argc, char **argv) {
     } commands[] = {
         {"info", cmd_info},
         {"generate", cmd_generate},
+        {"serve", cmd_serve},
         {"chat", cmd_chat},
         {"ppl", cmd_ppl},
         {"bench", cmd_bench},

@@ -16,10 +16,9 @@ typedef struct {
     const tern_tokenizer *tok;
     int tmpl;        // tok/chat.h template id
     int eot_id;      // end-of-turn token (-1: end-of-generation tokens only)
-    int n_predict;   // reply tokens at most (<= 0: until end of turn or a full context)
+    tern_gen_opts o; // sampling; o.n_predict: reply tokens at most (<= 0: until end of turn or a full context)
     tern_session s;
     tern_packed *packed;
-    tern_sampler smp;
     int *cache;      // tokens whose K/V are in s, positions 0..n_cache-1
     int n_cache;
 } tern_chat_session;
@@ -43,5 +42,11 @@ int tern_chat_session_n_ctx(const tern_chat_session *c);
 // error saying so (the session is unchanged).
 int tern_chat_session_reply(tern_chat_session *c, const tern_chat_msg *msgs, int n, tern_gen_piece_fn fn, void *user,
                             char **reply, tern_gen_stats *stats);
+
+// The tokens of a conversation rendered with template tmpl and an assistant
+// turn opened: special tokens of the template as tokens, BOS added when the
+// vocabulary adds it and the template did not write it. *ids malloc'd.
+int tern_chat_prompt_ids(const tern_model *m, const tern_tokenizer *tok, int tmpl, const tern_chat_msg *msgs, int n,
+                         int **ids, int *n_ids);
 
 #endif
