@@ -117,11 +117,29 @@ static void test_public_api(const char *model, const char *tokenizer) {
     tern_llm_free(llm);
 }
 
+// SentencePiece prompts: control tokens written in the text become those
+// tokens, the text between is tokenized as usual (llama2.c spells BOS/EOS
+// "\n<s>\n" / "\n</s>\n").
+static void test_spm_specials(void) {
+    int *ids = NULL, n = 0, *a = NULL, na = 0, *b = NULL, nb = 0;
+    CHECK_OK(tern_chat_tokenize(tok, &m.vocab, "Lily ran.\n</s>\nTom sat.", 1, &ids, &n));
+    CHECK_OK(tern_tokenize(tok, "Lily ran.", 9, 0, &a, &na));
+    CHECK_OK(tern_tokenize(tok, "Tom sat.", 8, 0, &b, &nb));
+    CHECK(n == 1 + na + 1 + nb && ids[0] == m.vocab.bos_id && ids[1 + na] == m.vocab.eos_id);
+    CHECK(n == 1 + na + 1 + nb && !memcmp(ids + 1, a, (size_t)na * sizeof *a) &&
+          !memcmp(ids + 2 + na, b, (size_t)nb * sizeof *b));
+    free(ids), free(a), free(b);
+    CHECK_OK(tern_chat_tokenize(tok, &m.vocab, "\n<s>\n", 0, &ids, &n));
+    CHECK(n == 1 && ids[0] == m.vocab.bos_id);
+    free(ids);
+}
+
 int main(void) {
     const char *model = test_data_path("models/stories260K/stories260K.bin");
     const char *tokenizer = test_data_path("models/stories260K/tok512.bin");
     CHECK_OK(tern_model_load(&m, model, tokenizer));
     CHECK_OK(tern_tokenizer_init(&tok, &m.vocab));
+    test_spm_specials();
     test_cache_reuse();
     test_context_limits();
     test_public_api(model, tokenizer);

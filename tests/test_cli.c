@@ -394,6 +394,17 @@ static void test_chat_inputs(void) {
     for (char *p = out; *p; p++) lines += *p == '\n';
     CHECK_MSG(lines >= 2, "two replies expected: %s", out); // a reply may hold newlines of its own
     free(out);
+    // A turn that no longer fits the context is said, dropped, and the chat goes on (exit status 1).
+    char long_line[1200] = "";
+    for (int i = 0; i < 40; i++) strcat(long_line, "the dog ran ");
+    snprintf(cmd, sizeof cmd, "printf '%s\\nLily\\n' | '%s' chat --model %s --tokenizer %s --chat-template zephyr "
+             "--temp 0 -n 8 --ctx 64 > %s 2> %s", long_line, tern_bin(), model, tokenizer, OUT_FILE, ERR_FILE);
+    int st = system(cmd);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    out = slurp(OUT_FILE);
+    char *err = slurp(ERR_FILE);
+    CHECK_MSG(strstr(err, "no longer fits the context of 64 tokens") && out[0], "stdout '%s' stderr '%s'", out, err);
+    free(out), free(err);
 }
 
 int main(void) {

@@ -479,7 +479,9 @@ static int cmd_chat(int argc, char **argv) {
                         "stdout, streamed, followed by a newline. `/reset` starts a new conversation (the system\n"
                         "prompt stays), `/exit` or end of input quits; blank lines are skipped. Only the new\n"
                         "tokens of each turn run: the KV cache keeps the conversation so far. A prompt `> ` is\n"
-                        "shown only when stdin is a terminal; notes (the template, a full context) go to stderr.\n",
+                        "shown only when stdin is a terminal; notes (the template, a full context) go to stderr.\n"
+                        "A turn that cannot run (the conversation no longer fits the context) is said on stderr\n"
+                        "and dropped; the chat goes on, and the exit status is then 1.\n",
                         opts, N_OPTS(opts), argc, argv, NULL);
     if (rc >= 0) return rc;
     g.seed = seed_given ? seed : (uint64_t)time(NULL);

@@ -1,7 +1,10 @@
 // Multi-turn chat on a model: each reply renders the whole conversation with
 // the chat template (tok/chat.h), runs only the tokens the KV cache does not
 // already hold (the longest common prefix of the previous turn's tokens is
-// kept), and generates until the template's end-of-turn token.
+// kept), and generates until the template's end-of-turn token. The prompt is
+// tokenized with its special tokens parsed (tern_chat_tokenize), BOS first
+// when the vocabulary adds BOS and the template did not already write it (as
+// llama.cpp does; transformers' apply_chat_template adds none itself).
 #ifndef TERN_INFER_CHAT_H
 #define TERN_INFER_CHAT_H
 
