@@ -362,7 +362,9 @@ static int tq_codes(const tern_tensor *t, const char *method, int group, int shi
         tern_kmatrix km;
         if (tern_kmatrix_init(&km, f, rows, cols, t->packed_group, t->packed_shift, t->packed)) return -1;
         tern_kunpack(&km, T, NULL, NULL, NULL);
-        snprintf(info->source, sizeof info->source, "from the .tern packing");
+        // A llama.cpp ternary tensor (io/gguf.c repacks it losslessly at load) or a .tern packing.
+        int ggml = strncmp(t->src_type, "tern-", 5) != 0;
+        snprintf(info->source, sizeof info->source, ggml ? "from exact ternary blocks" : "from the .tern packing");
         info->group = t->packed_group;
         info->dropped_shift |= t->packed_shift;
         return 0;
