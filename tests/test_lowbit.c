@@ -7,6 +7,10 @@
 //   activations) within the tolerance argued below;
 // - perplexity packed vs the dequantized twin in FP32 within 1%;
 // - the bytes per token `tern bench` reports are the packed sizes;
+// - exact conversions: `tern export` to .tern and to gguf-q2_0, and --format
+//   t2 at run time, keep every ternary matrix's codes and scales (values bit
+//   for bit); the lossy ones (Q2_0's code 2, re-blocking G=32 to 64) are
+//   counted and measured; tern's Q2_0 encoder reproduces the fixture's bytes;
 // - bad input: a TQ2_0 code 3, a truncated packed tensor.
 #include <math.h>
 
@@ -14,7 +18,9 @@
 #include "core/file.h"
 #include "core/half.h"
 #include "eval/ppl.h"
+#include "infer/export.h"
 #include "infer/packed.h"
+#include "io/gguf_write.h"
 #include "io/gguf.h"
 #include "io/readers.h"
 #include "kernels/formats.h"
@@ -190,6 +196,116 @@ static void test_bad_input(void) {
     free(buf);
 }
 
+static int same_values(const tern_model *a, const tern_model *b, const char *name) {
+    const tern_tensor *x = tern_model_find(a, name), *y = tern_model_find(b, name);
+    return x && y && x->numel == y->numel && !memcmp(x->data, y->data, (size_t)x->numel * 4);
+}
+
+// .tern export: every linear exactly (G = 32, the smallest block, so every
+// block's d is a group scale; ffn_up, Q2_0 with code 2, as q2g), the Q8_0
+// embedding at its own block of 32.
+static void test_export_tern(const tern_model *m, const char *in) {
+    const char *out = test_tmp_path("lowbit.tern");
+    tern_export_opts o = {0};
+    tern_export_info info;
+    CHECK_OK(tern_export_tern(m, in, &o, out, &info));
+    printf(".tern export: %d linears exact, %d lossy, G=%d, %lld bytes\n", info.exact_linears, info.lossy_linears,
+           info.group, (long long)info.bytes);
+    CHECK(info.exact_linears == 7 && info.lossy_linears == 0 && info.group == 32);
+    tern_model back = {0};
+    CHECK_OK(tern_model_load(&back, out, NULL));
+    for (size_t k = 0; k < sizeof EXPECT / sizeof EXPECT[0]; k++)
+        CHECK_MSG(same_values(m, &back, EXPECT[k].name), "%s: values changed by the .tern export", EXPECT[k].name);
+    CHECK(!strcmp(tern_model_find(&back, "blk.0.ffn_up.weight")->src_type, "q2g"));
+    // A coarser --group re-blocks: lossy for ternary codes (counted, measured),
+    // refused for 2-bit ones.
+    const char *out64 = test_tmp_path("lowbit.g64.tern");
+    tern_export_opts o64 = {.group = 64}, o128 = {.group = 128};
+    CHECK_OK(tern_export_tern(m, in, &o64, out64, &info));
+    printf(".tern export --group 64: %d exact, %d lossy, weight rel. RMSE %.4f\n", info.exact_linears,
+           info.lossy_linears, info.lossy_rel_rmse);
+    CHECK(info.exact_linears == 6 && info.lossy_linears == 1 && info.lossy_rel_rmse > 0.01); // attn_output (G 32)
+    CHECK_FAILS(tern_export_tern(m, in, &o128, out64, &info),
+                "export: blk.0.ffn_up.weight holds 2-bit codes per block of 64 (Q2_0); G=128 cannot keep them");
+    remove(out64);
+    // Re-exporting the .tern keeps everything (its codes are now all ternary).
+    const char *again = test_tmp_path("lowbit.again.tern");
+    CHECK_OK(tern_export_tern(&back, out, &o, again, &info));
+    CHECK(info.exact_linears == 7 && info.lossy_linears == 0);
+    tern_model back2 = {0};
+    CHECK_OK(tern_model_load(&back2, again, NULL));
+    for (size_t k = 0; k < sizeof EXPECT / sizeof EXPECT[0]; k++)
+        CHECK_MSG(same_values(&back, &back2, EXPECT[k].name), "%s changed on re-export", EXPECT[k].name);
+    tern_model_free(&back), tern_model_free(&back2);
+    remove(out), remove(again);
+}
+
+// gguf-q2_0: every linear Q2_0 (rows of 256 are whole 64-blocks, no
+// fallback); blocks of 256 / 128 / 64 keep d exactly, the Q4_0 matrix's two
+// 32-blocks per 64 are re-blocked (lossy, measured), ffn_up's code 2 too.
+static void test_export_q2_0(const tern_model *m, const char *in) {
+    const char *out = test_tmp_path("lowbit.q2_0.gguf");
+    tern_export_tq_opts o = {.format = "gguf-q2_0"};
+    tern_export_tq_info info;
+    CHECK_OK(tern_export_gguf_tq(m, in, &o, out, &info));
+    printf("gguf-q2_0 export: %d linears, %d fallback, %d lossy; weight rel. RMSE %.4f, %lld bytes\n", info.linears,
+           info.fallback_linears, info.lossy_linears, info.weight_rel_rmse, (long long)info.bytes);
+    CHECK(info.linears == 7 && info.fallback_linears == 0 && info.lossy_linears == 1 && info.weight_rel_rmse > 0);
+    tern_gguf g;
+    CHECK_OK(tern_gguf_open(&g, out));
+    for (int i = 0; i < g.n_tensors; i++)
+        if (strstr(g.tensors[i].name, "blk.0.") && g.tensors[i].n_dims == 2)
+            CHECK_MSG(g.tensors[i].type == TERN_GGML_Q2_0, "%s has type %u", g.tensors[i].name, g.tensors[i].type);
+    tern_gguf_close(&g);
+    tern_model back = {0};
+    CHECK_OK(tern_model_load(&back, out, NULL));
+    static const char *exact[] = {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.ffn_gate.weight",
+                                  "blk.0.attn_v.weight", "blk.0.ffn_down.weight"};
+    for (int k = 0; k < 5; k++) CHECK_MSG(same_values(m, &back, exact[k]), "%s changed in gguf-q2_0", exact[k]);
+    CHECK(!same_values(m, &back, "blk.0.attn_output.weight") && !same_values(m, &back, "blk.0.ffn_up.weight"));
+    tern_model_free(&back);
+    remove(out);
+}
+
+// tern's Q2_0 encoder on the codes and d the reader decoded reproduces the
+// fixture's bytes (written by the port of ggml's quantize_row_q2_0_ref).
+static void test_q2_0_encoder(void) {
+    tern_gguf g;
+    CHECK_OK(tern_gguf_open(&g, test_src_path("tests/fixtures/lowbit_llama.gguf")));
+    const tern_gguf_tensor *t = tern_gguf_find_tensor(&g, "blk.0.attn_v.weight");
+    float *x = malloc((size_t)t->numel * 4);
+    CHECK_OK(tern_gguf_dequantize(&g, t, x));
+    int same = 1;
+    for (int64_t b = 0; b < t->numel / 64; b++) {
+        const uint8_t *src = t->data + b * 18;
+        uint16_t h;
+        memcpy(&h, src, 2);
+        float d = tern_f16_to_f32(h);
+        int8_t q[64];
+        for (int j = 0; j < 64; j++) q[j] = (int8_t)(d != 0 ? lrintf(x[b * 64 + j] / d) : 0);
+        uint8_t blk[TERN_GGUF_Q2_0_BYTES];
+        tern_gguf_encode_q2_0(q, d, blk);
+        same &= !memcmp(blk, src, sizeof blk);
+    }
+    CHECK_MSG(same, "tern_gguf_encode_q2_0 differs from ggml's block_q2_0 bytes");
+    free(x);
+    tern_gguf_close(&g);
+}
+
+// --format t2 at run time keeps the ternary codes (G=128: blocks of 256 split,
+// the 64- and 32-blocks kept at their own group), so its logits are as close
+// to the reference as the native run's; absmean re-ternarization (the old
+// behaviour: scales d x the fraction of non-zeros) is far off.
+static void test_format_t2(const tern_model *m, const reference *r) {
+    size_t n = (size_t)r->n * r->vocab;
+    float *a = malloc(n * 4);
+    CHECK_OK(logits_of(m, "t2", r, a));
+    double e = test_max_rel_err(a, r->logits, n, 1.0);
+    printf("--format t2 logits vs reference: %.2e\n", e);
+    CHECK(e < 3.1e-2);
+    free(a);
+}
+
 int main(void) {
     reference r;
     if (read_ref(&r)) {
@@ -203,6 +319,11 @@ int main(void) {
     test_logits(&m, &twin, &r);
     test_ppl(&m, &twin, &r);
     test_bytes(&m);
+    test_format_t2(&m, &r);
+    test_q2_0_encoder();
+    const char *in = test_src_path("tests/fixtures/lowbit_llama.gguf");
+    test_export_tern(&m, in);
+    test_export_q2_0(&m, in);
     test_bad_input();
     tern_model_free(&m), tern_model_free(&twin);
     free(r.tokens), free(r.logits), free(r.ppl_tokens);

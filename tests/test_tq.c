@@ -411,6 +411,13 @@ static void check_ternary_inputs(const char *fp_path) {
         tern_export_tq_opts qo2 = {.format = "gguf-tq2", .fallback = "q4_0",
                                    .check_text = test_data_path("data/tinystories/valid-sample.txt"),
                                    .check_ctx = 128, .check_chunks = 2, .max_ppl_change = 1000};
+        if (k == 1) { // dropping DLT shifts is refused, measured, unless allow_lossy
+            CHECK_FAILS(tern_export_gguf_tq(&in, pq, &qo2, out, &info),
+                        "drops the DLT shifts of");
+            CHECK(strstr(tern_last_error(), "weight rel. RMSE 0.") && strstr(tern_last_error(), "--allow-lossy"));
+            CHECK(!file_exists(out));
+            qo2.allow_lossy = 1;
+        }
         CHECK_OK(tern_export_gguf_tq(&in, pq, &qo2, out, &info));
         printf("%s: codes %s, G=%d, shift dropped %d, %d biases; weight rel. RMSE %.4f (TQ) %.4f (Q4_0); "
                "ppl %.4f -> %.4f (%+.3f%%)\n", methods[k], info.source, info.group, info.dropped_shift, info.biases,

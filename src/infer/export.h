@@ -27,6 +27,12 @@ typedef struct {
     char method[32];  // input's tern.method, "" for an FP model (absmean PTQ)
     char format[16];  // packed format of the decoder linears (tern-t2, tern-t1.6, q4g, q3g, q2g)
     int group, has_shift;
+    // An input without tern.method (FP, a llama.cpp ternary GGUF, a .tern):
+    // linears whose codes and scales were kept exactly (ternary per group),
+    // and linears loaded with exact packed codes that are not ternary at the
+    // group (re-ternarized by absmean: lossy) with their weight rel. RMSE.
+    int exact_linears, lossy_linears;
+    double lossy_rel_rmse;
     int64_t bytes;    // size of the written file
 } tern_export_info;
 
@@ -52,7 +58,7 @@ int tern_export_tern(const tern_model *m, const char *in_path, const tern_export
 // llama-quantize does for TQ types): the same codes (q = T), d per block of 32
 // by the same rule, which for a symmetric source is its alpha (fp16).
 typedef struct {
-    const char *format;       // "gguf-tq2" (default when NULL) or "gguf-tq1"
+    const char *format;       // "gguf-tq2" (default when NULL), "gguf-tq1" or "gguf-q2_0"
     const char *fallback;     // NULL / "none" (refuse) or "q4_0"
     int group;                // absmean PTQ group for an FP input (0: 128); as in tern_export_opts
     // Perplexity check: with check_text, the source (FP32 values of the ternary
@@ -64,6 +70,7 @@ typedef struct {
     int check_ctx, check_chunks;
     double max_ppl_change;
     int force;
+    int allow_lossy;          // write even when DLT shifts are dropped (refused otherwise)
 } tern_export_tq_opts;
 
 #define TERN_EXPORT_TQ_MAX_PPL_CHANGE 10.0 // default --max-ppl-change, percent
@@ -73,7 +80,8 @@ typedef struct {
     char source[32];    // where the codes came from: "from the .tern packing", "recovered" (tern quantize
                         // output), "by absmean PTQ", "from exact ternary blocks" (TQ / Q4_0 file)
     int group;          // source group of the codes (256 for a TQ input)
-    int dropped_shift;  // a DLT shift per group was dropped
+    int dropped_shift;  // a DLT shift per group was dropped (refused unless allow_lossy)
+    int lossy_linears;  // linears whose exact codes are not ternary (Q2_0 with code 2): absmean, error measured
     int biases;         // per-output bias tensors kept
     int linears;        // ternary matrices written (TQ or the Q4_0 fallback)
     int fallback_linears; // of those, written as Q4_0

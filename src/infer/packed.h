@@ -38,6 +38,22 @@ const char *tern_packed_format_name(const tern_packed *p);
 void tern_absmean_ternary(const float *w, int rows, int cols, int group, int8_t *codes, float *scales);
 void tern_absmax_q8(const float *w, int rows, int cols, int group, int8_t *codes, float *scales);
 
+// Exact recovery of one group's ternary structure from its values: at most
+// three distinct levels, symmetric {-a, 0, a} (shift 0) or L < M < H with
+// M - L == H - M (shift 1: gamma = M, alpha = (H - L)/2). Returns the number of
+// distinct levels, or -1 when they are not ternary.
+int tern_ternary_recover_group(const float *x, int n, int shift, int8_t *T, float *alpha, float *gamma);
+
+// Ternary codes of one matrix per group: the exact codes and scales when its
+// values already are ternary per group (alpha*T, or with shifts non-NULL also
+// alpha*T + gamma), absmean PTQ otherwise. shifts (when given) is always
+// filled, 0 unless EXACT_SHIFT.
+enum { TERN_TERNARY_ABSMEAN = 0, TERN_TERNARY_EXACT = 1, TERN_TERNARY_EXACT_SHIFT = 2 };
+int tern_ternary_codes(const float *w, int rows, int cols, int group, int8_t *codes, float *scales, float *shifts);
+// Adds sum (w - (a*T + b))^2 and sum w^2 over the matrix (a, b fp16-rounded as packing stores them).
+void tern_ternary_error(const float *w, int rows, int cols, int group, const int8_t *codes, const float *scales,
+                        const float *shifts, double *err2, double *norm2);
+
 // Fake quantization for reference: replaces every decoder linear's weights in
 // `m` with the FP32 values the packed "t2"/"t1.6" format represents (absmean
 // ternary per group, scales rounded to fp16 exactly as packing rounds them),
