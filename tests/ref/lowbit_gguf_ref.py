@@ -34,6 +34,12 @@ tests/fixtures/lowbit_llama.ref.bin    int32 n, int32 vocab, int32 tokens[n],
                                        pairs, as GGUF / tern); then int32 ctx,
                                        int32 bos, int32 m, int32 ppl_tokens[m].
 
+tests/corpus/gguf/lowbit_*.gguf: malformed files for tests/test_corpus.c and the
+fuzzer's seeds (gguf_corpus.py's minimal llama plus one bad tensor): a TQ2_0
+field 3 (code 2, refused naming the tensor), truncated Q2_0 / Q1_0 data, a Q1_0
+row that is not a whole 128-block. Run after gguf_corpus.py (which empties
+that directory).
+
 Deterministic. usage: python3 tests/ref/lowbit_gguf_ref.py (needs gguf >= 0.19,
 numpy, torch; the tests need no Python).
 """
@@ -48,9 +54,11 @@ from gguf.quants import dequantize, quantize
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from gguf_corpus import base  # noqa: E402
 from gguf_writer import ARRAY, F32, I32, STRING, U32, Writer  # noqa: E402
 
 OUT = os.path.join(HERE, "..", "fixtures")
+CORPUS = os.path.join(HERE, "..", "corpus", "gguf")
 DIM, HEADS, KV_HEADS, FFN, VOCAB, CTX = 256, 4, 2, 256, 64, 128
 HD = DIM // HEADS
 EPS, THETA = 1e-5, 10000.0
@@ -238,5 +246,24 @@ def main():
     print("logits[0, :4] =", logits[0, :4].tolist())
 
 
+def corpus():
+    rng = np.random.default_rng(41)
+    files = {}
+    tq2 = rng.integers(0, 3, (2, 64), dtype=np.uint8) * 0  # all fields 0 .. then one field 3
+    tq2 = np.concatenate([tq2, np.full((2, 2), 0x3c, np.uint8)], axis=1)  # d = 1.0
+    tq2[1, 7] = 0x0c  # value 32 + 7 of row 1: field 3
+    files["lowbit_tq2_code3.gguf"] = base(tensors=[("extra.weight", [256, 2], 35, tq2.tobytes())])
+    for name, tid, ne in (("q2_0", Q2_0_ID, [64, 2]), ("q1_0", Q1_0_ID, [128, 2])):
+        data = rng.integers(0, 256, 2 * 18, dtype=np.uint8).tobytes()
+        whole = base(tensors=[("extra.weight", ne, tid, data)])
+        files[f"lowbit_{name}_truncated.gguf"] = whole[:len(whole) - (-len(data) % 32) - 10]
+    files["lowbit_q1_0_row_not_128.gguf"] = base(tensors=[("extra.weight", [64, 2], Q1_0_ID, bytes(18))])
+    for name, data in files.items():
+        with open(os.path.join(CORPUS, name), "wb") as f:
+            f.write(data)
+    print(f"wrote {len(files)} files to tests/corpus/gguf/")
+
+
 if __name__ == "__main__":
     main()
+    corpus()
