@@ -2,9 +2,13 @@
 // (and LM head) with packed copies run by the kernels layer.
 //   "f32"         unchanged
 //   "bf16"        weights rounded to bfloat16, FP32 activations
-//   "t2", "t1.6"  ternary by BitNet b1.58's absmean rule per group (PTQ, no
-//                 training): T = clamp(round(w / a), -1, 1), a = mean|w| over
-//                 the group; int8 activations; LM head at 8 bits (q8, block TERN_KQ8_GROUP)
+//   "t2", "t1.6"  ternary: weights that already are ternary per group (a
+//                 quantized model, a llama.cpp TQ / Q1_0 / Q2_0 file) keep their
+//                 codes and scales (tern_ternary_codes; DLT shifts too), others
+//                 by BitNet b1.58's absmean rule per group (PTQ, no training):
+//                 T = clamp(round(w / a), -1, 1), a = mean|w| over the group;
+//                 int8 activations; LM head at 8 bits (q8, block TERN_KQ8_GROUP,
+//                 or the file's own packed q8 head)
 //   "q8"          int8 weights per block of TERN_KQ8_GROUP (linears and head)
 //   "native"      the packed bytes a loaded .tern file carries (f32 otherwise)
 #ifndef TERN_INFER_PACKED_H
@@ -24,7 +28,8 @@ int tern_format_known(const char *format);
 void tern_packed_free(tern_packed *p);
 
 // For every linear (and the LM head) whose model tensor carries packed bytes
-// (a loaded .tern file), installs a packed layer that runs those bytes
+// (a loaded .tern file, or llama.cpp ternary / 1-2 bit tensors repacked at
+// load by io/gguf.c), installs a packed layer that runs those bytes
 // directly: no re-quantization, int8 activations. *out stays NULL when the
 // model has no packed tensor (the session is left FP32). Also reachable as
 // tern_session_set_format(s, "native", ...).
