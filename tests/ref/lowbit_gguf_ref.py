@@ -54,11 +54,11 @@ from gguf.quants import dequantize, quantize
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from gguf_corpus import base  # noqa: E402
+from gguf_corpus import base, write_files  # noqa: E402
 from gguf_writer import ARRAY, F32, I32, STRING, U32, Writer  # noqa: E402
+from tiny_llama_ref import rmsnorm, rope  # noqa: E402  (PyTorch reference ops; RoPE on adjacent pairs)
 
 OUT = os.path.join(HERE, "..", "fixtures")
-CORPUS = os.path.join(HERE, "..", "corpus", "gguf")
 DIM, HEADS, KV_HEADS, FFN, VOCAB, CTX = 256, 4, 2, 256, 64, 128
 HD = DIM // HEADS
 EPS, THETA = 1e-5, 10000.0
@@ -173,35 +173,20 @@ def header(w, tokens):
     w.kv("tokenizer.ggml.bos_token_id", U32, 0).kv("tokenizer.ggml.eos_token_id", U32, 0)
 
 
-def rmsnorm(x, w):
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS) * w
-
-
-def rope(x, pos):
-    inv = 1.0 / (THETA ** (torch.arange(0, HD, 2, dtype=torch.float64) / HD))
-    ang = pos[:, None].double() * inv[None, :]
-    c, s = torch.cos(ang)[:, None, :], torch.sin(ang)[:, None, :]
-    a, b = x[..., 0::2], x[..., 1::2]
-    out = torch.empty_like(x)
-    out[..., 0::2] = a * c - b * s
-    out[..., 1::2] = a * s + b * c
-    return out
-
-
 def forward(W, tokens):
     T = len(tokens)
     pos = torch.arange(T)
     x = W["token_embd"][tokens]
     mask = torch.full((T, T), float("-inf"), dtype=torch.float64).triu(1)
-    h = rmsnorm(x, W["attn_norm"])
-    q = rope((h @ W["attn_q"].T).view(T, HEADS, HD), pos)
-    k = rope((h @ W["attn_k"].T).view(T, KV_HEADS, HD), pos).repeat_interleave(HEADS // KV_HEADS, dim=1)
+    h = rmsnorm(x, W["attn_norm"], EPS)
+    q = rope((h @ W["attn_q"].T).view(T, HEADS, HD), pos, HD, THETA)
+    k = rope((h @ W["attn_k"].T).view(T, KV_HEADS, HD), pos, HD, THETA).repeat_interleave(HEADS // KV_HEADS, dim=1)
     v = (h @ W["attn_v"].T).view(T, KV_HEADS, HD).repeat_interleave(HEADS // KV_HEADS, dim=1)
     att = torch.einsum("thd,shd->hts", q, k) / HD ** 0.5 + mask
     x = x + torch.einsum("hts,shd->thd", att.softmax(-1), v).reshape(T, DIM) @ W["attn_output"].T
-    h = rmsnorm(x, W["ffn_norm"])
+    h = rmsnorm(x, W["ffn_norm"], EPS)
     x = x + (torch.nn.functional.silu(h @ W["ffn_gate"].T) * (h @ W["ffn_up"].T)) @ W["ffn_down"].T
-    return rmsnorm(x, W["output_norm"]) @ W["token_embd"].T
+    return rmsnorm(x, W["output_norm"], EPS) @ W["token_embd"].T
 
 
 def main():
@@ -258,10 +243,7 @@ def corpus():
         whole = base(tensors=[("extra.weight", ne, tid, data)])
         files[f"lowbit_{name}_truncated.gguf"] = whole[:len(whole) - (-len(data) % 32) - 10]
     files["lowbit_q1_0_row_not_128.gguf"] = base(tensors=[("extra.weight", [64, 2], Q1_0_ID, bytes(18))])
-    for name, data in files.items():
-        with open(os.path.join(CORPUS, name), "wb") as f:
-            f.write(data)
-    print(f"wrote {len(files)} files to tests/corpus/gguf/")
+    write_files(files)
 
 
 if __name__ == "__main__":
