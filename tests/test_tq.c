@@ -486,7 +486,17 @@ static void check_cli(const char *fp) {
     snprintf(args, sizeof args, "export --model '%s' --format gguf-tq2 --check-chunks 2 --out '%s'", fp, out);
     CHECK(run_tern(args, err) == 2 && err_has(err, "need --check-text", &lines));
     snprintf(args, sizeof args, "export --model '%s' --fallback q4_0 --out '%s'", fp, out);
-    CHECK(run_tern(args, err) == 2 && err_has(err, "go with --format gguf-tq2/gguf-tq1", &lines));
+    CHECK(run_tern(args, err) == 2 && err_has(err, "go with --format gguf-tq2/gguf-tq1/gguf-q2_0", &lines));
+    snprintf(args, sizeof args, "export --model '%s' --allow-lossy --out '%s'", fp, out);
+    CHECK(run_tern(args, err) == 2 && err_has(err, "--allow-lossy and --fallback go with", &lines) && lines == 1);
+    // gguf-q2_0: blocks of 64; the FFN rows of 288 are not whole blocks.
+    snprintf(args, sizeof args, "export --model '%s' --format gguf-q2_0 --threads 1 --out '%s'", fp, out);
+    CHECK(run_tern(args, err) == 1 && err_has(err, "not a multiple of 64 (llama.cpp's Q2_0 block)", &lines) &&
+          lines == 1 && !file_exists(out));
+    snprintf(args, sizeof args, "export --model '%s' --format gguf-q2_0 --fallback q4_0 --threads 1 --out '%s'", fp,
+             out);
+    CHECK(run_tern(args, err) == 0 && err_has(err, "linears as Q2_0", &lines) && file_exists(out));
+    remove(out);
     CHECK(!file_exists(out) && staging_left() == 0);
     remove(err);
 }
