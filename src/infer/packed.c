@@ -37,7 +37,7 @@ struct tern_packed {
     int n_acts;
     int64_t embd_bytes; // embedding table in the file (0 when tied to the head)
     int native;         // linears run a loaded .tern file's packed bytes
-    int kept;           // set_format: linears whose low-bit packing was kept (not ternary)
+    int kept;           // set_format: Q2_0 linears whose 2-bit packing was kept (not ternary)
     int lossy;          // set_format: linears with exact packed codes that had to be re-ternarized
     double lossy_err2, lossy_norm2; // their squared weight error and squared norm
     int64_t file_bytes; // native: the file's size
@@ -440,15 +440,15 @@ int tern_session_set_format(tern_session *s, const char *format, int group, tern
         int q8 = is_head || body == TERN_KFMT_Q8;
         if (is_bf16) rc = bf16_linear(&p->lins[i], p, l);
         else if (q8 && t && t->packed && t->packed_fmt == TERN_KFMT_Q8) rc = native_linear(p, &p->lins[i], l, t);
-        else if (!q8 && t && t->packed && tern_kformat_get((tern_kfmt_id)t->packed_fmt)->kind == TERN_KKIND_RTN) {
-            rc = native_linear(p, &p->lins[i], l, t); // 2-4 bit codes (Q2_0 with code 2): no ternary form
+        else if (!q8 && t && t->packed && !strcmp(t->src_type, "Q2_0") && t->packed_fmt == TERN_KFMT_Q2G) {
+            rc = native_linear(p, &p->lins[i], l, t); // llama.cpp Q2_0 using code 2: no ternary form
             p->kept++;
         }
         else if (q8) rc = pack_linear(p, &p->lins[i], l, TERN_KFMT_Q8, TERN_KQ8_GROUP, t);
         else rc = pack_linear(p, &p->lins[i], l, body, group, t);
     }
     if (rc == 0 && p->kept)
-        fprintf(stderr, "note: --format %s: %d linears hold 2-4 bit codes, not ternary ones; they run in their own "
+        fprintf(stderr, "note: --format %s: %d Q2_0 linears use code 2 (not ternary); they run in their own 2-bit "
                         "packing\n", format, p->kept);
     if (rc == 0 && p->lossy)
         fprintf(stderr, "note: --format %s: %d linears held exact packed codes that are not ternary at G=%d or at "
