@@ -366,6 +366,18 @@ static void check_export(const char *fp_path) {
 // Ternary inputs: a .tern file (its packed codes) gives the same linears as
 // the direct absmean export; `tern quantize` outputs keep their codes
 // (Tequila's biases stay, DLT's shifts are dropped).
+// Logits of every token of toks in format `format` (f32, t2, ...).
+static int run_logits(const tern_model *m, const char *format, const int *toks, int n, float *out) {
+    tern_session s;
+    tern_packed *p = NULL;
+    if (tern_session_init(&s, m, 64, n)) return -1;
+    int rc = tern_session_set_format(&s, format, G, &p);
+    if (rc == 0) rc = tern_forward(&s, toks, n, 0, out);
+    tern_session_free(&s);
+    tern_packed_free(p);
+    return rc;
+}
+
 static void check_ternary_inputs(const char *fp_path) {
     tern_model fp, a, b;
     CHECK_OK(tern_model_load(&fp, fp_path, NULL));
@@ -430,6 +442,25 @@ static void check_ternary_inputs(const char *fp_path) {
         // rounding of alpha (a quantize output keeps alpha in FP32).
         if (k == 0) CHECK(info.fallback_rel_rmse > 0 && info.fallback_rel_rmse < 1e-3);
         if (k == 1) CHECK(info.fallback_rel_rmse > 0); // the shift is gone
+        // --format t2 at run time keeps the codes, scales and (DLT) shifts: its
+        // logits differ from FP32 only by the int8 activations. (Absmean
+        // re-ternarization, the old behaviour, is checked to be far off.)
+        {
+            int V = in.cfg.vocab_size, toks[32];
+            for (int i = 0; i < 32; i++) toks[i] = (7 * i + 3) % V;
+            float *lf = malloc((size_t)32 * V * 4), *lt = malloc((size_t)32 * V * 4), *la = malloc((size_t)32 * V * 4);
+            CHECK_OK(run_logits(&in, "f32", toks, 32, lf));
+            CHECK_OK(run_logits(&in, "t2", toks, 32, lt));
+            tern_model old;
+            CHECK_OK(tern_model_load(&old, pq, NULL));
+            CHECK_OK(tern_model_fake_quant_absmean(&old, G));
+            CHECK_OK(run_logits(&old, "f32", toks, 32, la));
+            double et = test_max_rel_err(lt, lf, (size_t)32 * V, 1.0), ea = test_max_rel_err(la, lf, (size_t)32 * V, 1.0);
+            printf("%s: logits vs f32: --format t2 %.2e, absmean re-ternarized %.2e\n", methods[k], et, ea);
+            CHECK(et < 0.03 && ea > 3 * et);
+            tern_model_free(&old);
+            free(lf), free(lt), free(la);
+        }
         tern_model back;
         CHECK_OK(tern_model_load(&back, out, NULL));
         if (k == 0) {
