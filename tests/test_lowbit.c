@@ -205,13 +205,22 @@ static int same_values(const tern_model *a, const tern_model *b, const char *nam
 // block's d is a group scale; ffn_up, Q2_0 with code 2, as q2g), the Q8_0
 // embedding at its own block of 32.
 static void test_export_tern(const tern_model *m, const char *in) {
-    const char *out = test_tmp_path("lowbit.tern");
-    tern_export_opts o = {0};
+    char out[1024], text[1024]; // test_tmp_path's buffer is reused
+    snprintf(out, sizeof out, "%s", test_tmp_path("lowbit.tern"));
+    snprintf(text, sizeof text, "%s", test_tmp_path("lowbit.txt"));
+    FILE *f = fopen(text, "w"); // characters of the fixture's vocabulary ('!'..'_'), no spaces
+    for (int i = 0; f && i < 40; i++) fputs("HELLO,WORLD.THIS=IS+A[TEST]", f);
+    if (f) fclose(f);
+    tern_export_check check = {.text = text, .ctx = 32, .chunks = 2, .max_change = 1000};
+    tern_export_opts o = {.check = check};
     tern_export_info info;
     CHECK_OK(tern_export_tern(m, in, &o, out, &info));
     printf(".tern export: %d linears exact, %d lossy, G=%d, %lld bytes\n", info.exact_linears, info.lossy_linears,
            info.group, (long long)info.bytes);
     CHECK(info.exact_linears == 7 && info.lossy_linears == 0 && info.group == 32);
+    printf(".tern export check: ppl source %.4f, .tern %.4f (%+.4f%%)\n", info.check.ppl_source,
+           info.check.ppl_export, info.check.change_pct);
+    CHECK(info.check.checked && info.check.ppl_source > 1 && info.check.change_pct == 0); // the same values
     tern_model back = {0};
     CHECK_OK(tern_model_load(&back, out, NULL));
     for (size_t k = 0; k < sizeof EXPECT / sizeof EXPECT[0]; k++)
@@ -219,11 +228,14 @@ static void test_export_tern(const tern_model *m, const char *in) {
     CHECK(!strcmp(tern_model_find(&back, "blk.0.ffn_up.weight")->src_type, "q2g"));
     // A coarser --group re-blocks: lossy for ternary codes (counted, measured),
     // refused for 2-bit ones.
-    const char *out64 = test_tmp_path("lowbit.g64.tern");
-    tern_export_opts o64 = {.group = 64}, o128 = {.group = 128};
+    char out64[1024];
+    snprintf(out64, sizeof out64, "%s", test_tmp_path("lowbit.g64.tern"));
+    tern_export_opts o64 = {.group = 64, .check = check}, o128 = {.group = 128};
     CHECK_OK(tern_export_tern(m, in, &o64, out64, &info));
-    printf(".tern export --group 64: %d exact, %d lossy, weight rel. RMSE %.4f\n", info.exact_linears,
-           info.lossy_linears, info.lossy_rel_rmse);
+    printf(".tern export --group 64: %d exact, %d lossy, weight rel. RMSE %.4f; ppl %.4f -> %.4f (%+.3f%%)\n",
+           info.exact_linears, info.lossy_linears, info.lossy_rel_rmse, info.check.ppl_source, info.check.ppl_export,
+           info.check.change_pct);
+    CHECK(info.check.checked && info.check.change_pct != 0);
     CHECK(info.exact_linears == 6 && info.lossy_linears == 1 && info.lossy_rel_rmse > 0.01); // attn_output (G 32)
     CHECK_FAILS(tern_export_tern(m, in, &o128, out64, &info),
                 "export: blk.0.ffn_up.weight holds 2-bit codes per block of 64 (Q2_0); G=128 cannot keep them");
@@ -237,7 +249,7 @@ static void test_export_tern(const tern_model *m, const char *in) {
     for (size_t k = 0; k < sizeof EXPECT / sizeof EXPECT[0]; k++)
         CHECK_MSG(same_values(&back, &back2, EXPECT[k].name), "%s changed on re-export", EXPECT[k].name);
     tern_model_free(&back), tern_model_free(&back2);
-    remove(out), remove(again);
+    remove(out), remove(again), remove(text);
 }
 
 // gguf-q2_0: every linear Q2_0 (rows of 256 are whole 64-blocks, no

@@ -799,7 +799,7 @@ static int cmd_export(int argc, char **argv) {
     common_opts o = {0};
     const char *out = NULL, *format = "tern";
     tern_export_opts e = {0};
-    tern_export_tq_opts q = {.max_ppl_change = TERN_EXPORT_TQ_MAX_PPL_CHANGE};
+    tern_export_tq_opts q = {.check.max_change = TERN_EXPORT_TQ_MAX_PPL_CHANGE};
     float max_change = (float)TERN_EXPORT_TQ_MAX_PPL_CHANGE;
     int tq_seen[7] = {0}, format_k = 0; // tq_seen: the options that go with --format gguf-*
     static const char *format_names[] = {"tern", "gguf-tq2", "gguf-tq1", "gguf-q2_0"};
@@ -814,20 +814,20 @@ static int cmd_export(int argc, char **argv) {
          NULL},
         {"--fallback", CLI_STR, &q.fallback, 0, 0, NULL, "none|q4_0", "none",
          "gguf-tq*: linears whose rows are not a multiple of 256 as Q4_0 (same codes)", &tq_seen[0]},
-        {"--check-text", CLI_STR, &q.check_text, 0, 0, NULL, "FILE", NULL,
-         "gguf-tq*: measure the perplexity of the source and of the written file", &tq_seen[1]},
-        {"--check-chunks", CLI_INT, &q.check_chunks, 1, 1 << 20, NULL, "N", "8", "chunks of the check", &tq_seen[2]},
-        {"--check-ctx", CLI_INT, &q.check_ctx, 4, 1 << 20, NULL, "N", "512", "tokens per chunk of the check",
+        {"--check-text", CLI_STR, &q.check.text, 0, 0, NULL, "FILE", NULL,
+         "measure the perplexity of the source and of the written file", &tq_seen[1]},
+        {"--check-chunks", CLI_INT, &q.check.chunks, 1, 1 << 20, NULL, "N", "8", "chunks of the check", &tq_seen[2]},
+        {"--check-ctx", CLI_INT, &q.check.ctx, 4, 1 << 20, NULL, "N", "512", "tokens per chunk of the check",
          &tq_seen[3]},
         {"--max-ppl-change", CLI_FLOAT, &max_change, 0, 1e9, NULL, "PCT", "10",
          "fail (write nothing) when the perplexity rises by more", &tq_seen[4]},
-        {"--force", CLI_FLAG, &q.force, 0, 0, NULL, NULL, NULL, "write even when it rises by more", &tq_seen[5]},
+        {"--force", CLI_FLAG, &q.check.force, 0, 0, NULL, NULL, NULL, "write even when it rises by more", &tq_seen[5]},
         {"--allow-lossy", CLI_FLAG, &q.allow_lossy, 0, 0, NULL, NULL, NULL,
          "gguf-*: write even when DLT shifts are dropped (refused otherwise)", &tq_seen[6]},
         OPT_THREADS(o),
     };
     int rc = parse_opts("export",
-                        "usage: tern export --model M --out MODEL.tern [--pack 2|1.6] [--group G]\n"
+                        "usage: tern export --model M --out MODEL.tern [--pack 2|1.6] [--group G] [--check-text FILE ...]\n"
                         "       tern export --model M --format gguf-tq2|gguf-tq1|gguf-q2_0 --out MODEL.gguf [--group G]\n"
                         "                   [--fallback none|q4_0] [--check-text FILE [--check-chunks 8]\n"
                         "                   [--check-ctx 512]] [--max-ppl-change 10] [--force] [--allow-lossy]\n"
@@ -849,13 +849,14 @@ static int cmd_export(int argc, char **argv) {
                         "(an FP model is quantized per block of 64 for gguf-q2_0, 128 otherwise). This changes the\n"
                         "model: with --check-text the export fails, writing nothing, when the perplexity rises by\n"
                         "more than --max-ppl-change percent unless --force. Without --check-text nothing is\n"
-                        "measured (a note says so).\n",
+                        "measured (a note says so). --check-text works the same for a .tern export (a lossy\n"
+                        "re-blocking of exact codes).\n",
                         opts, N_OPTS(opts), argc, argv, NULL);
     if (rc >= 0) return rc;
     rc = 0;
     format = format_names[format_k];
     int tq_only = 0;
-    for (int k = 0; k < 7; k++) tq_only |= tq_seen[k];
+    tq_only = tq_seen[0] || tq_seen[6]; // the check options go with every format
     if (!out) return bad_usage("export", "%s", "--out is required");
     static const char *packs[] = {"2", "t2", "tern-t2", "1.6", "t1.6", "tern-t1.6"};
     int pack_ok = !e.pack;
@@ -863,19 +864,18 @@ static int cmd_export(int argc, char **argv) {
     if (!pack_ok) return bad_usage("export", "unknown --pack '%s' (2 or 1.6)", e.pack);
     int tq = !strncmp(format, "gguf-", 5);
     if (!tq && tq_only)
-        return bad_usage("export", "%s", "--check-*, --max-ppl-change, --force, --allow-lossy and --fallback go with "
-                                         "--format gguf-tq2/gguf-tq1/gguf-q2_0");
+        return bad_usage("export", "%s", "--fallback and --allow-lossy go with --format gguf-tq2/gguf-tq1/gguf-q2_0");
     if (tq && e.pack) return bad_usage("export", "%s", "--pack is for --format tern");
-    if (!q.check_text && (q.check_chunks || q.check_ctx))
+    if (!q.check.text && (q.check.chunks || q.check.ctx))
         return bad_usage("export", "%s", "--check-chunks and --check-ctx need --check-text");
-    const char *ins[] = {o.model, o.tokenizer, q.check_text};
+    const char *ins[] = {o.model, o.tokenizer, q.check.text};
     if ((rc = clobbers_input("export", &out, 1, ins, 3))) return rc;
     tern_model m;
     if ((rc = load_model(&o, &m, "export", 0))) return rc;
     if (tq) {
         q.format = format;
         q.group = e.group;
-        q.max_ppl_change = max_change;
+        q.check.max_change = max_change;
         tern_export_tq_info ti;
         rc = tern_export_gguf_tq(&m, o.model, &q, out, &ti);
         if (rc == 0) {
@@ -888,28 +888,34 @@ static int cmd_export(int argc, char **argv) {
             if (ti.lossy_linears)
                 fprintf(stderr, "tern export: warning: %d linears held codes that are not ternary (Q2_0 code 2); "
                                 "re-ternarized by absmean (lossy, error above)\n", ti.lossy_linears);
-            if (ti.checked)
+            if (ti.check.checked)
                 fprintf(stderr, "tern export: ppl on %s (%d chunks of %d): source %.4f, %s %.4f (%+.2f%%)\n",
-                        q.check_text, ti.chunks, ti.ctx, ti.ppl_source, format, ti.ppl_export, ti.change_pct);
+                        q.check.text, ti.check.chunks, ti.check.ctx, ti.check.ppl_source, format, ti.check.ppl_export, ti.check.change_pct);
             else
                 fprintf(stderr, "tern export: note: no --check-text, so the perplexity change of re-blocking was "
                                 "not measured\n");
-            if (ti.forced)
+            if (ti.check.forced)
                 fprintf(stderr, "tern export: warning: perplexity rose by %+.2f%%, more than --max-ppl-change %g%%; "
-                                "written anyway (--force)\n", ti.change_pct, (double)max_change);
+                                "written anyway (--force)\n", ti.check.change_pct, (double)max_change);
             fprintf(stderr, "tern export: wrote %s (%s)\n", out, size_str(ti.bytes, (char[32]){0}, 32));
         }
         tern_model_free(&m);
         return rc ? die() : 0;
     }
     tern_export_info info;
+    e.check = q.check;
+    e.check.max_change = max_change;
     rc = tern_export_tern(&m, o.model, &e, out, &info);
     if (rc == 0 && (info.exact_linears || info.lossy_linears))
         fprintf(stderr, "tern export: %d linears kept their ternary codes and scales exactly%s", info.exact_linears,
                 info.lossy_linears ? "" : "\n");
     if (rc == 0 && info.lossy_linears)
-        fprintf(stderr, "; %d loaded with exact codes are not ternary at G=%d: re-ternarized by absmean (lossy), "
+        fprintf(stderr, "; %d loaded with exact codes re-blocked to G=%d (codes kept, least-squares scales; lossy), "
                         "weight rel. RMSE %.4f\n", info.lossy_linears, info.group, info.lossy_rel_rmse);
+    if (rc == 0 && info.check.checked)
+        fprintf(stderr, "tern export: ppl on %s (%d chunks of %d): source %.4f, .tern %.4f (%+.2f%%)%s\n", e.check.text,
+                info.check.chunks, info.check.ctx, info.check.ppl_source, info.check.ppl_export, info.check.change_pct,
+                info.check.forced ? "; more than --max-ppl-change, written anyway (--force)" : "");
     if (rc == 0)
         fprintf(stderr, "tern export: %s, G=%d%s, %s: wrote %s (%s)\n",
                 info.method[0] ? info.method : info.exact_linears ? "exact ternary" : "absmean PTQ", info.group,

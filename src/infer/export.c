@@ -329,6 +329,73 @@ static int set_meta(tern_gguf_writer *w, buf_list *bl, const tern_model *m, cons
     return rc;
 }
 
+// Perplexity of a model's FP32 values on the check text.
+static int tq_ppl(const tern_model *m, const char *text, size_t len, int ctx, int chunks, tern_ppl_result *r) {
+    tern_tokenizer *tok;
+    if (tern_tokenizer_init(&tok, &m->vocab)) return -1;
+    int rc = tern_perplexity_text(m, tok, text, len, ctx, chunks, "f32", r);
+    tern_tokenizer_free(tok);
+    return rc;
+}
+
+// An export's perplexity check (--check-text): the source's perplexity, then
+// the written file's, read back through tern's reader, FP32 on both sides.
+static int check_open(tern_ppl_check *c, const tern_model *m, const tern_export_check *o) {
+    memset(c, 0, sizeof *c);
+    if (!o->text) return 0;
+    if (tern_read_file(o->text, &c->text, &c->len)) return -1;
+    c->o = o;
+    c->ctx = o->ctx > 0 ? o->ctx : 512, c->chunks = o->chunks > 0 ? o->chunks : 8;
+    if (c->ctx > m->cfg.max_seq) c->ctx = m->cfg.max_seq;
+    return 0;
+}
+
+static int check_source(tern_ppl_check *c, const tern_model *src, tern_export_checked *res) {
+    tern_ppl_result r;
+    if (!c->text) return 0;
+    if (tq_ppl(src, c->text, c->len, c->ctx, c->chunks, &r)) return -1;
+    res->ppl_source = r.ppl, res->ctx = r.ctx, res->chunks = r.chunks;
+    return 0;
+}
+
+// Writes wr to out_path. With a check the file is first written beside the
+// target, read back and measured; only then renamed into place (a rise above
+// max_change fails, nothing written, unless force). Frees the check text.
+static int write_checked(tern_gguf_writer *wr, const char *out_path, tern_ppl_check *c, const char *fmt,
+                         tern_export_checked *res) {
+    char stage[600];
+    snprintf(stage, sizeof stage, "%s", out_path);
+    if (c->text) snprintf(stage, sizeof stage, "%s.check.%ld", out_path, (long)getpid());
+    int rc = tern_gguf_write(wr, stage);
+    if (rc == 0 && c->text) {
+        tern_model back;
+        tern_ppl_result r;
+        rc = tern_model_load(&back, stage, NULL);
+        if (rc == 0) {
+            rc = tq_ppl(&back, c->text, c->len, c->ctx, c->chunks, &r);
+            tern_model_free(&back);
+        }
+        if (rc == 0) {
+            res->checked = 1;
+            res->ppl_export = r.ppl;
+            res->change_pct = 100.0 * (res->ppl_export / res->ppl_source - 1.0);
+            double bound = c->o->max_change;
+            if (!(res->change_pct <= bound) && !c->o->force)
+                rc = tern_errorf("export: perplexity on %s rose by %+.2f%% (source %.4f, %s %.4f; %d chunks of %d), "
+                                 "more than --max-ppl-change %g%%; nothing written (--force writes it anyway)",
+                                 c->o->text, res->change_pct, res->ppl_source, fmt, res->ppl_export, res->chunks,
+                                 res->ctx, bound);
+            else res->forced = !(res->change_pct <= bound);
+        }
+        if (rc == 0 && rename(stage, out_path) != 0)
+            rc = tern_errorf("%s: cannot rename into place: %s", out_path, strerror(errno));
+        if (rc) unlink(stage);
+    }
+    free(c->text);
+    c->text = NULL;
+    return rc;
+}
+
 // Smallest group the input's linears were loaded packed with (a llama.cpp
 // ternary GGUF: 256, 128, 64 or 32 per type), 0 when none is packed. Codes
 // exact per block stay exact per any group dividing it.
@@ -365,15 +432,17 @@ int tern_export_tern(const tern_model *m, const char *in_path, const tern_export
     snprintf(info->method, sizeof info->method, "%s", meta.method);
     snprintf(info->format, sizeof info->format, "%s", tern_kformat_get(j.body)->name);
     info->group = j.group;
+    tern_ppl_check chk;
+    if (check_open(&chk, m, &o->check)) return -1;
     tern_gguf_writer *w = tern_gguf_writer_new();
-    if (!w) return tern_errorf("out of memory");
+    int rc = w ? check_source(&chk, m, &info->check) : tern_errorf("out of memory");
     buf_list bl = {0};
-    int rc = 0;
     // Tensors first: the metadata records what they turned out to be.
     for (int i = 0; i < m->n_tensors && rc == 0; i++) rc = add_tensor(w, &bl, &m->tensors[i], &j);
     if (rc == 0) rc = set_meta(w, &bl, m, &j);
     info->lossy_rel_rmse = j.norm2 > 0 ? sqrt(j.err2 / j.norm2) : 0;
-    if (rc == 0) rc = tern_gguf_write(w, out_path);
+    if (rc == 0) rc = write_checked(w, out_path, &chk, "tern", &info->check);
+    free(chk.text);
     tern_gguf_writer_free(w);
     buf_free(&bl);
     struct stat st;
@@ -549,15 +618,6 @@ static int tq_check_shapes(const tern_model *m, const tq_format *tf, int fallbac
     return 0;
 }
 
-// Perplexity of a model's FP32 values on the check text.
-static int tq_ppl(const tern_model *m, const char *text, size_t len, int ctx, int chunks, tern_ppl_result *r) {
-    tern_tokenizer *tok;
-    if (tern_tokenizer_init(&tok, &m->vocab)) return -1;
-    int rc = tern_perplexity_text(m, tok, text, len, ctx, chunks, "f32", r);
-    tern_tokenizer_free(tok);
-    return rc;
-}
-
 int tern_export_gguf_tq(const tern_model *m, const char *in_path, const tern_export_tq_opts *o, const char *out_path,
                         tern_export_tq_info *info) {
     tern_export_tq_info tmp;
@@ -586,11 +646,9 @@ int tern_export_gguf_tq(const tern_model *m, const char *in_path, const tern_exp
     if (resolve_group(m, &eo, info->method, meta.group, &group)) return -1;
     int shift = !strcmp(info->method, "dlt");
 
-    char *text = NULL;
-    size_t text_len = 0;
-    if (o->check_text && tern_read_file(o->check_text, &text, &text_len)) return -1;
-    int ctx = o->check_ctx > 0 ? o->check_ctx : 512, chunks = o->check_chunks > 0 ? o->check_chunks : 8;
-    if (ctx > m->cfg.max_seq) ctx = m->cfg.max_seq;
+    tern_ppl_check chk;
+    if (check_open(&chk, m, &o->check)) return -1;
+    const char *text = chk.text;
 
     // The source model for the check: m itself, or (absmean PTQ) a shallow
     // copy whose linears point at the alpha*T buffers.
@@ -636,46 +694,14 @@ int tern_export_gguf_tq(const tern_model *m, const char *in_path, const tern_exp
         rc = tern_errorf("export: %s drops the DLT shifts of %s (weight rel. RMSE %.4f%s); nothing written "
                          "(--allow-lossy writes it)",
                          fmt, in_path, info->weight_rel_rmse, info->fallback_linears ? " in the TQ matrices" : "");
-    tern_ppl_result r;
-    if (rc == 0 && text) {
-        rc = tq_ppl(&src, text, text_len, ctx, chunks, &r);
-        info->ppl_source = r.ppl, info->ctx = r.ctx, info->chunks = r.chunks;
-    }
+    if (rc == 0) rc = check_source(&chk, &src, &info->check);
     for (int i = 0; owned && i < m->n_tensors; i++) tern_free(owned[i]);
     free(owned), free(src.tensors);
 
-    // With a check, the file is written beside the target, read back through
-    // tern's GGUF reader and measured; only then renamed into place.
-    char stage[600];
-    snprintf(stage, sizeof stage, "%s", out_path);
-    if (text) snprintf(stage, sizeof stage, "%s.check.%ld", out_path, (long)getpid());
-    if (rc == 0) rc = tern_gguf_write(wr, stage);
+    if (rc == 0) rc = write_checked(wr, out_path, &chk, fmt, &info->check);
+    free(chk.text);
     tern_gguf_writer_free(wr);
     buf_free(&bl);
-    if (rc == 0 && text) {
-        tern_model back;
-        rc = tern_model_load(&back, stage, NULL);
-        if (rc == 0) {
-            rc = tq_ppl(&back, text, text_len, ctx, chunks, &r);
-            tern_model_free(&back);
-        }
-        if (rc == 0) {
-            info->checked = 1;
-            info->ppl_export = r.ppl;
-            info->change_pct = 100.0 * (info->ppl_export / info->ppl_source - 1.0);
-            double bound = o->max_ppl_change;
-            if (!(info->change_pct <= bound) && !o->force)
-                rc = tern_errorf("export: perplexity on %s rose by %+.2f%% (source %.4f, %s %.4f; %d chunks of %d), "
-                                 "more than --max-ppl-change %g%%; nothing written (--force writes it anyway)",
-                                 o->check_text, info->change_pct, info->ppl_source, fmt, info->ppl_export,
-                                 info->chunks, info->ctx, bound);
-            else info->forced = !(info->change_pct <= bound);
-        }
-        if (rc == 0 && rename(stage, out_path) != 0)
-            rc = tern_errorf("%s: cannot rename into place: %s", out_path, strerror(errno));
-        if (rc) unlink(stage);
-    }
-    free(text);
     struct stat st;
     if (rc == 0 && stat(out_path, &st) == 0) info->bytes = (int64_t)st.st_size;
     return rc;

@@ -12,9 +12,36 @@
 
 #include "io/model.h"
 
+// Perplexity check of an export: with `text`, the source (the FP32 values of
+// the model as loaded) and the written file (read back and dequantized by
+// tern's reader) are both measured on `chunks` chunks of `ctx` tokens (0: 8
+// of 512, ctx capped at the model's context). A rise above max_change percent
+// fails, nothing written, unless force.
+typedef struct {
+    const char *text;
+    int ctx, chunks;
+    double max_change;
+    int force;
+} tern_export_check;
+
+typedef struct {
+    int checked, ctx, chunks; // checked = 0 without a check text
+    double ppl_source, ppl_export, change_pct;
+    int forced;               // the change exceeded the bound and force wrote the file anyway
+} tern_export_checked;
+
+// Internal state of a check (export.c).
+typedef struct {
+    const tern_export_check *o;
+    char *text;
+    size_t len;
+    int ctx, chunks;
+} tern_ppl_check;
+
 typedef struct {
     const char *pack; // ternary: "2"/"t2"/"tern-t2" or "1.6"/"t1.6"/"tern-t1.6"; NULL = t2 (or the low-bit format)
     int group;        // 0: the input's tern.group_size, else 128
+    tern_export_check check; // measures the perplexity change (a lossy conversion's, or none)
 } tern_export_opts;
 
 // GGUF tensor type ids of the packed formats (= TERN_GGUF_PACKED_BASE /
@@ -33,6 +60,7 @@ typedef struct {
     // group (re-ternarized by absmean: lossy) with their weight rel. RMSE.
     int exact_linears, lossy_linears;
     double lossy_rel_rmse;
+    tern_export_checked check;
     int64_t bytes;    // size of the written file
 } tern_export_info;
 
@@ -61,15 +89,7 @@ typedef struct {
     const char *format;       // "gguf-tq2" (default when NULL), "gguf-tq1" or "gguf-q2_0"
     const char *fallback;     // NULL / "none" (refuse) or "q4_0"
     int group;                // absmean PTQ group for an FP input (0: 128); as in tern_export_opts
-    // Perplexity check: with check_text, the source (FP32 values of the ternary
-    // model) and the written file (read back and dequantized by tern's reader)
-    // are both measured on check_chunks chunks of check_ctx tokens (0: 8 of
-    // 512, ctx capped at the model's context). An increase above
-    // max_ppl_change percent fails (nothing written) unless force.
-    const char *check_text;
-    int check_ctx, check_chunks;
-    double max_ppl_change;
-    int force;
+    tern_export_check check;  // perplexity check (see tern_export_check)
     int allow_lossy;          // write even when DLT shifts are dropped (refused otherwise)
 } tern_export_tq_opts;
 
@@ -87,10 +107,7 @@ typedef struct {
     int fallback_linears; // of those, written as Q4_0
     double weight_rel_rmse;   // sqrt(sum (w - d T)^2 / sum w^2) over the TQ matrices
     double fallback_rel_rmse; // the same over the Q4_0 fallback matrices (0 for a symmetric source)
-    // Perplexity check (checked = 0 without check_text).
-    int checked, ctx, chunks;
-    double ppl_source, ppl_export, change_pct;
-    int forced;         // the change exceeded the bound and force wrote the file anyway
+    tern_export_checked check; // perplexity check (checked = 0 without a check text)
     int64_t bytes;      // size of the written file
 } tern_export_tq_info;
 
