@@ -907,7 +907,7 @@ static int cmd_export(int argc, char **argv) {
     e.check.max_change = max_change;
     rc = tern_export_tern(&m, o.model, &e, out, &info);
     if (rc == 0 && (info.exact_linears || info.lossy_linears))
-        fprintf(stderr, "tern export: %d linears kept their ternary codes and scales exactly%s", info.exact_linears,
+        fprintf(stderr, "tern export: %d linears kept their codes and scales exactly%s", info.exact_linears,
                 info.lossy_linears ? "" : "\n");
     if (rc == 0 && info.lossy_linears)
         fprintf(stderr, "; %d loaded with exact codes re-blocked to G=%d (codes kept, least-squares scales; lossy), "
@@ -918,7 +918,7 @@ static int cmd_export(int argc, char **argv) {
                 info.check.forced ? "; more than --max-ppl-change, written anyway (--force)" : "");
     if (rc == 0)
         fprintf(stderr, "tern export: %s, G=%d%s, %s: wrote %s (%s)\n",
-                info.method[0] ? info.method : info.exact_linears ? "exact ternary" : "absmean PTQ", info.group,
+                info.method[0] ? info.method : info.exact_linears ? "exact codes" : "absmean PTQ", info.group,
                 info.has_shift ? " with shifts" : "", info.format, out, size_str(info.bytes, (char[32]){0}, 32));
     tern_model_free(&m);
     return rc ? die() : 0;
