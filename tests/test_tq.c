@@ -227,7 +227,7 @@ static void check_export(const char *fp_path) {
     o = (tern_export_tq_opts){.format = "gguf-tq2", .fallback = "q4_0"};
     CHECK_OK(tern_export_gguf_tq(&fp, fp_path, &o, o2, &info));
     CHECK(info.linears == 7 * LAYERS && info.fallback_linears == LAYERS && info.biases == 3 * LAYERS);
-    CHECK(info.group == G && !info.checked && !info.dropped_shift && !strcmp(info.source, "by absmean PTQ"));
+    CHECK(info.group == G && !info.check.checked && !info.dropped_shift && !strcmp(info.source, "by absmean PTQ"));
     CHECK(info.weight_rel_rmse > 0 && info.weight_rel_rmse < 0.2 && info.fallback_rel_rmse == 0);
     // Groups of 256: every block lies in one group, so d = alpha and the file
     // holds the source exactly.
@@ -322,29 +322,29 @@ static void check_export(const char *fp_path) {
     free(text);
     const char *o4 = test_tmp_path("m.checked.gguf");
     o = (tern_export_tq_opts){.format = "gguf-tq2", .fallback = "q4_0",
-                              .check_text = test_data_path("data/tinystories/valid-sample.txt"),
-                              .check_ctx = 128, .check_chunks = 2, .max_ppl_change = 1000};
+                              .check = {.text = test_data_path("data/tinystories/valid-sample.txt"),
+                                        .ctx = 128, .chunks = 2, .max_change = 1000}};
     CHECK_OK(tern_export_gguf_tq(&fp, fp_path, &o, o4, &info));
-    printf("check: ppl source %.4f, gguf-tq2 %.4f (%+.3f%%), %d chunks of %d\n", info.ppl_source, info.ppl_export,
-           info.change_pct, info.chunks, info.ctx);
-    CHECK(info.checked && info.chunks == 2 && info.ctx == 128 && !info.forced);
-    CHECK(isfinite(info.ppl_source) && isfinite(info.ppl_export) && info.ppl_source > 1 && info.ppl_export > 1);
-    CHECK_NEAR(info.change_pct, 100 * (info.ppl_export / info.ppl_source - 1), 1e-9);
+    printf("check: ppl source %.4f, gguf-tq2 %.4f (%+.3f%%), %d chunks of %d\n", info.check.ppl_source, info.check.ppl_export,
+           info.check.change_pct, info.check.chunks, info.check.ctx);
+    CHECK(info.check.checked && info.check.chunks == 2 && info.check.ctx == 128 && !info.check.forced);
+    CHECK(isfinite(info.check.ppl_source) && isfinite(info.check.ppl_export) && info.check.ppl_source > 1 && info.check.ppl_export > 1);
+    CHECK_NEAR(info.check.change_pct, 100 * (info.check.ppl_export / info.check.ppl_source - 1), 1e-9);
     CHECK(file_exists(o4) && staging_left() == 0);
     // A bound the change exceeds: refused, nothing written; --force writes it.
     const char *o5 = test_tmp_path("m.refused.gguf");
-    o.max_ppl_change = -100; // any finite perplexity "rises" by more than -100%
+    o.check.max_change = -100; // any finite perplexity "rises" by more than -100%
     CHECK_FAILS(tern_export_gguf_tq(&fp, fp_path, &o, o5, &info), "more than --max-ppl-change -100%; nothing written");
     CHECK(!file_exists(o5) && staging_left() == 0 && !strchr(tern_last_error(), '\n'));
-    o.force = 1;
+    o.check.force = 1;
     CHECK_OK(tern_export_gguf_tq(&fp, fp_path, &o, o5, &info));
-    CHECK(info.forced && file_exists(o5) && staging_left() == 0);
+    CHECK(info.check.forced && file_exists(o5) && staging_left() == 0);
     // A text shorter than one chunk fails before anything is written.
     const char *o6 = test_tmp_path("m.short.gguf"), *short_text = test_tmp_path("short.txt");
     FILE *f = fopen(short_text, "w");
     fputs("Once upon a time.", f);
     fclose(f);
-    o = (tern_export_tq_opts){.fallback = "q4_0", .check_text = short_text};
+    o = (tern_export_tq_opts){.fallback = "q4_0", .check = {.text = short_text}};
     CHECK_FAILS(tern_export_gguf_tq(&fp, fp_path, &o, o6, NULL), "fewer than one chunk");
     CHECK(!file_exists(o6) && staging_left() == 0);
 
@@ -366,6 +366,18 @@ static void check_export(const char *fp_path) {
 // Ternary inputs: a .tern file (its packed codes) gives the same linears as
 // the direct absmean export; `tern quantize` outputs keep their codes
 // (Tequila's biases stay, DLT's shifts are dropped).
+// Logits of every token of toks in format `format` (f32, t2, ...).
+static int run_logits(const tern_model *m, const char *format, const int *toks, int n, float *out) {
+    tern_session s;
+    tern_packed *p = NULL;
+    if (tern_session_init(&s, m, 64, n)) return -1;
+    int rc = tern_session_set_format(&s, format, G, &p);
+    if (rc == 0) rc = tern_forward(&s, toks, n, 0, out);
+    tern_session_free(&s);
+    tern_packed_free(p);
+    return rc;
+}
+
 static void check_ternary_inputs(const char *fp_path) {
     tern_model fp, a, b;
     CHECK_OK(tern_model_load(&fp, fp_path, NULL));
@@ -409,20 +421,46 @@ static void check_ternary_inputs(const char *fp_path) {
         tern_model in;
         CHECK_OK(tern_model_load(&in, pq, NULL));
         tern_export_tq_opts qo2 = {.format = "gguf-tq2", .fallback = "q4_0",
-                                   .check_text = test_data_path("data/tinystories/valid-sample.txt"),
-                                   .check_ctx = 128, .check_chunks = 2, .max_ppl_change = 1000};
+                                   .check = {.text = test_data_path("data/tinystories/valid-sample.txt"),
+                                             .ctx = 128, .chunks = 2, .max_change = 1000}};
+        if (k == 1) { // dropping DLT shifts is refused, measured, unless allow_lossy
+            CHECK_FAILS(tern_export_gguf_tq(&in, pq, &qo2, out, &info),
+                        "drops the DLT shifts of");
+            CHECK(strstr(tern_last_error(), "weight rel. RMSE 0.") && strstr(tern_last_error(), "--allow-lossy"));
+            CHECK(!file_exists(out));
+            qo2.allow_lossy = 1;
+        }
         CHECK_OK(tern_export_gguf_tq(&in, pq, &qo2, out, &info));
         printf("%s: codes %s, G=%d, shift dropped %d, %d biases; weight rel. RMSE %.4f (TQ) %.4f (Q4_0); "
                "ppl %.4f -> %.4f (%+.3f%%)\n", methods[k], info.source, info.group, info.dropped_shift, info.biases,
-               info.weight_rel_rmse, info.fallback_rel_rmse, info.ppl_source, info.ppl_export, info.change_pct);
+               info.weight_rel_rmse, info.fallback_rel_rmse, info.check.ppl_source, info.check.ppl_export, info.check.change_pct);
         CHECK(!strcmp(info.source, "recovered") && !strcmp(info.method, methods[k]) && info.group == G);
-        CHECK(info.dropped_shift == (k == 1) && info.checked && isfinite(info.ppl_export));
+        CHECK(info.dropped_shift == (k == 1) && info.check.checked && isfinite(info.check.ppl_export));
         // The synthetic model has FFN biases; Tequila adds its own to every linear.
         if (k == 0) CHECK(info.biases == 7 * LAYERS && tern_model_find(&in, "blk.0.attn_q.bias"));
         // Symmetric codes in a Q4_0 block of one group: exact up to the fp16
         // rounding of alpha (a quantize output keeps alpha in FP32).
         if (k == 0) CHECK(info.fallback_rel_rmse > 0 && info.fallback_rel_rmse < 1e-3);
         if (k == 1) CHECK(info.fallback_rel_rmse > 0); // the shift is gone
+        // --format t2 at run time keeps the codes, scales and (DLT) shifts: its
+        // logits differ from FP32 only by the int8 activations. (Absmean
+        // re-ternarization, the old behaviour, is checked to be far off.)
+        {
+            int V = in.cfg.vocab_size, toks[32];
+            for (int i = 0; i < 32; i++) toks[i] = (7 * i + 3) % V;
+            float *lf = malloc((size_t)32 * V * 4), *lt = malloc((size_t)32 * V * 4), *la = malloc((size_t)32 * V * 4);
+            CHECK_OK(run_logits(&in, "f32", toks, 32, lf));
+            CHECK_OK(run_logits(&in, "t2", toks, 32, lt));
+            tern_model old;
+            CHECK_OK(tern_model_load(&old, pq, NULL));
+            CHECK_OK(tern_model_fake_quant_absmean(&old, G));
+            CHECK_OK(run_logits(&old, "f32", toks, 32, la));
+            double et = test_max_rel_err(lt, lf, (size_t)32 * V, 1.0), ea = test_max_rel_err(la, lf, (size_t)32 * V, 1.0);
+            printf("%s: logits vs f32: --format t2 %.2e, absmean re-ternarized %.2e\n", methods[k], et, ea);
+            CHECK(et < 0.03 && ea > 3 * et);
+            tern_model_free(&old);
+            free(lf), free(lt), free(la);
+        }
         tern_model back;
         CHECK_OK(tern_model_load(&back, out, NULL));
         if (k == 0) {
@@ -479,7 +517,17 @@ static void check_cli(const char *fp) {
     snprintf(args, sizeof args, "export --model '%s' --format gguf-tq2 --check-chunks 2 --out '%s'", fp, out);
     CHECK(run_tern(args, err) == 2 && err_has(err, "need --check-text", &lines));
     snprintf(args, sizeof args, "export --model '%s' --fallback q4_0 --out '%s'", fp, out);
-    CHECK(run_tern(args, err) == 2 && err_has(err, "go with --format gguf-tq2/gguf-tq1", &lines));
+    CHECK(run_tern(args, err) == 2 && err_has(err, "go with --format gguf-tq2/gguf-tq1/gguf-q2_0", &lines));
+    snprintf(args, sizeof args, "export --model '%s' --allow-lossy --out '%s'", fp, out);
+    CHECK(run_tern(args, err) == 2 && err_has(err, "--fallback and --allow-lossy go with", &lines) && lines == 1);
+    // gguf-q2_0: blocks of 64; the FFN rows of 288 are not whole blocks.
+    snprintf(args, sizeof args, "export --model '%s' --format gguf-q2_0 --threads 1 --out '%s'", fp, out);
+    CHECK(run_tern(args, err) == 1 && err_has(err, "not a multiple of 64 (llama.cpp's Q2_0 block)", &lines) &&
+          lines == 1 && !file_exists(out));
+    snprintf(args, sizeof args, "export --model '%s' --format gguf-q2_0 --fallback q4_0 --threads 1 --out '%s'", fp,
+             out);
+    CHECK(run_tern(args, err) == 0 && err_has(err, "linears as Q2_0", &lines) && file_exists(out));
+    remove(out);
     CHECK(!file_exists(out) && staging_left() == 0);
     remove(err);
 }

@@ -1098,107 +1098,127 @@ static int cmd_export(int argc, char **argv) {
     common_opts o = {0};
     const char *out = NULL, *format = "tern";
     tern_export_opts e = {0};
-    tern_export_tq_opts q = {.max_ppl_change = TERN_EXPORT_TQ_MAX_PPL_CHANGE};
+    tern_export_tq_opts q = {.check.max_change = TERN_EXPORT_TQ_MAX_PPL_CHANGE};
     float max_change = (float)TERN_EXPORT_TQ_MAX_PPL_CHANGE;
-    int tq_seen[6] = {0}, format_k = 0; // tq_seen: the options that go with --format gguf-tq*
-    static const char *format_names[] = {"tern", "gguf-tq2", "gguf-tq1"};
+    int tq_seen[7] = {0}, format_k = 0; // tq_seen: the options that go with --format gguf-*
+    static const char *format_names[] = {"tern", "gguf-tq2", "gguf-tq1", "gguf-q2_0"};
     const cli_opt opts[] = {
         OPT_MODEL(o),
         OPT_TOKENIZER(o),
         {"--out|-o", CLI_STR, &out, 0, 0, NULL, "FILE", NULL, "the file to write (atomically)", NULL},
-        {"--format", CLI_ENUM, &format_k, 0, 0, "tern|gguf-tq2|gguf-tq1", NULL, "tern",
-         "tern: packed .tern; gguf-tq2 / gguf-tq1: a llama.cpp GGUF", NULL},
+        {"--format", CLI_ENUM, &format_k, 0, 0, "tern|gguf-tq2|gguf-tq1|gguf-q2_0", NULL, "tern",
+         "tern: packed .tern; gguf-tq2 / gguf-tq1 / gguf-q2_0: a llama.cpp GGUF", NULL},
         {"--pack", CLI_STR, &e.pack, 0, 0, NULL, "2|1.6", "2", "ternary storage of a .tern: tern-t2 or tern-t1.6", NULL},
         {"--group", CLI_INT, &e.group, 1, 1 << 16, NULL, "G", "the input's, else 128", "absmean PTQ group of an FP input",
          NULL},
         {"--fallback", CLI_STR, &q.fallback, 0, 0, NULL, "none|q4_0", "none",
          "gguf-tq*: linears whose rows are not a multiple of 256 as Q4_0 (same codes)", &tq_seen[0]},
-        {"--check-text", CLI_STR, &q.check_text, 0, 0, NULL, "FILE", NULL,
-         "gguf-tq*: measure the perplexity of the source and of the written file", &tq_seen[1]},
-        {"--check-chunks", CLI_INT, &q.check_chunks, 1, 1 << 20, NULL, "N", "8", "chunks of the check", &tq_seen[2]},
-        {"--check-ctx", CLI_INT, &q.check_ctx, 4, 1 << 20, NULL, "N", "512", "tokens per chunk of the check",
+        {"--check-text", CLI_STR, &q.check.text, 0, 0, NULL, "FILE", NULL,
+         "measure the perplexity of the source and of the written file", &tq_seen[1]},
+        {"--check-chunks", CLI_INT, &q.check.chunks, 1, 1 << 20, NULL, "N", "8", "chunks of the check", &tq_seen[2]},
+        {"--check-ctx", CLI_INT, &q.check.ctx, 4, 1 << 20, NULL, "N", "512", "tokens per chunk of the check",
          &tq_seen[3]},
         {"--max-ppl-change", CLI_FLOAT, &max_change, 0, 1e9, NULL, "PCT", "10",
          "fail (write nothing) when the perplexity rises by more", &tq_seen[4]},
-        {"--force", CLI_FLAG, &q.force, 0, 0, NULL, NULL, NULL, "write even when it rises by more", &tq_seen[5]},
+        {"--force", CLI_FLAG, &q.check.force, 0, 0, NULL, NULL, NULL, "write even when it rises by more", &tq_seen[5]},
+        {"--allow-lossy", CLI_FLAG, &q.allow_lossy, 0, 0, NULL, NULL, NULL,
+         "gguf-*: write even when DLT shifts are dropped (refused otherwise)", &tq_seen[6]},
         OPT_THREADS(o),
     };
     int rc = parse_opts("export",
-                        "usage: tern export --model M --out MODEL.tern [--pack 2|1.6] [--group G]\n"
-                        "       tern export --model M --format gguf-tq2|gguf-tq1 --out MODEL.gguf [--group G]\n"
+                        "usage: tern export --model M --out MODEL.tern [--pack 2|1.6] [--group G] [--check-text FILE ...]\n"
+                        "       tern export --model M --format gguf-tq2|gguf-tq1|gguf-q2_0 --out MODEL.gguf [--group G]\n"
                         "                   [--fallback none|q4_0] [--check-text FILE [--check-chunks 8]\n"
-                        "                   [--check-ctx 512]] [--max-ppl-change 10] [--force]\n"
+                        "                   [--check-ctx 512]] [--max-ppl-change 10] [--force] [--allow-lossy]\n"
                         "Writes a packed .tern file (a GGUF container, docs/format.md): decoder linears ternary\n"
                         "(2 bits or 1.6 bits per weight, fp16 scale per group of G, DLT shifts), biases and norms\n"
                         "F32, embedding and LM head q8. From a `tern quantize` output the ternary codes are\n"
-                        "recovered exactly (G = its group); from an FP model they are absmean per group (PTQ,\n"
-                        "--group default 128). A 2/3/4-bit rtn or teq output is stored as q2g/q3g/q4g instead\n"
+                        "recovered exactly (G = its group); from a llama.cpp ternary GGUF (TQ1_0, TQ2_0, Q2_0,\n"
+                        "Q1_0) or a .tern they are kept exactly too (G = the smallest block unless --group; a\n"
+                        "lossy conversion prints its weight error); from an FP model they are absmean per group\n"
+                        "(PTQ, --group default 128). A 2/3/4-bit rtn or teq output is stored as q2g/q3g/q4g instead\n"
                         "(its grid s*(c - z) recovered per group: fp16 scale, u8 zero point; TEQ's scales are\n"
                         "already folded into the norms). Every command runs the .tern file with the packed kernels.\n"
                         "\n"
-                        "--format gguf-tq2 / gguf-tq1 writes a standard llama GGUF for llama.cpp instead: decoder\n"
-                        "linears TQ2_0 / TQ1_0 (the same ternary codes, one fp16 scale per block of 256 fitted by\n"
-                        "least squares; DLT shifts dropped, biases kept), embedding and output Q8_0, norms F32.\n"
-                        "Every linear row must be a multiple of 256 long, or --fallback q4_0. This changes the\n"
+                        "--format gguf-tq2 / gguf-tq1 / gguf-q2_0 writes a standard llama GGUF for llama.cpp\n"
+                        "instead: decoder linears TQ2_0 / TQ1_0 (blocks of 256) or Q2_0 (blocks of 64, ternary\n"
+                        "codes only): the same ternary codes, one fp16 scale per block fitted by least squares\n"
+                        "(biases kept; dropping DLT shifts is refused unless --allow-lossy), embedding and output\n"
+                        "Q8_0, norms F32. Every linear row must be a whole number of blocks, or --fallback q4_0\n"
+                        "(an FP model is quantized per block of 64 for gguf-q2_0, 128 otherwise). This changes the\n"
                         "model: with --check-text the export fails, writing nothing, when the perplexity rises by\n"
                         "more than --max-ppl-change percent unless --force. Without --check-text nothing is\n"
-                        "measured (a note says so).\n",
+                        "measured (a note says so). --check-text works the same for a .tern export (a lossy\n"
+                        "re-blocking of exact codes).\n",
                         opts, N_OPTS(opts), argc, argv, NULL);
     if (rc >= 0) return rc;
     rc = 0;
     format = format_names[format_k];
     int tq_only = 0;
-    for (int k = 0; k < 6; k++) tq_only |= tq_seen[k];
+    tq_only = tq_seen[0] || tq_seen[6]; // the check options go with every format
     if (!out) return bad_usage("export", "%s", "--out is required");
     static const char *packs[] = {"2", "t2", "tern-t2", "1.6", "t1.6", "tern-t1.6"};
     int pack_ok = !e.pack;
     for (size_t k = 0; k < sizeof packs / sizeof packs[0]; k++) pack_ok |= e.pack && !strcmp(e.pack, packs[k]);
     if (!pack_ok) return bad_usage("export", "unknown --pack '%s' (2 or 1.6)", e.pack);
-    int tq = !strcmp(format, "gguf-tq2") || !strcmp(format, "gguf-tq1");
-    if (!tq && strcmp(format, "tern"))
-        return bad_usage("export", "unknown --format %s (tern, gguf-tq2 or gguf-tq1)", format);
+    int tq = !strncmp(format, "gguf-", 5);
     if (!tq && tq_only)
-        return bad_usage("export", "%s", "--check-*, --max-ppl-change, --force and --fallback go with --format gguf-tq2/gguf-tq1");
+        return bad_usage("export", "%s", "--fallback and --allow-lossy go with --format gguf-tq2/gguf-tq1/gguf-q2_0");
     if (tq && e.pack) return bad_usage("export", "%s", "--pack is for --format tern");
-    if (!q.check_text && (q.check_chunks || q.check_ctx))
+    if (!q.check.text && (q.check.chunks || q.check.ctx))
         return bad_usage("export", "%s", "--check-chunks and --check-ctx need --check-text");
-    const char *ins[] = {o.model, o.tokenizer, q.check_text};
+    const char *ins[] = {o.model, o.tokenizer, q.check.text};
     if ((rc = clobbers_input("export", &out, 1, ins, 3))) return rc;
     tern_model m;
     if ((rc = load_model(&o, &m, "export", 0))) return rc;
     if (tq) {
         q.format = format;
         q.group = e.group;
-        q.max_ppl_change = max_change;
+        q.check.max_change = max_change;
         tern_export_tq_info ti;
         rc = tern_export_gguf_tq(&m, o.model, &q, out, &ti);
         if (rc == 0) {
+            const char *ty = !strcmp(format, "gguf-tq1") ? "TQ1_0" : !strcmp(format, "gguf-q2_0") ? "Q2_0" : "TQ2_0";
             fprintf(stderr, "tern export: %s: codes %s%s%s (G=%d)%s; %d linears as %s, %d as Q4_0 (fallback); "
-                            "%d biases kept; weight rel. RMSE %.4f (TQ), %.4f (Q4_0)\n",
+                            "%d biases kept; weight rel. RMSE %.4f (%s), %.4f (Q4_0)\n",
                     format, ti.source, ti.method[0] ? ", tern.method " : "", ti.method, ti.group,
-                    ti.dropped_shift ? ", DLT shifts dropped" : "", ti.linears - ti.fallback_linears,
-                    strcmp(format, "gguf-tq1") ? "TQ2_0" : "TQ1_0", ti.fallback_linears, ti.biases,
-                    ti.weight_rel_rmse, ti.fallback_rel_rmse);
-            if (ti.checked)
+                    ti.dropped_shift ? ", DLT shifts dropped" : "", ti.linears - ti.fallback_linears, ty,
+                    ti.fallback_linears, ti.biases, ti.weight_rel_rmse, ty, ti.fallback_rel_rmse);
+            if (ti.lossy_linears)
+                fprintf(stderr, "tern export: warning: %d linears held codes that are not ternary (Q2_0 code 2); "
+                                "re-ternarized by absmean (lossy, error above)\n", ti.lossy_linears);
+            if (ti.check.checked)
                 fprintf(stderr, "tern export: ppl on %s (%d chunks of %d): source %.4f, %s %.4f (%+.2f%%)\n",
-                        q.check_text, ti.chunks, ti.ctx, ti.ppl_source, format, ti.ppl_export, ti.change_pct);
+                        q.check.text, ti.check.chunks, ti.check.ctx, ti.check.ppl_source, format, ti.check.ppl_export, ti.check.change_pct);
             else
                 fprintf(stderr, "tern export: note: no --check-text, so the perplexity change of re-blocking was "
                                 "not measured\n");
-            if (ti.forced)
+            if (ti.check.forced)
                 fprintf(stderr, "tern export: warning: perplexity rose by %+.2f%%, more than --max-ppl-change %g%%; "
-                                "written anyway (--force)\n", ti.change_pct, (double)max_change);
+                                "written anyway (--force)\n", ti.check.change_pct, (double)max_change);
             fprintf(stderr, "tern export: wrote %s (%s)\n", out, size_str(ti.bytes, (char[32]){0}, 32));
         }
         tern_model_free(&m);
         return rc ? die() : 0;
     }
     tern_export_info info;
+    e.check = q.check;
+    e.check.max_change = max_change;
     rc = tern_export_tern(&m, o.model, &e, out, &info);
+    if (rc == 0 && (info.exact_linears || info.lossy_linears))
+        fprintf(stderr, "tern export: %d linears kept their codes and scales exactly%s", info.exact_linears,
+                info.lossy_linears ? "" : "\n");
+    if (rc == 0 && info.lossy_linears)
+        fprintf(stderr, "; %d loaded with exact codes re-blocked to G=%d (codes kept, least-squares scales; lossy), "
+                        "weight rel. RMSE %.4f\n", info.lossy_linears, info.group, info.lossy_rel_rmse);
+    if (rc == 0 && info.check.checked)
+        fprintf(stderr, "tern export: ppl on %s (%d chunks of %d): source %.4f, .tern %.4f (%+.2f%%)%s\n", e.check.text,
+                info.check.chunks, info.check.ctx, info.check.ppl_source, info.check.ppl_export, info.check.change_pct,
+                info.check.forced ? "; more than --max-ppl-change, written anyway (--force)" : "");
     if (rc == 0)
         fprintf(stderr, "tern export: %s, G=%d%s, %s: wrote %s (%s)\n",
-                info.method[0] ? info.method : "absmean PTQ", info.group, info.has_shift ? " with shifts" : "",
-                info.format, out, size_str(info.bytes, (char[32]){0}, 32));
+                info.method[0] ? info.method : info.exact_linears ? "exact codes" : "absmean PTQ", info.group,
+                info.has_shift ? " with shifts" : "", info.format, out, size_str(info.bytes, (char[32]){0}, 32));
     tern_model_free(&m);
     return rc ? die() : 0;
 }

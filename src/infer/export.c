@@ -48,49 +48,6 @@ static void buf_free(buf_list *b) {
     free(b->bufs);
 }
 
-// Exact recovery of one group's ternary structure from its effective values:
-// at most three distinct levels, L < M < H with M - L == H - M (shift: gamma = M,
-// alpha = (H - L)/2; two levels: their midpoint and half-distance; one level:
-// gamma = it, alpha = 0). Without a shift the levels must be within {-a, 0, a}.
-// Returns the number of distinct levels, or -1 when they are not ternary.
-static int recover_group(const float *x, int n, int shift, int8_t *T, float *alpha, float *gamma) {
-    float lv[3];
-    int nl = 0;
-    for (int i = 0; i < n; i++) {
-        int k = 0;
-        while (k < nl && lv[k] != x[i]) k++;
-        if (k < nl) continue;
-        if (nl == 3) return -1;
-        lv[nl++] = x[i];
-    }
-    for (int i = 0; i < nl; i++) // sort the (at most 3) levels
-        for (int j = i + 1; j < nl; j++)
-            if (lv[j] < lv[i]) {
-                float t = lv[i];
-                lv[i] = lv[j], lv[j] = t;
-            }
-    float a = 0, c = 0;
-    if (shift) {
-        if (nl == 1) c = lv[0];
-        else if (nl == 2) c = 0.5f * (lv[0] + lv[1]), a = 0.5f * (lv[1] - lv[0]);
-        else {
-            float d0 = lv[1] - lv[0], d1 = lv[2] - lv[1];
-            if (fabsf(d0 - d1) > 1e-4f * (d0 + d1)) return -1;
-            c = lv[1], a = 0.5f * (lv[2] - lv[0]);
-        }
-    } else {
-        for (int k = 0; k < nl; k++) a = fmaxf(a, fabsf(lv[k]));
-        for (int k = 0; k < nl; k++)
-            if (lv[k] != 0 && fabsf(fabsf(lv[k]) - a) > 1e-6f * a) return -1;
-    }
-    for (int i = 0; i < n; i++) {
-        float d = x[i] - c;
-        T[i] = a > 0 && fabsf(d) > 0.5f * a ? (d > 0 ? 1 : -1) : 0;
-    }
-    *alpha = a, *gamma = c;
-    return nl;
-}
-
 static int recover_matrix(const tern_tensor *t, int group, int shift, const char *method, int8_t *codes,
                           float *scales, float *shifts) {
     int rows = (int)t->shape[0], cols = (int)t->shape[1], ng = (cols + group - 1) / group;
@@ -99,7 +56,7 @@ static int recover_matrix(const tern_tensor *t, int group, int shift, const char
             int c0 = g * group, n = c0 + group < cols ? group : cols - c0;
             size_t j = (size_t)r * ng + g, o = (size_t)r * cols + c0;
             float gamma;
-            if (recover_group(t->data + o, n, shift, codes + o, &scales[j], &gamma) < 0)
+            if (tern_ternary_recover_group(t->data + o, n, shift, codes + o, &scales[j], &gamma) < 0)
                 return tern_errorf("export: %s row %d group %d (G=%d) holds values that are not %s ternary "
                                    "(tern.method %s)",
                                    t->name, r, g, group, shift ? "shifted" : "symmetric", method);
@@ -208,8 +165,54 @@ static tern_kfmt_id lowbit_format(int bits) {
     return bits == 4 ? TERN_KFMT_Q4G : bits == 3 ? TERN_KFMT_Q3G : TERN_KFMT_Q2G;
 }
 
-static int add_tensor(tern_gguf_writer *w, buf_list *bl, const tern_tensor *t, tern_kfmt_id body, int group,
-                      int shift, const tern_export_meta *meta) {
+// What one .tern export applies to every tensor, and what it found.
+typedef struct {
+    tern_kfmt_id body;
+    int group, q8_group, shift;
+    const tern_export_meta *meta;
+    tern_export_info *info;
+    double err2, norm2; // lossy linears: squared weight error, squared norm
+} tern_job;
+
+// Ternary codes of a linear of an input without tern.method: exact when its
+// values are ternary per group (a llama.cpp ternary GGUF, a .tern re-export;
+// *shift set when they carry DLT shifts), absmean PTQ otherwise. A matrix
+// that was loaded with exact packed codes but is not ternary at the group
+// (coarser re-blocking) is a lossy conversion: it keeps the source's codes
+// with each new group's least-squares scale, counted and measured.
+static void plain_codes(tern_job *j, const tern_tensor *t, int g, int8_t *codes, float *scales, float *shifts,
+                        int *shift) {
+    int rows = (int)t->shape[0], cols = (int)t->shape[1];
+    int kind = tern_ternary_codes(t->data, rows, cols, g, codes, scales, shifts);
+    *shift = kind == TERN_TERNARY_EXACT_SHIFT;
+    if (kind != TERN_TERNARY_ABSMEAN) j->info->exact_linears++;
+    else if (t->packed) {
+        const tern_kformat *f = tern_kformat_get((tern_kfmt_id)t->packed_fmt);
+        tern_kmatrix km;
+        if (f->kind == TERN_KKIND_TERNARY && !t->packed_shift &&
+            !tern_kmatrix_init(&km, f, rows, cols, t->packed_group, 0, t->packed)) {
+            // Re-blocking: the source's codes, each new group's least-squares scale.
+            tern_kunpack(&km, codes, NULL, NULL, NULL);
+            int ng = (cols + g - 1) / g;
+            for (int r = 0; r < rows; r++)
+                for (int k = 0; k < ng; k++) {
+                    double num = 0, den = 0;
+                    for (int c = k * g; c < cols && c < (k + 1) * g; c++) {
+                        size_t i = (size_t)r * cols + c;
+                        num += (double)t->data[i] * codes[i], den += codes[i] * codes[i];
+                    }
+                    scales[(size_t)r * ng + k] = den > 0 ? (float)(num / den) : 0.0f;
+                }
+        }
+        j->info->lossy_linears++;
+        tern_ternary_error(t->data, rows, cols, g, codes, scales, NULL, &j->err2, &j->norm2);
+    }
+}
+
+static int add_tensor(tern_gguf_writer *w, buf_list *bl, const tern_tensor *t, tern_job *j) {
+    const tern_export_meta *meta = j->meta;
+    tern_kfmt_id body = j->body;
+    int shift = j->shift;
     int is_embd = !strcmp(t->name, "token_embd.weight"), is_head = !strcmp(t->name, "output.weight");
     int id = linear_id(t->name), lin = id >= 0, bits = lin ? linear_bits(meta, id) : 0;
     if (bits && bits != input_bits(meta)) { // a kept linear of a mixed model
@@ -218,25 +221,35 @@ static int add_tensor(tern_gguf_writer *w, buf_list *bl, const tern_tensor *t, t
                                bits);
         body = lowbit_format(bits), shift = 0;
     }
+    // A linear loaded with exact 2-4 bit codes (Q2_0 with code 2) keeps them:
+    // its grid s*(c - z) is recovered per group as for an rtn model.
+    const tern_kformat *src = lin && !meta->method[0] && t->packed ? tern_kformat_get((tern_kfmt_id)t->packed_fmt) : NULL;
+    if (src && src->kind == TERN_KKIND_RTN) bits = src->code_bits, body = lowbit_format(bits), shift = 0;
     if (!lin && !is_embd && !is_head)
         return tern_gguf_add_tensor(w, t->name, 0 /* GGML_TYPE_F32 */, t->ndim, t->shape, t->data, (uint64_t)t->numel * 4);
     if (t->ndim != 2) return tern_errorf("export: %s is not a matrix", t->name);
     int rows = (int)t->shape[0], cols = (int)t->shape[1];
-    int g = lin ? (group < cols ? group : cols) : (Q8_GROUP < cols ? Q8_GROUP : cols);
+    int g = lin ? (j->group < cols ? j->group : cols) : (j->q8_group < cols ? j->q8_group : cols);
+    if (src && src->kind == TERN_KKIND_RTN && t->packed_group % g)
+        return tern_errorf("export: %s holds %d-bit codes per block of %d (%s); G=%d cannot keep them (a --group "
+                           "dividing %d does)", t->name, bits, t->packed_group, t->src_type, g, t->packed_group);
+    j->info->exact_linears += src && src->kind == TERN_KKIND_RTN;
     size_t ng = (size_t)rows * ((cols + g - 1) / g);
+    int plain = lin && !bits && !meta->method[0];
     int8_t *codes = malloc((size_t)rows * cols);
-    float *scales = malloc(ng * sizeof(float)), *shifts = shift ? malloc(ng * sizeof(float)) : NULL;
+    float *scales = malloc(ng * sizeof(float)), *shifts = shift || plain ? malloc(ng * sizeof(float)) : NULL;
     uint8_t *zeros = lin && bits ? malloc(ng) : NULL;
-    int rc = codes && scales && (!shift || shifts) && (!lin || !bits || zeros) ? 0 : tern_errorf("out of memory");
+    int rc = codes && scales && (!(shift || plain) || shifts) && (!lin || !bits || zeros) ? 0 : tern_errorf("out of memory");
     if (rc == 0) {
         if (!lin) tern_absmax_q8(t->data, rows, cols, g, codes, scales);
         else if (bits) rc = recover_rtn_matrix(t, g, bits, meta->method, codes, scales, zeros);
         else if (meta->method[0]) rc = recover_matrix(t, g, shift, meta->method, codes, scales, shifts);
-        else tern_absmean_ternary(t->data, rows, cols, g, codes, scales);
+        else plain_codes(j, t, g, codes, scales, shifts, &shift);
     }
+    j->info->has_shift |= lin && shift;
     if (rc == 0)
-        rc = add_packed(w, bl, t, lin ? body : TERN_KFMT_Q8, g, lin ? shift : 0, codes, scales, lin ? shifts : NULL,
-                        zeros);
+        rc = add_packed(w, bl, t, lin ? body : TERN_KFMT_Q8, g, lin ? shift : 0, codes, scales,
+                        lin && shift ? shifts : NULL, zeros);
     free(codes), free(scales), free(shifts), free(zeros);
     return rc;
 }
@@ -287,14 +300,23 @@ static int resolve_group(const tern_model *m, const tern_export_opts *o, const c
     return 0;
 }
 
-static int set_meta(tern_gguf_writer *w, buf_list *bl, const tern_model *m, const tern_export_meta *meta, int group,
-                    tern_kfmt_id body) {
-    int rc = tern_gguf_add_model_metadata(w, m), bits = input_bits(meta);
+// Labels of a .tern whose codes did not come from `tern quantize` (no
+// tern.method in its input): absmean PTQ of an FP model, or the exact codes
+// of a llama.cpp ternary / 2-bit GGUF. Re-exporting such a file recovers its codes
+// again (exactly when they are ternary at the group).
+static int plain_method(const char *method) {
+    return !strcmp(method, "absmean-ptq") || !strcmp(method, "gguf-exact");
+}
+
+static int set_meta(tern_gguf_writer *w, buf_list *bl, const tern_model *m, const tern_job *j) {
+    const tern_export_meta *meta = j->meta;
+    const char *plain = j->info->exact_linears && !j->info->lossy_linears ? "gguf-exact" : "absmean-ptq";
+    int rc = tern_gguf_add_model_metadata(w, m), bits = input_bits(meta), group = j->group;
     if (rc == 0) rc = tern_gguf_set_u32(w, "tern.format_version", TERN_FORMAT_VERSION);
-    if (rc == 0) rc = tern_gguf_set_str(w, "tern.method", meta->method[0] ? meta->method : "absmean-ptq");
+    if (rc == 0) rc = tern_gguf_set_str(w, "tern.method", meta->method[0] ? meta->method : plain);
     if (rc == 0) rc = tern_gguf_set_i32(w, "tern.group_size", group);
-    if (rc == 0) rc = tern_gguf_set_i32(w, "tern.q8_group", Q8_GROUP);
-    if (rc == 0) rc = tern_gguf_set_str(w, "tern.pack", tern_kformat_get(body)->name);
+    if (rc == 0) rc = tern_gguf_set_i32(w, "tern.q8_group", j->q8_group);
+    if (rc == 0) rc = tern_gguf_set_str(w, "tern.pack", tern_kformat_get(j->body)->name);
     if (rc == 0 && bits) rc = tern_gguf_set_i32(w, "tern.bits", bits);
     if (rc == 0 && bits) rc = tern_gguf_set_bool(w, "tern.sym", meta->sym);
     if (rc == 0 && meta->inner[0]) rc = tern_gguf_set_str(w, "tern.teq_inner", meta->inner);
@@ -307,6 +329,92 @@ static int set_meta(tern_gguf_writer *w, buf_list *bl, const tern_model *m, cons
     return rc;
 }
 
+// Perplexity of a model's FP32 values on the check text.
+static int tq_ppl(const tern_model *m, const char *text, size_t len, int ctx, int chunks, tern_ppl_result *r) {
+    tern_tokenizer *tok;
+    if (tern_tokenizer_init(&tok, &m->vocab)) return -1;
+    int rc = tern_perplexity_text(m, tok, text, len, ctx, chunks, "f32", r);
+    tern_tokenizer_free(tok);
+    return rc;
+}
+
+// An export's perplexity check (--check-text): the source's perplexity, then
+// the written file's, read back through tern's reader, FP32 on both sides.
+static int check_open(tern_ppl_check *c, const tern_model *m, const tern_export_check *o) {
+    memset(c, 0, sizeof *c);
+    if (!o->text) return 0;
+    if (tern_read_file(o->text, &c->text, &c->len)) return -1;
+    c->o = o;
+    c->ctx = o->ctx > 0 ? o->ctx : 512, c->chunks = o->chunks > 0 ? o->chunks : 8;
+    if (c->ctx > m->cfg.max_seq) c->ctx = m->cfg.max_seq;
+    return 0;
+}
+
+static int check_source(tern_ppl_check *c, const tern_model *src, tern_export_checked *res) {
+    tern_ppl_result r;
+    if (!c->text) return 0;
+    if (tq_ppl(src, c->text, c->len, c->ctx, c->chunks, &r)) return -1;
+    res->ppl_source = r.ppl, res->ctx = r.ctx, res->chunks = r.chunks;
+    return 0;
+}
+
+// Writes wr to out_path. With a check the file is first written beside the
+// target, read back and measured; only then renamed into place (a rise above
+// max_change fails, nothing written, unless force). Frees the check text.
+static int write_checked(tern_gguf_writer *wr, const char *out_path, tern_ppl_check *c, const char *fmt,
+                         tern_export_checked *res) {
+    char stage[600];
+    snprintf(stage, sizeof stage, "%s", out_path);
+    if (c->text) snprintf(stage, sizeof stage, "%s.check.%ld", out_path, (long)getpid());
+    int rc = tern_gguf_write(wr, stage);
+    if (rc == 0 && c->text) {
+        tern_model back;
+        tern_ppl_result r;
+        rc = tern_model_load(&back, stage, NULL);
+        if (rc == 0) {
+            rc = tq_ppl(&back, c->text, c->len, c->ctx, c->chunks, &r);
+            tern_model_free(&back);
+        }
+        if (rc == 0) {
+            res->checked = 1;
+            res->ppl_export = r.ppl;
+            res->change_pct = 100.0 * (res->ppl_export / res->ppl_source - 1.0);
+            double bound = c->o->max_change;
+            if (!(res->change_pct <= bound) && !c->o->force)
+                rc = tern_errorf("export: perplexity on %s rose by %+.2f%% (source %.4f, %s %.4f; %d chunks of %d), "
+                                 "more than --max-ppl-change %g%%; nothing written (--force writes it anyway)",
+                                 c->o->text, res->change_pct, res->ppl_source, fmt, res->ppl_export, res->chunks,
+                                 res->ctx, bound);
+            else res->forced = !(res->change_pct <= bound);
+        }
+        if (rc == 0 && rename(stage, out_path) != 0)
+            rc = tern_errorf("%s: cannot rename into place: %s", out_path, strerror(errno));
+        if (rc) unlink(stage);
+    }
+    free(c->text);
+    c->text = NULL;
+    return rc;
+}
+
+// Smallest group the input's linears were loaded packed with (a llama.cpp
+// ternary GGUF: 256, 128, 64 or 32 per type), 0 when none is packed. Codes
+// exact per block stay exact per any group dividing it.
+static int packed_group_min(const tern_model *m) {
+    int g = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const tern_tensor *t = &m->tensors[i];
+        if (linear_id(t->name) >= 0 && t->packed && (!g || t->packed_group < g)) g = t->packed_group;
+    }
+    return g;
+}
+
+// q8 block of the embedding / head: the input's own when it was loaded packed
+// as q8 (a llama.cpp Q8_0 embedding: 32), so its codes are kept; else 128.
+static int q8_group_of(const tern_model *m) {
+    const tern_tensor *t = tern_model_find(m, "token_embd.weight");
+    return t && t->packed && t->packed_fmt == TERN_KFMT_Q8 ? t->packed_group : Q8_GROUP;
+}
+
 int tern_export_tern(const tern_model *m, const char *in_path, const tern_export_opts *o, const char *out_path,
                      tern_export_info *info) {
     tern_export_info tmp;
@@ -314,23 +422,28 @@ int tern_export_tern(const tern_model *m, const char *in_path, const tern_export
     memset(info, 0, sizeof *info);
     if (tern_model_require_llama(m, "export")) return -1;
     tern_export_meta meta;
-    tern_kfmt_id body = TERN_KFMT_T2;
-    int group = 0;
+    tern_job j = {.body = TERN_KFMT_T2, .meta = &meta, .info = info, .q8_group = q8_group_of(m)};
     if (tern_export_input_meta(in_path, &meta)) return -1;
-    if (!strcmp(meta.method, "absmean-ptq")) meta.method[0] = 0; // a .tern from an FP model: re-quantize
-    if (choose_body(in_path, o, &meta, &body)) return -1;
-    if (resolve_group(m, o, meta.method, meta.group, &group)) return -1;
-    int shift = !strcmp(meta.method, "dlt");
+    if (plain_method(meta.method)) meta.method[0] = 0; // codes recovered again, or absmean
+    if (choose_body(in_path, o, &meta, &j.body)) return -1;
+    tern_export_opts eo = *o;
+    if (!meta.method[0] && eo.group <= 0) eo.group = packed_group_min(m);
+    if (resolve_group(m, &eo, meta.method, meta.group, &j.group)) return -1;
+    j.shift = !strcmp(meta.method, "dlt");
     snprintf(info->method, sizeof info->method, "%s", meta.method);
-    snprintf(info->format, sizeof info->format, "%s", tern_kformat_get(body)->name);
-    info->group = group, info->has_shift = shift;
+    snprintf(info->format, sizeof info->format, "%s", tern_kformat_get(j.body)->name);
+    info->group = j.group;
+    tern_ppl_check chk;
+    if (check_open(&chk, m, &o->check)) return -1;
     tern_gguf_writer *w = tern_gguf_writer_new();
-    if (!w) return tern_errorf("out of memory");
+    int rc = w ? check_source(&chk, m, &info->check) : tern_errorf("out of memory");
     buf_list bl = {0};
-    int rc = set_meta(w, &bl, m, &meta, group, body);
-    for (int i = 0; i < m->n_tensors && rc == 0; i++)
-        rc = add_tensor(w, &bl, &m->tensors[i], body, group, shift, &meta);
-    if (rc == 0) rc = tern_gguf_write(w, out_path);
+    // Tensors first: the metadata records what they turned out to be.
+    for (int i = 0; i < m->n_tensors && rc == 0; i++) rc = add_tensor(w, &bl, &m->tensors[i], &j);
+    if (rc == 0) rc = set_meta(w, &bl, m, &j);
+    info->lossy_rel_rmse = j.norm2 > 0 ? sqrt(j.err2 / j.norm2) : 0;
+    if (rc == 0) rc = write_checked(w, out_path, &chk, "tern", &info->check);
+    free(chk.text);
     tern_gguf_writer_free(w);
     buf_free(&bl);
     struct stat st;
@@ -339,10 +452,26 @@ int tern_export_tern(const tern_model *m, const char *in_path, const tern_export
 }
 
 // ---------------------------------------------------------------------------
-// llama.cpp export: TQ2_0 / TQ1_0 (docs/format.md, "llama.cpp export").
+// llama.cpp export: TQ2_0 / TQ1_0 / Q2_0 (docs/format.md, "llama.cpp export").
 
-#define LLAMA_FTYPE_MOSTLY_TQ1_0 36 // general.file_type values (llama.cpp's numbering)
-#define LLAMA_FTYPE_MOSTLY_TQ2_0 37
+// The ternary block types a llama.cpp export writes its linears as, with
+// general.file_type (llama.h's LLAMA_FTYPE_MOSTLY_*) and the block encoder.
+typedef struct {
+    const char *format, *type_name;
+    uint32_t type;
+    int block;
+    size_t bytes;
+    uint32_t ftype;
+    void (*encode)(const int8_t *T, float d, uint8_t *out);
+} tq_format;
+
+static const tq_format TQ_FORMATS[] = {
+    {"gguf-tq2", "TQ2_0", TERN_GGUF_TYPE_TQ2_0, TERN_GGUF_TQ_BLOCK, TERN_GGUF_TQ2_0_BYTES, 37, tern_gguf_encode_tq2_0},
+    {"gguf-tq1", "TQ1_0", TERN_GGUF_TYPE_TQ1_0, TERN_GGUF_TQ_BLOCK, TERN_GGUF_TQ1_0_BYTES, 36, tern_gguf_encode_tq1_0},
+    {"gguf-q2_0", "Q2_0", TERN_GGUF_TYPE_Q2_0, TERN_GGUF_Q2_0_BLOCK, TERN_GGUF_Q2_0_BYTES, 41, tern_gguf_encode_q2_0},
+};
+static const tq_format Q4_0_FALLBACK = {"q4_0", "Q4_0", TERN_GGUF_TYPE_Q4_0, TERN_GGUF_Q4_0_BLOCK,
+                                        TERN_GGUF_Q4_0_BYTES, 0, tern_gguf_encode_q4_0};
 #define GGML_QUANT_VERSION 2
 
 static float f16_round(float x) { return tern_f16_to_f32(tern_f32_to_f16(x)); }
@@ -357,13 +486,27 @@ static int tq_codes(const tern_tensor *t, const char *method, int group, int shi
     *w = t->data;
     if (t->packed) {
         const tern_kformat *f = tern_kformat_get((tern_kfmt_id)t->packed_fmt);
+        if (f && f->kind == TERN_KKIND_RTN && !strcmp(t->src_type, "Q2_0")) {
+            // Q2_0's code 2 has no ternary code: absmean codes, each block's d
+            // fitted to the source values (the error is measured against them).
+            float *sc = malloc((size_t)rows * ((cols + group - 1) / group) * sizeof(float));
+            if (!sc) return tern_errorf("out of memory");
+            tern_absmean_ternary(t->data, rows, cols, group, T, sc);
+            free(sc);
+            snprintf(info->source, sizeof info->source, "by absmean PTQ of Q2_0");
+            info->group = group;
+            info->lossy_linears++;
+            return 0;
+        }
         if (!f || f->kind != TERN_KKIND_TERNARY)
             return tern_errorf("export: %s is stored as %s, not ternary (only ternary models export to TQ)", t->name,
                                f ? f->name : "an unknown format");
         tern_kmatrix km;
         if (tern_kmatrix_init(&km, f, rows, cols, t->packed_group, t->packed_shift, t->packed)) return -1;
         tern_kunpack(&km, T, NULL, NULL, NULL);
-        snprintf(info->source, sizeof info->source, "from the .tern packing");
+        // A llama.cpp ternary tensor (io/gguf.c repacks it losslessly at load) or a .tern packing.
+        int ggml = strncmp(t->src_type, "tern-", 5) != 0;
+        snprintf(info->source, sizeof info->source, ggml ? "from exact ternary blocks" : "from the .tern packing");
         info->group = t->packed_group;
         info->dropped_shift |= t->packed_shift;
         return 0;
@@ -408,19 +551,16 @@ static int tq_codes(const tern_tensor *t, const char *method, int group, int shi
     return rc;
 }
 
-// Re-blocks one linear to `type` (TQ1_0 / TQ2_0: blocks of 256; the Q4_0
-// fallback: blocks of 32, codes T stored as q = T): per block the
+// Re-blocks one linear to format tf (TQ1_0 / TQ2_0: blocks of 256; Q2_0: 64;
+// the Q4_0 fallback: blocks of 32, codes T stored as q = T): per block the
 // least-squares scale for the fixed codes, d = sum w_i T_i / sum T_i^2 (0 for
 // an all-zero block), rounded to fp16, then the blocks encoded. Accumulates
 // the weight-space error.
 static int add_ternary(tern_gguf_writer *wr, buf_list *bl, const tern_tensor *t, const int8_t *T, const float *w,
-                       uint32_t type, double *err2, double *norm2) {
+                       const tq_format *tf, double *err2, double *norm2) {
     int rows = (int)t->shape[0], cols = (int)t->shape[1];
-    int bk = type == TERN_GGUF_TYPE_Q4_0 ? TERN_GGUF_Q4_0_BLOCK : TERN_GGUF_TQ_BLOCK, nb = cols / bk;
-    size_t bsize = type == TERN_GGUF_TYPE_TQ1_0   ? TERN_GGUF_TQ1_0_BYTES
-                   : type == TERN_GGUF_TYPE_TQ2_0 ? TERN_GGUF_TQ2_0_BYTES
-                                                  : TERN_GGUF_Q4_0_BYTES;
-    size_t bytes = (size_t)rows * nb * bsize;
+    int bk = tf->block, nb = cols / bk;
+    size_t bsize = tf->bytes, bytes = (size_t)rows * nb * bsize;
     uint8_t *dst = buf_new(bl, bytes);
     if (!dst) return tern_errorf("out of memory");
     for (size_t b = 0; b < (size_t)rows * nb; b++) {
@@ -436,11 +576,9 @@ static int add_ternary(tern_gguf_writer *wr, buf_list *bl, const tern_tensor *t,
             double e = (double)wb[i] - (double)d * tb[i];
             *err2 += e * e, *norm2 += (double)wb[i] * wb[i];
         }
-        if (type == TERN_GGUF_TYPE_TQ1_0) tern_gguf_encode_tq1_0(tb, d, dst + b * bsize);
-        else if (type == TERN_GGUF_TYPE_TQ2_0) tern_gguf_encode_tq2_0(tb, d, dst + b * bsize);
-        else tern_gguf_encode_q4_0(tb, d, dst + b * bsize);
+        tf->encode(tb, d, dst + b * bsize);
     }
-    return tern_gguf_add_tensor(wr, t->name, type, 2, t->shape, dst, bytes);
+    return tern_gguf_add_tensor(wr, t->name, tf->type, 2, t->shape, dst, bytes);
 }
 
 // Token embedding / output head as Q8_0: absmax int8 per block of 32.
@@ -461,33 +599,24 @@ static int add_q8_0(tern_gguf_writer *wr, buf_list *bl, const tern_tensor *t) {
     return rc;
 }
 
-// llama.cpp's TQ types need rows that are whole 256-blocks; with the Q4_0
-// fallback other rows must be whole 32-blocks.
-static int tq_check_shapes(const tern_model *m, const char *fmt, const char *type, int fallback) {
+// llama.cpp's block types need rows that are whole blocks (256 for TQ1_0 /
+// TQ2_0, 64 for Q2_0); with the Q4_0 fallback other rows must be whole 32-blocks.
+static int tq_check_shapes(const tern_model *m, const tq_format *tf, int fallback) {
     for (int i = 0; i < m->n_tensors; i++) {
         const tern_tensor *t = &m->tensors[i];
         if (linear_id(t->name) < 0) continue;
         if (t->ndim != 2) return tern_errorf("export: %s is not a matrix", t->name);
         long long cols = (long long)t->shape[1];
-        if (cols % TERN_GGUF_TQ_BLOCK == 0) continue;
+        if (cols % tf->block == 0) continue;
         if (!fallback)
             return tern_errorf("export: %s: %s has rows of %lld values, not a multiple of %d (llama.cpp's %s block); "
                                "--fallback q4_0 stores such matrices as Q4_0 (as llama-quantize does)",
-                               fmt, t->name, cols, TERN_GGUF_TQ_BLOCK, type);
+                               tf->format, t->name, cols, tf->block, tf->type_name);
         if (cols % TERN_GGUF_Q4_0_BLOCK)
             return tern_errorf("export: %s: %s has rows of %lld values, a multiple of neither %d (%s) nor %d (Q4_0)",
-                               fmt, t->name, cols, TERN_GGUF_TQ_BLOCK, type, TERN_GGUF_Q4_0_BLOCK);
+                               tf->format, t->name, cols, tf->block, tf->type_name, TERN_GGUF_Q4_0_BLOCK);
     }
     return 0;
-}
-
-// Perplexity of a model's FP32 values on the check text.
-static int tq_ppl(const tern_model *m, const char *text, size_t len, int ctx, int chunks, tern_ppl_result *r) {
-    tern_tokenizer *tok;
-    if (tern_tokenizer_init(&tok, &m->vocab)) return -1;
-    int rc = tern_perplexity_text(m, tok, text, len, ctx, chunks, "f32", r);
-    tern_tokenizer_free(tok);
-    return rc;
 }
 
 int tern_export_gguf_tq(const tern_model *m, const char *in_path, const tern_export_tq_opts *o, const char *out_path,
@@ -497,30 +626,31 @@ int tern_export_gguf_tq(const tern_model *m, const char *in_path, const tern_exp
     memset(info, 0, sizeof *info);
     if (tern_model_require_llama(m, "export")) return -1;
     const char *fmt = o->format ? o->format : "gguf-tq2";
-    int tq1 = !strcmp(fmt, "gguf-tq1");
-    if (!tq1 && strcmp(fmt, "gguf-tq2")) return tern_errorf("export: unknown format '%s' (gguf-tq2 or gguf-tq1)", fmt);
-    const char *type = tq1 ? "TQ1_0" : "TQ2_0";
+    const tq_format *tf = NULL;
+    for (size_t k = 0; k < sizeof TQ_FORMATS / sizeof TQ_FORMATS[0]; k++)
+        if (!strcmp(fmt, TQ_FORMATS[k].format)) tf = &TQ_FORMATS[k];
+    if (!tf) return tern_errorf("export: unknown format '%s' (gguf-tq2, gguf-tq1 or gguf-q2_0)", fmt);
+    const char *type = tf->type_name;
     int fallback = o->fallback && strcmp(o->fallback, "none");
     if (fallback && strcmp(o->fallback, "q4_0"))
         return tern_errorf("export: unknown fallback '%s' (none or q4_0)", o->fallback);
     tern_export_meta meta;
     int group = 0;
     if (tern_export_input_meta(in_path, &meta)) return -1;
-    if (!strcmp(meta.method, "absmean-ptq")) meta.method[0] = 0;
+    if (plain_method(meta.method)) meta.method[0] = 0;
     if (input_bits(&meta))
         return tern_errorf("export: %s is a %d-bit %s model; only ternary models export to %s (use --format tern)",
                            in_path, meta.bits, meta.method, type);
-    if (tq_check_shapes(m, fmt, type, fallback)) return -1;
+    if (tq_check_shapes(m, tf, fallback)) return -1;
     snprintf(info->method, sizeof info->method, "%s", meta.method);
-    tern_export_opts eo = {.group = o->group};
+    // Absmean PTQ of an FP model per Q2_0 block of 64 (no re-blocking); TQ keeps 128.
+    tern_export_opts eo = {.group = o->group > 0 || meta.method[0] || tf->block > 128 ? o->group : tf->block};
     if (resolve_group(m, &eo, info->method, meta.group, &group)) return -1;
     int shift = !strcmp(info->method, "dlt");
 
-    char *text = NULL;
-    size_t text_len = 0;
-    if (o->check_text && tern_read_file(o->check_text, &text, &text_len)) return -1;
-    int ctx = o->check_ctx > 0 ? o->check_ctx : 512, chunks = o->check_chunks > 0 ? o->check_chunks : 8;
-    if (ctx > m->cfg.max_seq) ctx = m->cfg.max_seq;
+    tern_ppl_check chk;
+    if (check_open(&chk, m, &o->check)) return -1;
+    const char *text = chk.text;
 
     // The source model for the check: m itself, or (absmean PTQ) a shallow
     // copy whose linears point at the alpha*T buffers.
@@ -532,7 +662,7 @@ int tern_export_gguf_tq(const tern_model *m, const char *in_path, const tern_exp
     int rc = src.tensors && owned && wr ? 0 : tern_errorf("out of memory");
     if (rc == 0) memcpy(src.tensors, m->tensors, (size_t)m->n_tensors * sizeof *src.tensors);
     if (rc == 0) rc = tern_gguf_add_model_metadata(wr, m);
-    if (rc == 0) rc = tern_gguf_set_u32(wr, "general.file_type", tq1 ? LLAMA_FTYPE_MOSTLY_TQ1_0 : LLAMA_FTYPE_MOSTLY_TQ2_0);
+    if (rc == 0) rc = tern_gguf_set_u32(wr, "general.file_type", tf->ftype);
     if (rc == 0) rc = tern_gguf_set_u32(wr, "general.quantization_version", GGML_QUANT_VERSION);
     double err2[2] = {0}, norm2[2] = {0}; // [0]: TQ matrices, [1]: Q4_0 fallback
     for (int i = 0; i < m->n_tensors && rc == 0; i++) {
@@ -549,12 +679,9 @@ int tern_export_gguf_tq(const tern_model *m, const char *in_path, const tern_exp
             int8_t *T = malloc((size_t)t->numel);
             float *w = NULL;
             rc = T ? tq_codes(t, info->method, group, shift, T, &w, info) : tern_errorf("out of memory");
-            uint32_t ty = t->shape[1] % TERN_GGUF_TQ_BLOCK ? TERN_GGUF_TYPE_Q4_0
-                          : tq1                              ? TERN_GGUF_TYPE_TQ1_0
-                                                             : TERN_GGUF_TYPE_TQ2_0;
-            int k = ty == TERN_GGUF_TYPE_Q4_0;
-            if (rc == 0) rc = add_ternary(wr, &bl, t, T, w, ty, &err2[k], &norm2[k]);
-            info->fallback_linears += ty == TERN_GGUF_TYPE_Q4_0;
+            int k = t->shape[1] % tf->block != 0;
+            if (rc == 0) rc = add_ternary(wr, &bl, t, T, w, k ? &Q4_0_FALLBACK : tf, &err2[k], &norm2[k]);
+            info->fallback_linears += k;
             if (w && w != t->data) {
                 if (text) owned[i] = w, src.tensors[i].data = w, src.tensors[i].packed = NULL;
                 else tern_free(w);
@@ -565,46 +692,18 @@ int tern_export_gguf_tq(const tern_model *m, const char *in_path, const tern_exp
     }
     info->weight_rel_rmse = norm2[0] > 0 ? sqrt(err2[0] / norm2[0]) : 0;
     info->fallback_rel_rmse = norm2[1] > 0 ? sqrt(err2[1] / norm2[1]) : 0;
-    tern_ppl_result r;
-    if (rc == 0 && text) {
-        rc = tq_ppl(&src, text, text_len, ctx, chunks, &r);
-        info->ppl_source = r.ppl, info->ctx = r.ctx, info->chunks = r.chunks;
-    }
+    if (rc == 0 && info->dropped_shift && !o->allow_lossy)
+        rc = tern_errorf("export: %s drops the DLT shifts of %s (weight rel. RMSE %.4f%s); nothing written "
+                         "(--allow-lossy writes it)",
+                         fmt, in_path, info->weight_rel_rmse, info->fallback_linears ? " in the TQ matrices" : "");
+    if (rc == 0) rc = check_source(&chk, &src, &info->check);
     for (int i = 0; owned && i < m->n_tensors; i++) tern_free(owned[i]);
     free(owned), free(src.tensors);
 
-    // With a check, the file is written beside the target, read back through
-    // tern's GGUF reader and measured; only then renamed into place.
-    char stage[600];
-    snprintf(stage, sizeof stage, "%s", out_path);
-    if (text) snprintf(stage, sizeof stage, "%s.check.%ld", out_path, (long)getpid());
-    if (rc == 0) rc = tern_gguf_write(wr, stage);
+    if (rc == 0) rc = write_checked(wr, out_path, &chk, fmt, &info->check);
+    free(chk.text);
     tern_gguf_writer_free(wr);
     buf_free(&bl);
-    if (rc == 0 && text) {
-        tern_model back;
-        rc = tern_model_load(&back, stage, NULL);
-        if (rc == 0) {
-            rc = tq_ppl(&back, text, text_len, ctx, chunks, &r);
-            tern_model_free(&back);
-        }
-        if (rc == 0) {
-            info->checked = 1;
-            info->ppl_export = r.ppl;
-            info->change_pct = 100.0 * (info->ppl_export / info->ppl_source - 1.0);
-            double bound = o->max_ppl_change;
-            if (!(info->change_pct <= bound) && !o->force)
-                rc = tern_errorf("export: perplexity on %s rose by %+.2f%% (source %.4f, %s %.4f; %d chunks of %d), "
-                                 "more than --max-ppl-change %g%%; nothing written (--force writes it anyway)",
-                                 o->check_text, info->change_pct, info->ppl_source, fmt, info->ppl_export,
-                                 info->chunks, info->ctx, bound);
-            else info->forced = !(info->change_pct <= bound);
-        }
-        if (rc == 0 && rename(stage, out_path) != 0)
-            rc = tern_errorf("%s: cannot rename into place: %s", out_path, strerror(errno));
-        if (rc) unlink(stage);
-    }
-    free(text);
     struct stat st;
     if (rc == 0 && stat(out_path, &st) == 0) info->bytes = (int64_t)st.st_size;
     return rc;

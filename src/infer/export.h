@@ -12,9 +12,36 @@
 
 #include "io/model.h"
 
+// Perplexity check of an export: with `text`, the source (the FP32 values of
+// the model as loaded) and the written file (read back and dequantized by
+// tern's reader) are both measured on `chunks` chunks of `ctx` tokens (0: 8
+// of 512, ctx capped at the model's context). A rise above max_change percent
+// fails, nothing written, unless force.
+typedef struct {
+    const char *text;
+    int ctx, chunks;
+    double max_change;
+    int force;
+} tern_export_check;
+
+typedef struct {
+    int checked, ctx, chunks; // checked = 0 without a check text
+    double ppl_source, ppl_export, change_pct;
+    int forced;               // the change exceeded the bound and force wrote the file anyway
+} tern_export_checked;
+
+// Internal state of a check (export.c).
+typedef struct {
+    const tern_export_check *o;
+    char *text;
+    size_t len;
+    int ctx, chunks;
+} tern_ppl_check;
+
 typedef struct {
     const char *pack; // ternary: "2"/"t2"/"tern-t2" or "1.6"/"t1.6"/"tern-t1.6"; NULL = t2 (or the low-bit format)
     int group;        // 0: the input's tern.group_size, else 128
+    tern_export_check check; // measures the perplexity change (a lossy conversion's, or none)
 } tern_export_opts;
 
 // GGUF tensor type ids of the packed formats (= TERN_GGUF_PACKED_BASE /
@@ -27,6 +54,13 @@ typedef struct {
     char method[32];  // input's tern.method, "" for an FP model (absmean PTQ)
     char format[16];  // packed format of the decoder linears (tern-t2, tern-t1.6, q4g, q3g, q2g)
     int group, has_shift;
+    // An input without tern.method (FP, a llama.cpp ternary GGUF, a .tern):
+    // linears whose codes and scales were kept exactly (ternary per group),
+    // and linears loaded with exact packed codes that are not ternary at the
+    // group (re-ternarized by absmean: lossy) with their weight rel. RMSE.
+    int exact_linears, lossy_linears;
+    double lossy_rel_rmse;
+    tern_export_checked check;
     int64_t bytes;    // size of the written file
 } tern_export_info;
 
@@ -52,18 +86,11 @@ int tern_export_tern(const tern_model *m, const char *in_path, const tern_export
 // llama-quantize does for TQ types): the same codes (q = T), d per block of 32
 // by the same rule, which for a symmetric source is its alpha (fp16).
 typedef struct {
-    const char *format;       // "gguf-tq2" (default when NULL) or "gguf-tq1"
+    const char *format;       // "gguf-tq2" (default when NULL), "gguf-tq1" or "gguf-q2_0"
     const char *fallback;     // NULL / "none" (refuse) or "q4_0"
     int group;                // absmean PTQ group for an FP input (0: 128); as in tern_export_opts
-    // Perplexity check: with check_text, the source (FP32 values of the ternary
-    // model) and the written file (read back and dequantized by tern's reader)
-    // are both measured on check_chunks chunks of check_ctx tokens (0: 8 of
-    // 512, ctx capped at the model's context). An increase above
-    // max_ppl_change percent fails (nothing written) unless force.
-    const char *check_text;
-    int check_ctx, check_chunks;
-    double max_ppl_change;
-    int force;
+    tern_export_check check;  // perplexity check (see tern_export_check)
+    int allow_lossy;          // write even when DLT shifts are dropped (refused otherwise)
 } tern_export_tq_opts;
 
 #define TERN_EXPORT_TQ_MAX_PPL_CHANGE 10.0 // default --max-ppl-change, percent
@@ -73,16 +100,14 @@ typedef struct {
     char source[32];    // where the codes came from: "from the .tern packing", "recovered" (tern quantize
                         // output), "by absmean PTQ", "from exact ternary blocks" (TQ / Q4_0 file)
     int group;          // source group of the codes (256 for a TQ input)
-    int dropped_shift;  // a DLT shift per group was dropped
+    int dropped_shift;  // a DLT shift per group was dropped (refused unless allow_lossy)
+    int lossy_linears;  // linears whose exact codes are not ternary (Q2_0 with code 2): absmean, error measured
     int biases;         // per-output bias tensors kept
     int linears;        // ternary matrices written (TQ or the Q4_0 fallback)
     int fallback_linears; // of those, written as Q4_0
     double weight_rel_rmse;   // sqrt(sum (w - d T)^2 / sum w^2) over the TQ matrices
     double fallback_rel_rmse; // the same over the Q4_0 fallback matrices (0 for a symmetric source)
-    // Perplexity check (checked = 0 without check_text).
-    int checked, ctx, chunks;
-    double ppl_source, ppl_export, change_pct;
-    int forced;         // the change exceeded the bound and force wrote the file anyway
+    tern_export_checked check; // perplexity check (checked = 0 without a check text)
     int64_t bytes;      // size of the written file
 } tern_export_tq_info;
 

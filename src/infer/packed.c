@@ -37,6 +37,9 @@ struct tern_packed {
     int n_acts;
     int64_t embd_bytes; // embedding table in the file (0 when tied to the head)
     int native;         // linears run a loaded .tern file's packed bytes
+    int kept;           // set_format: Q2_0 linears whose 2-bit packing was kept (not ternary)
+    int lossy;          // set_format: linears with exact packed codes that had to be re-ternarized
+    double lossy_err2, lossy_norm2; // their squared weight error and squared norm
     int64_t file_bytes; // native: the file's size
     const char *name;   // native: the body format's name ("tern-t2", ...)
 };
@@ -170,6 +173,89 @@ void tern_absmean_ternary(const float *w, int rows, int cols, int group, int8_t 
         }
 }
 
+// Exact recovery of one group's ternary structure from its effective values:
+// at most three distinct levels, L < M < H with M - L == H - M (shift: gamma = M,
+// alpha = (H - L)/2; two levels: their midpoint and half-distance; one level:
+// gamma = it, alpha = 0). Without a shift the levels must be within {-a, 0, a}.
+// Returns the number of distinct levels, or -1 when they are not ternary.
+int tern_ternary_recover_group(const float *x, int n, int shift, int8_t *T, float *alpha, float *gamma) {
+    float lv[3];
+    int nl = 0;
+    for (int i = 0; i < n; i++) {
+        int k = 0;
+        while (k < nl && lv[k] != x[i]) k++;
+        if (k < nl) continue;
+        if (nl == 3) return -1;
+        lv[nl++] = x[i];
+    }
+    for (int i = 0; i < nl; i++) // sort the (at most 3) levels
+        for (int j = i + 1; j < nl; j++)
+            if (lv[j] < lv[i]) {
+                float t = lv[i];
+                lv[i] = lv[j], lv[j] = t;
+            }
+    float a = 0, c = 0;
+    if (shift) {
+        if (nl == 1) c = lv[0];
+        else if (nl == 2) c = 0.5f * (lv[0] + lv[1]), a = 0.5f * (lv[1] - lv[0]);
+        else {
+            float d0 = lv[1] - lv[0], d1 = lv[2] - lv[1];
+            if (fabsf(d0 - d1) > 1e-4f * (d0 + d1)) return -1;
+            c = lv[1], a = 0.5f * (lv[2] - lv[0]);
+        }
+    } else {
+        for (int k = 0; k < nl; k++) a = fmaxf(a, fabsf(lv[k]));
+        for (int k = 0; k < nl; k++)
+            if (lv[k] != 0 && fabsf(fabsf(lv[k]) - a) > 1e-6f * a) return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        float d = x[i] - c;
+        T[i] = a > 0 && fabsf(d) > 0.5f * a ? (d > 0 ? 1 : -1) : 0;
+    }
+    *alpha = a, *gamma = c;
+    return nl;
+}
+
+// Recovers every group of w (rows x cols) exactly; 0, or -1 at the first
+// group that is not ternary.
+static int recover_all(const float *w, int rows, int cols, int group, int shift, int8_t *codes, float *scales,
+                       float *shifts) {
+    int ng = (cols + group - 1) / group;
+    for (int r = 0; r < rows; r++)
+        for (int g = 0; g < ng; g++) {
+            int c0 = g * group, n = c0 + group < cols ? group : cols - c0;
+            size_t j = (size_t)r * ng + g, o = (size_t)r * cols + c0;
+            float gamma;
+            if (tern_ternary_recover_group(w + o, n, shift, codes + o, &scales[j], &gamma) < 0) return -1;
+            if (shifts) shifts[j] = gamma;
+        }
+    return 0;
+}
+
+int tern_ternary_codes(const float *w, int rows, int cols, int group, int8_t *codes, float *scales, float *shifts) {
+    if (recover_all(w, rows, cols, group, 0, codes, scales, NULL) == 0) {
+        if (shifts) memset(shifts, 0, (size_t)rows * ((cols + group - 1) / group) * sizeof(float));
+        return TERN_TERNARY_EXACT;
+    }
+    if (shifts && recover_all(w, rows, cols, group, 1, codes, scales, shifts) == 0) return TERN_TERNARY_EXACT_SHIFT;
+    tern_absmean_ternary(w, rows, cols, group, codes, scales);
+    if (shifts) memset(shifts, 0, (size_t)rows * ((cols + group - 1) / group) * sizeof(float));
+    return TERN_TERNARY_ABSMEAN;
+}
+
+void tern_ternary_error(const float *w, int rows, int cols, int group, const int8_t *codes, const float *scales,
+                        const float *shifts, double *err2, double *norm2) {
+    int ng = (cols + group - 1) / group;
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) {
+            size_t g = (size_t)r * ng + c / group, i = (size_t)r * cols + c;
+            float a = tern_f16_to_f32(tern_f32_to_f16(scales[g]));
+            float b = shifts ? tern_f16_to_f32(tern_f32_to_f16(shifts[g])) : 0.0f;
+            double e = (double)w[i] - ((double)a * codes[i] + b);
+            *err2 += e * e, *norm2 += (double)w[i] * w[i];
+        }
+}
+
 // int8 codes with one absmax scale per block of `group` columns.
 void tern_absmax_q8(const float *w, int rows, int cols, int group, int8_t *codes, float *scales) {
     int n_groups = (cols + group - 1) / group;
@@ -192,28 +278,47 @@ static void set_packed_hooks(tern_linear *l, plinear *pl) {
     l->ctx = pl;
 }
 
-static int pack_linear(tern_packed *p, plinear *pl, tern_linear *l, tern_kfmt_id fmt, int group) {
+// Packs l as fmt. Ternary: exactly ternary weights keep their codes and
+// scales (tern_ternary_codes; a DLT model its shifts), at `group` when they
+// are ternary per group of it, else at the group their packed source t was
+// loaded with; anything else is absmean PTQ, counted in p->lossy when t
+// carried exact packed codes. q8: absmax per block.
+static int pack_linear(tern_packed *p, plinear *pl, tern_linear *l, tern_kfmt_id fmt, int group, const tern_tensor *t) {
     const tern_kformat *f = tern_kformat_get(fmt);
-    if (group > l->cols) group = l->cols;
-    size_t row_bytes = tern_kformat_row_bytes(f, l->cols, group, 0);
-    if (!row_bytes) return -1;
-    int n_groups = (l->cols + group - 1) / group;
-    pl->owner = p;
-    pl->data = tern_calloc((size_t)l->rows * row_bytes);
-    int8_t *codes = malloc((size_t)l->rows * l->cols);
-    float *scales = malloc((size_t)l->rows * n_groups * sizeof(float));
-    int rc = -1;
-    if (pl->data && codes && scales && !tern_kmatrix_init(&pl->m, f, l->rows, l->cols, group, 0, pl->data)) {
-        if (fmt == TERN_KFMT_Q8) tern_absmax_q8(l->w, l->rows, l->cols, group, codes, scales);
-        else tern_absmean_ternary(l->w, l->rows, l->cols, group, codes, scales);
-        rc = tern_kpack(&pl->m, pl->data, codes, scales, NULL, NULL);
+    int rows = l->rows, cols = l->cols;
+    if (group > cols) group = cols;
+    const tern_kformat *tf = t && t->packed ? tern_kformat_get((tern_kfmt_id)t->packed_fmt) : NULL;
+    int tg = tf && tf->kind == TERN_KKIND_TERNARY && t->packed_group < cols ? t->packed_group : 0;
+    int gmin = tg && tg < group ? tg : group;
+    size_t ng = (size_t)rows * (size_t)((cols + gmin - 1) / gmin);
+    int8_t *codes = malloc((size_t)rows * cols);
+    float *scales = malloc(ng * sizeof(float)), *shifts = malloc(ng * sizeof(float));
+    int rc = codes && scales && shifts ? 0 : tern_errorf("out of memory"), kind = TERN_TERNARY_ABSMEAN;
+    if (rc == 0 && fmt == TERN_KFMT_Q8) tern_absmax_q8(l->w, rows, cols, group, codes, scales);
+    else if (rc == 0) {
+        kind = tern_ternary_codes(l->w, rows, cols, group, codes, scales, shifts);
+        if (kind == TERN_TERNARY_ABSMEAN && tg && tg != group) {
+            group = tg;
+            kind = tern_ternary_codes(l->w, rows, cols, group, codes, scales, shifts);
+        }
+        if (kind == TERN_TERNARY_ABSMEAN && tf) {
+            p->lossy++;
+            tern_ternary_error(l->w, rows, cols, group, codes, scales, NULL, &p->lossy_err2, &p->lossy_norm2);
+        }
     }
-    free(codes);
-    free(scales);
+    int shift = kind == TERN_TERNARY_EXACT_SHIFT;
+    size_t row_bytes = rc ? 0 : tern_kformat_row_bytes(f, cols, group, shift);
+    if (rc == 0 && !row_bytes) rc = -1;
+    pl->owner = p;
+    pl->data = rc ? NULL : tern_calloc((size_t)rows * row_bytes);
+    if (rc == 0 && !pl->data) rc = tern_errorf("out of memory");
+    if (rc == 0) rc = tern_kmatrix_init(&pl->m, f, rows, cols, group, shift, pl->data);
+    if (rc == 0) rc = tern_kpack(&pl->m, pl->data, codes, scales, shift ? shifts : NULL, NULL);
+    free(codes), free(scales), free(shifts);
     if (rc) return -1;
     if (!act_for(p, &pl->m)) return tern_errorf("packed inference: cannot allocate activation buffers");
     set_packed_hooks(l, pl);
-    l->bytes = (long long)l->rows * (long long)row_bytes;
+    l->bytes = (long long)rows * (long long)row_bytes;
     return 0;
 }
 
@@ -334,10 +439,24 @@ int tern_session_set_format(tern_session *s, const char *format, int group, tern
     for (int i = 0; i < p->n_lins && rc == 0; i++) {
         int is_head = i == p->n_lins - 1;
         tern_linear *l = is_head ? &s->head : &s->lin[i];
+        const tern_tensor *t = tensor_of(s, l->w);
+        int q8 = is_head || body == TERN_KFMT_Q8;
         if (is_bf16) rc = bf16_linear(&p->lins[i], p, l);
-        else if (is_head || body == TERN_KFMT_Q8) rc = pack_linear(p, &p->lins[i], l, TERN_KFMT_Q8, TERN_KQ8_GROUP);
-        else rc = pack_linear(p, &p->lins[i], l, body, group);
+        else if (q8 && t && t->packed && t->packed_fmt == TERN_KFMT_Q8) rc = native_linear(p, &p->lins[i], l, t);
+        else if (!q8 && t && t->packed && !strcmp(t->src_type, "Q2_0") && t->packed_fmt == TERN_KFMT_Q2G) {
+            rc = native_linear(p, &p->lins[i], l, t); // llama.cpp Q2_0 using code 2: no ternary form
+            p->kept++;
+        }
+        else if (q8) rc = pack_linear(p, &p->lins[i], l, TERN_KFMT_Q8, TERN_KQ8_GROUP, t);
+        else rc = pack_linear(p, &p->lins[i], l, body, group, t);
     }
+    if (rc == 0 && p->kept)
+        fprintf(stderr, "note: --format %s: %d Q2_0 linears use code 2 (not ternary); they run in their own 2-bit "
+                        "packing\n", format, p->kept);
+    if (rc == 0 && p->lossy)
+        fprintf(stderr, "note: --format %s: %d linears held exact packed codes that are not ternary at G=%d or at "
+                        "their own group; re-ternarized by absmean, weight rel. RMSE %.4f\n",
+                format, p->lossy, group, sqrt(p->lossy_err2 / (p->lossy_norm2 > 0 ? p->lossy_norm2 : 1)));
     // An untied embedding table is stored like the head (8 bits, or bf16).
     if (!s->cfg.tied_embeddings)
         p->embd_bytes = is_bf16 ? 2LL * s->cfg.vocab_size * s->cfg.dim

@@ -40,21 +40,24 @@ static inline uint32_t rd32(const uint8_t *p) {
 }
 static inline float rdh(const uint8_t *p) { return tern_f16_to_f32(rd16(p)); }
 
+// The block types whose values are d * q, one fp16 d per block and an integer
+// code q per value (Q8_0, Q4_0, TQ1_0, TQ2_0, Q1_0, Q2_0): each decoder writes
+// the codes and returns d, so dequantization (d * q) and the lossless repack
+// into the kernels' formats (repack_codes below) read a layout in one place.
+typedef float (*codes_fn)(const uint8_t *block, int8_t *q);
+
 // Q8_0, 32 values in 34 bytes: fp16 d, int8 q[32]; x = d * q.
-static void deq_q8_0(const uint8_t *b, float *y) {
-    float d = rdh(b);
-    for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)b[2 + j] * d;
+static float codes_q8_0(const uint8_t *b, int8_t *q) {
+    memcpy(q, b + 2, 32);
+    return rdh(b);
 }
 
 // Q4_0, 32 values in 18 bytes: fp16 d, 16 bytes of nibbles. The low nibble of
 // byte j is value j, the high nibble value j + 16; x = d * (q - 8).
-static void deq_q4_0(const uint8_t *b, float *y) {
-    float d = rdh(b);
+static float codes_q4_0(const uint8_t *b, int8_t *q) {
     const uint8_t *qs = b + 2;
-    for (int j = 0; j < 16; j++) {
-        y[j] = (float)((qs[j] & 15) - 8) * d;
-        y[j + 16] = (float)((qs[j] >> 4) - 8) * d;
-    }
+    for (int j = 0; j < 16; j++) q[j] = (int8_t)((qs[j] & 15) - 8), q[j + 16] = (int8_t)((qs[j] >> 4) - 8);
+    return rdh(b);
 }
 
 // Q4_1, 32 values in 20 bytes: fp16 d, fp16 m, nibbles as Q4_0; x = d * q + m.
@@ -187,26 +190,41 @@ static inline int tq1_trit(uint8_t byte, int k) {
 // (k = 0..4, j = 0..31) is digit k of qs[j]; value 160 + 16k + j (j = 0..15)
 // is digit k of qs[32 + j]; value 240 + 4k + j (k = 0..3, j = 0..3) is digit k
 // of qh[j]. x = d * (t - 1).
-static void deq_tq1_0(const uint8_t *b, float *y) {
+static float codes_tq1_0(const uint8_t *b, int8_t *q) {
     const uint8_t *qs = b, *qh = b + 48;
-    float d = rdh(b + 52);
     for (int k = 0; k < 5; k++) {
-        for (int j = 0; j < 32; j++) y[32 * k + j] = d * (float)(tq1_trit(qs[j], k) - 1);
-        for (int j = 0; j < 16; j++) y[160 + 16 * k + j] = d * (float)(tq1_trit(qs[32 + j], k) - 1);
+        for (int j = 0; j < 32; j++) q[32 * k + j] = (int8_t)(tq1_trit(qs[j], k) - 1);
+        for (int j = 0; j < 16; j++) q[160 + 16 * k + j] = (int8_t)(tq1_trit(qs[32 + j], k) - 1);
     }
     for (int k = 0; k < 4; k++)
-        for (int j = 0; j < 4; j++) y[240 + 4 * k + j] = d * (float)(tq1_trit(qh[j], k) - 1);
+        for (int j = 0; j < 4; j++) q[240 + 4 * k + j] = (int8_t)(tq1_trit(qh[j], k) - 1);
+    return rdh(b + 52);
 }
 
 // TQ2_0, 256 values in 66 bytes: qs[64], fp16 d. Value 128h + 32k + j
 // (h = 0..1, k = 0..3, j = 0..31) is bits 2k..2k+1 of qs[32h + j]; x = d * (q - 1)
-// (a field of 3, which ggml's quantizer never writes, decodes to 2d as in ggml).
-static void deq_tq2_0(const uint8_t *b, float *y) {
-    float d = rdh(b + 64);
+// (a field of 3, which ggml's quantizer never writes, decodes to 2d as in
+// ggml's dequantizer; a model holding one is refused by repack_codes).
+static float codes_tq2_0(const uint8_t *b, int8_t *q) {
     for (int h = 0; h < 2; h++)
         for (int k = 0; k < 4; k++)
-            for (int j = 0; j < 32; j++)
-                y[128 * h + 32 * k + j] = d * (float)(((b[32 * h + j] >> (2 * k)) & 3) - 1);
+            for (int j = 0; j < 32; j++) q[128 * h + 32 * k + j] = (int8_t)(((b[32 * h + j] >> (2 * k)) & 3) - 1);
+    return rdh(b + 64);
+}
+
+// Q1_0 (ggml-common.h block_q1_0), 128 values in 18 bytes: fp16 d, qs[16];
+// value j is bit j % 8 of qs[j / 8]: 1 -> +d, 0 -> -d.
+static float codes_q1_0(const uint8_t *b, int8_t *q) {
+    for (int j = 0; j < 128; j++) q[j] = (int8_t)((b[2 + j / 8] >> (j % 8)) & 1 ? 1 : -1);
+    return rdh(b);
+}
+
+// Q2_0 (ggml-common.h block_q2_0), 64 values in 18 bytes: fp16 d, qs[16];
+// value j is bits 2(j % 4)..2(j % 4)+1 of qs[j / 4]; x = d * (q - 1), so the
+// levels are {-1, 0, 1, 2} * d (a 2-bit format; ternary when no field is 3).
+static float codes_q2_0(const uint8_t *b, int8_t *q) {
+    for (int j = 0; j < 64; j++) q[j] = (int8_t)(((b[2 + j / 4] >> (2 * (j % 4))) & 3) - 1);
+    return rdh(b);
 }
 
 typedef void (*block_fn)(const uint8_t *block, float *out);
@@ -215,33 +233,36 @@ typedef struct {
     const char *name;
     int block; // values per block
     int size;  // bytes per block
-    block_fn deq; // NULL: scalar type handled inline, or not supported
+    block_fn deq; // NULL: scalar type handled inline, a codes type, or not supported
     int supported;
+    codes_fn codes; // d * q block types
 } type_info;
 
 static const type_info TYPES[] = {
-    [TERN_GGML_F32] = {"F32", 1, 4, NULL, 1},
-    [TERN_GGML_F16] = {"F16", 1, 2, NULL, 1},
-    [TERN_GGML_Q4_0] = {"Q4_0", 32, 18, deq_q4_0, 1},
-    [TERN_GGML_Q4_1] = {"Q4_1", 32, 20, deq_q4_1, 1},
-    [TERN_GGML_Q5_0] = {"Q5_0", 32, 22, deq_q5_0, 1},
-    [TERN_GGML_Q5_1] = {"Q5_1", 32, 24, deq_q5_1, 1},
-    [TERN_GGML_Q8_0] = {"Q8_0", 32, 34, deq_q8_0, 1},
-    [TERN_GGML_Q8_1] = {"Q8_1", 32, 36, NULL, 0},
-    [TERN_GGML_Q2_K] = {"Q2_K", 256, 84, NULL, 0},
-    [TERN_GGML_Q3_K] = {"Q3_K", 256, 110, NULL, 0},
-    [TERN_GGML_Q4_K] = {"Q4_K", 256, 144, deq_q4_k, 1},
-    [TERN_GGML_Q5_K] = {"Q5_K", 256, 176, deq_q5_k, 1},
-    [TERN_GGML_Q6_K] = {"Q6_K", 256, 210, deq_q6_k, 1},
-    [TERN_GGML_Q8_K] = {"Q8_K", 256, 292, NULL, 0},
-    [TERN_GGML_I8] = {"I8", 1, 1, NULL, 0},
-    [TERN_GGML_I16] = {"I16", 1, 2, NULL, 0},
-    [TERN_GGML_I32] = {"I32", 1, 4, NULL, 0},
-    [TERN_GGML_I64] = {"I64", 1, 8, NULL, 0},
-    [TERN_GGML_F64] = {"F64", 1, 8, NULL, 0},
-    [TERN_GGML_BF16] = {"BF16", 1, 2, NULL, 1},
-    [TERN_GGML_TQ1_0] = {"TQ1_0", 256, 54, deq_tq1_0, 1},
-    [TERN_GGML_TQ2_0] = {"TQ2_0", 256, 66, deq_tq2_0, 1},
+    [TERN_GGML_F32] = {"F32", 1, 4, NULL, 1, NULL},
+    [TERN_GGML_F16] = {"F16", 1, 2, NULL, 1, NULL},
+    [TERN_GGML_Q4_0] = {"Q4_0", 32, 18, NULL, 1, codes_q4_0},
+    [TERN_GGML_Q4_1] = {"Q4_1", 32, 20, deq_q4_1, 1, NULL},
+    [TERN_GGML_Q5_0] = {"Q5_0", 32, 22, deq_q5_0, 1, NULL},
+    [TERN_GGML_Q5_1] = {"Q5_1", 32, 24, deq_q5_1, 1, NULL},
+    [TERN_GGML_Q8_0] = {"Q8_0", 32, 34, NULL, 1, codes_q8_0},
+    [TERN_GGML_Q8_1] = {"Q8_1", 32, 36, NULL, 0, NULL},
+    [TERN_GGML_Q2_K] = {"Q2_K", 256, 84, NULL, 0, NULL},
+    [TERN_GGML_Q3_K] = {"Q3_K", 256, 110, NULL, 0, NULL},
+    [TERN_GGML_Q4_K] = {"Q4_K", 256, 144, deq_q4_k, 1, NULL},
+    [TERN_GGML_Q5_K] = {"Q5_K", 256, 176, deq_q5_k, 1, NULL},
+    [TERN_GGML_Q6_K] = {"Q6_K", 256, 210, deq_q6_k, 1, NULL},
+    [TERN_GGML_Q8_K] = {"Q8_K", 256, 292, NULL, 0, NULL},
+    [TERN_GGML_I8] = {"I8", 1, 1, NULL, 0, NULL},
+    [TERN_GGML_I16] = {"I16", 1, 2, NULL, 0, NULL},
+    [TERN_GGML_I32] = {"I32", 1, 4, NULL, 0, NULL},
+    [TERN_GGML_I64] = {"I64", 1, 8, NULL, 0, NULL},
+    [TERN_GGML_F64] = {"F64", 1, 8, NULL, 0, NULL},
+    [TERN_GGML_BF16] = {"BF16", 1, 2, NULL, 1, NULL},
+    [TERN_GGML_TQ1_0] = {"TQ1_0", 256, 54, NULL, 1, codes_tq1_0},
+    [TERN_GGML_TQ2_0] = {"TQ2_0", 256, 66, NULL, 1, codes_tq2_0},
+    [TERN_GGML_Q1_0] = {"Q1_0", 128, 18, NULL, 1, codes_q1_0},
+    [TERN_GGML_Q2_0] = {"Q2_0", 64, 18, NULL, 1, codes_q2_0},
 };
 
 static const type_info *type_of(uint32_t t) {
@@ -321,7 +342,15 @@ static void dequant_blocks(const tern_gguf_tensor *t, const type_info *ti, int64
         for (int64_t i = b0; i < b1; i++) out[i] = tern_bf16_to_f32(rd16(src + 2 * i));
         break;
     default:
-        for (int64_t i = b0; i < b1; i++) ti->deq(src + i * ti->size, out + i * ti->block);
+        if (ti->deq) {
+            for (int64_t i = b0; i < b1; i++) ti->deq(src + i * ti->size, out + i * ti->block);
+            break;
+        }
+        for (int64_t i = b0; i < b1; i++) {
+            int8_t q[256]; // the largest block
+            float d = ti->codes(src + i * ti->size, q), *y = out + i * ti->block;
+            for (int j = 0; j < ti->block; j++) y[j] = d * (float)q[j];
+        }
     }
 }
 
@@ -1080,7 +1109,6 @@ static int read_config(const tern_gguf *g, tern_model *m) {
 
 // A packed tensor keeps its bytes next to the FP32 values (inference runs them).
 static int keep_packed(const tern_gguf_tensor *gt, tern_tensor *t) {
-    if (!packed_format(gt->type, NULL)) return 0;
     void *p = tern_alloc((size_t)gt->nbytes ? (size_t)gt->nbytes : 1);
     if (!p) return tern_errorf("out of memory");
     memcpy(p, gt->data, (size_t)gt->nbytes);
@@ -1090,6 +1118,91 @@ static int keep_packed(const tern_gguf_tensor *gt, tern_tensor *t) {
     t->packed_group = gt->packed_group;
     t->packed_shift = gt->packed_shift;
     return 0;
+}
+
+// llama.cpp's ternary / 1-2 bit types (ggml ids 34, 35, 41, 42).
+static int lowbit_type(uint32_t t) {
+    return t == TERN_GGML_TQ1_0 || t == TERN_GGML_TQ2_0 || t == TERN_GGML_Q1_0 || t == TERN_GGML_Q2_0;
+}
+
+// The kernels' format a d * q matrix runs in without loss (its block is the
+// group, d the group's fp16 scale, the codes unchanged), given its code range;
+// -1 when it stays FP32. lowbit_file: the file has llama.cpp ternary tensors,
+// so its Q4_0 matrices holding only codes -1..1 are the ternary fallback
+// (llama-quantize's and tern's for rows that are not whole 256-blocks) and its
+// Q8_0 embedding / head the 8-bit companions: packed too, so the whole model
+// runs packed. Other files' Q4_0 / Q8_0 tensors stay FP32.
+static int repack_format(const tern_gguf_tensor *gt, int lowbit_file, int lo, int hi) {
+    int head = !strcmp(gt->name, "token_embd.weight") || !strcmp(gt->name, "output.weight");
+    switch (gt->type) {
+    case TERN_GGML_TQ1_0: return TERN_KFMT_T1_6;
+    case TERN_GGML_TQ2_0: case TERN_GGML_Q1_0: return TERN_KFMT_T2;
+    case TERN_GGML_Q2_0: return hi > 1 ? TERN_KFMT_Q2G : TERN_KFMT_T2; // code 2: the 2-bit format (s*(c - 1))
+    case TERN_GGML_Q4_0: return lowbit_file && lo >= -1 && hi <= 1 ? TERN_KFMT_T2 : -1;
+    case TERN_GGML_Q8_0: return lowbit_file && head && lo >= -127 ? TERN_KFMT_Q8 : -1;
+    default: return -1;
+    }
+}
+
+// Packs codes q [rows, cols] and block scales d [rows, cols / block] as fmt
+// (q2g: c = q + 1 with zero point 1) into t->packed.
+static int pack_blocks(const tern_gguf *g, const tern_gguf_tensor *gt, tern_kfmt_id fmt, int block, int8_t *q,
+                       const float *d, tern_tensor *t) {
+    const tern_kformat *f = tern_kformat_get(fmt);
+    int rows = (int)gt->ne[1], cols = (int)gt->ne[0];
+    size_t ng = (size_t)rows * (size_t)(cols / block);
+    uint8_t *zeros = NULL;
+    if (f->kind == TERN_KKIND_RTN) {
+        zeros = malloc(ng ? ng : 1);
+        if (!zeros) return tern_errorf("out of memory");
+        memset(zeros, 1, ng);
+        for (size_t i = 0; i < (size_t)gt->numel; i++) q[i] = (int8_t)(q[i] + 1);
+    }
+    tern_kmatrix m;
+    int rc = tern_kmatrix_init(&m, f, rows, cols, block, 0, NULL);
+    size_t bytes = (size_t)rows * m.row_bytes;
+    void *dst = rc ? NULL : tern_calloc(bytes ? bytes : 1);
+    if (rc == 0 && !dst) rc = tern_errorf("out of memory");
+    if (rc == 0 && tern_kpack(&m, dst, q, d, NULL, zeros)) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", tern_last_error());
+        rc = tern_errorf("%s: tensor %s: %s", g->path, gt->name, why);
+    }
+    free(zeros);
+    if (rc) {
+        tern_free(dst);
+        return -1;
+    }
+    t->packed = dst;
+    t->packed_bytes = bytes;
+    t->packed_fmt = (int)fmt;
+    t->packed_group = block;
+    t->packed_shift = 0;
+    return 0;
+}
+
+// A ggml d * q matrix repacked losslessly for the kernels (repack_format), or
+// left FP32. A TQ2_0 field of 3 (code 2) is refused: TQ2_0 is ternary.
+static int repack_codes(const tern_gguf *g, const tern_gguf_tensor *gt, int lowbit_file, tern_tensor *t) {
+    const type_info *ti = type_of(gt->type);
+    if (!ti || !ti->codes || gt->n_dims != 2 || gt->ne[0] > TERN_KMAX_COLS || gt->ne[1] > INT_MAX) return 0;
+    if (!lowbit_type(gt->type) && !lowbit_file) return 0;
+    int rows = (int)gt->ne[1], cols = (int)gt->ne[0], nb = cols / ti->block;
+    int8_t *q = malloc((size_t)gt->numel);
+    float *d = malloc((size_t)rows * (size_t)nb * sizeof(float));
+    int rc = q && d ? 0 : tern_errorf("out of memory"), lo = 127, hi = -128;
+    for (size_t b = 0; rc == 0 && b < (size_t)rows * nb; b++) {
+        int8_t *qb = q + b * (size_t)ti->block;
+        d[b] = ti->codes(gt->data + b * (size_t)ti->size, qb);
+        for (int j = 0; j < ti->block; j++) lo = qb[j] < lo ? qb[j] : lo, hi = qb[j] > hi ? qb[j] : hi;
+        if (gt->type == TERN_GGML_TQ2_0 && hi > 1)
+            rc = tern_errorf("%s: tensor %s: TQ2_0 code 3 in row %zu block %zu (ternary codes are 0..2)", g->path,
+                             gt->name, b / (size_t)nb, b % (size_t)nb);
+    }
+    int fmt = rc ? -1 : repack_format(gt, lowbit_file, lo, hi);
+    if (fmt >= 0) rc = pack_blocks(g, gt, (tern_kfmt_id)fmt, ti->block, q, d, t);
+    free(q), free(d);
+    return rc;
 }
 
 int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
@@ -1114,7 +1227,13 @@ int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
     for (int64_t i = 0; i < g->n_tensors; i++) outs[i] = m->tensors[base + i].data;
     int rc = dequantize_all(g, outs, g->n_tensors);
     free(outs);
-    for (int64_t i = 0; i < g->n_tensors && rc == 0; i++) rc = keep_packed(&g->tensors[i], &m->tensors[base + i]);
+    int lowbit_file = 0;
+    for (int64_t i = 0; i < g->n_tensors; i++) lowbit_file |= lowbit_type(g->tensors[i].type);
+    for (int64_t i = 0; i < g->n_tensors && rc == 0; i++) {
+        const tern_gguf_tensor *gt = &g->tensors[i];
+        rc = packed_format(gt->type, NULL) ? keep_packed(gt, &m->tensors[base + i])
+                                           : repack_codes(g, gt, lowbit_file, &m->tensors[base + i]);
+    }
     if (rc == 0 && strcmp(m->cfg.arch, "bitnet") == 0) rc = tern_bitnet_finish_gguf(m);
     return rc;
 }

@@ -36,7 +36,8 @@ typedef enum {
 } tern_gguf_vtype;
 
 // Tensor types tern knows (ggml numbering). Only the ones with a dequantizer
-// (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0)
+// (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0,
+// Q1_0, Q2_0)
 // can be loaded; the others are known by size so that their files can still be
 // parsed.
 enum {
@@ -62,6 +63,8 @@ enum {
     TERN_GGML_BF16 = 30,
     TERN_GGML_TQ1_0 = 34,
     TERN_GGML_TQ2_0 = 35,
+    TERN_GGML_Q1_0 = 41,
+    TERN_GGML_Q2_0 = 42,
 };
 
 // tern's packed types in a .tern file (docs/format.md): 1000 + tern_kfmt_id

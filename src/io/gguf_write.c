@@ -234,6 +234,13 @@ void tern_gguf_encode_tq2_0(const int8_t *T, float d, uint8_t *out) {
     put_f16(out + 64, d);
 }
 
+// fp16 d, then value j in bits 2(j % 4).. of byte 2 + j / 4 as q + 1.
+void tern_gguf_encode_q2_0(const int8_t *q, float d, uint8_t *out) {
+    put_f16(out, d);
+    memset(out + 2, 0, 16);
+    for (int j = 0; j < 64; j++) out[2 + j / 4] |= (uint8_t)((q[j] + 1) << (2 * (j % 4)));
+}
+
 void tern_gguf_encode_q8_0(const int8_t *q, float d, uint8_t *out) {
     put_f16(out, d);
     memcpy(out + 2, q, 32);

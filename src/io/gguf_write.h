@@ -19,6 +19,7 @@ enum {
     TERN_GGUF_TYPE_Q8_0 = 8,
     TERN_GGUF_TYPE_TQ1_0 = 34,
     TERN_GGUF_TYPE_TQ2_0 = 35,
+    TERN_GGUF_TYPE_Q2_0 = 42,
 };
 #define TERN_GGUF_Q4_0_BLOCK 32     // values per block
 #define TERN_GGUF_Q4_0_BYTES 18     // bytes per block
@@ -27,12 +28,16 @@ enum {
 #define TERN_GGUF_TQ_BLOCK 256
 #define TERN_GGUF_TQ1_0_BYTES 54
 #define TERN_GGUF_TQ2_0_BYTES 66
+#define TERN_GGUF_Q2_0_BLOCK 64
+#define TERN_GGUF_Q2_0_BYTES 18
 
 // Block encoders (layouts in docs/format.md, "llama.cpp export"): one block
 // from its codes and scale d, which is stored rounded to fp16.
 // TQ1_0 / TQ2_0: 256 ternary codes T in {-1, 0, 1}, decoded as d * T.
 void tern_gguf_encode_tq1_0(const int8_t *T, float d, uint8_t *out);
 void tern_gguf_encode_tq2_0(const int8_t *T, float d, uint8_t *out);
+// Q2_0 (ggml-common.h block_q2_0): 64 codes q in [-1, 2], decoded as d * q.
+void tern_gguf_encode_q2_0(const int8_t *q, float d, uint8_t *out);
 // Q8_0: 32 int8 codes in [-127, 127], decoded as d * q.
 void tern_gguf_encode_q8_0(const int8_t *q, float d, uint8_t *out);
 // Q4_0: 32 codes in [-8, 7], decoded as d * q.

@@ -36,10 +36,9 @@ from gguf.quants import dequantize, quantize
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from gguf_corpus import base  # noqa: E402
+from gguf_corpus import base, write_files  # noqa: E402
 
 FIXTURE = os.path.join(HERE, "..", "fixtures", "tq_blocks.gguf")
-CORPUS = os.path.join(HERE, "..", "corpus", "gguf")
 ROWS, COLS = 3, 256
 BYTES = {Q.TQ1_0: 54, Q.TQ2_0: 66}
 
@@ -104,10 +103,7 @@ def corpus():
         files[f"tq{1 if qtype == Q.TQ1_0 else 2}_truncated.gguf"] = whole[:len(whole) - pad - 20]
     # A TQ2_0 row that is not a whole 256-block.
     files["tq2_row_not_256.gguf"] = base(tensors=[("extra.weight", [64, 4], 35, bytes(66))])
-    for name, data in files.items():
-        with open(os.path.join(CORPUS, name), "wb") as f:
-            f.write(data)
-    print(f"wrote {len(files)} files to tests/corpus/gguf/")
+    write_files(files)
 
 
 if __name__ == "__main__":

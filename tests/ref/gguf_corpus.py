@@ -116,18 +116,21 @@ def files():
     yield "shape_mismatch.gguf", base().replace(b"blk.0.ffn_down.weight", b"blk.0.ffn_down.weighX")
 
 
+def write_files(files):
+    """Writes {name: bytes} into tests/corpus/gguf/ (the other corpus scripts too)."""
+    for name, data in files.items():
+        with open(os.path.join(OUT, name), "wb") as f:
+            f.write(data)
+    print(f"wrote {len(files)} files ({sum(map(len, files.values()))} bytes) to tests/corpus/gguf/")
+
+
 def main():
     if "--base" in sys.argv:  # the valid model the defects start from, for checking by hand
         sys.stdout.buffer.write(base())
         return
     shutil.rmtree(OUT, ignore_errors=True)
     os.makedirs(OUT)
-    total = 0
-    for name, data in files():
-        with open(os.path.join(OUT, name), "wb") as f:
-            f.write(data)
-        total += len(data)
-    print(f"wrote {len(os.listdir(OUT))} files ({total} bytes) to tests/corpus/gguf/")
+    write_files(dict(files()))
 
 
 if __name__ == "__main__":

@@ -42,13 +42,13 @@ W = {
 }
 
 
-def rmsnorm(x, w):
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS) * w
+def rmsnorm(x, w, eps=EPS):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def rope(x, pos):
-    # x: [T, heads, HD]; rotate pairs (2i, 2i+1) by pos * theta^(-2i/HD)
-    inv = 1.0 / (THETA ** (torch.arange(0, HD, 2, dtype=torch.float32) / HD)).double()
+def rope(x, pos, hd=HD, theta=THETA):
+    # x: [T, heads, hd]; rotate pairs (2i, 2i+1) by pos * theta^(-2i/hd)
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd)).double()
     ang = pos[:, None].double() * inv[None, :]
     c, s = torch.cos(ang)[:, None, :], torch.sin(ang)[:, None, :]
     a, b = x[..., 0::2], x[..., 1::2]
