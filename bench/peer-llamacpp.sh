@@ -11,7 +11,8 @@
 # the models (a random LLaMA of the chosen shape written by bench/peer/make_model.py
 # with SmolLM2's tokenizer, or SmolLM2-135M itself; llama.cpp's formats with
 # llama-quantize, tern's t2/t1.6/bf16 by tern bench from the same source) and runs
-# pp512 and tg128 on both. Writes a markdown table on stdout and, with --json,
+# pp512 and tg128 on both; on llama.cpp's TQ2_0/TQ1_0 files tern also runs the
+# same file natively (rows with engine "tern" and format "TQ2_0"/"TQ1_0"). Writes a markdown table on stdout and, with --json,
 # {"bandwidth_gbs", "rows": [{"model", "engine", "format", "test", "tokens_per_s", "sd"}]}.
 # Needs python3 with numpy and gguf (pip install numpy gguf) for the random models.
 set -euo pipefail
@@ -57,7 +58,13 @@ if [[ ! -x $bin/llama-bench || ! -x $bin/llama-quantize ]]; then
         tar -xzf "$cache/llama_cpp_python-$LCP_VERSION.tar.gz" -C "$cache"
     fi
     echo "peer-llamacpp: building llama-bench and llama-quantize in $cache/build (several minutes)" >&2
+    # AMX off: on a Xeon VM that reports AMX, llama.cpp's AMX path crashed (SIGSEGV
+    # in llama-bench, SIGILL elsewhere) on every quantized model. With -march=native
+    # the compiler's AMX macros switch that path on, so they are turned off here.
+    noamx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    grep -qw amx_tile /proc/cpuinfo 2>/dev/null || noamx=
     cmake -S "$src" -B "$cache/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+        -DCMAKE_C_FLAGS="$noamx" -DCMAKE_CXX_FLAGS="$noamx" \
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF >"$cache/cmake.log" 2>&1 ||
         die "llama.cpp configure failed (see $cache/cmake.log)"
     cmake --build "$cache/build" -j "$(nproc)" --target llama-bench llama-quantize >"$cache/build.log" 2>&1 ||
@@ -128,10 +135,25 @@ for r in json.load(open(sys.argv[3])):
                       "tokens_per_s": r["avg_ts"], "sd": r["stddev_ts"]}))
 EOF
 }
+# tern running llama.cpp's own ternary file natively (format TQ2_0/TQ1_0, engine tern).
+run_tern_native() {
+    local file out
+    file=$(lc_file "$1") || return 0
+    out=$("$tern" bench --model "$file" --compare native -p 512 -n 128 -r "$reps" -t "$threads" --json 2>/dev/null) ||
+        { echo "peer-llamacpp: tern bench on $file failed" >&2; return 0; }
+    printf '%s' "$out" >"$rows.run"
+    python3 - "$model" "$1" "$rows.run" >>"$rows" <<'EOF'
+import json, sys
+for r in json.load(open(sys.argv[3]))["results"]:
+    print(json.dumps({"model": sys.argv[1], "engine": "tern", "format": sys.argv[2], "test": r["test"],
+                      "tokens_per_s": r["tokens_per_s"], "sd": r["sd"]}))
+EOF
+}
 for f in "${fmts[@]}"; do
     echo "peer-llamacpp: $f" >&2
     case $f in
         t2|t1.6|bf16|f32) run_tern "$f" ;;
+        TQ2_0|TQ1_0) run_llama "$f"; run_tern_native "$f" ;;
         *) run_llama "$f" ;;
     esac
 done
