@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The chat page of tern serve in headless Chromium (Debian's `chromium`; slow
-# test): /?q=TEXT sends TEXT on load; the DOM after the reply must hold the
+# test): /?q=TEXT&stream=0 sends TEXT on load; the DOM after the reply must hold the
 # user's message and a finished, non-empty assistant reply, and a screenshot
 # is written (TERN_SCREENSHOT=PATH keeps it, e.g. for docs/img). Skipped
 # (exit 77) without chromium or without the HTTP server.
@@ -29,7 +29,10 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 [[ -n $port ]] || fail "server did not start"
-page="http://127.0.0.1:$port/?q=Tell%20me%20a%20story"
+# stream=0: the whole reply in one response. Headless Chromium takes its DOM and
+# screenshot when the page goes idle, which a streamed body does not delay (the
+# streamed path is tested with curl and the openai client).
+page="http://127.0.0.1:$port/?q=Tell%20me%20a%20story&stream=0"
 flags=(--headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$work/profile" --virtual-time-budget=20000)
 timeout 120 "$browser" "${flags[@]}" --dump-dom "$page" >"$work/dom.html" 2>"$work/browser.log" ||
     fail "chromium: $(tail -n 3 "$work/browser.log")"

@@ -40,6 +40,7 @@ typedef struct {
     int *hist;   // tokens whose keys and values the cache holds
     int n_hist;
     int busy;
+    int ready; // s and packed are set up
 } slot;
 
 typedef struct {
@@ -97,8 +98,9 @@ static int slots_init(server *sv) {
     if (!sv->slots) return tern_errorf("out of memory");
     for (int i = 0; i < sv->n_slots; i++) {
         slot *s = &sv->slots[i];
-        if (tern_session_init(&s->s, o->model, o->ctx, 256)) return -1;
-        if (tern_session_use_native(&s->s, &s->packed)) return -1;
+        tern_gen_opts go = {.ctx = o->ctx};
+        if (tern_gen_session(&s->s, &s->packed, o->model, &go)) return -1;
+        s->ready = 1;
         if (!(s->hist = malloc(sizeof(int) * ((size_t)s->s.max_seq + 1)))) return tern_errorf("out of memory");
     }
     return 0;
@@ -106,8 +108,7 @@ static int slots_init(server *sv) {
 
 static void slots_free(server *sv) {
     for (int i = 0; sv->slots && i < sv->n_slots; i++) {
-        tern_session_free(&sv->slots[i].s);
-        tern_packed_free(sv->slots[i].packed);
+        if (sv->slots[i].ready) tern_gen_session_free(&sv->slots[i].s, sv->slots[i].packed);
         free(sv->slots[i].hist);
     }
     free(sv->slots);
@@ -115,17 +116,22 @@ static void slots_free(server *sv) {
 
 /* ---- responses ---- */
 
+// Queues r (any origin may read it; type NULL: no body) and drops our reference.
+static enum MHD_Result queue(struct MHD_Connection *c, int status, struct MHD_Response *r, const char *type) {
+    if (type) MHD_add_response_header(r, "Content-Type", type);
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 static enum MHD_Result send_bytes(struct MHD_Connection *c, int status, const char *type, char *body, size_t len) {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!r) {
         free(body);
         return MHD_NO;
     }
-    MHD_add_response_header(r, "Content-Type", type);
-    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
-    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
-    MHD_destroy_response(r);
-    return ret;
+    return queue(c, status, r, type);
 }
 
 static enum MHD_Result send_json(struct MHD_Connection *c, int status, char *body, size_t len) {
@@ -368,12 +374,8 @@ static enum MHD_Result answer_stream(job *j, struct MHD_Connection *c) {
         job_free(j);
         return MHD_NO;
     }
-    MHD_add_response_header(r, "Content-Type", "text/event-stream");
     MHD_add_response_header(r, "Cache-Control", "no-cache");
-    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
-    enum MHD_Result ret = MHD_queue_response(c, 200, r);
-    MHD_destroy_response(r);
-    return ret;
+    return queue(c, 200, r, "text/event-stream");
 }
 
 static enum MHD_Result answer_generation(server *sv, struct MHD_Connection *c, oai_kind kind, const char *url,
@@ -416,12 +418,9 @@ typedef struct {
 static enum MHD_Result answer_preflight(struct MHD_Connection *c) {
     struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!r) return MHD_NO;
-    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
     MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
     MHD_add_response_header(r, "Access-Control-Allow-Headers", "Content-Type, Authorization");
-    enum MHD_Result ret = MHD_queue_response(c, 204, r);
-    MHD_destroy_response(r);
-    return ret;
+    return queue(c, 204, r, NULL);
 }
 
 static enum MHD_Result answer_route(server *sv, struct MHD_Connection *c, const char *url, const char *method,
