@@ -510,6 +510,13 @@ static void log_line(trainer *t, const char *fields) {
     fflush(t->log);
 }
 
+// A stop request: one process sees its own at once; the ranks of a job act
+// on the one they agreed at the step's exchange (sync_step).
+static int stopping(trainer *t) {
+    if (t->ranks == 1) t->stop = stop_requested;
+    return t->stop;
+}
+
 // Rank 0 writes the checkpoint; the ranks agree it was written (a failure
 // stops every rank).
 static int maybe_checkpoint(trainer *t, int at_end) {
@@ -517,7 +524,7 @@ static int maybe_checkpoint(trainer *t, int at_end) {
     int rc = 0;
     if (o->checkpoint_path && ((o->checkpoint_every > 0 && t->pos.step % o->checkpoint_every == 0) || at_end))
         rc = tern_dist_agree(t->rank == 0 ? save_checkpoint(t) : 0);
-    if (t->stop && rc == 0)
+    if (stopping(t) && rc == 0)
         rc = tern_errorf("interrupted at step %lld; checkpoint %s; continue with --resume", (long long)t->pos.step,
                          o->checkpoint_path ? o->checkpoint_path : "(none)");
     return rc;
@@ -630,7 +637,7 @@ static int run_e2e(trainer *t, tern_train_report *report, double *val, int64_t f
                 bar.total = n_steps;
             }
         }
-        rc = maybe_checkpoint(t, t->pos.step == end || t->stop);
+        rc = maybe_checkpoint(t, t->pos.step == end || stopping(t));
     }
     tern_progress_end(&bar);
     return rc;
@@ -826,7 +833,7 @@ static int run_blockwise(trainer *t, tern_train_report *report, int64_t *steps_t
                      o->block_loss == TERN_BLOCK_LOSS_COS ? "cos" : "mse", loss);
             tern_progress_update(&bar, t->pos.step, line);
             report->final_loss = loss;
-            rc = maybe_checkpoint(t, k + 1 == steps_per_block || t->stop);
+            rc = maybe_checkpoint(t, k + 1 == steps_per_block || stopping(t));
         }
         // The student stream passes through the trained (quantized) block.
         if (rc == 0) rc = advance_stream(t->student, l, xs, P, B, T, D, out, yt, &mse_final);
