@@ -11,6 +11,8 @@
 #  - --check-sync catches ranks whose parameters differ (a test hook moves one);
 #  - bad input (a batch the ranks do not divide, more ranks than sequences, a
 #    checkpoint of another model): one line from rank 0, non-zero exit, no hang.
+# `test_dist.sh quantize` (ctest test_dist_quantize, slow) instead checks tern
+# quantize (GPTQ + end-to-end QAT, block-wise + E2E-QP) the same way.
 # Skipped (exit 77) when the build has no MPI. Runs as root in CI: Open MPI
 # then needs the two OMPI_ALLOW_RUN_AS_ROOT variables, set here.
 set -euo pipefail
@@ -46,6 +48,8 @@ ppl() { "$TERN_BIN" ppl --model "$1" --tokenizer "$tok" --file "$text" --ctx 128
 mpi 2 "$TERN_BIN" "${args[@]}" --out a.gguf --check-sync 10 2>a.err || { cat a.err; fail "2 ranks"; }
 mpi 2 "$TERN_BIN" "${args[@]}" --out b.gguf 2>b.err || { cat b.err; fail "2 ranks (again)"; }
 
+part=${1:-train}
+if [ "$part" = train ]; then
 # 1. 2 ranks vs 1 process, and the run did train (the loss moved).
 l1=$(last one.gguf.log.jsonl loss) l2=$(last a.gguf.log.jsonl loss)
 v1=$(last one.gguf.log.jsonl val_loss) v2=$(last a.gguf.log.jsonl val_loss)
@@ -103,7 +107,33 @@ if TERN_TEST_DESYNC_STEP=20 mpi 2 -x TERN_TEST_DESYNC_STEP "$TERN_BIN" "${args[@
 [ "$(grep -c '^tern: ' d.out)" = 1 ] && grep -q 'checksum at step 20 differs between rank 0 .* and rank 1' d.out ||
     { cat d.out; fail "--check-sync: not one line naming the step and the rank"; }
 
-# 5. Bad input: one line from rank 0, every rank non-zero, no hang (timeout).
+fi
+
+if [ "$part" = quantize ]; then
+# 5. tern quantize (GPTQ init, then QAT: end to end, and block-wise + E2E-QP):
+# 2 ranks vs 1 process within summation order (ternary codes may flip at a
+# rounding boundary, hence the looser perplexity bound), 2 ranks twice identical.
+q=(quantize --model "$model" --tokenizer "$tok" --calib "$text" --method dlt --steps 40 --batch 4 --seq 64 --threads 1
+   --kd-weight 1 --calib-seqs 32)
+for mode in e2e blockwise; do
+    extra=()
+    [ $mode = blockwise ] && extra=(--mode blockwise --qp-steps 10)
+    "$TERN_BIN" "${q[@]}" "${extra[@]}" --out q1.tern 2>q.err || { cat q.err; fail "quantize $mode, 1 process"; }
+    for r in a b; do
+        mpi 2 "$TERN_BIN" "${q[@]}" "${extra[@]}" --out q2$r.tern --check-sync 5 2>q.err ||
+            { cat q.err; fail "quantize $mode, 2 ranks"; }
+    done
+    cmp q2a.tern q2b.tern || fail "quantize $mode: two 2-rank runs differ"
+    p1=$(ppl q1.tern) p2=$(ppl q2a.tern)
+    echo "test_dist: quantize $mode: ppl 1 process $p1, 2 ranks $p2"
+    close "$p1" "$p2" 1e-3 || fail "quantize $mode: perplexity differs beyond summation order: $p1 vs $p2"
+done
+
+echo "test_dist quantize: passed"
+exit 0
+fi
+
+# 6. Bad input: one line from rank 0, every rank non-zero, no hang (timeout).
 bad() { # ranks, expected message, arguments...
     local n=$1 want=$2
     shift 2
