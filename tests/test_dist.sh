@@ -29,6 +29,15 @@ for f in "$model" "$tok" "$text"; do
     [ -f "$f" ] || { echo "test data missing: $f (set TERN_DATA)" >&2; exit 1; }
 done
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_WAIT_POLICY=passive
+if [ "${TERN_ASAN:-OFF}" = ON ]; then
+    # Under `make asan`: Open MPI keeps what MPI_Init allocated past
+    # MPI_Finalize; tests/lsan-openmpi.supp suppresses leaks whose stack holds
+    # an Open MPI library or plugin, which needs whole stacks (the slow
+    # unwinder: Open MPI has no frame pointers) and plugins kept loaded.
+    export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0
+    export LSAN_OPTIONS=${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$TERN_SRC/tests/lsan-openmpi.supp
+    export OMPI_MCA_mca_base_component_disable_dlclose=1
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export TERN_CACHE=$work/cache

@@ -49,7 +49,9 @@ int tern_dist_init(int *argc, char ***argv) {
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
     MPI_Comm_size(node, &local_size);
     MPI_Comm_free(&node);
-    if (rank > 0) { // progress, announcements and errors every rank meets alike: rank 0 says them
+    // Progress, announcements and errors every rank meets alike: rank 0 says
+    // them (TERN_DIST_ALL_STDERR=1 keeps every rank's stderr, for debugging).
+    if (rank > 0 && !getenv("TERN_DIST_ALL_STDERR")) {
         real_stderr = dup(2);
         int null = open("/dev/null", O_WRONLY);
         if (null >= 0) dup2(null, 2), close(null);

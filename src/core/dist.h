@@ -8,7 +8,7 @@
 // same rank count give the same bits, and every rank ends with the same bits.
 //
 // Output: only rank 0 writes to stderr (the others' stderr goes to /dev/null
-// at init); an error that only one rank meets reaches rank 0 through
+// at init unless TERN_DIST_ALL_STDERR=1); an error that only one rank meets reaches rank 0 through
 // tern_dist_agree, or is printed by that rank itself by tern_dist_fail.
 #ifndef TERN_CORE_DIST_H
 #define TERN_CORE_DIST_H
