@@ -488,7 +488,7 @@ typedef struct {
     {"--keep-checkpoint", CLI_FLAG, &(t).keep_checkpoint, 0, 0, NULL, NULL, NULL,                                    \
      "keep the checkpoint after success (it is removed once the output is written)", NULL},                          \
     {"--log", CLI_STR, &(t).log_path, 0, 0, NULL, "FILE", "OUT.log.jsonl", "JSONL log of every step", NULL},        \
-    {"--check-sync", CLI_INT, &(t).sync_check_every, 0, 1 << 30, NULL, "K", "0 (never)",                            \
+    {"--check-sync", CLI_INT, &(t).sync_check_every, 0, 1 << 30, NULL, "K", "never",                                \
      "under mpirun: compare a checksum of the parameters across ranks every K steps, stop\n"                         \
      "on a mismatch", NULL}
 
