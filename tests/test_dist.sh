@@ -52,6 +52,8 @@ args=(train --model "$model" --tokenizer "$tok" --data "$text" --steps 60 --batc
       --val-every 30 --checkpoint-every 10 --keep-checkpoint)
 # The last value of a JSONL log's field ("loss", "val_loss").
 last() { grep -o "\"$2\": [-0-9.e]*" "$1" | tail -n 1 | awk '{print $2}'; }
+# A field of step k's record in a JSONL log.
+at() { grep "^{\"step\": $2," "$1" | grep -o "\"$3\": [-0-9.e]*" | head -n 1 | awk '{print $2}'; }
 # |a - b| <= tol * |a|
 close() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; m = a < 0 ? -a : a; exit !(d <= t * m) }'; }
 ppl() { "$TERN_BIN" ppl --model "$1" --tokenizer "$tok" --file "$text" --ctx 128 --chunks $chunks --threads 1 --json 2>/dev/null |
@@ -137,8 +139,12 @@ fi
 
 if [ "$part" = quantize ]; then
 # 5. tern quantize (GPTQ init, then QAT: end to end, and block-wise + E2E-QP):
-# 2 ranks vs 1 process within summation order (ternary codes may flip at a
-# rounding boundary, hence the looser perplexity bound), 2 ranks twice identical.
+# 2 ranks twice identical; 2 ranks vs 1 process: the first 5 steps' losses
+# within summation order, the final perplexity within 3 %. QAT amplifies the
+# last-bit differences: once one latent weight crosses a rounding threshold
+# on one side only, its ternary code flips and the runs part (measured: equal
+# to 1e-6 for 6 steps, then 1e-3 apart by step 12; 0.7 % in perplexity
+# after 40 steps of 4 x 16).
 q=(quantize --model "$model" --tokenizer "$tok" --calib "$text" --method dlt --steps 40 --batch 4 --seq $((seq / 2)) --threads 1
    --kd-weight 1 --calib-seqs 32)
 for mode in e2e blockwise; do
@@ -150,9 +156,16 @@ for mode in e2e blockwise; do
             { cat q.err; fail "quantize $mode, 2 ranks"; }
     done
     cmp q2a.tern q2b.tern || fail "quantize $mode: two 2-rank runs differ"
+    field=loss
+    [ $mode = blockwise ] && field=mse
+    for k in 1 2 3 4 5; do
+        a=$(at q1.tern.log.jsonl $k $field) b=$(at q2a.tern.log.jsonl $k $field)
+        [ -n "$a" ] && [ -n "$b" ] || fail "quantize $mode: no $field at step $k in the logs"
+        close "$a" "$b" 1e-5 || fail "quantize $mode: step $k $field differs beyond summation order: $a vs $b"
+    done
     p1=$(ppl q1.tern) p2=$(ppl q2a.tern)
-    echo "test_dist: quantize $mode: ppl 1 process $p1, 2 ranks $p2"
-    close "$p1" "$p2" 1e-3 || fail "quantize $mode: perplexity differs beyond summation order: $p1 vs $p2"
+    echo "test_dist: quantize $mode: steps 1-5 $field equal within 1e-5; final ppl 1 process $p1, 2 ranks $p2"
+    close "$p1" "$p2" 3e-2 || fail "quantize $mode: perplexity differs by more than 3 %: $p1 vs $p2"
 done
 
 echo "test_dist quantize: passed"
