@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Data-parallel training throughput (docs/PERFORMANCE.md, "Data-parallel
-# training"): SmolLM2-135M, global batch 4 x 256, `tern train` (FP32, CE) and
+# training"): SmolLM2-135M, global batch B x 256 (TERN_BATCH, default 4), `tern train` (FP32, CE) and
 # optionally `tern quantize --method dlt` (QAT with the FP teacher's logit KD,
 # the CPU recipe's training step, RTN init so no GPTQ runs), as
 #   1 process x 2 threads   vs   mpirun -np 2, 1 thread per rank.
@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-6}
+batch=${TERN_BATCH:-4}
 shift || true
 kinds=("${@:-train}")
 M=${TERN_MODEL:-/root/.cache/tern/SmolLM2-135M-Instruct.Q4_1.gguf}
@@ -26,12 +27,12 @@ rate() {
          if (n++ == 0) { t0 = tok; e0 = el; c0 = comm } t1 = tok; e1 = el; c1 = comm }
          END { printf "%.1f tok/s, exchange %.1f%% of the time", (t1 - t0) / (e1 - e0), 100 * (c1 - c0) / (e1 - e0) }' "$1"
 }
-echo "dist_speed: $(date -u '+%F %H:%M') UTC, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $steps steps of 4 x 256"
+echo "dist_speed: $(date -u '+%F %H:%M') UTC, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $steps steps of $batch x 256"
 for kind in "${kinds[@]}"; do
     if [ "$kind" = train ]; then
-        args=(train --model "$M" --data "$B" --steps "$steps" --batch 4 --seq 256 --val-every 0 --checkpoint-every 0)
+        args=(train --model "$M" --data "$B" --steps "$steps" --batch "$batch" --seq 256 --val-every 0 --checkpoint-every 0)
     else
-        args=(quantize --model "$M" --calib "$B" --method dlt --init rtn --kd-weight 1 --steps "$steps" --batch 4
+        args=(quantize --model "$M" --calib "$B" --method dlt --init rtn --kd-weight 1 --steps "$steps" --batch "$batch"
               --seq 256 --val-every 0 --checkpoint-every 0)
     fi
     build/tern "${args[@]}" --threads 2 --out "$work/one.gguf" --log "$work/one.log" 2>"$work/one.err" ||
