@@ -16,6 +16,18 @@ int64_t tern_dist_bytes_sent(void) { return bytes_sent; }
 int64_t tern_dist_messages_sent(void) { return messages_sent; }
 int tern_dist_error_agreed(void) { return error_agreed; }
 
+static int env_int(const char *name) {
+    const char *v = getenv(name);
+    return v && *v ? atoi(v) : -1;
+}
+
+// The world size an MPI launcher (Open MPI's mpirun, or a PMI one such as
+// MPICH's hydra or Slurm's srun) gave this process, or -1.
+static int launched_size(void) {
+    int n = env_int("OMPI_COMM_WORLD_SIZE");
+    return n >= 0 ? n : env_int("PMI_SIZE") >= 0 ? env_int("PMI_SIZE") : env_int("PMIX_RANK") >= 0 ? 1 : -1;
+}
+
 #ifdef TERN_HAVE_MPI
 #include <fcntl.h>
 #include <mpi.h>
@@ -28,17 +40,11 @@ static int real_stderr = 2;
 // of training.
 static MPI_Comm work = MPI_COMM_NULL, leave = MPI_COMM_NULL;
 
-static int env_int(const char *name) {
-    const char *v = getenv(name);
-    return v && *v ? atoi(v) : -1;
-}
-
 int tern_dist_built(void) { return 1; }
 
 int tern_dist_init(int *argc, char ***argv) {
-    // Launched by mpirun (Open MPI, or a PMI launcher such as MPICH's hydra or
-    // Slurm's)? A plain run stays a single process and never touches MPI.
-    if (env_int("OMPI_COMM_WORLD_SIZE") < 0 && env_int("PMI_SIZE") < 0 && env_int("PMIX_RANK") < 0) return 0;
+    // A plain run (no launcher) stays a single process and never touches MPI.
+    if (launched_size() < 0) return 0;
     if (MPI_Init(argc, argv) != MPI_SUCCESS) return tern_errorf("MPI_Init failed");
     active = 1;
     MPI_Comm_dup(MPI_COMM_WORLD, &work);
@@ -203,7 +209,14 @@ int tern_dist_check_same(uint64_t value, const char *what) {
 #else // built without MPI: one process
 
 int tern_dist_built(void) { return 0; }
-int tern_dist_init(int *argc, char ***argv) { return 0; }
+int tern_dist_init(int *argc, char ***argv) {
+    // N copies of a whole run would write the same files: refuse.
+    if (launched_size() > 1)
+        return tern_errorf("started by mpirun with %d ranks, but this tern was built without MPI: install "
+                           "libopenmpi-dev and rebuild (cmake finds it), or run one process",
+                           launched_size());
+    return 0;
+}
 int tern_dist_finish(int rc) { return rc; }
 int tern_dist_rank(void) { return 0; }
 int tern_dist_size(void) { return 1; }

@@ -540,8 +540,8 @@ static void zero_all_grads(trainer *t) {
 }
 
 // Seconds of one end-to-end optimizer step (forward and backward of every
-// micro-batch, the teacher's forward): two micro-steps timed, their
-// gradients dropped and the data position restored.
+// micro-batch, the teacher's forward, the ranks' exchange): two micro-steps
+// and an exchange timed, their gradients dropped and the data position restored.
 static double probe_e2e(trainer *t, const loss_weights *lw) {
     int64_t epoch = t->data.epoch, cursor = t->data.cursor;
     step_losses sl = {0};
@@ -552,9 +552,12 @@ static double probe_e2e(trainer *t, const loss_weights *lw) {
         double dt = tern_now_sec() - t0;
         if (dt < best) best = dt;
     }
+    double t0 = tern_now_sec(); // and the ranks' exchange (none for one process)
+    if (sync_step(t, &sl)) return NAN;
+    double exchange = tern_now_sec() - t0;
     zero_all_grads(t);
     tern_dataset_seek(&t->data, epoch, cursor);
-    return best * t->o->grad_accum;
+    return best * t->o->grad_accum + exchange;
 }
 
 // Steps of `step_s` seconds that fit before the deadline (5% kept for the
@@ -716,6 +719,8 @@ static int run_blockwise(trainer *t, tern_train_report *report, int64_t *steps_t
                 rc = tern_train_block_forward(t->student, 0, xb, Bl, T, gb);
                 for (size_t i = 0; rc == 0 && i < (size_t)Bl * T * D; i++) gb[i] = 1e-3f;
                 if (rc == 0) rc = tern_train_block_backward(t->student, 0, gb, gb);
+                step_losses sl = {0};
+                if (rc == 0) rc = sync_step(t, &sl); // the ranks' exchange (none for one process)
                 double dt = tern_now_sec() - t0;
                 if (dt < best) best = dt;
             }
