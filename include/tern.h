@@ -98,6 +98,48 @@ typedef struct {
 TERN_API int tern_llm_generate(const tern_llm *llm, const char *prompt, const tern_gen_params *p, tern_piece_fn fn,
                                void *user, tern_gen_result *stats);
 
+/* ---- chat ------------------------------------------------------------------------------ */
+
+/* Chat templates are recognised from the model's Jinja chat template
+ * (GGUF tokenizer.chat_template, tokenizer_config.json) or named: "chatml",
+ * "smollm2" (ChatML with SmolLM2's default system prompt), "llama3",
+ * "llama2", "mistral", "zephyr", "gemma". */
+#ifndef TERN_CHAT_MSG_DEFINED
+#define TERN_CHAT_MSG_DEFINED
+typedef struct {
+    const char *role;    /* "system", "user" or "assistant" */
+    const char *content; /* UTF-8 */
+} tern_chat_msg;
+#endif
+
+/* The template id for llm: `name` when not NULL (an unknown name is an error),
+ * else the model's own; -1 when the model has none or tern does not know it. */
+TERN_API int tern_llm_chat_template(const tern_llm *llm, const char *name);
+/* The template's name ("?" for an unknown id). */
+TERN_API const char *tern_llm_chat_template_name(int tmpl);
+/* msgs[0..n) rendered as the prompt text, with the assistant-turn opener when
+ * add_assistant; BOS/EOS texts are the model's. malloc'd (free() it); NULL on
+ * failure (e.g. a system message for gemma, as its reference template refuses). */
+TERN_API char *tern_llm_chat_render(const tern_llm *llm, int tmpl, const tern_chat_msg *msgs, int n,
+                                    int add_assistant);
+/* The template's end-of-turn token in the model's vocabulary (-1: none). */
+TERN_API int tern_llm_chat_eot(const tern_llm *llm, int tmpl);
+
+/* A conversation with its own context: each reply runs only the tokens its
+ * KV cache does not hold yet. template_name NULL: the model's template. */
+typedef struct tern_chat tern_chat;
+TERN_API int tern_chat_new(tern_chat **out, const tern_llm *llm, const char *template_name, const tern_gen_params *p);
+TERN_API void tern_chat_free(tern_chat *chat);
+/* Forgets the cache (a new conversation). */
+TERN_API void tern_chat_reset(tern_chat *chat);
+/* The assistant's reply to msgs[0..n) (the whole conversation so far),
+ * streamed to fn (may be NULL) and, when reply is not NULL, returned whole
+ * (malloc'd). Stops at the end of turn (stopped 1), p->n_predict tokens (0),
+ * a full context (2: the reply is cut) or the callback (3). prompt_tokens:
+ * the tokens run for this turn. */
+TERN_API int tern_chat_reply(tern_chat *chat, const tern_chat_msg *msgs, int n, tern_piece_fn fn, void *user,
+                             char **reply, tern_gen_result *stats);
+
 /* ---- evaluation -------------------------------------------------------------------- */
 
 /* llama-perplexity's perplexity of text: chunks of n_ctx tokens, the second

@@ -293,6 +293,20 @@ static void test_llama_cpp_spellings(void) {
                   strstr(csv, "\nf32,tg4,"),
               "%s", csv);
     free(csv);
+    // The waiting policy: the user's is kept and reported; without one tern
+    // runs itself again with a bounded spin (GOMP_SPINCOUNT) set.
+    snprintf(args, sizeof args, "bench -m %s --compare f32 -p 8 -n 4 -r 1 --json", model);
+    CHECK(run(args, OUT_FILE) == 0);
+    char *js = slurp(OUT_FILE);
+    CHECK_MSG(strstr(js, "\"omp_wait\": \"OMP_WAIT_POLICY=passive\""), "%s", js); // ctest sets passive
+    free(js);
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u KMP_BLOCKTIME '%s' %s > %s 2> %s",
+             tern_bin(), args, OUT_FILE, ERR_FILE);
+    CHECK(system(cmd) == 0);
+    js = slurp(OUT_FILE);
+    CHECK_MSG(strstr(js, "\"omp_wait\": \"GOMP_SPINCOUNT="), "%s", js);
+    free(js);
 
     // ppl: llama-perplexity's running line, then the result.
     snprintf(args, sizeof args, "ppl -m %s --tokenizer %s -f %s -c 128 --chunks 3", model, tokenizer, text);
@@ -344,6 +358,55 @@ static void test_resume_finished(void) {
     snprintf(path, sizeof path, "%s.log.jsonl", out), unlink(path);
 }
 
+// tern chat / generate --chat on a model without a chat template: an unknown
+// --chat-template is a usage error naming the option (exit 2, before loading
+// anything); no template and no override is one line (exit 1); a system
+// prompt the template cannot express is refused before any turn; with an
+// override the chat runs (stories260K ends turns with its EOS under zephyr).
+static void test_chat_inputs(void) {
+    char args[4096];
+    snprintf(args, sizeof args, "chat --model %s --tokenizer %s --chat-template alpaca", model, tokenizer);
+    CHECK(run(args, NULL) == 2 && one_line_with("unknown --chat-template 'alpaca' (chatml"));
+    snprintf(args, sizeof args, "generate --model %s --tokenizer %s --chat -p hi --chat-template x", model, tokenizer);
+    CHECK(run(args, NULL) == 2 && one_line_with("unknown --chat-template 'x'"));
+    snprintf(args, sizeof args, "chat --model %s --tokenizer %s < /dev/null", model, tokenizer);
+    CHECK(run(args, NULL) == 1 && one_line_with("model has no chat template; pass --chat-template NAME"));
+    CHECK(one_line_with(model));
+    snprintf(args, sizeof args, "generate --model %s --tokenizer %s --chat -p hi", model, tokenizer);
+    CHECK(run(args, NULL) == 1 && one_line_with("model has no chat template; pass --chat-template NAME"));
+    snprintf(args, sizeof args, "chat --model %s --tokenizer %s --chat-template gemma --system 'Be brief.' < /dev/null",
+             model, tokenizer);
+    CHECK(run(args, NULL) == 1 && one_line_with("System role not supported"));
+    snprintf(args, sizeof args, "generate --model %s --tokenizer %s -p hi --system x", model, tokenizer);
+    CHECK(run(args, NULL) == 2 && one_line_with("--system and --chat-template go with --chat"));
+    snprintf(args, sizeof args, "chat --model %s --tokenizer %s --chat-template zephyr --temp 0 -n 16 < /dev/null",
+             model, tokenizer);
+    CHECK(run(args, OUT_FILE) == 0);
+    char *out = slurp(OUT_FILE);
+    CHECK(out[0] == 0); // no input, no reply
+    free(out);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "printf 'Lily\\n\\n/reset\\nTom\\n' | '%s' chat --model %s --tokenizer %s "
+             "--chat-template zephyr --temp 0 -n 16 > %s 2> %s", tern_bin(), model, tokenizer, OUT_FILE, ERR_FILE);
+    CHECK(system(cmd) == 0);
+    out = slurp(OUT_FILE);
+    int lines = 0;
+    for (char *p = out; *p; p++) lines += *p == '\n';
+    CHECK_MSG(lines >= 2, "two replies expected: %s", out); // a reply may hold newlines of its own
+    free(out);
+    // A turn that no longer fits the context is said, dropped, and the chat goes on (exit status 1).
+    char long_line[1200] = "";
+    for (int i = 0; i < 40; i++) strcat(long_line, "the dog ran ");
+    snprintf(cmd, sizeof cmd, "printf '%s\\nLily\\n' | '%s' chat --model %s --tokenizer %s --chat-template zephyr "
+             "--temp 0 -n 8 --ctx 64 > %s 2> %s", long_line, tern_bin(), model, tokenizer, OUT_FILE, ERR_FILE);
+    int st = system(cmd);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    out = slurp(OUT_FILE);
+    char *err = slurp(ERR_FILE);
+    CHECK_MSG(strstr(err, "no longer fits the context of 64 tokens") && out[0], "stdout '%s' stderr '%s'", out, err);
+    free(out), free(err);
+}
+
 int main(void) {
     model = test_data_path("models/stories260K/stories260K.bin");
     tokenizer = test_data_path("models/stories260K/tok512.bin");
@@ -357,5 +420,6 @@ int main(void) {
     test_interrupt();
     test_llama_cpp_spellings();
     test_resume_finished();
+    test_chat_inputs();
     return test_report();
 }

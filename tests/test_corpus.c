@@ -62,6 +62,18 @@ static int parse_tasks(const tern_blob *b) {
     return rc;
 }
 
+// Hugging Face model in memory (fuzz/fuzz_hf.c's form: u32 config length,
+// config.json, safetensors bytes): config, BitNet quantization, tensors, bind.
+static int parse_hf(const tern_blob *b) {
+    uint32_t n;
+    if (b->size < 4 || (memcpy(&n, b->data, 4), n > b->size - 4))
+        return tern_errorf("%s: not a config + safetensors container", b->path);
+    tern_model m = {0};
+    int rc = tern_hf_parse_model(&m, (const char *)b->data + 4, n, b->data + 4 + n, b->size - 4 - n, b->path);
+    tern_model_free(&m);
+    return rc;
+}
+
 static const struct {
     const char *kind;
     parse_fn parse;
@@ -69,6 +81,7 @@ static const struct {
     {"llama2c", parse_llama2c},
     {"llama2c_tok", parse_llama2c_tok},
     {"gguf", parse_gguf},
+    {"hf", parse_hf},
     {"json", parse_json},
     {"safetensors", parse_safetensors},
     {"tasks", parse_tasks},

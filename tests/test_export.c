@@ -125,12 +125,14 @@ static void check_ptq(void) {
     tmp_path(p16, sizeof p16, "t16.tern");
     tern_export_opts o = {.pack = "2", .group = 32};
     tern_export_info info;
+    fp.vocab.chat_template = strdup("{{ bos_token }}<start_of_turn>user\n"); // kept by the .tern file
     CHECK_OK(tern_export_tern(&fp, fp.path, &o, p2, &info));
     CHECK(info.group == 32 && !info.has_shift && info.method[0] == 0);
     o.pack = "1.6";
     CHECK_OK(tern_export_tern(&fp, fp.path, &o, p16, NULL));
     CHECK_OK(tern_model_load(&t2, p2, NULL)); // self-contained: tokenizer embedded
     CHECK_OK(tern_model_load(&t16, p16, NULL));
+    CHECK(t2.vocab.chat_template && !strcmp(t2.vocab.chat_template, fp.vocab.chat_template));
     const tern_tensor *q = tern_model_find(&t2, "blk.0.attn_q.weight"), *e = tern_model_find(&t2, "token_embd.weight");
     CHECK(q && q->packed && !strcmp(q->src_type, "tern-t2") && q->packed_group == 32);
     CHECK(e && e->packed && !strcmp(e->src_type, "q8-row"));

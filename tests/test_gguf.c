@@ -167,7 +167,7 @@ static void test_quant_types(void) {
         memcpy(copy + off, &f32, 4);
     }
     CHECK_FAILS(tern_gguf_parse_model(&m, copy, size, "qt.gguf"),
-                "qt.gguf: unsupported architecture 'test' (tern supports the LLaMA family)");
+                "qt.gguf: unsupported architecture 'test' (tern supports the LLaMA family and bitnet)");
     tern_model_free(&m);
     tern_vocab v = {0};
     CHECK_FAILS(tern_gguf_load_vocab(&v, test_src_path("tests/fixtures/quant_types.gguf")),

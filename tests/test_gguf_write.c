@@ -10,6 +10,8 @@ int main(void) {
     tern_model a, b;
     CHECK_OK(tern_model_load(&a, test_data_path("models/stories260K/stories260K.bin"),
                              test_data_path("models/stories260K/tok512.bin")));
+    const char *chat = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}";
+    a.vocab.chat_template = strdup(chat); // as a GGUF or HF model would carry it
     const char *path = test_tmp_path("tern_test_roundtrip.gguf");
     CHECK_OK(tern_gguf_write_model(&a, path));
     CHECK_OK(tern_model_load(&b, path, NULL)); // no --tokenizer: it is embedded
@@ -25,6 +27,7 @@ int main(void) {
     CHECK(same);
     CHECK(b.vocab.type == TERN_VOCAB_SPM && b.vocab.n_tokens == a.vocab.n_tokens);
     CHECK(tern_vocab_fingerprint(&a.vocab) == tern_vocab_fingerprint(&b.vocab));
+    CHECK(b.vocab.chat_template && !strcmp(b.vocab.chat_template, chat)); // tokenizer.chat_template
     tern_model_free(&a);
     tern_model_free(&b);
     unlink(path);

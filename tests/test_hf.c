@@ -182,8 +182,8 @@ static void test_bad_dirs(void) {
 
     // Foreign architectures are refused by name, with the config's path.
     write_str("config.json", tiny_config("gpt2", ""));
-    snprintf(needle, sizeof needle, "%s/config.json: unsupported architecture 'gpt2' (tern supports the LLaMA family)",
-             tmpdir);
+    snprintf(needle, sizeof needle,
+             "%s/config.json: unsupported architecture 'gpt2' (tern supports the LLaMA family and BitNet)", tmpdir);
     CHECK_FAILS(tern_model_load(&m, tmpdir, NULL), needle);
     write_str("config.json", tiny_config("qwen2", ""));
     CHECK_FAILS(tern_model_load(&m, tmpdir, NULL), "unsupported architecture 'qwen2'");
@@ -284,7 +284,27 @@ static void test_bad_dirs(void) {
     CHECK(v.token_types && v.token_types[3] == TERN_TOKEN_BYTE && v.token_types[0] == TERN_TOKEN_UNKNOWN);
     CHECK(v.token_types && v.token_types[1] == TERN_TOKEN_CONTROL && v.unk_id == 0);
     CHECK(v.bos_id == 1 && v.eos_id == 2 && v.add_bos == 1); // SentencePiece adds BOS by default
+    CHECK(v.chat_template == NULL);
     tern_vocab_free(&v);
+    // The chat template: a string, a list with a "default" entry, or chat_template.jinja beside.
+    write_str("tokenizer_config.json", "{\"chat_template\": \"{{ bos_token }}[INST] \\u00e9\\n\"}");
+    CHECK_OK(tern_hf_load_vocab(&v, needle));
+    CHECK(v.chat_template && !strcmp(v.chat_template, "{{ bos_token }}[INST] \u00e9\n"));
+    tern_vocab_free(&v);
+    write_str("tokenizer_config.json", "{\"chat_template\": [{\"name\": \"tool_use\", \"template\": \"T\"}, "
+                                       "{\"name\": \"default\", \"template\": \"D\"}]}");
+    CHECK_OK(tern_hf_load_vocab(&v, needle));
+    CHECK(v.chat_template && !strcmp(v.chat_template, "D"));
+    tern_vocab_free(&v);
+    write_str("tokenizer_config.json", "{\"chat_template\": 3}");
+    CHECK_FAILS(tern_hf_load_vocab(&v, needle), "chat_template must be a string");
+    tern_vocab_free(&v);
+    write_str("tokenizer_config.json", "{}");
+    write_str("chat_template.jinja", "<|im_start|>J");
+    CHECK_OK(tern_hf_load_vocab(&v, needle));
+    CHECK(v.chat_template && !strcmp(v.chat_template, "<|im_start|>J"));
+    tern_vocab_free(&v);
+    remove_file("chat_template.jinja");
 
     const char *files[] = {"config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
                            "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json"};

@@ -37,7 +37,7 @@ cmp "$prefix/a.txt" "$prefix/b.txt" || { echo "test_install: simple differs from
     tail -n 1 | cut -d'(' -f1 | sed 's/ *$//' >"$prefix/q.txt"
 cmp "$prefix/p.txt" "$prefix/q.txt" || { echo "test_install: ppl differs: $(cat "$prefix/p.txt") vs $(cat "$prefix/q.txt")" >&2; exit 1; }
 # The shared library exports the public API and nothing else.
-if nm -D --defined-only "$libdir/libtern.so" | awk '{print $3}' | grep -v '^tern_\(llm\|ctx\|gen\|quantize\|export\|error\|threads\|version\)' | grep -q .; then
+if nm -D --defined-only "$libdir/libtern.so" | awk '{print $3}' | grep -v '^tern_\(llm\|ctx\|gen\|chat\|quantize\|export\|error\|threads\|version\)' | grep -q .; then
     echo "test_install: libtern.so exports internal symbols" >&2
     exit 1
 fi

@@ -2,10 +2,12 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "tern.h"
@@ -19,8 +21,13 @@
 #include "eval/report.h"
 #include "eval/zeroshot.h"
 #include "infer/bench.h"
+#include "infer/chat.h"
 #include "infer/export.h"
 #include "infer/generate.h"
+#include "serve/serve.h"
+
+// Spins of a waiting OpenMP thread before it sleeps (see bounded_spin_wait).
+#define TERN_SPINCOUNT "10000"
 #include "infer/packed.h"
 #include "infer/quantize_file.h"
 #include "io/gguf_write.h"
@@ -37,6 +44,8 @@ static const char *usage_text =
     "commands:\n"
     "  info      --model M [--json]                        describe a model\n"
     "  generate  --model M --prompt TEXT [--n-predict N]    generate text\n"
+    "  serve     --model M [--port P] [--parallel N]        OpenAI-compatible HTTP server\n"
+    "  chat      --model M [--system TEXT]                  chat through the model's chat template\n"
     "  ppl       --model M --file TEXT [--ctx 512]          perplexity\n"
     "  bench     --model M [--compare f32,t2] [--json]      throughput (pp512, tg128) per format\n"
     "  eval      --model M --task FILE [--task FILE ...]    zero-shot multiple-choice accuracy\n"
@@ -79,6 +88,35 @@ static int bad_usage(const char *cmd, const char *fmt, const char *arg) {
 #define OPT_THREADS(o) {"--threads|-t", CLI_INT, &(o).threads, 1, 4096, NULL, "N", "all cores", "worker threads", NULL}
 #define OPT_JSON(o) \
     {"--json", CLI_FLAG, &(o).json, 0, 0, NULL, NULL, NULL, "one JSON object on stdout (progress stays on stderr)", NULL}
+// Sampling, context and batch options (generate, chat): g a tern_gen_opts.
+#define OPT_SAMPLING(g, seed, seed_given) \
+    {"--temp|--temperature", CLI_FLOAT, &(g).temp, 0, 100, NULL, "T", "0.8", "temperature; 0 = greedy", NULL}, \
+    {"--top-p", CLI_FLOAT, &(g).top_p, 1e-6, 1, NULL, "P", "0.95", "nucleus sampling (after temperature); 1 = off", \
+     NULL}, \
+    {"--top-k", CLI_INT, &(g).top_k, 0, 1 << 30, NULL, "K", "0 = off", "sample among the K most likely tokens", NULL}, \
+    {"--min-p", CLI_FLOAT, &(g).min_p, 0, 1, NULL, "P", "0 = off", \
+     "drop tokens less likely than P times the most likely (at temperature 1)", NULL}, \
+    {"--repeat-penalty", CLI_FLOAT, &(g).repeat_penalty, 0, 100, NULL, "R", "1 = off", \
+     "divide the positive logits (multiply the negative) of recent tokens by R", NULL}, \
+    {"--repeat-last-n", CLI_INT, &(g).repeat_last_n, 0, 1 << 20, NULL, "N", "64", \
+     "tokens (prompt included) the penalty looks back over", NULL}, \
+    {"--seed|-s", CLI_U64, &(seed), 0, 9007199254740991.0, NULL, "S", "random", "sampling seed (printed on stderr)", \
+     &(seed_given)}, \
+    {"--ctx|-c|--ctx-size", CLI_INT, &(g).ctx, 1, 1 << 20, NULL, "N", "the model's, at most 4096", \
+     "context length: prompt + generated tokens", NULL}, \
+    {"--batch-size|-b", CLI_INT, &(g).batch, 1, 1 << 16, NULL, "N", "256", "prompt tokens per forward pass", NULL}
+
+// Chat options (generate --chat, chat): c a chat_opts.
+typedef struct {
+    int on;
+    const char *system, *tmpl;
+} chat_opts;
+#define OPT_CHAT(c) \
+    {"--system", CLI_STR, &(c).system, 0, 0, NULL, "TEXT", NULL, "the system prompt (default: the template's, if any)", \
+     NULL}, \
+    {"--chat-template", CLI_STR, &(c).tmpl, 0, 0, NULL, "NAME", "the model's", \
+     "chatml, smollm2, llama3, llama2, mistral, zephyr or gemma", NULL}
+
 #define N_OPTS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 // Parses argv with a command's option table. Returns -1 to go on, else the
@@ -185,12 +223,59 @@ static int load_model_and_tokenizer(const common_opts *o, tern_model *m, tern_to
     return 0;
 }
 
+// Chat: --chat-template is checked before the model loads (a usage error);
+// then the model, its tokenizer and its template (override > the model's).
+// A --system the template cannot express fails here, before any turn.
+static int load_chat_model(const common_opts *o, const chat_opts *c, tern_model *m, tern_tokenizer **tok, int *tmpl,
+                           const char *cmd) {
+    if (c->tmpl && tern_chat_template_from_name(c->tmpl) < 0)
+        return bad_usage(cmd, "unknown --chat-template '%s' (chatml, smollm2, llama3, llama2, mistral, zephyr, gemma)",
+                         c->tmpl);
+    if (!o->model) return bad_usage(cmd, "%s", "--model is required");
+    int rc = load_model_and_tokenizer(o, m, tok, cmd, 0);
+    if (rc) return rc;
+    *tmpl = tern_chat_template_pick(&m->vocab, c->tmpl);
+    char *probe = NULL;
+    if (*tmpl >= 0 && c->system) {
+        tern_chat_msg msgs[] = {{"system", c->system}, {"user", "?"}};
+        probe = tern_chat_render(*tmpl, msgs, 2, 1, NULL, NULL);
+    }
+    if (*tmpl < 0 || (c->system && !probe)) {
+        fprintf(stderr, "tern %s: %s: %s\n", cmd, o->model, tern_last_error());
+        tern_tokenizer_free(*tok);
+        tern_model_free(m);
+        return 1;
+    }
+    free(probe);
+    return 0;
+}
+
+static int print_piece(const char *piece, size_t len, void *user) {
+    fwrite(piece, 1, len, user);
+    fflush(user);
+    return 0;
+}
+
+// One reply of a chat session to the conversation so far, streamed to stdout.
+// The context filling up is said on stderr.
+static int chat_reply(const char *cmd, tern_chat_session *cs, const tern_chat_msg *msgs, int n, char **reply,
+                      tern_gen_stats *st) {
+    int rc = tern_chat_session_reply(cs, msgs, n, print_piece, stdout, reply, st);
+    if (rc == 0) printf("\n");
+    fflush(stdout);
+    if (rc == 0 && st->stopped_ctx)
+        fprintf(stderr, "tern %s: the context of %d tokens is full: the reply was cut (/reset starts a new "
+                        "conversation; --ctx sets the context)\n", cmd, st->ctx);
+    return rc;
+}
+
 static int cmd_generate(int argc, char **argv) {
     common_opts o = {0};
     const char *prompt = NULL, *prompt_file = NULL;
     tern_gen_opts g = {.n_predict = 128, .temp = 0.8f, .top_p = 0.95f, .repeat_penalty = 1.0f, .repeat_last_n = 64};
     uint64_t seed = 0;
     int seed_given = 0;
+    chat_opts chat = {0};
     const cli_opt opts[] = {
         OPT_MODEL(o),
         OPT_TOKENIZER(o),
@@ -198,30 +283,24 @@ static int cmd_generate(int argc, char **argv) {
         {"--file|-f", CLI_STR, &prompt_file, 0, 0, NULL, "FILE", NULL, "read the prompt from FILE instead", NULL},
         {"--n-predict|-n", CLI_INT, &g.n_predict, 0, 1 << 24, NULL, "N", "128",
          "tokens to generate (fewer at end of text or a full context)", NULL},
-        {"--temp|--temperature", CLI_FLOAT, &g.temp, 0, 100, NULL, "T", "0.8", "temperature; 0 = greedy", NULL},
-        {"--top-p", CLI_FLOAT, &g.top_p, 1e-6, 1, NULL, "P", "0.95", "nucleus sampling (after temperature); 1 = off", NULL},
-        {"--top-k", CLI_INT, &g.top_k, 0, 1 << 30, NULL, "K", "0 = off", "sample among the K most likely tokens", NULL},
-        {"--min-p", CLI_FLOAT, &g.min_p, 0, 1, NULL, "P", "0 = off",
-         "drop tokens less likely than P times the most likely (at temperature 1)", NULL},
-        {"--repeat-penalty", CLI_FLOAT, &g.repeat_penalty, 0, 100, NULL, "R", "1 = off",
-         "divide the positive logits (multiply the negative) of recent tokens by R", NULL},
-        {"--repeat-last-n", CLI_INT, &g.repeat_last_n, 0, 1 << 20, NULL, "N", "64",
-         "tokens (prompt included) the penalty looks back over", NULL},
-        {"--seed|-s", CLI_U64, &seed, 0, 9007199254740991.0, NULL, "S", "random", "sampling seed (printed on stderr)",
-         &seed_given},
-        {"--ctx|-c|--ctx-size", CLI_INT, &g.ctx, 1, 1 << 20, NULL, "N", "the model's, at most 4096",
-         "context length: prompt + generated tokens", NULL},
-        {"--batch-size|-b", CLI_INT, &g.batch, 1, 1 << 16, NULL, "N", "256", "prompt tokens per forward pass", NULL},
+        OPT_SAMPLING(g, seed, seed_given),
+        {"--chat", CLI_FLAG, &chat.on, 0, 0, NULL, NULL, NULL,
+         "the prompt is one user turn of the model's chat template; stop at its end of turn", NULL},
+        OPT_CHAT(chat),
         OPT_THREADS(o),
     };
     int rc = parse_opts("generate",
                         "usage: tern generate --model M [--tokenizer T] --prompt TEXT|--file FILE [options]\n"
                         "Writes only the generated text to stdout (the seed and timings go to stderr). Stops at\n"
                         "the end of text, after --n-predict tokens, or when the context is full (said on stderr).\n"
-                        "Sampling: repetition penalty, top-k, min-p, temperature, top-p, in that order.\n",
+                        "Sampling: repetition penalty, top-k, min-p, temperature, top-p, in that order.\n"
+                        "--chat: the prompt is one user turn (after --system, if given) of the chat template,\n"
+                        "and generation stops at the template's end of turn.\n",
                         opts, N_OPTS(opts), argc, argv, NULL);
     if (rc >= 0) return rc;
     if (prompt && prompt_file) return bad_usage("generate", "%s", "give --prompt or --file, not both");
+    if (!chat.on && (chat.system || chat.tmpl))
+        return bad_usage("generate", "%s", "--system and --chat-template go with --chat (or tern chat)");
     char *file_text = NULL;
     size_t file_len;
     if (prompt_file) {
@@ -232,7 +311,10 @@ static int cmd_generate(int argc, char **argv) {
     g.seed = seed_given ? seed : (uint64_t)time(NULL);
     tern_model m;
     tern_tokenizer *tok;
-    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "generate", 0))) {
+    int tmpl = -1;
+    rc = chat.on ? load_chat_model(&o, &chat, &m, &tok, &tmpl, "generate")
+                 : load_model_and_tokenizer(&o, &m, &tok, "generate", 0);
+    if (rc) {
         free(file_text);
         return rc;
     }
@@ -244,8 +326,17 @@ static int cmd_generate(int argc, char **argv) {
                 m.cfg.max_seq);
     fprintf(stderr, "tern generate: seed %llu\n", (unsigned long long)g.seed);
     tern_gen_stats st;
-    rc = tern_generate(&m, tok, prompt, &g, stdout, &st);
-    printf("\n");
+    if (chat.on) {
+        tern_chat_session cs;
+        tern_chat_msg msgs[] = {{"system", chat.system}, {"user", prompt}};
+        rc = tern_chat_session_init(&cs, &m, tok, tmpl, &g);
+        if (rc == 0) rc = chat_reply("generate", &cs, msgs + !chat.system, 1 + !!chat.system, NULL, &st);
+        if (rc == 0) st.stopped_ctx = 0; // already said
+        tern_chat_session_free(&cs);
+    } else {
+        rc = tern_generate(&m, tok, prompt, &g, stdout, &st);
+        printf("\n");
+    }
     fflush(stdout); // the timing line on stderr must follow the text, also through pipes
     if (rc == 0 && st.stopped_ctx)
         fprintf(stderr, "tern generate: stopped at the context limit of %d tokens after %d of --n-predict %d tokens "
@@ -258,6 +349,196 @@ static int cmd_generate(int argc, char **argv) {
     tern_tokenizer_free(tok);
     tern_model_free(&m);
     return rc ? die() : 0;
+}
+
+// A model's name for /v1/models: the file's (or directory's) base name.
+static const char *base_name(const char *path) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    const char *b = path + n;
+    while (b > path && b[-1] != '/') b--;
+    static char name[256];
+    snprintf(name, sizeof name, "%.*s", (int)(path + n - b), b);
+    return name;
+}
+
+static int cmd_serve(int argc, char **argv) {
+    common_opts o = {0};
+    tern_serve_opts so = {.host = "127.0.0.1", .port = 8080, .parallel = 1, .chat_template = -1,
+                          .max_body = 1 << 20,
+                          .defaults = {.temp = 0.8f, .top_p = 0.95f, .repeat_penalty = 1.0f, .seed_random = 1}};
+    int max_body_kb = 1024, seed_given = 0;
+    uint64_t seed = 0;
+    const char *tmpl = NULL;
+    const cli_opt opts[] = {
+        OPT_MODEL(o),
+        OPT_TOKENIZER(o),
+        {"--chat-template", CLI_STR, &tmpl, 0, 0, NULL, "NAME", "the model's",
+         "chatml, smollm2, llama3, llama2, mistral, zephyr or gemma (without one, chat requests are refused)", NULL},
+        {"--host", CLI_STR, &so.host, 0, 0, NULL, "ADDR", "127.0.0.1", "IPv4 address to listen on", NULL},
+        {"--port", CLI_INT, &so.port, 0, 65535, NULL, "P", "8080", "TCP port (0: any free one, printed)", NULL},
+        {"--parallel|-np", CLI_INT, &so.parallel, 1, 256, NULL, "N", "1",
+         "requests served at once (each has its own KV cache); more wait", NULL},
+        {"--ctx|-c|--ctx-size", CLI_INT, &so.ctx, 1, 1 << 20, NULL, "N", "the model's, at most 4096",
+         "context length of each slot: prompt + generated tokens", NULL},
+        {"--alias|-a", CLI_STR, &so.model_name, 0, 0, NULL, "NAME", "the model file's name",
+         "model name in /v1/models and responses", NULL},
+        {"--temp|--temperature", CLI_FLOAT, &so.defaults.temp, 0, 100, NULL, "T", "0.8",
+         "default temperature of requests that give none", NULL},
+        {"--top-p", CLI_FLOAT, &so.defaults.top_p, 1e-6, 1, NULL, "P", "0.95", "default top-p", NULL},
+        {"--top-k", CLI_INT, &so.defaults.top_k, 0, 1 << 30, NULL, "K", "0 = off", "default top-k", NULL},
+        {"--min-p", CLI_FLOAT, &so.defaults.min_p, 0, 1, NULL, "P", "0 = off", "default min-p", NULL},
+        {"--repeat-penalty", CLI_FLOAT, &so.defaults.repeat_penalty, 0, 100, NULL, "R", "1 = off",
+         "default repetition penalty", NULL},
+        {"--seed|-s", CLI_U64, &seed, 0, 9007199254740991.0, NULL, "S", "a fresh one per request",
+         "seed of requests that give none", &seed_given},
+        {"--max-body", CLI_INT, &max_body_kb, 1, 1 << 20, NULL, "KB", "1024", "largest request body accepted", NULL},
+        {"--quiet|--log-disable", CLI_FLAG, &so.quiet, 0, 0, NULL, NULL, NULL, "no line per request on stderr", NULL},
+        OPT_THREADS(o),
+    };
+    int rc = parse_opts("serve",
+                        "usage: tern serve --model M [--tokenizer T] [--host ADDR] [--port P] [--parallel N] [options]\n"
+                        "An OpenAI-compatible HTTP server: POST /v1/completions, /v1/chat/completions (\"stream\": true\n"
+                        "for server-sent events), GET /v1/models, /health, and a chat page at /. A completion at\n"
+                        "temperature 0 is tern generate --temp 0's text. SIGINT/SIGTERM finish the running requests.\n",
+                        opts, N_OPTS(opts), argc, argv, NULL);
+    if (rc >= 0) return rc;
+    if (!tern_serve_available()) {
+        fprintf(stderr, "tern serve: this tern was built without the HTTP server (install libmicrohttpd-dev and "
+                        "rebuild)\n");
+        return 1;
+    }
+    so.max_body = (size_t)max_body_kb << 10;
+    if (seed_given) so.defaults.seed = seed, so.defaults.seed_random = 0;
+    if (tmpl && tern_chat_template_from_name(tmpl) < 0)
+        return bad_usage("serve", "unknown --chat-template '%s' (chatml, smollm2, llama3, llama2, mistral, zephyr, gemma)",
+                         tmpl);
+    tern_model m;
+    tern_tokenizer *tok;
+    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "serve", LOAD_ANNOUNCE))) return rc;
+    so.model = &m, so.tok = tok, so.threads = o.threads;
+    // The chat template: the override, else the model's; without one only completions are served.
+    so.chat_template = tmpl || m.vocab.chat_template ? tern_chat_template_pick(&m.vocab, tmpl) : -1;
+    if (so.chat_template < 0)
+        fprintf(stderr, "tern serve: note: %s; /v1/chat/completions will refuse requests\n",
+                m.vocab.chat_template ? tern_last_error() : "the model has no chat template (--chat-template NAME sets one)");
+    if (!so.model_name) so.model_name = base_name(o.model);
+    rc = tern_serve(&so);
+    tern_tokenizer_free(tok);
+    tern_model_free(&m);
+    return rc ? die() : 0;
+}
+
+// The conversation of `tern chat`: messages with owned contents.
+typedef struct {
+    tern_chat_msg *msgs;
+    int n, cap;
+} chat_log;
+
+static int chat_log_add(chat_log *l, const char *role, char *content) { // takes content
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 16;
+        tern_chat_msg *p = realloc(l->msgs, (size_t)cap * sizeof *p);
+        if (!p) return free(content), tern_errorf("out of memory");
+        l->msgs = p, l->cap = cap;
+    }
+    l->msgs[l->n++] = (tern_chat_msg){role, content};
+    return 0;
+}
+
+static void chat_log_truncate(chat_log *l, int n) {
+    while (l->n > n) free((char *)l->msgs[--l->n].content);
+}
+
+// A line without its end-of-line and surrounding blanks (in place).
+static char *trim_line(char *s) {
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = 0;
+    while (*s == ' ' || *s == '\t') s++;
+    return s;
+}
+
+static int cmd_chat(int argc, char **argv) {
+    common_opts o = {0};
+    tern_gen_opts g = {.n_predict = 1024, .temp = 0.8f, .top_p = 0.95f, .repeat_penalty = 1.0f, .repeat_last_n = 64};
+    uint64_t seed = 0;
+    int seed_given = 0;
+    chat_opts chat = {0};
+    const cli_opt opts[] = {
+        OPT_MODEL(o),
+        OPT_TOKENIZER(o),
+        OPT_CHAT(chat),
+        {"--n-predict|-n", CLI_INT, &g.n_predict, 1, 1 << 24, NULL, "N", "1024",
+         "tokens per reply at most (fewer at the end of the turn or a full context)", NULL},
+        OPT_SAMPLING(g, seed, seed_given),
+        OPT_THREADS(o),
+    };
+    int rc = parse_opts("chat",
+                        "usage: tern chat --model M [--system TEXT] [--chat-template NAME] [sampling options]\n"
+                        "Chats with an instruction-tuned model through its chat template (the model's own, or\n"
+                        "--chat-template). Reads one user message per line from stdin and writes each reply to\n"
+                        "stdout, streamed, followed by a newline. `/reset` starts a new conversation (the system\n"
+                        "prompt stays), `/exit` or end of input quits; blank lines are skipped. Only the new\n"
+                        "tokens of each turn run: the KV cache keeps the conversation so far. A prompt `> ` is\n"
+                        "shown only when stdin is a terminal; notes (the template, a full context) go to stderr.\n"
+                        "A turn that cannot run (the conversation no longer fits the context) is said on stderr\n"
+                        "and dropped; the chat goes on, and the exit status is then 1.\n",
+                        opts, N_OPTS(opts), argc, argv, NULL);
+    if (rc >= 0) return rc;
+    g.seed = seed_given ? seed : (uint64_t)time(NULL);
+    tern_model m;
+    tern_tokenizer *tok;
+    int tmpl;
+    if ((rc = load_chat_model(&o, &chat, &m, &tok, &tmpl, "chat"))) return rc;
+    tern_chat_session cs;
+    if (tern_chat_session_init(&cs, &m, tok, tmpl, &g)) {
+        tern_tokenizer_free(tok);
+        tern_model_free(&m);
+        return die();
+    }
+    int tty = isatty(0), failed = 0;
+    fprintf(stderr, "tern chat: template %s, context %d tokens, seed %llu; /reset starts over, /exit quits\n",
+            tern_chat_template_name(tmpl), tern_chat_session_n_ctx(&cs), (unsigned long long)g.seed);
+    chat_log log = {0};
+    rc = chat.system ? chat_log_add(&log, "system", strdup(chat.system)) : 0;
+    int n_keep = log.n; // what /reset keeps
+    char *line = NULL;
+    size_t cap = 0;
+    while (rc == 0) {
+        if (tty) fputs("> ", stdout), fflush(stdout);
+        if (getline(&line, &cap, stdin) < 0) break;
+        char *text = trim_line(line);
+        if (!*text) continue;
+        if (!strcmp(text, "/exit")) break;
+        if (!strcmp(text, "/reset")) {
+            chat_log_truncate(&log, n_keep);
+            tern_chat_session_reset(&cs);
+            fprintf(stderr, "tern chat: new conversation\n");
+            continue;
+        }
+        char *content = strdup(text);
+        if (!content || chat_log_add(&log, "user", content)) {
+            rc = -1;
+            break;
+        }
+        char *reply = NULL;
+        tern_gen_stats st;
+        if (chat_reply("chat", &cs, log.msgs, log.n, &reply, &st)) {
+            fprintf(stderr, "tern chat: %s\n", tern_last_error()); // the turn is dropped; the chat goes on
+            chat_log_truncate(&log, log.n - 1);
+            failed = 1;
+            continue;
+        }
+        rc = chat_log_add(&log, "assistant", reply);
+    }
+    free(line);
+    chat_log_truncate(&log, 0);
+    free(log.msgs);
+    tern_chat_session_free(&cs);
+    tern_tokenizer_free(tok);
+    tern_model_free(&m);
+    if (rc) return die();
+    return failed;
 }
 
 static int cmd_ppl(int argc, char **argv) {
@@ -321,6 +602,19 @@ static int cmd_ppl(int argc, char **argv) {
     return rc ? die() : 0;
 }
 
+// The OpenMP waiting policy this process runs with, for reports (timings
+// depend on it): the variable that set it.
+static const char *omp_wait_str(void) {
+    static char buf[96];
+    const char *vars[] = {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"};
+    for (int i = 0; i < 3; i++)
+        if (getenv(vars[i])) {
+            snprintf(buf, sizeof buf, "%s=%.60s", vars[i], getenv(vars[i]));
+            return buf;
+        }
+    return "the OpenMP runtime's default";
+}
+
 static int cmd_bench(int argc, char **argv) {
     common_opts o = {0};
     tern_bench_opts b = {.n_prompt = 512, .n_gen = 128, .reps = 3};
@@ -364,6 +658,11 @@ static int cmd_bench(int argc, char **argv) {
     if (n_formats == 0) return bad_usage("bench", "%s", "--compare: no format given");
     tern_model m; // no tokenizer needed: bench runs token ids
     if ((rc = load_model(&o, &m, "bench", LOAD_NO_TOKENIZER))) return rc;
+    if (b.n_prompt > m.cfg.max_seq || b.n_gen > m.cfg.max_seq)
+        fprintf(stderr, "tern bench: warning: %s %d exceeds the model's training context of %d tokens (the KV cache "
+                        "is made that long; positions past the context are timed all the same)\n",
+                b.n_prompt > m.cfg.max_seq ? "--n-prompt" : "--n-gen",
+                b.n_prompt > m.cfg.max_seq ? b.n_prompt : b.n_gen, m.cfg.max_seq);
     double bw = tern_bench_read_bandwidth();
     tern_bench_result res[32];
     int n_res = 0;
@@ -376,8 +675,8 @@ static int cmd_bench(int argc, char **argv) {
     if (rc == 0 && output == 1) {
         printf("{\"model\": ");
         tern_json_write_string(stdout, o.model, strlen(o.model));
-        printf(", \"bandwidth_gbs\": %.3f, \"threads\": %d, \"gemm\": \"%s\", \"results\": [", bw, tern_get_threads(),
-               tern_gemm_backend());
+        printf(", \"bandwidth_gbs\": %.3f, \"threads\": %d, \"gemm\": \"%s\", \"omp_wait\": \"%s\", \"results\": [", bw,
+               tern_get_threads(), tern_gemm_backend(), omp_wait_str());
         for (int k = 0; k < n_res; k++) {
             printf("%s{\"format\": \"%s\", \"test\": \"%s\", \"tokens_per_s\": %.4f, \"sd\": %.4f, "
                    "\"bytes_per_token\": %.0f, \"file_bytes\": %lld",
@@ -396,8 +695,8 @@ static int cmd_bench(int argc, char **argv) {
         // Bandwidth matters for generation only (pp is compute-bound): pp rows leave it blank.
         static const char *head[] = {"format", "test", "tokens/s", "sd", "file MB", "MB/token", "GB/s", "% bw"};
         if (output == 0)
-            printf("model %s, %d threads, FP32 GEMM: %s, read bandwidth %.2f GB/s\n%-7s %-6s %18s %10s %10s %8s %8s\n",
-                   o.model, tern_get_threads(), tern_gemm_backend(), bw, head[0], head[1], head[2], head[4], head[5],
+            printf("model %s, %d threads (waiting: %s), FP32 GEMM: %s, read bandwidth %.2f GB/s\n%-7s %-6s %18s %10s %10s %8s %8s\n",
+                   o.model, tern_get_threads(), omp_wait_str(), tern_gemm_backend(), bw, head[0], head[1], head[2], head[4], head[5],
                    head[6], head[7]);
         else if (output == 2)
             printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n|---|---|---:|---:|---:|---:|---:|---:|\n", head[0],
@@ -988,7 +1287,28 @@ static int cmd_report(int argc, char **argv) {
     return rc ? die() : 0;
 }
 
+// OpenMP's waiting policy. Spinning through whole time slices (libgomp's
+// default spins ~300,000 times, libomp's 200 ms) made generation up to 10x
+// slower on a machine busy with other work; sleeping at once (passive) cost
+// a quarter of generation speed on an idle one. A short spin serves both
+// (docs/PERFORMANCE.md, "Waiting threads"). The runtimes read these settings
+// when they load, before main, so tern runs itself again once with them set.
+// A user's own OMP_WAIT_POLICY / GOMP_SPINCOUNT / KMP_BLOCKTIME is kept.
+static void bounded_spin_wait(char **argv) {
+#ifdef __linux__
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || getenv("KMP_BLOCKTIME")) return;
+    setenv("GOMP_SPINCOUNT", TERN_SPINCOUNT, 1);
+    setenv("KMP_BLOCKTIME", "1", 1); // ms (clang's OpenMP)
+    execv("/proc/self/exe", argv);
+    // Could not run again: go on with the runtime's default.
+#else
+    (void)argv;
+#endif
+}
+
 int main(int argc, char **argv) {
+    bounded_spin_wait(argv);
+
     if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version"))) {
         printf("tern %s\n", tern_version());
         return 0;
@@ -1004,6 +1324,8 @@ int main(int argc, char **argv) {
     } commands[] = {
         {"info", cmd_info, 0},
         {"generate", cmd_generate, 0},
+        {"serve", cmd_serve, 0},
+        {"chat", cmd_chat, 0},
         {"ppl", cmd_ppl, 0},
         {"bench", cmd_bench, 0},
         {"train", cmd_train, 1},

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "eval/ppl.h"
+#include "infer/chat.h"
 #include "infer/export.h"
 #include "infer/generate.h"
 #include "infer/packed.h"
@@ -109,20 +110,76 @@ TERN_API void tern_gen_params_default(tern_gen_params *p) {
                            .repeat_last_n = 64, .seed = 1};
 }
 
-TERN_API int tern_llm_generate(const tern_llm *llm, const char *prompt, const tern_gen_params *p, tern_piece_fn fn,
-                               void *user, tern_gen_result *stats) {
+static void gen_result(const tern_gen_stats *st, tern_gen_result *stats) {
+    if (!stats) return;
+    stats->prompt_tokens = st->prompt_tokens, stats->generated = st->generated;
+    stats->prompt_seconds = st->prompt_sec, stats->gen_seconds = st->gen_sec;
+    stats->stopped = st->stopped_user ? 3 : st->stopped_ctx ? 2 : st->stopped_eog ? 1 : 0;
+}
+
+static tern_gen_opts gen_opts(const tern_gen_params *p) {
     tern_gen_params d;
     if (!p) tern_gen_params_default(&d), p = &d;
-    tern_gen_opts o = {.n_predict = p->n_predict, .temp = p->temp, .top_p = p->top_p, .top_k = p->top_k,
-                       .min_p = p->min_p, .repeat_penalty = p->repeat_penalty, .repeat_last_n = p->repeat_last_n,
-                       .seed = p->seed, .ctx = p->n_ctx};
+    return (tern_gen_opts){.n_predict = p->n_predict, .temp = p->temp, .top_p = p->top_p, .top_k = p->top_k,
+                           .min_p = p->min_p, .repeat_penalty = p->repeat_penalty,
+                           .repeat_last_n = p->repeat_last_n, .seed = p->seed, .ctx = p->n_ctx};
+}
+
+TERN_API int tern_llm_generate(const tern_llm *llm, const char *prompt, const tern_gen_params *p, tern_piece_fn fn,
+                               void *user, tern_gen_result *stats) {
+    tern_gen_opts o = gen_opts(p);
     tern_gen_stats st;
     int rc = tern_generate_cb(&llm->model, llm->tok, prompt ? prompt : "", &o, fn, user, &st);
-    if (stats) {
-        stats->prompt_tokens = st.prompt_tokens, stats->generated = st.generated;
-        stats->prompt_seconds = st.prompt_sec, stats->gen_seconds = st.gen_sec;
-        stats->stopped = st.stopped_user ? 3 : st.stopped_ctx ? 2 : st.stopped_eog ? 1 : 0;
+    gen_result(&st, stats);
+    return rc;
+}
+
+TERN_API int tern_llm_chat_template(const tern_llm *llm, const char *name) {
+    return tern_chat_template_pick(&llm->model.vocab, name);
+}
+
+TERN_API const char *tern_llm_chat_template_name(int tmpl) { return tern_chat_template_name(tmpl); }
+
+TERN_API char *tern_llm_chat_render(const tern_llm *llm, int tmpl, const tern_chat_msg *msgs, int n,
+                                    int add_assistant) {
+    const tern_vocab *v = &llm->model.vocab;
+    return tern_chat_render(tmpl, msgs, n, add_assistant, tern_vocab_bos_text(v), tern_vocab_eos_text(v));
+}
+
+TERN_API int tern_llm_chat_eot(const tern_llm *llm, int tmpl) { return tern_chat_eot_id(&llm->model.vocab, tmpl); }
+
+struct tern_chat {
+    tern_chat_session s;
+};
+
+TERN_API int tern_chat_new(tern_chat **out, const tern_llm *llm, const char *template_name, const tern_gen_params *p) {
+    *out = NULL;
+    int tmpl = tern_chat_template_pick(&llm->model.vocab, template_name);
+    if (tmpl < 0) return -1;
+    tern_chat *c = calloc(1, sizeof *c);
+    if (!c) return tern_errorf("out of memory");
+    tern_gen_opts o = gen_opts(p);
+    if (tern_chat_session_init(&c->s, &llm->model, llm->tok, tmpl, &o)) {
+        free(c);
+        return -1;
     }
+    *out = c;
+    return 0;
+}
+
+TERN_API void tern_chat_free(tern_chat *chat) {
+    if (!chat) return;
+    tern_chat_session_free(&chat->s);
+    free(chat);
+}
+
+TERN_API void tern_chat_reset(tern_chat *chat) { tern_chat_session_reset(&chat->s); }
+
+TERN_API int tern_chat_reply(tern_chat *chat, const tern_chat_msg *msgs, int n, tern_piece_fn fn, void *user,
+                             char **reply, tern_gen_result *stats) {
+    tern_gen_stats st;
+    int rc = tern_chat_session_reply(&chat->s, msgs, n, fn, user, reply, &st);
+    gen_result(&st, stats);
     return rc;
 }
 

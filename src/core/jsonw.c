@@ -4,6 +4,11 @@
 
 void tern_json_write_string(FILE *f, const char *s, size_t len) {
     fputc('"', f);
+    tern_json_write_escaped(f, s, len);
+    fputc('"', f);
+}
+
+void tern_json_write_escaped(FILE *f, const char *s, size_t len) {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
@@ -17,7 +22,6 @@ void tern_json_write_string(FILE *f, const char *s, size_t len) {
             else fputc(c, f);
         }
     }
-    fputc('"', f);
 }
 
 void tern_json_write_number(FILE *f, double v) {

@@ -7,6 +7,8 @@
 
 // Writes s (len bytes) as a quoted JSON string with escapes.
 void tern_json_write_string(FILE *f, const char *s, size_t len);
+// The same without the quotes.
+void tern_json_write_escaped(FILE *f, const char *s, size_t len);
 // Writes a finite double (non-finite values become null).
 void tern_json_write_number(FILE *f, double v);
 

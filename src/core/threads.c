@@ -29,6 +29,14 @@ int tern_get_threads(void) {
     return n_threads;
 }
 
+void tern_threads_this_thread(int n) {
+#ifdef _OPENMP
+    omp_set_num_threads(n > 0 ? n : 1);
+#else
+    (void)n;
+#endif
+}
+
 double tern_now_sec(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

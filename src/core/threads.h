@@ -6,6 +6,9 @@
 // MPI job that share this machine).
 void tern_set_threads(int n);
 int tern_get_threads(void);
+// Threads of the parallel loops the calling thread starts (each thread that
+// runs its own work, e.g. a server connection, may have its own count).
+void tern_threads_this_thread(int n);
 double tern_now_sec(void); // monotonic clock
 
 #endif

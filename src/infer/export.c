@@ -312,6 +312,7 @@ int tern_export_tern(const tern_model *m, const char *in_path, const tern_export
     tern_export_info tmp;
     if (!info) info = &tmp;
     memset(info, 0, sizeof *info);
+    if (tern_model_require_llama(m, "export")) return -1;
     tern_export_meta meta;
     tern_kfmt_id body = TERN_KFMT_T2;
     int group = 0;
@@ -494,6 +495,7 @@ int tern_export_gguf_tq(const tern_model *m, const char *in_path, const tern_exp
     tern_export_tq_info tmp;
     if (!info) info = &tmp;
     memset(info, 0, sizeof *info);
+    if (tern_model_require_llama(m, "export")) return -1;
     const char *fmt = o->format ? o->format : "gguf-tq2";
     int tq1 = !strcmp(fmt, "gguf-tq1");
     if (!tq1 && strcmp(fmt, "gguf-tq2")) return tern_errorf("export: unknown format '%s' (gguf-tq2 or gguf-tq1)", fmt);

@@ -289,12 +289,15 @@ int tern_session_use_native(tern_session *s, tern_packed **out) {
         int is_head = i == p->n_lins - 1;
         tern_linear *l = is_head ? &s->head : &s->lin[i];
         const tern_tensor *t = tensor_of(s, l->w);
+        // A head stored as bf16 (BitNet's) runs as bf16: the same values at half the bytes of FP32.
+        if (is_head && t && !t->packed && strcmp(t->src_type, "BF16") == 0) rc = bf16_linear(&p->lins[i], p, l);
         if (!t || !t->packed) continue;
         rc = native_linear(p, &p->lins[i], l, t);
         if (rc == 0 && !is_head && !p->name) p->name = tern_kformat_get((tern_kfmt_id)t->packed_fmt)->name;
     }
     struct stat st;
-    p->file_bytes = stat(s->model->path, &st) == 0 ? (int64_t)st.st_size : 0;
+    // A directory (Hugging Face) has no one size: the weights' bytes count instead.
+    p->file_bytes = stat(s->model->path, &st) == 0 && S_ISREG(st.st_mode) ? (int64_t)st.st_size : 0;
     if (rc) {
         tern_packed_free(p);
         return -1;

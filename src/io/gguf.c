@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/mem.h"
+#include "io/bitnet.h"
 #include "kernels/formats.h"
 
 #define GGUF_DEFAULT_ALIGNMENT 32
@@ -923,6 +924,21 @@ static int read_token_id(const tern_gguf *g, const char *key, int n_tokens, int 
     return 0;
 }
 
+// tokenizer.chat_template (optional): a UTF-8 string without NUL, copied.
+static int read_chat_template(const tern_gguf *g, tern_vocab *v) {
+    const char *key = "tokenizer.chat_template";
+    const tern_gguf_kv *kv = tern_gguf_find_kv(g, key);
+    if (!kv) return 0;
+    if (kv->type != TERN_GGUF_STRING || memchr(kv->str, 0, (size_t)kv->str_len) ||
+        !utf8_valid((const uint8_t *)kv->str, (size_t)kv->str_len))
+        return tern_errorf("%s: metadata %s must be a UTF-8 string without NUL", g->path, key);
+    v->chat_template = malloc((size_t)kv->str_len + 1);
+    if (!v->chat_template) return tern_errorf("out of memory");
+    memcpy(v->chat_template, kv->str, (size_t)kv->str_len);
+    v->chat_template[kv->str_len] = 0;
+    return 0;
+}
+
 int tern_gguf_read_vocab(const tern_gguf *g, tern_vocab *v, int required) {
     memset(v, 0, sizeof *v);
     const tern_gguf_kv *model = tern_gguf_find_kv(g, "tokenizer.ggml.model");
@@ -973,7 +989,7 @@ int tern_gguf_read_vocab(const tern_gguf *g, tern_vocab *v, int required) {
         meta_bool(g, "tokenizer.ggml.add_bos_token", !bpe, &v->add_bos) ||
         meta_bool(g, "tokenizer.ggml.add_eos_token", 0, &v->add_eos) ||
         meta_bool(g, "tokenizer.ggml.add_space_prefix", !bpe, &v->add_space_prefix) ||
-        meta_str(g, "tokenizer.ggml.pre", 0, "default", v->pre, sizeof v->pre))
+        meta_str(g, "tokenizer.ggml.pre", 0, "default", v->pre, sizeof v->pre) || read_chat_template(g, v))
         return -1;
     return 0;
 }
@@ -981,13 +997,20 @@ int tern_gguf_read_vocab(const tern_gguf *g, tern_vocab *v, int required) {
 // ---------------------------------------------------------------------------
 // LLaMA model.
 
+// "ARCH.suffix": the model's metadata key (llama.cpp prefixes them with the architecture).
+static const char *arch_key(const tern_config *c, const char *suffix, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s.%s", c->arch, suffix);
+    return buf;
+}
+#define KEY(suffix) arch_key(c, suffix, key, sizeof key)
+
 static int read_rope_scaling(const tern_gguf *g, tern_config *c) {
-    char type[32];
-    if (meta_str(g, "llama.rope.scaling.type", 0, "", type, sizeof type)) return -1;
+    char type[32], key[64];
+    if (meta_str(g, KEY("rope.scaling.type"), 0, "", type, sizeof type)) return -1;
     if (type[0] == 0) {
         // Older converters wrote only a linear factor.
         float f;
-        if (meta_float(g, "llama.rope.scale_linear", 0, 1.0f, &f)) return -1;
+        if (meta_float(g, KEY("rope.scale_linear"), 0, 1.0f, &f)) return -1;
         if (f != 1.0f) {
             c->rope_scaling = TERN_ROPE_SCALING_LINEAR;
             c->rope_factor = f;
@@ -998,35 +1021,50 @@ static int read_rope_scaling(const tern_gguf *g, tern_config *c) {
     if (strcmp(type, "linear") != 0)
         return tern_errorf("%s: unsupported rope scaling '%s' (tern supports linear)", g->path, type);
     c->rope_scaling = TERN_ROPE_SCALING_LINEAR;
-    return meta_float(g, "llama.rope.scaling.factor", 1, 0, &c->rope_factor);
+    return meta_float(g, KEY("rope.scaling.factor"), 1, 0, &c->rope_factor);
+}
+
+// llama.cpp's "bitnet" (LLM_ARCH_BITNET): LLaMA with sub-norms, NEOX RoPE
+// (q/k rows permuted at load, io/bitnet.h) and the output tied to token_embd;
+// its graph gates the FFN with SiLU. tern adds BitNet b1.58's per-token int8
+// activations (the W1.58A8 the models are trained with).
+static int check_arch(const tern_gguf *g, tern_config *c) {
+    if (strcmp(c->arch, "llama") == 0) return 0;
+    if (strcmp(c->arch, "bitnet") != 0)
+        return tern_errorf("%s: unsupported architecture '%s' (tern supports the LLaMA family and bitnet)", g->path,
+                           c->arch);
+    c->sub_norms = c->act_int8 = 1;
+    c->ffn_act = TERN_FFN_SILU;
+    snprintf(c->quant, sizeof c->quant, "BitNet b1.58 ternary (llama.cpp bitnet), int8 per-token activations");
+    return 0;
 }
 
 static int read_config(const tern_gguf *g, tern_model *m) {
     tern_config *c = &m->cfg;
-    if (meta_str(g, "general.architecture", 1, "", c->arch, sizeof c->arch)) return -1;
-    if (strcmp(c->arch, "llama") != 0)
-        return tern_errorf("%s: unsupported architecture '%s' (tern supports the LLaMA family)", g->path, c->arch);
+    char key[64];
+    if (meta_str(g, "general.architecture", 1, "", c->arch, sizeof c->arch) || check_arch(g, c)) return -1;
     if (meta_str(g, "general.name", 0, "", c->name, sizeof c->name) ||
-        meta_cfg_int(g, "llama.embedding_length", 1, 0, &c->dim) ||
-        meta_cfg_int(g, "llama.block_count", 1, 0, &c->n_layers) ||
-        meta_cfg_int(g, "llama.attention.head_count", 1, 0, &c->n_heads) ||
-        meta_cfg_int(g, "llama.attention.head_count_kv", 0, c->n_heads, &c->n_kv_heads) ||
-        meta_cfg_int(g, "llama.feed_forward_length", 1, 0, &c->hidden_dim) ||
-        meta_cfg_int(g, "llama.context_length", 1, 0, &c->max_seq) ||
-        meta_float(g, "llama.rope.freq_base", 0, 10000.0f, &c->rope_theta) ||
+        meta_cfg_int(g, KEY("embedding_length"), 1, 0, &c->dim) ||
+        meta_cfg_int(g, KEY("block_count"), 1, 0, &c->n_layers) ||
+        meta_cfg_int(g, KEY("attention.head_count"), 1, 0, &c->n_heads) ||
+        meta_cfg_int(g, KEY("attention.head_count_kv"), 0, c->n_heads, &c->n_kv_heads) ||
+        meta_cfg_int(g, KEY("feed_forward_length"), 1, 0, &c->hidden_dim) ||
+        meta_cfg_int(g, KEY("context_length"), 1, 0, &c->max_seq) ||
+        meta_float(g, KEY("rope.freq_base"), 0, 10000.0f, &c->rope_theta) ||
         // llama.cpp's own default when a converter left the epsilon out.
-        meta_float(g, "llama.attention.layer_norm_rms_epsilon", 0, 1e-5f, &c->rms_eps))
+        meta_float(g, KEY("attention.layer_norm_rms_epsilon"), 0, 1e-5f, &c->rms_eps))
         return -1;
     int head_dim = c->n_heads > 0 && c->dim % c->n_heads == 0 ? c->dim / c->n_heads : 0;
-    if (meta_cfg_int(g, "llama.rope.dimension_count", 0, head_dim, &head_dim) ||
-        meta_cfg_int(g, "llama.attention.key_length", 0, head_dim, &c->head_dim))
+    if (meta_cfg_int(g, KEY("rope.dimension_count"), 0, head_dim, &head_dim) ||
+        meta_cfg_int(g, KEY("attention.key_length"), 0, head_dim, &c->head_dim))
         return -1;
     // Vocabulary size: explicit key, else the tokenizer, else the embedding rows.
     const tern_gguf_tensor *emb = tern_gguf_find_tensor(g, "token_embd.weight");
     int fallback = m->vocab.n_tokens ? m->vocab.n_tokens
                  : emb && emb->n_dims == 2 && emb->ne[1] <= INT_MAX ? (int)emb->ne[1] : 0;
-    if (meta_cfg_int(g, "llama.vocab_size", 0, fallback, &c->vocab_size) || read_rope_scaling(g, c)) return -1;
-    c->tied_embeddings = tern_gguf_find_tensor(g, "output.weight") == NULL;
+    if (meta_cfg_int(g, KEY("vocab_size"), 0, fallback, &c->vocab_size) || read_rope_scaling(g, c)) return -1;
+    // llama.cpp's bitnet graph always multiplies by token_embd.
+    c->tied_embeddings = c->sub_norms || tern_gguf_find_tensor(g, "output.weight") == NULL;
     c->attn_qkv_bias = tern_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
     c->attn_out_bias = tern_gguf_find_tensor(g, "blk.0.attn_output.bias") != NULL;
     c->ffn_bias = tern_gguf_find_tensor(g, "blk.0.ffn_gate.bias") != NULL;
@@ -1037,6 +1075,8 @@ static int read_config(const tern_gguf *g, tern_model *m) {
                            m->vocab.n_tokens, c->vocab_size);
     return 0;
 }
+
+#undef KEY
 
 // A packed tensor keeps its bytes next to the FP32 values (inference runs them).
 static int keep_packed(const tern_gguf_tensor *gt, tern_tensor *t) {
@@ -1075,6 +1115,7 @@ int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
     int rc = dequantize_all(g, outs, g->n_tensors);
     free(outs);
     for (int64_t i = 0; i < g->n_tensors && rc == 0; i++) rc = keep_packed(&g->tensors[i], &m->tensors[base + i]);
+    if (rc == 0 && strcmp(m->cfg.arch, "bitnet") == 0) rc = tern_bitnet_finish_gguf(m);
     return rc;
 }
 

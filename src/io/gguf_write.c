@@ -289,6 +289,7 @@ int tern_gguf_add_model_metadata(tern_gguf_writer *w, const tern_model *m) {
         rc |= tern_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", v->add_bos);
         rc |= tern_gguf_set_bool(w, "tokenizer.ggml.add_eos_token", v->add_eos);
         rc |= tern_gguf_set_bool(w, "tokenizer.ggml.add_space_prefix", v->add_space_prefix);
+        if (v->chat_template) rc |= tern_gguf_set_str(w, "tokenizer.chat_template", v->chat_template);
     }
     return rc ? -1 : 0;
 }

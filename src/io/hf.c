@@ -1,6 +1,8 @@
 // Hugging Face model directory: config.json, model.safetensors (or shards
 // listed by model.safetensors.index.json), tokenizer.json and
-// tokenizer_config.json. Only the LLaMA family (llama, mistral) is read.
+// tokenizer_config.json. The LLaMA family (llama, mistral) and BitNet b1.58
+// (BitNetForCausalLM, or LLaMA with a "bitnet" quantization_config: ternary
+// linears packed 4 per byte with a per-tensor weight_scale, io/bitnet.h).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,7 @@
 #include "core/error.h"
 #include "core/file.h"
 #include "core/mem.h"
+#include "io/bitnet.h"
 #include "io/json.h"
 #include "io/readers.h"
 #include "io/safetensors.h"
@@ -53,23 +56,98 @@ static int cfg_bool(const tern_json *root, const char *key, int def, const char 
 }
 
 // model_type, or the architectures[0] class name when model_type is absent.
+// BitNet is LLaMA plus sub-norms and a relu² FFN (hidden_act, checked by the caller).
 static int check_arch(const tern_json *root, const char *path, tern_config *c) {
     const char *mt = tern_json_str(tern_json_get(root, "model_type"));
     const char *arch = tern_json_str(tern_json_at(tern_json_get(root, "architectures"), 0));
     const char *name = mt ? mt : arch;
     if (!name) return tern_errorf("%s: no model_type or architectures", path);
     // Mistral is LLaMA with an optional sliding window (handled by the caller).
-    static const char *const llama[] = {"llama", "mistral", "LlamaForCausalLM", "MistralForCausalLM"};
-    for (size_t i = 0; i < sizeof llama / sizeof llama[0]; i++)
-        if (strcmp(name, llama[i]) == 0) {
-            snprintf(c->arch, sizeof c->arch, "llama");
+    static const struct {
+        const char *name, *arch;
+        int sub_norms;
+    } known[] = {
+        {"llama", "llama", 0}, {"mistral", "llama", 0}, {"LlamaForCausalLM", "llama", 0},
+        {"MistralForCausalLM", "llama", 0}, {"bitnet", "bitnet", 1}, {"BitNetForCausalLM", "bitnet", 1},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(name, known[i].name) == 0) {
+            snprintf(c->arch, sizeof c->arch, "%s", known[i].arch);
+            c->sub_norms = known[i].sub_norms;
             return 0;
         }
-    return tern_errorf("%s: unsupported architecture '%.64s' (tern supports the LLaMA family)", path, name);
+    return tern_errorf("%s: unsupported architecture '%.64s' (tern supports the LLaMA family and BitNet)", path,
+                       name);
+}
+
+// hidden_act: silu (LLaMA's default) or relu2 (BitNet's default).
+static int parse_act(const tern_json *root, const char *path, tern_config *c) {
+    const tern_json *v = tern_json_get(root, "hidden_act");
+    const char *act = tern_json_str(v);
+    if (!v || v->type == TERN_JSON_NULL) act = c->sub_norms ? "relu2" : "silu";
+    if (act && strcmp(act, "silu") == 0) c->ffn_act = TERN_FFN_SILU;
+    else if (act && strcmp(act, "relu2") == 0) c->ffn_act = TERN_FFN_RELU2;
+    else return tern_errorf("%s: unsupported hidden_act '%.32s' (tern supports silu and relu2)", path, act ? act : "?");
+    return 0;
+}
+
+// How BitNet-quantized linears are stored (quantization_config with quant_method "bitnet").
+typedef struct {
+    int on;
+    int divide; // linear_class "bitlinear" (the default): W = T / weight_scale; "autobitlinear": T * weight_scale
+    int online; // quantization_mode "online": float master weights, ternarized at load
+} hf_bitnet;
+
+static int str_option(const tern_json *q, const char *key, const char *a, const char *b, const char *path) {
+    const tern_json *v = tern_json_get(q, key);
+    if (!v || v->type == TERN_JSON_NULL || tern_json_str_eq(v, a)) return 0;
+    if (tern_json_str_eq(v, b)) return 1;
+    return tern_errorf("%s: quantization_config.%s must be \"%s\" or \"%s\"", path, key, a, b);
+}
+
+static int parse_bitnet(const tern_json *root, const char *path, tern_config *c, hf_bitnet *b) {
+    const tern_json *q = tern_json_get(root, "quantization_config");
+    memset(b, 0, sizeof *b);
+    if (!q || q->type == TERN_JSON_NULL) {
+        if (c->sub_norms) // BitNetForCausalLM without it is the plain float model HF would run
+            return tern_errorf("%s: BitNet model without a bitnet quantization_config (tern runs BitNet b1.58 "
+                               "checkpoints)", path);
+        return 0;
+    }
+    const char *method = tern_json_str(tern_json_get(q, "quant_method"));
+    if (!method || strcmp(method, "bitnet") != 0)
+        return tern_errorf("%s: unsupported quantization_config quant_method '%.32s' (tern reads bitnet)", path,
+                           method ? method : "?");
+    int lc = str_option(q, "linear_class", "bitlinear", "autobitlinear", path);
+    int mode = str_option(q, "quantization_mode", "offline", "online", path);
+    if (lc < 0 || mode < 0) return -1;
+    if (tern_json_bool(tern_json_get(q, "use_rms_norm"), 0) != 0)
+        return tern_errorf("%s: quantization_config.use_rms_norm is not supported", path);
+    const tern_json *skip = tern_json_get(q, "modules_to_not_convert");
+    for (size_t i = 0; skip && skip->type == TERN_JSON_ARRAY && i < skip->len; i++) {
+        const char *mod = tern_json_str(&skip->items[i]);
+        if (!mod || strncmp(mod, "lm_head", 7) != 0)
+            return tern_errorf("%s: quantization_config.modules_to_not_convert may only name lm_head", path);
+    }
+    b->on = 1;
+    b->divide = !lc;
+    b->online = mode;
+    c->act_int8 = 1;
+    snprintf(c->quant, sizeof c->quant, "BitNet b1.58 ternary (%s, per-tensor scale), int8 per-token activations",
+             b->online ? "float master weights ternarized at load" : "2-bit packed");
+    return 0;
+}
+
+// rope_parameters (transformers 5) when it is an object, else the config itself.
+static const tern_json *rope_params(const tern_json *root) {
+    const tern_json *rp = tern_json_get(root, "rope_parameters");
+    return rp && rp->type == TERN_JSON_OBJECT ? rp : root;
 }
 
 static int parse_rope_scaling(const tern_json *root, const char *path, tern_config *c) {
     const tern_json *rs = tern_json_get(root, "rope_scaling");
+    // transformers 5 writes rope_parameters (rope_type "default" when unscaled) instead.
+    if (!rs || rs->type == TERN_JSON_NULL) rs = tern_json_get(root, "rope_parameters");
     c->rope_scaling = TERN_ROPE_SCALING_NONE;
     if (!rs || rs->type == TERN_JSON_NULL) return 0;
     if (rs->type != TERN_JSON_OBJECT) return tern_errorf("%s: rope_scaling must be an object or null", path);
@@ -96,19 +174,14 @@ static int parse_rope_scaling(const tern_json *root, const char *path, tern_conf
     return tern_errorf("%s: unsupported rope_scaling type '%.32s' (tern supports linear and llama3)", path, type);
 }
 
-static int parse_config(tern_model *m, const char *dir) {
-    char path[1024];
-    path_join(path, sizeof path, dir, "config.json");
-    tern_json_doc doc;
-    if (tern_json_load(&doc, path)) return -1;
-    const tern_json *r = doc.root;
+// config.json's document `r` (errors name `path`); `dir` names the model when
+// the config does not.
+static int parse_config_doc(tern_model *m, const tern_json *r, const char *path, const char *dir, hf_bitnet *bq) {
     tern_config *c = &m->cfg;
-    int rc = -1, mlp_bias = 0, bias = 0, window = 0;
-    if (r->type != TERN_JSON_OBJECT) {
-        tern_errorf("%s: not a JSON object", path);
-        goto done;
-    }
-    if (check_arch(r, path, c) || cfg_int(r, "hidden_size", 0, 1, path, &c->dim) ||
+    int mlp_bias = 0, bias = 0, window = 0;
+    if (r->type != TERN_JSON_OBJECT) return tern_errorf("%s: not a JSON object", path);
+    if (check_arch(r, path, c) || parse_act(r, path, c) || parse_bitnet(r, path, c, bq) ||
+        cfg_int(r, "hidden_size", 0, 1, path, &c->dim) ||
         cfg_int(r, "num_hidden_layers", 0, 1, path, &c->n_layers) ||
         cfg_int(r, "num_attention_heads", 0, 1, path, &c->n_heads) ||
         cfg_int(r, "num_key_value_heads", c->n_heads, 0, path, &c->n_kv_heads) ||
@@ -117,21 +190,18 @@ static int parse_config(tern_model *m, const char *dir) {
         cfg_int(r, "vocab_size", 0, 1, path, &c->vocab_size) ||
         cfg_int(r, "max_position_embeddings", 2048, 0, path, &c->max_seq) ||
         cfg_int(r, "sliding_window", 0, 0, path, &window) ||
-        cfg_float(r, "rope_theta", 10000.0f, path, &c->rope_theta) ||
+        cfg_float(tern_json_get(r, "rope_theta") ? r : rope_params(r), "rope_theta", 10000.0f, path,
+                  &c->rope_theta) ||
         cfg_float(r, "rms_norm_eps", 1e-6f, path, &c->rms_eps) ||
         cfg_bool(r, "tie_word_embeddings", 0, path, &c->tied_embeddings) ||
         cfg_bool(r, "attention_bias", 0, path, &bias) || cfg_bool(r, "mlp_bias", 0, path, &mlp_bias) ||
         parse_rope_scaling(r, path, c))
-        goto done;
+        return -1;
     const tern_json *hd = tern_json_get(r, "head_dim");
-    if (c->n_heads > 0 && c->dim % c->n_heads && (!hd || hd->type == TERN_JSON_NULL)) {
-        tern_errorf("%s: hidden_size %d is not a multiple of num_attention_heads %d", path, c->dim, c->n_heads);
-        goto done;
-    }
-    if (mlp_bias) {
-        tern_errorf("%s: mlp_bias is not supported (the LLaMA MLP has no biases)", path);
-        goto done;
-    }
+    if (c->n_heads > 0 && c->dim % c->n_heads && (!hd || hd->type == TERN_JSON_NULL))
+        return tern_errorf("%s: hidden_size %d is not a multiple of num_attention_heads %d", path, c->dim,
+                           c->n_heads);
+    if (mlp_bias) return tern_errorf("%s: mlp_bias is not supported (the LLaMA MLP has no biases)", path);
     // A sliding window only changes attention beyond `window` positions, so
     // capping the context there makes full attention exact (Mistral).
     if (window > 0 && window < c->max_seq) c->max_seq = window;
@@ -143,8 +213,15 @@ static int parse_config(tern_model *m, const char *dir) {
         name = name && name[1] ? name + 1 : dir;
     }
     snprintf(c->name, sizeof c->name, "%s", name);
-    rc = tern_config_validate(c, path);
-done:
+    return tern_config_validate(c, path);
+}
+
+static int parse_config(tern_model *m, const char *dir, hf_bitnet *bq) {
+    char path[1024];
+    path_join(path, sizeof path, dir, "config.json");
+    tern_json_doc doc;
+    if (tern_json_load(&doc, path)) return -1;
+    int rc = parse_config_doc(m, doc.root, path, dir, bq);
     tern_json_free(&doc);
     return rc;
 }
@@ -155,34 +232,51 @@ typedef struct {
     tern_model *m;
     const char *dir;
     const tern_json *weight_map; // sharded: tensor name -> shard file (NULL otherwise)
+    hf_bitnet bitnet;
 } hf_loader;
 
-// HF tensor name -> tern name. Returns 1 when mapped (with *rope_heads > 0 for
-// q/k tensors that need the RoPE permutation), 0 for tensors tern does not use.
-static int map_name(const tern_config *c, const char *hf, char *out, size_t cap, int *rope_heads) {
+// A decoder linear's dimensions, in units of the config (its shape is {rows, cols}).
+typedef enum { DIM_NONE, DIM_D, DIM_Q, DIM_KV, DIM_H } dim_kind;
+
+static int64_t dim_of(const tern_config *c, dim_kind k) {
+    return k == DIM_D ? c->dim : k == DIM_Q ? (int64_t)c->n_heads * c->head_dim
+         : k == DIM_KV ? (int64_t)c->n_kv_heads * c->head_dim : k == DIM_H ? c->hidden_dim : 0;
+}
+
+typedef struct {
+    int rope_heads;     // > 0: q/k rows need the RoPE permutation (this many heads)
+    int64_t rows, cols; // > 0 for a decoder linear's weight
+} hf_map;
+
+// HF tensor name -> tern name. Returns 1 when mapped (filling *map), 0 for
+// tensors tern does not use.
+static int map_name(const tern_config *c, const char *hf, char *out, size_t cap, hf_map *map) {
     static const struct {
         const char *hf, *tern;
         int rope; // 1: q (n_heads), 2: k (n_kv_heads)
+        dim_kind rows, cols; // decoder linears' weights
     } global[] = {
-        {"model.embed_tokens.weight", "token_embd.weight", 0},
-        {"model.norm.weight", "output_norm.weight", 0},
-        {"lm_head.weight", "output.weight", 0},
+        {"model.embed_tokens.weight", "token_embd.weight", 0, DIM_NONE, DIM_NONE},
+        {"model.norm.weight", "output_norm.weight", 0, DIM_NONE, DIM_NONE},
+        {"lm_head.weight", "output.weight", 0, DIM_NONE, DIM_NONE},
     }, layer[] = {
-        {"self_attn.q_proj.weight", "attn_q.weight", 1},
-        {"self_attn.k_proj.weight", "attn_k.weight", 2},
-        {"self_attn.v_proj.weight", "attn_v.weight", 0},
-        {"self_attn.o_proj.weight", "attn_output.weight", 0},
-        {"self_attn.q_proj.bias", "attn_q.bias", 1},
-        {"self_attn.k_proj.bias", "attn_k.bias", 2},
-        {"self_attn.v_proj.bias", "attn_v.bias", 0},
-        {"self_attn.o_proj.bias", "attn_output.bias", 0},
-        {"mlp.gate_proj.weight", "ffn_gate.weight", 0},
-        {"mlp.up_proj.weight", "ffn_up.weight", 0},
-        {"mlp.down_proj.weight", "ffn_down.weight", 0},
-        {"input_layernorm.weight", "attn_norm.weight", 0},
-        {"post_attention_layernorm.weight", "ffn_norm.weight", 0},
+        {"self_attn.q_proj.weight", "attn_q.weight", 1, DIM_Q, DIM_D},
+        {"self_attn.k_proj.weight", "attn_k.weight", 2, DIM_KV, DIM_D},
+        {"self_attn.v_proj.weight", "attn_v.weight", 0, DIM_KV, DIM_D},
+        {"self_attn.o_proj.weight", "attn_output.weight", 0, DIM_D, DIM_Q},
+        {"self_attn.q_proj.bias", "attn_q.bias", 1, DIM_NONE, DIM_NONE},
+        {"self_attn.k_proj.bias", "attn_k.bias", 2, DIM_NONE, DIM_NONE},
+        {"self_attn.v_proj.bias", "attn_v.bias", 0, DIM_NONE, DIM_NONE},
+        {"self_attn.o_proj.bias", "attn_output.bias", 0, DIM_NONE, DIM_NONE},
+        {"mlp.gate_proj.weight", "ffn_gate.weight", 0, DIM_H, DIM_D},
+        {"mlp.up_proj.weight", "ffn_up.weight", 0, DIM_H, DIM_D},
+        {"mlp.down_proj.weight", "ffn_down.weight", 0, DIM_D, DIM_H},
+        {"input_layernorm.weight", "attn_norm.weight", 0, DIM_NONE, DIM_NONE},
+        {"post_attention_layernorm.weight", "ffn_norm.weight", 0, DIM_NONE, DIM_NONE},
+        {"self_attn.attn_sub_norm.weight", "attn_sub_norm.weight", 0, DIM_NONE, DIM_NONE},
+        {"mlp.ffn_sub_norm.weight", "ffn_sub_norm.weight", 0, DIM_NONE, DIM_NONE},
     };
-    *rope_heads = 0;
+    memset(map, 0, sizeof *map);
     for (size_t i = 0; i < sizeof global / sizeof global[0]; i++)
         if (strcmp(hf, global[i].hf) == 0) {
             snprintf(out, cap, "%s", global[i].tern);
@@ -199,41 +293,84 @@ static int map_name(const tern_config *c, const char *hf, char *out, size_t cap,
     for (size_t i = 0; i < sizeof layer / sizeof layer[0]; i++)
         if (strcmp(p, layer[i].hf) == 0) {
             snprintf(out, cap, "blk.%ld.%s", l, layer[i].tern);
-            *rope_heads = layer[i].rope == 1 ? c->n_heads : layer[i].rope == 2 ? c->n_kv_heads : 0;
+            map->rope_heads = layer[i].rope == 1 ? c->n_heads : layer[i].rope == 2 ? c->n_kv_heads : 0;
+            map->rows = dim_of(c, layer[i].rows);
+            map->cols = dim_of(c, layer[i].cols);
             return 1;
         }
     return 0;
 }
 
-// Hugging Face's LLaMA applies RoPE with rotate_half, pairing element i of a
-// head with element i + hd/2; Meta's original weights (and GGUF, llama2.c and
-// tern) pair adjacent elements (2i, 2i+1). HF's conversion script permuted
-// the q/k rows to make the two agree, so we undo it: within each head, tern row
-// 2i = HF row i and tern row 2i+1 = HF row i + hd/2. This is the same mapping
-// as llama.cpp's convert_hf_to_gguf.py permute(), which reshapes the rows to
-// (heads, 2, hd/2) and swaps the last two axes: GGUF row h*hd + 2i + j comes
-// from HF row h*hd + j*hd/2 + i. Biases (cols == 1) permute the same way.
-static int permute_rope_rows(float *data, int heads, int hd, int64_t cols) {
-    size_t row = (size_t)cols * sizeof(float);
-    float *tmp = malloc((size_t)hd * row);
-    if (!tmp) return tern_errorf("out of memory");
-    for (int h = 0; h < heads; h++) {
-        float *head = data + (size_t)h * hd * cols;
-        memcpy(tmp, head, (size_t)hd * row);
-        for (int i = 0; i < hd / 2; i++) {
-            memcpy(head + (size_t)(2 * i) * cols, tmp + (size_t)i * cols, row);
-            memcpy(head + (size_t)(2 * i + 1) * cols, tmp + (size_t)(i + hd / 2) * cols, row);
+// The per-tensor weight_scale of packed linear `t` (in the same file, or in
+// the shard the index names).
+static int bitnet_scale(hf_loader *L, const tern_st_file *st, const tern_st_tensor *t, float *scale) {
+    char name[TERN_NAME_MAX + 16];
+    size_t n = strlen(t->name);
+    snprintf(name, sizeof name, "%.*s.weight_scale", (int)(n - 7), t->name); // t->name ends in ".weight"
+    const tern_st_tensor *s = tern_st_find(st, name);
+    tern_st_file other;
+    int opened = 0, rc = 0;
+    if (!s && L->weight_map) {
+        const tern_json *file = tern_json_get(L->weight_map, name);
+        char path[1024];
+        if (file && file->type == TERN_JSON_STRING && !strchr(file->str, '/')) {
+            path_join(path, sizeof path, L->dir, file->str);
+            if (tern_st_open(&other, path)) return -1;
+            opened = 1;
+            s = tern_st_find(&other, name);
         }
     }
-    free(tmp);
-    return 0;
+    if (!s) rc = tern_errorf("%s: tensor %s: missing %s (a BitNet packed linear needs its weight_scale)", st->path,
+                             t->name, name);
+    else if (s->numel != 1) rc = tern_errorf("%s: tensor %s has %lld elements, expected 1", st->path, name,
+                                            (long long)s->numel);
+    else rc = tern_st_read_f32(opened ? &other : st, s, scale);
+    if (opened) tern_st_close(&other);
+    return rc;
+}
+
+// A BitNet-quantized decoder linear: packed uint8 codes + weight_scale
+// (offline), or float master weights ternarized here (online).
+static int load_bitnet_linear(hf_loader *L, const tern_st_file *st, const tern_st_tensor *t, const char *name,
+                              const hf_map *map) {
+    const hf_bitnet *b = &L->bitnet;
+    char what[700];
+    snprintf(what, sizeof what, "%s: tensor %s", st->path, t->name);
+    int64_t shape[2] = {map->rows, map->cols};
+    if (!b->online) {
+        if (strcmp(t->dtype, "U8") != 0)
+            return tern_errorf("%s has dtype %s; BitNet offline linears are packed U8", what, t->dtype);
+        if (t->ndim != 2 || t->shape[0] * 4 != map->rows || t->shape[1] != map->cols)
+            return tern_errorf("%s: packed bytes [%lld, %lld] do not match its %lld x %lld weights (4 rows per byte)",
+                               what, (long long)t->shape[0], (long long)(t->ndim == 2 ? t->shape[1] : 0),
+                               (long long)map->rows, (long long)map->cols);
+    } else if (t->ndim != 2 || t->shape[0] != map->rows || t->shape[1] != map->cols) {
+        return tern_errorf("%s does not have shape %lld x %lld", what, (long long)map->rows, (long long)map->cols);
+    }
+    float scale = 1;
+    int divide = b->divide;
+    if (!b->online && bitnet_scale(L, st, t, &scale)) return -1;
+    tern_tensor *tt = tern_model_add_tensor(L->m, name, 2, shape, b->online ? t->dtype : "BITNET_I2");
+    if (!tt) return -1;
+    if (b->online) {
+        if (tern_st_read_f32(st, t, tt->data)) return -1;
+        scale = tern_bitnet_ternarize(tt->data, tt->numel);
+        divide = 1; // WeightQuant: T / s
+    } else if (tern_bitnet_unpack_hf(t->data, map->rows, map->cols, tt->data, what)) {
+        return -1;
+    }
+    if (map->rope_heads && tern_permute_rope_rows(tt->data, map->rope_heads, L->m->cfg.head_dim, map->cols))
+        return -1;
+    return tern_bitnet_attach(tt, scale, divide, what);
 }
 
 static int load_tensor(hf_loader *L, const tern_st_file *st, const tern_st_tensor *t) {
     const tern_config *c = &L->m->cfg;
     char name[TERN_NAME_MAX];
-    int rope_heads;
-    if (!map_name(c, t->name, name, sizeof name, &rope_heads)) return 0; // e.g. rotary_emb.inv_freq
+    hf_map map;
+    if (!map_name(c, t->name, name, sizeof name, &map)) return 0; // e.g. rotary_emb.inv_freq
+    int rope_heads = map.rope_heads;
+    if (L->bitnet.on && map.rows) return load_bitnet_linear(L, st, t, name, &map);
     // Tied models reuse the embedding; a stray lm_head is ignored.
     if (c->tied_embeddings && strcmp(name, "output.weight") == 0) return 0;
     if (t->ndim < 1 || t->ndim > TERN_MAX_DIMS)
@@ -244,27 +381,33 @@ static int load_tensor(hf_loader *L, const tern_st_file *st, const tern_st_tenso
     tern_tensor *tt = tern_model_add_tensor(L->m, name, t->ndim, t->shape, t->dtype);
     if (!tt) return -1;
     if (tern_st_read_f32(st, t, tt->data)) return -1;
-    if (rope_heads) return permute_rope_rows(tt->data, rope_heads, c->head_dim, tt->numel / t->shape[0]);
+    if (rope_heads) return tern_permute_rope_rows(tt->data, rope_heads, c->head_dim, tt->numel / t->shape[0]);
     return 0;
 }
 
 // Loads every tensor of one safetensors file. With an index, only the
 // tensors the index assigns to this file count, and each must be present.
+static int load_st(hf_loader *L, const tern_st_file *st, const char *file) {
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < st->n_tensors; i++) {
+        const tern_st_tensor *t = &st->tensors[i];
+        if (L->weight_map && !tern_json_str_eq(tern_json_get(L->weight_map, t->name), file)) continue;
+        rc = load_tensor(L, st, t);
+    }
+    for (size_t i = 0; rc == 0 && L->weight_map && i < L->weight_map->len; i++) {
+        const tern_json *k = tern_json_key(L->weight_map, i);
+        if (tern_json_str_eq(tern_json_value(L->weight_map, i), file) && !tern_st_find(st, k->str))
+            rc = tern_errorf("%s: tensor %s (listed in the index) is missing", st->path, k->str);
+    }
+    return rc;
+}
+
 static int load_file(hf_loader *L, const char *file) {
     char path[1024];
     path_join(path, sizeof path, L->dir, file);
     tern_st_file st;
     int rc = tern_st_open(&st, path);
-    for (int i = 0; rc == 0 && i < st.n_tensors; i++) {
-        const tern_st_tensor *t = &st.tensors[i];
-        if (L->weight_map && !tern_json_str_eq(tern_json_get(L->weight_map, t->name), file)) continue;
-        rc = load_tensor(L, &st, t);
-    }
-    for (size_t i = 0; rc == 0 && L->weight_map && i < L->weight_map->len; i++) {
-        const tern_json *k = tern_json_key(L->weight_map, i);
-        if (tern_json_str_eq(tern_json_value(L->weight_map, i), file) && !tern_st_find(&st, k->str))
-            rc = tern_errorf("%s: tensor %s (listed in the index) is missing", path, k->str);
-    }
+    if (rc == 0) rc = load_st(L, &st, file);
     tern_st_close(&st);
     return rc;
 }
@@ -331,8 +474,8 @@ static int pad_vocab(tern_vocab *v, int n, const char *path) {
 int tern_hf_load_model(tern_model *m, const char *dir) {
     snprintf(m->format, sizeof m->format, "hf");
     if (!m->path[0]) snprintf(m->path, sizeof m->path, "%s", dir);
-    if (parse_config(m, dir)) return -1;
     hf_loader L = {.m = m, .dir = dir};
+    if (parse_config(m, dir, &L.bitnet)) return -1;
     char path[1024];
     path_join(path, sizeof path, dir, "model.safetensors.index.json");
     int rc;
@@ -355,6 +498,26 @@ int tern_hf_load_model(tern_model *m, const char *dir) {
         if (tern_hf_load_vocab(&m->vocab, path) || pad_vocab(&m->vocab, m->cfg.vocab_size, path)) return -1;
     }
     return 0;
+}
+
+int tern_hf_parse_model(tern_model *m, const char *config, size_t config_len, const void *st_data, size_t st_size,
+                        const char *path) {
+    snprintf(m->format, sizeof m->format, "hf");
+    if (!m->path[0]) snprintf(m->path, sizeof m->path, "%s", path);
+    hf_loader L = {.m = m, .dir = path};
+    tern_json_doc doc;
+    if (tern_json_parse(&doc, config, config_len, path)) return -1;
+    int rc = parse_config_doc(m, doc.root, path, path, &L.bitnet);
+    tern_json_free(&doc);
+    if (rc == 0) {
+        tern_st_file st;
+        rc = tern_st_parse(&st, st_data, st_size, path);
+        if (rc == 0) rc = load_st(&L, &st, "model.safetensors");
+        tern_st_close(&st);
+    }
+    tern_weights w;
+    if (rc == 0 && (rc = tern_model_bind(m, &w)) == 0) tern_weights_free(&w);
+    return rc;
 }
 
 // ---- tokenizer.json ---------------------------------------------------------
@@ -598,6 +761,19 @@ static int template_adds_bos(const tern_json *pp, const tern_vocab *v, const tok
     return id && id->type == TERN_JSON_STRING && index_find(ix, id->str, id->len) == v->bos_id;
 }
 
+// tokenizer_config.json's chat_template: a string, or a list of {"name",
+// "template"} of which "default" is the chat template. Absent: none.
+static int read_chat_template(tern_vocab *v, const tern_json *t, const char *path) {
+    for (size_t i = 0; t && t->type == TERN_JSON_ARRAY && i < t->len; i++)
+        if (tern_json_str_eq(tern_json_get(tern_json_at(t, i), "name"), "default"))
+            t = tern_json_get(tern_json_at(t, i), "template");
+    if (!t || t->type == TERN_JSON_ARRAY || t->type == TERN_JSON_NULL) return 0;
+    if (t->type != TERN_JSON_STRING || strlen(t->str) != t->len)
+        return tern_errorf("%s: chat_template must be a string without NUL", path);
+    v->chat_template = strdup(t->str);
+    return v->chat_template ? 0 : tern_errorf("out of memory");
+}
+
 // BOS/EOS/PAD and add_bos from tokenizer_config.json, then config.json (ids),
 // then the tokenizer.json post-processor.
 static int read_specials(tern_vocab *v, const tok_index *ix, const tern_json *root, const char *path) {
@@ -620,7 +796,15 @@ static int read_specials(tern_vocab *v, const tok_index *ix, const tern_json *ro
         const tern_json *ab = tern_json_get(tc.root, "add_bos_token");
         if (ab && (ab->type == TERN_JSON_TRUE || ab->type == TERN_JSON_FALSE)) add_bos = ab->type == TERN_JSON_TRUE;
         add_eos = tern_json_bool(tern_json_get(tc.root, "add_eos_token"), 0) == 1;
+        int rc = read_chat_template(v, tern_json_get(tc.root, "chat_template"), p);
         tern_json_free(&tc);
+        if (rc) return -1;
+    }
+    path_join(p, sizeof p, dir, "chat_template.jinja"); // newer transformers keep it beside
+    if (!v->chat_template && tern_file_exists(p)) {
+        size_t len;
+        if (tern_read_file(p, &v->chat_template, &len)) return -1;
+        if (memchr(v->chat_template, 0, len)) return tern_errorf("%s: contains a NUL byte", p);
     }
     path_join(p, sizeof p, dir, "config.json");
     if ((v->bos_id < 0 || v->eos_id < 0) && tern_file_exists(p)) {

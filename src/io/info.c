@@ -59,6 +59,10 @@ static void print_json(const tern_model *m, FILE *f, const char *file_type) {
     fprintf(f, ", \"tied_embeddings\": %s, \"attn_qkv_bias\": %s, \"tokenizer\": \"%s\", \"n_tokens\": %d",
             c->tied_embeddings ? "true" : "false", c->attn_qkv_bias ? "true" : "false",
             vocab_type_name(m->vocab.type), m->vocab.n_tokens);
+    fprintf(f, ", \"ffn_act\": \"%s\", \"sub_norms\": %s, \"act_int8\": %s, \"quantization\": ",
+            c->ffn_act == TERN_FFN_RELU2 ? "relu2" : "silu", c->sub_norms ? "true" : "false",
+            c->act_int8 ? "true" : "false");
+    tern_json_write_string(f, c->quant, strlen(c->quant));
     fprintf(f, ", \"params\": %lld, \"bytes_f32\": %lld, \"tensors\": [",
             (long long)tern_model_param_count(m), (long long)tern_model_param_count(m) * 4);
     for (int i = 0; i < m->n_tensors; i++) {
@@ -93,6 +97,10 @@ void tern_model_print_info(const tern_model *m, FILE *f, int json, const char *f
     if (c->rope_scaling != TERN_ROPE_SCALING_NONE) fprintf(f, ", factor %g", c->rope_factor);
     fprintf(f, "), rms eps %g, %s embeddings%s\n", c->rms_eps, c->tied_embeddings ? "tied" : "untied",
             c->attn_qkv_bias ? ", qkv bias" : "");
+    if (c->sub_norms || c->ffn_act != TERN_FFN_SILU)
+        fprintf(f, "blocks:       %s FFN%s\n", c->ffn_act == TERN_FFN_RELU2 ? "relu²-gated" : "SwiGLU",
+                c->sub_norms ? ", RMSNorm before attn_output and ffn_down (sub-norms)" : "");
+    if (c->quant[0]) fprintf(f, "quantization: %s\n", c->quant);
     if (m->vocab.type == TERN_VOCAB_NONE) fprintf(f, "tokenizer:    none (llama2.c: pass --tokenizer)\n");
     else
         fprintf(f, "tokenizer:    %s, %d tokens, bos %d, eos %d%s\n", vocab_type_name(m->vocab.type),

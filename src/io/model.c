@@ -42,6 +42,10 @@ static int load_vocab_override(tern_model *m, const char *tok_path) {
         return tern_errorf("%s: vocabulary size mismatch: the tokenizer has %d tokens, the model %s has %d", tok_path,
                            n, m->path, m->cfg.vocab_size);
     }
+    if (!v.chat_template) { // a tokenizer without a chat template keeps the model's
+        v.chat_template = m->vocab.chat_template;
+        m->vocab.chat_template = NULL;
+    }
     tern_vocab_free(&m->vocab);
     m->vocab = v;
     return 0;
@@ -84,6 +88,7 @@ void tern_vocab_free(tern_vocab *v) {
     free(v->scores);
     free(v->token_types);
     free(v->merges);
+    free(v->chat_template);
     memset(v, 0, sizeof *v);
 }
 
@@ -113,6 +118,13 @@ void tern_model_free(tern_model *m) {
     free(m->tensors);
     tern_vocab_free(&m->vocab);
     memset(m, 0, sizeof *m);
+}
+
+int tern_model_require_llama(const tern_model *m, const char *what) {
+    const tern_config *c = &m->cfg;
+    if (!c->sub_norms && !c->act_int8 && c->ffn_act == TERN_FFN_SILU) return 0;
+    return tern_errorf("%s: %s supports the LLaMA architecture, not %s (sub-norms, relu² FFN or int8 activations)",
+                       m->path, what, c->act_int8 ? "BitNet b1.58 checkpoints" : c->arch);
 }
 
 tern_tensor *tern_model_find(const tern_model *m, const char *name) {
@@ -202,6 +214,30 @@ int tern_config_validate(const tern_config *c, const char *path) {
     return 0;
 }
 
+// Hugging Face's LLaMA applies RoPE with rotate_half, pairing element i of a
+// head with element i + hd/2; Meta's original weights (and GGUF, llama2.c and
+// tern) pair adjacent elements (2i, 2i+1). HF's conversion script permuted
+// the q/k rows to make the two agree, so we undo it: within each head, tern row
+// 2i = HF row i and tern row 2i+1 = HF row i + hd/2. This is the same mapping
+// as llama.cpp's convert_hf_to_gguf.py permute(), which reshapes the rows to
+// (heads, 2, hd/2) and swaps the last two axes: GGUF row h*hd + 2i + j comes
+// from HF row h*hd + j*hd/2 + i. Biases (cols == 1) permute the same way.
+int tern_permute_rope_rows(float *data, int heads, int hd, int64_t cols) {
+    size_t row = (size_t)cols * sizeof(float);
+    float *tmp = malloc((size_t)hd * row);
+    if (!tmp) return tern_errorf("out of memory");
+    for (int h = 0; h < heads; h++) {
+        float *head = data + (size_t)h * hd * cols;
+        memcpy(tmp, head, (size_t)hd * row);
+        for (int i = 0; i < hd / 2; i++) {
+            memcpy(head + (size_t)(2 * i) * cols, tmp + (size_t)i * cols, row);
+            memcpy(head + (size_t)(2 * i + 1) * cols, tmp + (size_t)(i + hd / 2) * cols, row);
+        }
+    }
+    free(tmp);
+    return 0;
+}
+
 static const float *bind_one(const tern_model *m, const char *name, int64_t d0, int64_t d1,
                              int required, int *err) {
     const tern_tensor *t = tern_model_find(m, name);
@@ -260,6 +296,10 @@ int tern_model_bind(const tern_model *m, tern_weights *w) {
         BIND(b_gate, "ffn_gate.bias", c->hidden_dim, 0, c->ffn_bias);
         BIND(b_up, "ffn_up.bias", c->hidden_dim, 0, c->ffn_bias);
         BIND(b_down, "ffn_down.bias", c->dim, 0, c->ffn_bias);
+        if (c->sub_norms) {
+            BIND(attn_sub_norm, "attn_sub_norm.weight", q_dim, 0, 1);
+            BIND(ffn_sub_norm, "ffn_sub_norm.weight", c->hidden_dim, 0, 1);
+        }
     }
 #undef BIND
     if (err) {

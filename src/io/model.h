@@ -5,7 +5,8 @@
 // Conventions (fixed, whatever the source file used):
 // - Tensor names follow GGUF: token_embd.weight, output_norm.weight, output.weight,
 //   blk.N.{attn_norm,attn_q,attn_k,attn_v,attn_output,ffn_norm,ffn_gate,ffn_up,ffn_down}.weight,
-//   blk.N.attn_{q,k,v,output}.bias, blk.N.ffn_{gate,up,down}.bias.
+//   blk.N.attn_{q,k,v,output}.bias, blk.N.ffn_{gate,up,down}.bias,
+//   BitNet's blk.N.attn_sub_norm.weight [n_heads*head_dim], blk.N.ffn_sub_norm.weight [hidden].
 // - Shapes are row-major, outermost first (PyTorch order): a linear layer mapping
 //   `in` to `out` features is shape {out, in}; token_embd is {vocab, dim}.
 // - Data is always float32 after loading (quantized sources are dequantized).
@@ -26,8 +27,13 @@ typedef enum {
     TERN_ROPE_SCALING_LLAMA3,
 } tern_rope_scaling;
 
+typedef enum {
+    TERN_FFN_SILU = 0, // SwiGLU: silu(gate) * up (LLaMA)
+    TERN_FFN_RELU2,    // relu(gate)^2 * up (BitNet b1.58)
+} tern_ffn_act;
+
 typedef struct {
-    char arch[32];     // "llama" (the only architecture family supported)
+    char arch[32];     // "llama" or "bitnet" (LLaMA + sub-norms + relu² + int8 activations)
     char name[128];    // human-readable model name when the file has one
     int dim;           // model width (embedding length)
     int n_layers;
@@ -48,6 +54,13 @@ typedef struct {
     int attn_qkv_bias;             // q/k/v biases present
     int attn_out_bias;             // o bias present
     int ffn_bias;                  // gate/up/down biases present (Tequila's exported dead-zone term)
+    // BitNet b1.58 (arch "bitnet"; act_int8 also for LLaMA checkpoints quantized the BitNet way):
+    int sub_norms;                 // RMSNorm before attn_output (attn_sub_norm) and ffn_down (ffn_sub_norm)
+    tern_ffn_act ffn_act;
+    // Every decoder linear sees its input fake-quantized per token: s = 127 / max(max|x|, 1e-5),
+    // x -> clamp(round_half_even(x s), -128, 127) / s (W1.58A8); the LM head does not.
+    int act_int8;
+    char quant[128];               // the source's weight quantization in words, "" when none
 } tern_config;
 
 typedef struct {
@@ -94,6 +107,8 @@ typedef struct {
     int bos_id, eos_id, unk_id, pad_id; // -1 when absent
     int add_bos, add_eos;
     int add_space_prefix; // SPM: prepend a space to the input (llama/llama2.c do)
+    char *chat_template;  // the Jinja chat template (GGUF tokenizer.chat_template, HF
+                          // tokenizer_config.json chat_template), malloc'd; NULL when absent
 } tern_vocab;
 
 typedef struct {
@@ -114,6 +129,7 @@ typedef struct {
     const float *ffn_norm;                  // [dim]
     const float *w_gate, *w_up, *w_down;    // [hidden, dim] x2, [dim, hidden]
     const float *b_gate, *b_up, *b_down;    // optional biases, NULL when absent
+    const float *attn_sub_norm, *ffn_sub_norm; // [n_heads*hd], [hidden] when cfg.sub_norms, else NULL
 } tern_layer_weights;
 
 typedef struct {
@@ -137,7 +153,15 @@ int tern_config_validate(const tern_config *c, const char *path);
 int tern_model_bind(const tern_model *m, tern_weights *w);
 void tern_weights_free(tern_weights *w);
 
+// 0 for a plain LLaMA-family model; otherwise an error "PATH: WHAT supports
+// the LLaMA architecture, not BitNet ..." (training, quantization and export
+// know neither sub-norms, relu² nor int8 activations).
+int tern_model_require_llama(const tern_model *m, const char *what);
+
 tern_tensor *tern_model_find(const tern_model *m, const char *name);
+// Rows of a q/k weight (or bias: cols 1) from the rotate-half RoPE layout
+// (Hugging Face, llama.cpp's NEOX) to tern's adjacent pairs, in place.
+int tern_permute_rope_rows(float *data, int heads, int hd, int64_t cols);
 // Adds a tensor with freshly allocated float storage (zeroed); returns it or NULL.
 tern_tensor *tern_model_add_tensor(tern_model *m, const char *name, int ndim, const int64_t *shape,
                                    const char *src_type);

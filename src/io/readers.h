@@ -24,6 +24,10 @@ int tern_gguf_load_vocab(tern_vocab *v, const char *path);
 
 // Hugging Face directory: config.json + (sharded) safetensors + tokenizer.json (io/hf.c).
 int tern_hf_load_model(tern_model *m, const char *dir);
+// The same from memory, without a tokenizer: config.json's text and one
+// safetensors file's bytes (both outlive the call only as long as it runs). Errors name `path`.
+int tern_hf_parse_model(tern_model *m, const char *config, size_t config_len, const void *st, size_t st_size,
+                        const char *path);
 // tokenizer.json (+ tokenizer_config.json beside it, when present).
 int tern_hf_load_vocab(tern_vocab *v, const char *tokenizer_json_path);
 

@@ -164,7 +164,7 @@ static int build_params(tern_train_model *tm, const tern_model *m) {
 int tern_train_model_init(tern_train_model **out, const tern_model *m) {
     *out = NULL;
     tern_weights w; // validates the config and every tensor's shape
-    if (tern_model_bind(m, &w)) return -1;
+    if (tern_model_require_llama(m, "training") || tern_model_bind(m, &w)) return -1;
     tern_weights_free(&w);
     tern_train_model *tm = calloc(1, sizeof *tm);
     if (!tm) return tern_errorf("out of memory");

@@ -217,6 +217,24 @@ void tern_swiglu_forward(float *out, const float *gate, const float *up, int64_t
     }
 }
 
+void tern_relu2_glu_forward(float *out, const float *gate, const float *up, int64_t count) {
+#pragma omp parallel for schedule(static) if (count >= PAR_MIN)
+    for (int64_t i = 0; i < count; i++) {
+        float g = gate[i] > 0 ? gate[i] : 0;
+        out[i] = g * g * up[i];
+    }
+}
+
+void tern_act_quant_int8_forward(float *x, int n, int dim) {
+#pragma omp parallel for schedule(static) if ((int64_t)n * dim >= PAR_MIN)
+    for (int t = 0; t < n; t++) {
+        float *xt = x + (size_t)t * dim, amax = 0;
+        for (int i = 0; i < dim; i++) amax = fmaxf(amax, fabsf(xt[i]));
+        float s = 127.0f / fmaxf(amax, 1e-5f); // torch's float ops: multiply, round half even, divide
+        for (int i = 0; i < dim; i++) xt[i] = fminf(fmaxf(nearbyintf(xt[i] * s), -128.0f), 127.0f) / s;
+    }
+}
+
 void tern_residual_forward(float *x, const float *y, int64_t count) {
 #pragma omp parallel for schedule(static) if (count >= 4 * PAR_MIN)
     for (int64_t i = 0; i < count; i++) x[i] += y[i];

@@ -26,6 +26,11 @@ void tern_rope_forward(float *x, const tern_rope *r, const int *pos, int n, int 
 
 // out[N, H] = silu(gate[N, H]) * up[N, H]; out may alias gate.
 void tern_swiglu_forward(float *out, const float *gate, const float *up, int64_t count);
+// out = relu(gate)^2 * up (BitNet b1.58's gated FFN); out may alias gate.
+void tern_relu2_glu_forward(float *out, const float *gate, const float *up, int64_t count);
+// BitNet's per-token int8 activation fake quantization of x[n, dim] in place
+// (Hugging Face ActQuant): s = 127 / max(max|x_t|, 1e-5), x -> clamp(rint(x s), -128, 127) / s.
+void tern_act_quant_int8_forward(float *x, int n, int dim);
 
 // x[i] += y[i]
 void tern_residual_forward(float *x, const float *y, int64_t count);

@@ -220,6 +220,14 @@ static void prefetch_kv(const tern_session *s, int l, int len) {
     }
 }
 
+// Prepares in[n, dim] in place as the input of attn_output / ffn_down: BitNet's
+// sub-norm (when the model has them), then its int8 activation fake
+// quantization (when the model quantizes activations).
+static void linear_input(const tern_config *c, float *in, const float *sub_norm, int n, int dim) {
+    if (sub_norm) tern_rmsnorm_forward(in, in, sub_norm, n, dim, c->rms_eps);
+    if (c->act_int8) tern_act_quant_int8_forward(in, n, dim);
+}
+
 static void layer_forward(tern_session *s, int l, int n, int pos0) {
     const tern_config *c = &s->cfg;
     const tern_layer_weights *L = &s->w.layers[l];
@@ -232,6 +240,7 @@ static void layer_forward(tern_session *s, int l, int n, int pos0) {
     double t = s->profile ? tern_now_sec() : 0;
     if (n == 1) prefetch_kv(s, l, pos0);
     tern_rmsnorm_forward(s->xb, s->x, L->attn_norm, n, D, c->rms_eps);
+    linear_input(c, s->xb, NULL, n, D);
     phase_end(s, TERN_PH_ATTN_NORM, &t);
     float *qkv_out[3] = {s->q, kc, vc};
     tern_linear_forward_many(&lin[TERN_L_Q], qkv_out, 3, s->xb, n); // q, k, v are consecutive
@@ -240,17 +249,21 @@ static void layer_forward(tern_session *s, int l, int n, int pos0) {
     tern_rope_forward(kc, &s->rope, s->pos, n, c->n_kv_heads);
     phase_end(s, TERN_PH_ROPE, &t);
     attention(s, l, s->q, s->xb, n);
+    linear_input(c, s->xb, L->attn_sub_norm, n, q_dim(c));
     phase_end(s, TERN_PH_ATTN, &t);
     linear_residual(&lin[TERN_L_O], s->x, s->xb2, s->xb, n);
     phase_end(s, TERN_PH_O, &t);
 
     // SwiGLU feed-forward block.
     tern_rmsnorm_forward(s->xb, s->x, L->ffn_norm, n, D, c->rms_eps);
+    linear_input(c, s->xb, NULL, n, D);
     phase_end(s, TERN_PH_FFN_NORM, &t);
     float *gate_up_out[2] = {s->hb, s->hb2};
     tern_linear_forward_many(&lin[TERN_L_GATE], gate_up_out, 2, s->xb, n); // gate, up
     phase_end(s, TERN_PH_GATE_UP, &t);
-    tern_swiglu_forward(s->hb, s->hb, s->hb2, (int64_t)n * H);
+    if (c->ffn_act == TERN_FFN_RELU2) tern_relu2_glu_forward(s->hb, s->hb, s->hb2, (int64_t)n * H);
+    else tern_swiglu_forward(s->hb, s->hb, s->hb2, (int64_t)n * H);
+    linear_input(c, s->hb, L->ffn_sub_norm, n, H);
     phase_end(s, TERN_PH_SWIGLU, &t);
     linear_residual(&lin[TERN_L_DOWN], s->x, s->xb2, s->hb, n);
     phase_end(s, TERN_PH_DOWN, &t);

@@ -100,6 +100,7 @@ int tern_quant_apply_defaults(const tern_quant_method *method, tern_quant_opts *
 int tern_quantize_model(tern_model *m, const tern_tokenizer *tok, const tern_quant_method *method,
                         const tern_quant_opts *qo, const tern_train_opts *to, const char *out,
                         tern_train_report *report, double code_frac[3]) {
+    if (tern_model_require_llama(m, "quantize")) return -1;
     if (method && !method->trains && to->steps > 0)
         return tern_errorf("%s does not train: use --steps 0", method->name);
     if (qo->target_bits > 0 && qo->keep) return tern_errorf("--keep and --target-bits exclude each other");
