@@ -69,6 +69,16 @@ int tern_dist_rank(void) { return rank; }
 int tern_dist_size(void) { return size; }
 int tern_dist_local_size(void) { return local_size; }
 
+// The ring's receive buffer (one chunk, the last being the largest: S/N
+// bytes rounded up), kept from step to step.
+static char *tmp;
+static size_t tmp_cap;
+
+static void ring_buffer_free(void) {
+    free(tmp);
+    tmp = NULL, tmp_cap = 0;
+}
+
 static void abort_job(int code) {
     if (rank > 0) dprintf(real_stderr, "tern: rank %d: %s\n", rank, tern_last_error());
     dprintf(real_stderr, "tern: rank %d failed alone; stopping every rank\n", rank);
@@ -96,6 +106,7 @@ int tern_dist_finish(int rc) {
         MPI_Allreduce(&code, &worst, 1, MPI_INT, MPI_MAX, leave);
         rc = worst ? worst : 1;
     }
+    ring_buffer_free();
     MPI_Comm_free(&work);
     MPI_Comm_free(&leave);
     MPI_Finalize();
@@ -155,8 +166,13 @@ static int ring_sum(void *buf, int64_t n, size_t esz, add_fn add) {
     char *b = buf;
 #define CHUNK_LO(c) ((int64_t)(c) * n / size)
 #define CHUNK_N(c) (CHUNK_LO((c) + 1) - CHUNK_LO(c))
-    char *tmp = malloc((size_t)(CHUNK_N(size - 1) + 1) * esz);
-    if (!tmp) return tern_errorf("out of memory for a gradient exchange of %lld values", (long long)n);
+    size_t need = (size_t)(CHUNK_N(size - 1) + 1) * esz;
+    if (need > tmp_cap) {
+        free(tmp);
+        tmp_cap = 0;
+        if (!(tmp = malloc(need))) return tern_errorf("out of memory for a gradient exchange of %lld values", (long long)n);
+        tmp_cap = need;
+    }
     int right = (rank + 1) % size, left = (rank + size - 1) % size;
     for (int s = 0; s < size - 1; s++) {
         int cs = (rank - s + 2 * size) % size, cr = (rank - s - 1 + 2 * size) % size;
@@ -169,7 +185,6 @@ static int ring_sum(void *buf, int64_t n, size_t esz, add_fn add) {
     }
 #undef CHUNK_LO
 #undef CHUNK_N
-    free(tmp);
     comm_seconds += tern_now_sec() - t0;
     return 0;
 }
