@@ -10,7 +10,8 @@
 #    summation order: any rank count resumes;
 #  - --check-sync catches ranks whose parameters differ (a test hook moves one);
 #  - bad input (a batch the ranks do not divide, more ranks than sequences, a
-#    checkpoint of another model): one line from rank 0, non-zero exit, no hang.
+#    checkpoint of another model): one line from rank 0, non-zero exit, no hang;
+#    a file missing on one rank only: its message, every rank exits, no hang.
 # `test_dist.sh quantize` (ctest test_dist_quantize, slow) instead checks tern
 # quantize (GPTQ + end-to-end QAT, block-wise + E2E-QP) the same way.
 # Skipped (exit 77) when the build has no MPI. Runs as root in CI: Open MPI
@@ -186,4 +187,19 @@ bad 3 "does not split evenly over 3 ranks: give a multiple of 3 (--batch 3 or 6)
 bad 8 "8 ranks but a global batch of 4 sequences" "${args[@]}" --out x.gguf
 bad 2 "checkpoint belongs to another model" train --model "$TERN_SRC/tests/fixtures/tiny_hf" --data "$text" \
     --seq 16 --batch 2 --steps 2 --threads 1 --checkpoint a.gguf.ckpt --resume --out x.gguf
+# A failure only rank 1 meets (MPMD launch: its own arguments). In setup the
+# ranks agree on it: rank 0 says it. Before training (loading the model) the
+# others are already waiting in a collective: rank 1 says it and aborts the
+# job after TERN_DIST_EXIT_WAIT seconds.
+one=(train --model "$model" --tokenizer "$tok" --steps 2 --batch 2 --seq 32 --threads 1 --out x.gguf)
+if timeout 60 "${mpi_env[@]}" mpirun -np 1 "$TERN_BIN" "${one[@]}" --data "$text" : -np 1 "$TERN_BIN" "${one[@]}" \
+    --data "$work/missing.txt" >bad.out 2>&1; then fail "accepted a data file missing on rank 1"; fi
+grep -q '^tern: rank 1: .*missing.txt: cannot open' bad.out || { cat bad.out; fail "rank 1's missing data"; }
+[ "$(grep -c '^tern' bad.out)" = 1 ] || { cat bad.out; fail "rank 1's missing data: not one line"; }
+two=(train --tokenizer "$tok" --data "$text" --steps 2 --batch 2 --seq 32 --threads 1 --out x.gguf)
+if TERN_DIST_EXIT_WAIT=2 timeout 60 "${mpi_env[@]}" mpirun -x TERN_DIST_EXIT_WAIT -np 1 "$TERN_BIN" "${two[@]}" \
+    --model "$model" : -np 1 "$TERN_BIN" "${two[@]}" --model "$work/missing.bin" >bad.out 2>&1; then
+    fail "accepted a model missing on rank 1"
+fi
+grep -q '^tern: rank 1: .*missing.bin' bad.out || { cat bad.out; fail "rank 1's missing model"; }
 echo "test_dist: passed"
