@@ -27,12 +27,14 @@ fi
 
 # TERN_PORTABLE: no -march=native (it would describe the build machine).
 # OpenBLAS off and find paths rooted in the aarch64 sysroot, so nothing of the
-# host's x86-64 libraries is picked up. OpenMP comes from the cross gcc.
+# host's x86-64 libraries is picked up (MPI and libmicrohttpd off: FindMPI
+# would take the host's mpicc, pkg-config the host's libmicrohttpd). OpenMP
+# comes from the cross gcc.
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 -DCMAKE_C_COMPILER="$CC_A64" \
     -DCMAKE_FIND_ROOT_PATH="$SYSROOT" -DCMAKE_FIND_ROOT_PATH_MODE_PROGRAM=NEVER \
     -DCMAKE_FIND_ROOT_PATH_MODE_LIBRARY=ONLY -DCMAKE_FIND_ROOT_PATH_MODE_INCLUDE=ONLY \
-    -DTERN_PORTABLE=ON -DTERN_USE_OPENBLAS=OFF >/dev/null
+    -DTERN_PORTABLE=ON -DTERN_USE_OPENBLAS=OFF -DTERN_USE_MPI=OFF -DTERN_USE_MHD=OFF >/dev/null
 cmake --build "$BUILD" --target test_kernels -j "$(nproc 2>/dev/null || echo 2)"
 
 bin=$BUILD/tests/test_kernels

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "tern.h"
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/file.h"
 #include "core/jsonw.h"
@@ -785,7 +786,10 @@ typedef struct {
     {"--resume", CLI_FLAG, &(t).resume, 0, 0, NULL, NULL, NULL, "continue from --checkpoint", NULL},                  \
     {"--keep-checkpoint", CLI_FLAG, &(t).keep_checkpoint, 0, 0, NULL, NULL, NULL,                                    \
      "keep the checkpoint after success (it is removed once the output is written)", NULL},                          \
-    {"--log", CLI_STR, &(t).log_path, 0, 0, NULL, "FILE", "OUT.log.jsonl", "JSONL log of every step", NULL}
+    {"--log", CLI_STR, &(t).log_path, 0, 0, NULL, "FILE", "OUT.log.jsonl", "JSONL log of every step", NULL},        \
+    {"--check-sync", CLI_INT, &(t).sync_check_every, 0, 1 << 30, NULL, "K", "never",                                \
+     "under mpirun: compare a checksum of the parameters across ranks every K steps, stop\n"                         \
+     "on a mismatch", NULL}
 
 // What the tables cannot check alone: --schedule's name.
 static int finish_train_opts(const char *cmd, tern_train_opts *t, const train_seen *seen) {
@@ -794,6 +798,13 @@ static int finish_train_opts(const char *cmd, tern_train_opts *t, const train_se
         return 2;
     }
     return 0;
+}
+
+// A data-parallel run's ranks and time spent exchanging ("" for one process).
+static const char *ranks_str(const tern_train_report *r, char *buf, size_t cap) {
+    if (r->ranks > 1)
+        snprintf(buf, cap, ", %d ranks, %.1f s exchanging %.1f MB", r->ranks, r->comm_seconds, r->comm_bytes / 1e6);
+    return buf;
 }
 
 static int cmd_train(int argc, char **argv) {
@@ -845,12 +856,13 @@ static int cmd_train(int argc, char **argv) {
     t.cache_dir = tern_cache_dir(cache, sizeof cache);
     tern_train_report rep;
     rc = tern_train_run(&m, tok, &t, NULL, &rep);
-    if (rc == 0) rc = tern_gguf_write_model(&m, out);
-    if (rc == 0 && !t.keep_checkpoint) remove(t.checkpoint_path); // the output holds the result
+    int writer = tern_dist_rank() == 0; // under mpirun, rank 0 writes the output
+    if (rc == 0 && writer) rc = tern_gguf_write_model(&m, out);
+    if (rc == 0 && writer && !t.keep_checkpoint) remove(t.checkpoint_path); // the output holds the result
     if (rc == 0)
-        fprintf(stderr, "trained %d steps, %lld tokens in %.1f s (%.0f tok/s); final loss %.4f, val %.4f; peak RSS %.0f MiB; wrote %s\n",
-                rep.steps_done, (long long)rep.tokens, rep.seconds, rep.tokens / (rep.seconds + 1e-9), rep.final_loss,
-                rep.final_val_loss, rep.peak_rss_kb / 1024.0, out);
+        fprintf(stderr, "trained %d steps, %lld tokens in %.1f s (%.0f tok/s%s); final loss %.4f, val %.4f; peak RSS %.0f MiB; wrote %s\n",
+                rep.steps_done, (long long)rep.tokens, rep.seconds, rep.tokens / (rep.seconds + 1e-9),
+                ranks_str(&rep, (char[96]){0}, 96), rep.final_loss, rep.final_val_loss, rep.peak_rss_kb / 1024.0, out);
     tern_tokenizer_free(tok);
     tern_model_free(&m);
     return rc ? die() : 0;
@@ -1083,8 +1095,9 @@ static int cmd_quantize(int argc, char **argv) {
     const double *frac = res.code_frac;
     tern_export_info info = res.info;
     if (rc == 0) {
-        fprintf(stderr, "quantized with %s: %d steps, %lld tokens in %.1f s; final loss %.4f, val %.4f", method->name,
-                rep.steps_done, (long long)rep.tokens, rep.seconds, rep.final_loss, rep.final_val_loss);
+        fprintf(stderr, "quantized with %s: %d steps, %lld tokens in %.1f s%s; final loss %.4f, val %.4f", method->name,
+                rep.steps_done, (long long)rep.tokens, rep.seconds, ranks_str(&rep, (char[96]){0}, 96), rep.final_loss,
+                rep.final_val_loss);
         if (method->ternary) fprintf(stderr, "; codes -1/0/+1: %.3f/%.3f/%.3f", frac[0], frac[1], frac[2]);
         if (packed_out)
             fprintf(stderr, "; wrote %s (%s, %s)%s%s\n", out, info.format, size_str(info.bytes, (char[32]){0}, 32),
@@ -1327,22 +1340,26 @@ int main(int argc, char **argv) {
     static const struct {
         const char *name;
         int (*fn)(int, char **);
+        int parallel; // data-parallel under mpirun (docs/SCALING.md)
     } commands[] = {
-        {"info", cmd_info},
-        {"generate", cmd_generate},
-        {"serve", cmd_serve},
-        {"chat", cmd_chat},
-        {"ppl", cmd_ppl},
-        {"bench", cmd_bench},
-        {"train", cmd_train},
-        {"quantize", cmd_quantize},
-        {"eval", cmd_eval},
-        {"report", cmd_report},
-        {"export", cmd_export},
+        {"info", cmd_info, 0},
+        {"generate", cmd_generate, 0},
+        {"serve", cmd_serve, 0},
+        {"chat", cmd_chat, 0},
+        {"ppl", cmd_ppl, 0},
+        {"bench", cmd_bench, 0},
+        {"train", cmd_train, 1},
+        {"quantize", cmd_quantize, 1},
+        {"eval", cmd_eval, 0},
+        {"report", cmd_report, 0},
+        {"export", cmd_export, 0},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) {
-            int rc = commands[i].fn(argc - 1, argv + 1);
+            if (commands[i].parallel && tern_dist_init(&argc, &argv)) return die();
+            // Every rank leaves through tern_dist_finish: together, or by
+            // aborting the job when a rank failed alone (no rank hangs).
+            int rc = tern_dist_finish(commands[i].fn(argc - 1, argv + 1));
             // Output that did not reach stdout (a full disk, a closed pipe) is a failure.
             if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) {
                 fprintf(stderr, "tern %s: error writing to standard output: %s\n", argv[1], strerror(errno));

@@ -1,6 +1,8 @@
 #include "core/threads.h"
 
 #include <time.h>
+
+#include "core/dist.h"
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -12,6 +14,9 @@ void tern_set_threads(int n) {
     if (n <= 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         n = c > 0 ? (int)c : 1;
+        // Ranks of an MPI job on one machine share its cores.
+        int ranks = tern_dist_local_size();
+        n = n / ranks > 0 ? n / ranks : 1;
     }
     n_threads = n;
 #ifdef _OPENMP

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/file.h"
 #include "tok/tokenizer.h"
@@ -61,9 +62,11 @@ int tern_quantize_file(const tern_quantize_files *f, const tern_quant_method *me
     int rc = tern_quantize_model(&m, tok, method, q, t, latent, &r->train, r->code_frac);
     tern_tokenizer_free(tok);
     tern_model_free(&m);
-    if (rc == 0 && r->packed) rc = pack_latent(latent, f->out, &r->info);
-    if (latent == tmp) remove(tmp);
-    if (rc == 0 && !t->keep_checkpoint) remove(t->checkpoint_path); // the output holds the result
+    // Under mpirun, rank 0 writes the output (tern_quantize_model wrote the latent model there).
+    int writer = tern_dist_rank() == 0;
+    if (rc == 0 && r->packed && writer) rc = pack_latent(latent, f->out, &r->info);
+    if (latent == tmp && writer) remove(tmp);
+    if (rc == 0 && writer && !t->keep_checkpoint) remove(t->checkpoint_path); // the output holds the result
     if (t->cache_dir == cache) t->cache_dir = NULL;
     return rc;
 }

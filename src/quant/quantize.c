@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/dist.h"
 #include "core/threads.h"
 #include "quant/gptq.h"
 #include "quant/quant.h"
@@ -139,7 +140,7 @@ int tern_quantize_model(tern_model *m, const tern_tokenizer *tok, const tern_qua
     }
     if (rc == 0) rc = tern_train_run(m, tok, &tro, tern_quant_train_method(q), report);
     if (rc == 0) rc = tern_quant_export(q, m, code_frac);
-    if (rc == 0) rc = tern_quant_write_gguf(q, m, code_frac, out);
+    if (rc == 0 && tern_dist_rank() == 0) rc = tern_quant_write_gguf(q, m, code_frac, out); // mpirun: rank 0 writes
     tern_quant_free(q);
     free(keep);
     return rc;

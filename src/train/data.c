@@ -141,15 +141,22 @@ static void copy_sequence(const tern_dataset *d, int64_t seq, int *inputs, int *
     memcpy(targets, src + 1, (size_t)d->seq_len * sizeof(int));
 }
 
-void tern_dataset_next(tern_dataset *d, int B, int *inputs, int *targets) {
+void tern_dataset_next_share(tern_dataset *d, int B, int first, int count, int *inputs, int *targets) {
     for (int b = 0; b < B; b++) {
         if (d->cursor == d->n_train) {
             d->epoch++;
             d->cursor = 0;
             shuffle_epoch(d);
         }
-        copy_sequence(d, d->order[d->cursor++], inputs + (size_t)b * d->seq_len, targets + (size_t)b * d->seq_len);
+        int64_t seq = d->order[d->cursor++];
+        if (b < first || b >= first + count) continue;
+        size_t at = (size_t)(b - first) * d->seq_len;
+        copy_sequence(d, seq, inputs + at, targets + at);
     }
+}
+
+void tern_dataset_next(tern_dataset *d, int B, int *inputs, int *targets) {
+    tern_dataset_next_share(d, B, 0, B, inputs, targets);
 }
 
 void tern_dataset_val(const tern_dataset *d, int64_t i, int *inputs, int *targets) {

@@ -33,6 +33,10 @@ void tern_dataset_free(tern_dataset *d);
 // Next B training sequences: inputs[B, L], targets[B, L]. Wraps to a new,
 // reshuffled epoch as needed.
 void tern_dataset_next(tern_dataset *d, int B, int *inputs, int *targets);
+// A rank's share of the next global batch of B sequences: sequences
+// [first, first + count) of it go to inputs[count, L] and targets; the
+// position moves past all B (every rank's data position stays the global one).
+void tern_dataset_next_share(tern_dataset *d, int B, int first, int count, int *inputs, int *targets);
 // Validation sequence i (0 <= i < n_val).
 void tern_dataset_val(const tern_dataset *d, int64_t i, int *inputs, int *targets);
 // Moves to a saved position (epoch, cursor).

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/mem.h"
@@ -45,8 +46,13 @@ static volatile sig_atomic_t stop_requested;
 // First Ctrl-C (or SIGTERM): finish the step, checkpoint, stop; said at once.
 // A second one aborts on the spot, writing nothing more (the last checkpoint
 // written stays intact: checkpoints are atomic).
+// Under mpirun the ranks agree on a stop at the end of the step; a SIGTERM
+// from mpirun itself means a rank was lost and the job is being torn down.
 static void on_signal(int sig) {
-    static const char first[] = "\ntern: stopping after this step (then a checkpoint); Ctrl-C again to abort\n";
+    static const char first_alone[] = "\ntern: stopping after this step (then a checkpoint); Ctrl-C again to abort\n";
+    static const char first_job[] = "\ntern: stop requested: every rank stops after this step, then a checkpoint (if "
+                                    "mpirun is ending the job, the last checkpoint stays intact: --resume)\n";
+    const char *first = tern_dist_size() > 1 ? first_job : first_alone;
     static const char second[] = "\ntern: aborted\n";
     if (stop_requested) {
         ssize_t w = write(2, second, sizeof second - 1);
@@ -54,7 +60,7 @@ static void on_signal(int sig) {
         _exit(128 + sig);
     }
     stop_requested = 1;
-    ssize_t w = write(2, first, sizeof first - 1);
+    ssize_t w = write(2, first, strlen(first));
     (void)w;
 }
 
@@ -93,7 +99,21 @@ typedef struct {
     double deadline; // tern_now_sec() at which the budget ends (0: no budget)
     FILE *log;
     int ckpt_announced; // the checkpoint's path and size were printed
+    // Data parallelism: this rank's share [first, first + local_batch) of
+    // every global batch of o->batch sequences; the staging buffer the
+    // gradients are summed in; a stop request every rank agreed on.
+    int rank, ranks, first, local_batch;
+    float *grad_sum;
+    int64_t grad_sum_cap;
+    int stop;
+    int in_setup; // setup builds the optimizer before the ranks agree the setup worked
 } trainer;
+
+// The checkpoint's record of how the run was split (informational: the data
+// position and everything else are global, so any rank count resumes it).
+typedef struct {
+    int32_t ranks, local_batch;
+} run_split;
 
 static uint64_t model_key(const tern_model *m) {
     uint64_t h = tern_hash64(&m->cfg.dim, sizeof(tern_config) - offsetof(tern_config, dim), 0);
@@ -125,6 +145,7 @@ static int save_checkpoint(trainer *t) {
     t->pos.adam_step = t->opt.step;
     t->pos.data_epoch = t->data.epoch;
     t->pos.data_cursor = t->data.cursor;
+    run_split split = {t->ranks, t->local_batch};
     tern_ckpt_section secs[TERN_CKPT_MAX_SECTIONS] = {
         {"identity", &t->id, sizeof t->id},
         {"position", &t->pos, sizeof t->pos},
@@ -132,8 +153,9 @@ static int save_checkpoint(trainer *t) {
         {"adam_m", m, (uint64_t)n_mom * 4},
         {"adam_v", v, (uint64_t)n_mom * 4},
         {"plan", &t->plan, sizeof t->plan},
+        {"split", &split, sizeof split},
     };
-    int n = 6;
+    int n = 7;
     if (t->method && t->method->save_state) {
         int k = t->method->save_state(t->method->ctx, secs + n, TERN_CKPT_MAX_SECTIONS - n);
         if (k < 0) {
@@ -188,6 +210,14 @@ static int load_checkpoint(trainer *t) {
     }
     t->pos = *p;
     t->opt.step = p->adam_step;
+    uint64_t split_size = 0;
+    const run_split *split = tern_ckpt_get(&ck, "split", 0, &split_size);
+    if (!split) tern_clear_error(); // a checkpoint from before data parallelism: one process
+    int saved_ranks = split && split_size == sizeof *split ? split->ranks : 1;
+    if (saved_ranks != t->ranks && !t->ckpt_announced)
+        fprintf(stderr, "resuming a checkpoint of %d rank%s with %d: the global batch of %d sequences is kept "
+                        "(results equal up to float summation order)\n",
+                saved_ranks, saved_ranks == 1 ? "" : "s", t->ranks, t->o->batch);
     if (tern_dataset_seek(&t->data, p->data_epoch, p->data_cursor)) goto done;
     if (t->method && t->method->load_state && t->method->load_state(t->method->ctx, &ck)) goto done;
     rc = 0;
@@ -208,6 +238,15 @@ static int is_norm(const char *name) {
 // tensors the method allows and its norms (block-wise); or only the norms
 // and the method's own parameters (E2E-QP). Everything else is frozen.
 typedef enum { PHASE_ALL = -1, PHASE_QP = -2 } train_phase; // >= 0: block-wise, that block
+
+// Every rank starts a phase from rank 0's trainable tensors (identical already
+// when every rank computed the same initialization; this makes it so even
+// where machines differ, e.g. GPTQ on another thread count or ISA).
+static int share_trainable(trainer *t) {
+    for (int i = 0; i < t->opt.n_slots && t->ranks > 1; i++)
+        if (tern_dist_bcast(t->opt.slots[i].param, t->opt.slots[i].n * (int64_t)sizeof(float))) return -1;
+    return 0;
+}
 
 // (Re)builds the optimizer for `phase`; a fresh one per block and phase.
 static int build_optimizer(trainer *t, int phase) {
@@ -240,7 +279,7 @@ static int build_optimizer(trainer *t, int phase) {
         h.backward_when_frozen = 1;
         if (tern_train_set_hook(t->student, &h)) return -1;
     }
-    return 0;
+    return t->in_setup ? 0 : share_trainable(t);
 }
 
 // On --resume, the phase sizes the run chose at its start (absent in a
@@ -272,6 +311,15 @@ int tern_train_check(const tern_train_opts *o, const tern_model *m) {
                            "the training engine does not train them", m->path);
     if (o->seq_len > m->cfg.max_seq)
         return tern_errorf("--seq %d exceeds the model's context of %d", o->seq_len, m->cfg.max_seq);
+    int ranks = tern_dist_size();
+    if (o->batch < ranks)
+        return tern_errorf("%d ranks but a global batch of %d sequences (--batch): every rank needs at least one; "
+                           "run at most %d ranks or give --batch %d or more",
+                           ranks, o->batch, o->batch, ranks);
+    if (o->batch % ranks)
+        return tern_errorf("--batch %d does not split evenly over %d ranks: give a multiple of %d (--batch %d or %d) "
+                           "or a rank count that divides %d",
+                           o->batch, ranks, ranks, o->batch / ranks * ranks, (o->batch / ranks + 1) * ranks, o->batch);
     return 0;
 }
 
@@ -290,9 +338,11 @@ static int setup(trainer *t, tern_model *m, const tern_tokenizer *tok) {
     const tern_train_method *me = t->method;
     if (me && me->hook && tern_train_set_hook(t->student, me->hook)) return -1;
     if (me && me->init_params && !o->resume && me->init_params(me->ctx, t->student)) return -1;
-    size_t BT = (size_t)o->batch * o->seq_len, V = (size_t)m->cfg.vocab_size, D = (size_t)m->cfg.dim;
-    t->inputs = malloc(BT * sizeof(int));
-    t->targets = malloc(BT * sizeof(int));
+    // Inputs hold a global batch (the block-wise pool and the budget probe
+    // read whole ones); what runs forward and backward is this rank's share.
+    size_t BT = (size_t)t->local_batch * o->seq_len, V = (size_t)m->cfg.vocab_size, D = (size_t)m->cfg.dim;
+    t->inputs = malloc((size_t)o->batch * o->seq_len * sizeof(int));
+    t->targets = malloc((size_t)o->batch * o->seq_len * sizeof(int));
     t->d_logits = tern_alloc(BT * V * 4);
     if (!t->inputs || !t->targets || !t->d_logits) return tern_errorf("out of memory for a batch of %zu tokens", BT);
     if (o->off_weight > 0) {
@@ -313,7 +363,7 @@ static int setup(trainer *t, tern_model *m, const tern_tokenizer *tok) {
                            .seed = o->seed};
     if (!blockwise && build_optimizer(t, PHASE_ALL)) return -1;
     if (!blockwise && o->resume && load_checkpoint(t)) return -1;
-    if (o->log_path) {
+    if (o->log_path && t->rank == 0) {
         t->log = fopen(o->log_path, o->resume ? "a" : "w");
         if (!t->log) return tern_errorf("%s: cannot open the training log", o->log_path);
     }
@@ -328,13 +378,15 @@ typedef struct {
     float ce_weight, kd_weight, off_weight;
 } loss_weights;
 
-// One micro-batch: forward, losses (scaled by 1/grad_accum), backward.
+// One micro-batch (this rank's share of it): forward, losses scaled by
+// 1/(grad_accum x ranks) so that the sum over micro-batches and ranks is the
+// mean over the global batch, backward.
 static int micro_step(trainer *t, const loss_weights *o, step_losses *acc) {
     const tern_train_opts *to = t->o;
     const tern_config *c = &t->m->cfg;
-    int B = to->batch, T = to->seq_len, BT = B * T, L = c->n_layers;
-    float scale = 1.0f / (float)to->grad_accum;
-    tern_dataset_next(&t->data, B, t->inputs, t->targets);
+    int B = t->local_batch, T = to->seq_len, BT = B * T, L = c->n_layers;
+    float scale = 1.0f / ((float)to->grad_accum * (float)t->ranks);
+    tern_dataset_next_share(&t->data, to->batch, t->first, B, t->inputs, t->targets);
     if (t->teacher && tern_train_forward(t->teacher, t->inputs, B, T)) return -1;
     if (tern_train_forward(t->student, t->inputs, B, T)) return -1;
     const float *logits = tern_train_logits(t->student);
@@ -352,25 +404,88 @@ static int micro_step(trainer *t, const loss_weights *o, step_losses *acc) {
                                     o->off_weight * scale / L, t->d_hidden[l]);
         }
     if (tern_train_backward(t->student, t->d_logits, (const float *const *)t->d_hidden)) return -1;
-    // Losses come back weighted and scaled; report them unscaled per component.
-    acc->ce += o->ce_weight > 0 ? ce / (o->ce_weight * scale) / to->grad_accum : 0;
-    acc->kd += o->kd_weight > 0 ? kd / (o->kd_weight * scale) / to->grad_accum : 0;
-    acc->off += o->off_weight > 0 ? off / (o->off_weight * scale) / to->grad_accum : 0;
+    // Losses come back weighted and scaled; report them unweighted per
+    // component (still scaled: their sum over micro-batches and ranks is the mean).
+    acc->ce += o->ce_weight > 0 ? ce / o->ce_weight : 0;
+    acc->kd += o->kd_weight > 0 ? kd / o->kd_weight : 0;
+    acc->off += o->off_weight > 0 ? off / o->off_weight : 0;
     acc->loss += (ce + kd + off);
     return 0;
 }
 
+// Mean loss of the first validation sequences. Ranks score every ranks-th
+// one; the per-sequence losses are exchanged (each slot is one rank's value
+// plus exact zeros) and added in sequence order, so the result has the same
+// bits with any rank count.
 static double validation_loss(trainer *t) {
     const tern_train_opts *o = t->o;
     int T = o->seq_len, n = (int)(t->data.n_val < o->val_batches * o->batch ? t->data.n_val : o->val_batches * o->batch);
     if (n <= 0) return NAN;
-    double total = 0;
-    for (int i = 0; i < n; i++) {
+    double *each = calloc((size_t)n, sizeof *each), total = 0;
+    if (!each) return NAN;
+    for (int i = t->rank; i < n; i += t->ranks) {
         tern_dataset_val(&t->data, i, t->inputs, t->targets);
-        if (tern_train_forward(t->student, t->inputs, 1, T)) return NAN;
-        total += tern_loss_cross_entropy(tern_train_logits(t->student), t->targets, T, t->m->cfg.vocab_size, 1.0f, NULL);
+        each[i] = tern_train_forward(t->student, t->inputs, 1, T)
+                      ? NAN
+                      : tern_loss_cross_entropy(tern_train_logits(t->student), t->targets, T, t->m->cfg.vocab_size,
+                                                1.0f, NULL);
     }
+    if (tern_dist_sum_f64(each, n)) total = NAN;
+    for (int i = 0; i < n; i++) total += each[i];
+    free(each);
     return total / n;
+}
+
+// The data-parallel end of a step: every trainable gradient and the step's
+// losses summed over the ranks (fixed order, the same bits on every rank),
+// and a stop request (Ctrl-C, SIGTERM) seen by any rank agreed by all.
+static int sync_step(trainer *t, step_losses *sl) {
+    t->stop = stop_requested;
+    if (t->ranks == 1) return 0;
+    int64_t n = moments_count(&t->opt);
+    if (n > t->grad_sum_cap) {
+        tern_free(t->grad_sum);
+        if (!(t->grad_sum = tern_alloc((size_t)n * sizeof(float)))) return tern_errorf("out of memory");
+        t->grad_sum_cap = n;
+    }
+    int64_t off = 0;
+    for (int i = 0; i < t->opt.n_slots; i++) {
+        memcpy(t->grad_sum + off, t->opt.slots[i].grad, (size_t)t->opt.slots[i].n * sizeof(float));
+        off += t->opt.slots[i].n;
+    }
+    double v[5] = {sl->loss, sl->ce, sl->kd, sl->off, t->stop ? 1.0 : 0.0};
+    if (tern_dist_sum_f32(t->grad_sum, n) || tern_dist_sum_f64(v, 5)) return -1;
+    off = 0;
+    for (int i = 0; i < t->opt.n_slots; i++) {
+        memcpy((float *)t->opt.slots[i].grad, t->grad_sum + off, (size_t)t->opt.slots[i].n * sizeof(float));
+        off += t->opt.slots[i].n;
+    }
+    *sl = (step_losses){v[0], v[1], v[2], v[3]};
+    t->stop = v[4] > 0;
+    return 0;
+}
+
+// --check-sync K: every K steps the ranks compare a checksum of everything
+// the optimizer updates. TERN_TEST_DESYNC_STEP=S (tests only) moves one
+// parameter of the last rank at step S, to show the check fails.
+static int check_sync(trainer *t) {
+    int every = t->o->sync_check_every;
+    if (every <= 0 || t->pos.step % every) return 0;
+    const char *desync = getenv("TERN_TEST_DESYNC_STEP");
+    if (desync && atoll(desync) == t->pos.step && t->rank == t->ranks - 1 && t->opt.n_slots)
+        t->opt.slots[0].param[0] += 1.0f;
+    uint64_t h = 0;
+    for (int i = 0; i < t->opt.n_slots; i++)
+        h = tern_hash64(t->opt.slots[i].param, (size_t)t->opt.slots[i].n * sizeof(float), h);
+    char what[80];
+    snprintf(what, sizeof what, "the parameter checksum at step %lld", (long long)t->pos.step);
+    return tern_dist_check_same(h, what);
+}
+
+// An int chosen on rank 0 (a step count sized from its clock), for every rank.
+static int from_rank0(int v) {
+    tern_dist_bcast(&v, sizeof v);
+    return v;
 }
 
 static void trainer_free(trainer *t) {
@@ -380,6 +495,7 @@ static void trainer_free(trainer *t) {
     free(t->inputs);
     free(t->targets);
     tern_free(t->d_logits);
+    tern_free(t->grad_sum);
     tern_adamw_free(&t->opt);
     tern_dataset_free(&t->data);
     tern_train_model_free(t->student);
@@ -394,12 +510,21 @@ static void log_line(trainer *t, const char *fields) {
     fflush(t->log);
 }
 
+// A stop request: one process sees its own at once; the ranks of a job act
+// on the one they agreed at the step's exchange (sync_step).
+static int stopping(trainer *t) {
+    if (t->ranks == 1) t->stop = stop_requested;
+    return t->stop;
+}
+
+// Rank 0 writes the checkpoint; the ranks agree it was written (a failure
+// stops every rank).
 static int maybe_checkpoint(trainer *t, int at_end) {
     const tern_train_opts *o = t->o;
     int rc = 0;
     if (o->checkpoint_path && ((o->checkpoint_every > 0 && t->pos.step % o->checkpoint_every == 0) || at_end))
-        rc = save_checkpoint(t);
-    if (stop_requested && rc == 0)
+        rc = tern_dist_agree(t->rank == 0 ? save_checkpoint(t) : 0);
+    if (stopping(t) && rc == 0)
         rc = tern_errorf("interrupted at step %lld; checkpoint %s; continue with --resume", (long long)t->pos.step,
                          o->checkpoint_path ? o->checkpoint_path : "(none)");
     return rc;
@@ -415,8 +540,8 @@ static void zero_all_grads(trainer *t) {
 }
 
 // Seconds of one end-to-end optimizer step (forward and backward of every
-// micro-batch, the teacher's forward): two micro-steps timed, their
-// gradients dropped and the data position restored.
+// micro-batch, the teacher's forward, the ranks' exchange): two micro-steps
+// and an exchange timed, their gradients dropped and the data position restored.
 static double probe_e2e(trainer *t, const loss_weights *lw) {
     int64_t epoch = t->data.epoch, cursor = t->data.cursor;
     step_losses sl = {0};
@@ -427,9 +552,12 @@ static double probe_e2e(trainer *t, const loss_weights *lw) {
         double dt = tern_now_sec() - t0;
         if (dt < best) best = dt;
     }
+    double t0 = tern_now_sec(); // and the ranks' exchange (none for one process)
+    if (sync_step(t, &sl)) return NAN;
+    double exchange = tern_now_sec() - t0;
     zero_all_grads(t);
     tern_dataset_seek(&t->data, epoch, cursor);
-    return best * t->o->grad_accum;
+    return best * t->o->grad_accum + exchange;
 }
 
 // Steps of `step_s` seconds that fit before the deadline (5% kept for the
@@ -438,6 +566,15 @@ static int steps_left(const trainer *t, double step_s) {
     double left = 0.95 * (t->deadline - tern_now_sec());
     double n = step_s > 0 ? left / step_s : 1;
     return n < 1 ? 1 : n > 1e9 ? 1000000000 : (int)n;
+}
+
+// The log's data-parallel fields: ranks, and rank 0's cumulative time and
+// bytes sent in the exchanges ("" for one process).
+static const char *comm_fields(const trainer *t, char *buf, size_t cap) {
+    if (t->ranks == 1) return "";
+    snprintf(buf, cap, ", \"ranks\": %d, \"comm_s\": %.3f, \"comm_bytes\": %lld", t->ranks, tern_dist_comm_seconds(),
+             (long long)tern_dist_bytes_sent());
+    return buf;
 }
 
 // End-to-end steps [first, first + n) of the run (the whole run, or the
@@ -465,12 +602,13 @@ static int run_e2e(trainer *t, tern_train_report *report, double *val, int64_t f
         tern_train_zero_grad(t->student);
         step_losses sl = {0};
         for (int k = 0; k < o->grad_accum && rc == 0; k++) rc = micro_step(t, lw, &sl);
-        if (rc) break;
+        if (rc || (rc = sync_step(t, &sl))) break;
         double gnorm = tern_clip_grad_norm(&t->opt, o->clip);
         float lr_factor = tern_schedule_factor(&sched, step);
         tern_adamw_step(&t->opt, lr_factor);
         t->pos.step++;
         t->pos.tokens += tokens_per_step;
+        if ((rc = check_sync(t))) break;
         char extra[1024] = "";
         if (method && method->after_step) method->after_step(method->ctx, t->student, (int)t->pos.step - 1, extra, sizeof extra);
         int do_val = o->val_every > 0 && ((t->pos.step - first) % o->val_every == 0 || t->pos.step == end);
@@ -480,9 +618,9 @@ static int run_e2e(trainer *t, tern_train_report *report, double *val, int64_t f
         char fields[2048];
         int n = snprintf(fields, sizeof fields,
                          "\"step\": %lld, \"loss\": %.6f, \"ce\": %.6f, \"kd\": %.6f, \"off\": %.6f, \"lr\": %.6g, "
-                         "\"grad_norm\": %.6g, \"tokens\": %lld, \"tok_s\": %.1f, \"elapsed\": %.2f",
+                         "\"grad_norm\": %.6g, \"tokens\": %lld, \"tok_s\": %.1f, \"elapsed\": %.2f%s",
                          (long long)t->pos.step, sl.loss, sl.ce, sl.kd, sl.off, lr0 * lr_factor, gnorm,
-                         (long long)t->pos.tokens, tok_s, elapsed);
+                         (long long)t->pos.tokens, tok_s, elapsed, comm_fields(t, (char[160]){0}, 160));
         if (do_val && *val == *val) n += snprintf(fields + n, sizeof fields - (size_t)n, ", \"val_loss\": %.6f", *val);
         snprintf(fields + n, sizeof fields - (size_t)n, "%s", extra);
         log_line(t, fields);
@@ -492,7 +630,7 @@ static int run_e2e(trainer *t, tern_train_report *report, double *val, int64_t f
         report->final_loss = sl.loss;
         int64_t done = t->pos.step - start_step;
         if (plan && t->deadline > 0 && done >= 10 && done % 10 == 0 && 2 * (t->pos.step - first) < n_steps) {
-            int planned = (int)(t->pos.step - first) + steps_left(t, (tern_now_sec() - t0) / (double)done);
+            int planned = from_rank0((int)(t->pos.step - first) + steps_left(t, (tern_now_sec() - t0) / (double)done));
             if (abs(planned - n_steps) > n_steps / 20) {
                 fprintf(stderr, "%sbudget: %.1f s per step measured, %d steps instead of %d\n", bar.tty ? "\n" : "",
                         (tern_now_sec() - t0) / (double)done, planned, n_steps);
@@ -502,7 +640,7 @@ static int run_e2e(trainer *t, tern_train_report *report, double *val, int64_t f
                 bar.total = n_steps;
             }
         }
-        rc = maybe_checkpoint(t, t->pos.step == end || stop_requested);
+        rc = maybe_checkpoint(t, t->pos.step == end || stopping(t));
     }
     tern_progress_end(&bar);
     return rc;
@@ -560,7 +698,7 @@ static int pool_size(const trainer *t) {
 static int run_blockwise(trainer *t, tern_train_report *report, int64_t *steps_total) {
     const tern_train_opts *o = t->o;
     const tern_config *c = &t->m->cfg;
-    int B = o->batch, T = o->seq_len, D = c->dim, L = c->n_layers, P = pool_size(t);
+    int B = o->batch, Bl = t->local_batch, T = o->seq_len, D = c->dim, L = c->n_layers, P = pool_size(t);
     if (P < B) return tern_errorf("block-wise: the data has %lld training sequences, fewer than one batch of %d",
                                   (long long)t->data.n_train, B);
     int steps_per_block = t->plan.steps_per_block;
@@ -578,9 +716,11 @@ static int run_blockwise(trainer *t, tern_train_report *report, int64_t *steps_t
             for (int i = 0; i < B * T; i++) memcpy(xb + (size_t)i * D, table + (size_t)tk[i] * D, (size_t)D * 4);
             for (int k = 0; k < 2 && rc == 0; k++) {
                 double t0 = tern_now_sec();
-                rc = tern_train_block_forward(t->student, 0, xb, B, T, gb);
-                for (size_t i = 0; rc == 0 && i < (size_t)B * T * D; i++) gb[i] = 1e-3f;
+                rc = tern_train_block_forward(t->student, 0, xb, Bl, T, gb);
+                for (size_t i = 0; rc == 0 && i < (size_t)Bl * T * D; i++) gb[i] = 1e-3f;
                 if (rc == 0) rc = tern_train_block_backward(t->student, 0, gb, gb);
+                step_losses sl = {0};
+                if (rc == 0) rc = sync_step(t, &sl); // the ranks' exchange (none for one process)
                 double dt = tern_now_sec() - t0;
                 if (dt < best) best = dt;
             }
@@ -592,7 +732,7 @@ static int run_blockwise(trainer *t, tern_train_report *report, int64_t *steps_t
         // stream, error before, student stream): about P/B steps' worth.
         double share = (o->qp_steps > 0 || o->e2e_steps > 0 ? o->block_frac : 1.0) * (t->deadline - tern_now_sec());
         double n = share / ((double)L * best) - (double)P / B;
-        steps_per_block = n < 1 ? 1 : n > 1e7 ? 10000000 : (int)n;
+        steps_per_block = from_rank0(n < 1 ? 1 : n > 1e7 ? 10000000 : (int)n);
         fprintf(stderr, "budget: %.1f s per block step, %d steps per block (%.2f epochs of %d sequences)\n", best,
                 steps_per_block, (double)steps_per_block * B / P, P);
     }
@@ -662,36 +802,43 @@ static int run_blockwise(trainer *t, tern_train_report *report, int64_t *steps_t
         tern_schedule sched = o->sched;
         sched.total_steps = steps_per_block;
         for (int k = (l == start_block ? start_k : 0); k < steps_per_block && rc == 0; k++) {
-            size_t b0 = (size_t)((int64_t)k * B % P) * T * D;
+            // This rank's share of the step's B pool sequences; its loss
+            // weighted 1/ranks, so the sum over the ranks is the batch mean.
+            size_t b0 = (size_t)((int64_t)k * B % P + t->first) * T * D;
+            float w = 1.0f / (float)t->ranks;
             tern_train_zero_grad(t->student);
-            if ((rc = tern_train_block_forward(t->student, l, xs + b0, B, T, out))) break;
+            if ((rc = tern_train_block_forward(t->student, l, xs + b0, Bl, T, out))) break;
             memset(dout, 0, batch * 4);
-            double loss = o->block_loss == TERN_BLOCK_LOSS_COS ? tern_loss_cosine(out, yt + b0, B * T, D, 1.0f, dout)
-                                                               : tern_loss_mse(out, yt + b0, B * T, D, 1.0f, dout);
-            if ((rc = tern_train_block_backward(t->student, l, dout, din))) break;
+            step_losses sl = {0};
+            sl.loss = o->block_loss == TERN_BLOCK_LOSS_COS ? tern_loss_cosine(out, yt + b0, Bl * T, D, w, dout)
+                                                           : tern_loss_mse(out, yt + b0, Bl * T, D, w, dout);
+            if ((rc = tern_train_block_backward(t->student, l, dout, din)) || (rc = sync_step(t, &sl))) break;
+            double loss = sl.loss;
             double gnorm = tern_clip_grad_norm(&t->opt, o->clip);
             float lr_factor = tern_schedule_factor(&sched, k);
             tern_adamw_step(&t->opt, lr_factor);
             t->pos.step++;
             t->pos.tokens += (int64_t)B * T;
+            if ((rc = check_sync(t))) break;
             char extra[1024] = "";
             if (t->method && t->method->after_step)
                 t->method->after_step(t->method->ctx, t->student, (int)t->pos.step - 1, extra, sizeof extra);
             double elapsed = tern_now_sec() - t0;
-            char fields[1600];
+            char fields[2000];
             snprintf(fields, sizeof fields,
                      "\"step\": %lld, \"block\": %d, \"%s\": %.8g, \"lr\": %.6g, \"grad_norm\": %.6g, "
-                     "\"tokens\": %lld, \"tok_s\": %.1f, \"elapsed\": %.2f%s",
+                     "\"tokens\": %lld, \"tok_s\": %.1f, \"elapsed\": %.2f%s%s",
                      (long long)t->pos.step, l, o->block_loss == TERN_BLOCK_LOSS_COS ? "cos" : "mse", loss,
                      o->lr * lr_factor, gnorm, (long long)t->pos.tokens,
-                     (double)(t->pos.step - first) * B * T / (elapsed + 1e-9), elapsed, extra);
+                     (double)(t->pos.step - first) * B * T / (elapsed + 1e-9), elapsed,
+                     comm_fields(t, (char[160]){0}, 160), extra);
             log_line(t, fields);
             char line[120];
             snprintf(line, sizeof line, "block %d/%d %s %.3g", l + 1, L,
                      o->block_loss == TERN_BLOCK_LOSS_COS ? "cos" : "mse", loss);
             tern_progress_update(&bar, t->pos.step, line);
             report->final_loss = loss;
-            rc = maybe_checkpoint(t, k + 1 == steps_per_block || stop_requested);
+            rc = maybe_checkpoint(t, k + 1 == steps_per_block || stopping(t));
         }
         // The student stream passes through the trained (quantized) block.
         if (rc == 0) rc = advance_stream(t->student, l, xs, P, B, T, D, out, yt, &mse_final);
@@ -726,11 +873,18 @@ static void last_logged(const char *path, double *loss, double *val) {
 
 int tern_train_run(tern_model *m, const tern_tokenizer *tok, const tern_train_opts *o,
                    const tern_train_method *method, tern_train_report *report) {
-    trainer t = {.o = o, .method = method, .m = m};
+    trainer t = {.o = o, .method = method, .m = m, .rank = tern_dist_rank(), .ranks = tern_dist_size()};
+    t.local_batch = o->batch / t.ranks;
+    t.first = t.rank * t.local_batch;
     memset(report, 0, sizeof *report);
     double t0 = tern_now_sec(), val = NAN;
     t.deadline = o->budget_s > 0 ? t0 + o->budget_s : 0;
-    int rc = setup(&t, m, tok);
+    // Every rank sets up alike; a failure on any one (a file missing on its
+    // machine) stops them all here, with its message on rank 0.
+    t.in_setup = 1;
+    int rc = tern_dist_agree(setup(&t, m, tok));
+    t.in_setup = 0;
+    if (rc == 0) rc = share_trainable(&t);
     if (rc == 0) {
         stop_requested = 0;
         void (*old_int)(int) = signal(SIGINT, on_signal), (*old_term)(int) = signal(SIGTERM, on_signal);
@@ -750,7 +904,7 @@ int tern_train_run(tern_model *m, const tern_tokenizer *tok, const tern_train_op
                     t.plan.final_steps = qp ? o->qp_steps : o->e2e_steps;
                     if (t.deadline > 0) {
                         double step_s = probe_e2e(&t, &lw);
-                        t.plan.final_steps = steps_left(&t, step_s);
+                        t.plan.final_steps = from_rank0(steps_left(&t, step_s));
                         fprintf(stderr, "budget: %.1f s per %s step, %d steps\n", step_s, label, t.plan.final_steps);
                     }
                 }
@@ -767,7 +921,7 @@ int tern_train_run(tern_model *m, const tern_tokenizer *tok, const tern_train_op
                 t.plan.steps = o->steps;
                 if (t.deadline > 0) {
                     double step_s = probe_e2e(&t, &lw);
-                    t.plan.steps = steps_left(&t, step_s);
+                    t.plan.steps = from_rank0(steps_left(&t, step_s));
                     fprintf(stderr, "budget: %.1f s per step, %d steps\n", step_s, t.plan.steps);
                 }
             }
@@ -780,6 +934,8 @@ int tern_train_run(tern_model *m, const tern_tokenizer *tok, const tern_train_op
     // the last ones its log recorded (and a fresh validation when it had none).
     if (rc == 0 && o->resume && report->final_loss == 0) {
         last_logged(o->log_path, &report->final_loss, &val);
+        tern_dist_bcast(&val, sizeof val); // rank 0 has the log
+        tern_dist_bcast(&report->final_loss, sizeof report->final_loss);
         if (val != val) val = validation_loss(&t);
     }
     if (rc == 0) rc = tern_train_export(t.student, m);
@@ -790,6 +946,9 @@ int tern_train_run(tern_model *m, const tern_tokenizer *tok, const tern_train_op
     report->tokens = t.pos.tokens;
     report->seconds = tern_now_sec() - t0;
     report->peak_rss_kb = ru.ru_maxrss;
+    report->ranks = t.ranks;
+    report->comm_seconds = tern_dist_comm_seconds();
+    report->comm_bytes = tern_dist_bytes_sent();
     trainer_free(&t);
     return rc;
 }

@@ -1,6 +1,10 @@
 // The training loop shared by `tern train` (FP fine-tuning) and `tern quantize`
 // (QAT): data -> student forward (+ frozen FP teacher) -> losses -> backward ->
 // clip -> AdamW, with validation, a JSONL log, checkpoints and exact resume.
+// Under mpirun it is data-parallel (core/dist.h, docs/SCALING.md): each rank
+// takes its share of every global batch, gradients are summed over the ranks
+// in a fixed order before clipping and AdamW, and every rank applies the same
+// update; rank 0 alone writes the log and checkpoints.
 #ifndef TERN_TRAIN_TRAINER_H
 #define TERN_TRAIN_TRAINER_H
 
@@ -74,6 +78,9 @@ typedef struct {
     int checkpoint_every, resume;
     int keep_checkpoint; // for the caller: keep the checkpoint after a successful run (the CLI removes it)
     const char *log_path;
+    // Data-parallel runs (mpirun): every this many steps the ranks compare a
+    // checksum of the trainable parameters and stop on a mismatch (0: never).
+    int sync_check_every;
 } tern_train_opts;
 
 void tern_train_opts_defaults(tern_train_opts *o);
@@ -85,6 +92,9 @@ typedef struct {
     int64_t tokens;
     double seconds;
     long peak_rss_kb;
+    int ranks;            // MPI ranks the run was split over (1: one process)
+    double comm_seconds;  // rank 0's time in gradient/loss exchanges (waiting for slower ranks included)
+    int64_t comm_bytes;   // bytes rank 0 sent in them
 } tern_train_report;
 
 // Trains `m` in place (its tensors receive the trained weights).
