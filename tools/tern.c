@@ -27,7 +27,7 @@
 #include "serve/serve.h"
 
 // Spins of a waiting OpenMP thread before it sleeps (see bounded_spin_wait).
-#define TERN_SPINCOUNT "10000"
+#define TERN_SPINCOUNT "1000"
 #include "infer/packed.h"
 #include "infer/quantize_file.h"
 #include "io/gguf_write.h"
@@ -1308,9 +1308,9 @@ static int cmd_report(int argc, char **argv) {
 }
 
 // OpenMP's waiting policy. Spinning through whole time slices (libgomp's
-// default spins ~300,000 times, libomp's 200 ms) made generation up to 10x
-// slower on a machine busy with other work; sleeping at once (passive) cost
-// a quarter of generation speed on an idle one. A short spin serves both
+// default spins ~300,000 times, libomp's 200 ms) made generation 10-15x
+// slower on a machine busy with other work; sleeping at once (passive) made
+// it 4x slower on an idle one. A short spin is the best compromise measured
 // (docs/PERFORMANCE.md, "Waiting threads"). The runtimes read these settings
 // when they load, before main, so tern runs itself again once with them set.
 // A user's own OMP_WAIT_POLICY / GOMP_SPINCOUNT / KMP_BLOCKTIME is kept.
