@@ -15,6 +15,7 @@
 #include <math.h>
 
 #include "core/error.h"
+#include "core/mem.h"
 #include "core/file.h"
 #include "core/half.h"
 #include "eval/ppl.h"
@@ -167,6 +168,36 @@ static void test_bytes(const tern_model *m) {
     CHECK(!strcmp(tern_packed_format_name(p), "tern-t1.6"));
     tern_session_free(&s);
     tern_packed_free(p);
+}
+
+// A head stored in a K-quant (llama-quantize's Q6_K output beside TQ2_0
+// matrices) runs as int8 per 32 rather than FP32: here the tied head's packed
+// bytes are dropped and its source type named Q6_K. Bytes per token fall to
+// the q8 size; logits stay within the int8 bound of test_logits.
+static void test_kquant_head(tern_model *m, const reference *r) {
+    tern_tensor *t = (tern_tensor *)tern_model_find(m, "token_embd.weight");
+    tern_free((void *)t->packed); // the model owns it
+    t->packed = NULL, t->packed_bytes = 0;
+    snprintf(t->src_type, sizeof t->src_type, "Q6_K");
+    tern_session s;
+    tern_packed *p = NULL;
+    CHECK_OK(tern_session_init(&s, m, 64, 4));
+    CHECK_OK(tern_session_use_native(&s, &p));
+    int64_t q8_row = (int64_t)tern_kformat_row_bytes(tern_kformat_get(TERN_KFMT_Q8), 256, 32, 0);
+    int64_t want = 4LL * 256 * 3 + 4LL * 256 + t->shape[0] * q8_row;
+    for (size_t k = 0; k + 1 < sizeof EXPECT / sizeof EXPECT[0]; k++)
+        want += tern_model_find(m, EXPECT[k].name)->shape[0] * EXPECT[k].row_bytes;
+    CHECK_MSG(tern_session_weight_bytes(&s) == want, "bytes per token %lld, expected %lld",
+              (long long)tern_session_weight_bytes(&s), (long long)want);
+    tern_session_free(&s);
+    tern_packed_free(p);
+    size_t n = (size_t)r->n * r->vocab;
+    float *c = malloc(n * 4);
+    CHECK_OK(logits_of(m, "native", r, c));
+    double e = test_max_rel_err(c, r->logits, n, 1.0);
+    printf("K-quant head as q8: logits vs float64 reference %.2e\n", e);
+    CHECK(e < 3.1e-2);
+    free(c);
 }
 
 // Offset of tensor `name`'s data in a GGUF buffer.
@@ -337,6 +368,7 @@ int main(void) {
     test_export_tern(&m, in);
     test_export_q2_0(&m, in);
     test_bad_input();
+    test_kquant_head(&m, &r); // changes m
     tern_model_free(&m), tern_model_free(&twin);
     free(r.tokens), free(r.logits), free(r.ppl_tokens);
     return test_report();

@@ -381,6 +381,43 @@ static int packed_new(const tern_session *s, tern_packed **out) {
     return p->lins ? tern_kernel_default(&p->impl) : tern_errorf("out of memory");
 }
 
+// llama.cpp's K-quant types ("Q4_K", "Q6_K", ...).
+static int is_kquant(const char *type) {
+    size_t n = strlen(type);
+    return n >= 4 && type[0] == 'Q' && type[n - 2] == '_' && type[n - 1] == 'K';
+}
+
+// Relative RMS error of w [rows, cols] as absmax int8 per group (tern_absmax_q8's rounding).
+static double q8_rel_error(const float *w, int rows, int cols, int group) {
+    double err2 = 0, norm2 = 0;
+    for (int r = 0; r < rows; r++)
+        for (int c0 = 0; c0 < cols; c0 += group) {
+            const float *x = w + (size_t)r * cols;
+            int c1 = c0 + group < cols ? c0 + group : cols;
+            float amax = 0;
+            for (int c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(x[c]));
+            float scale = amax / 127.0f;
+            for (int c = c0; c < c1; c++) {
+                double d = x[c] - (scale > 0 ? scale * rintf(x[c] / scale) : 0);
+                err2 += d * d, norm2 += (double)x[c] * x[c];
+            }
+        }
+    return norm2 > 0 ? sqrt(err2 / norm2) : 0;
+}
+
+// A head llama.cpp stored in a K-quant beside packed matrices (llama-quantize
+// writes TQ2_0 models with a Q6_K output) would stream FP32, four bytes a
+// weight, more than all the ternary layers of a small model together: it runs
+// as int8 per 32 instead (the weight error said once on stderr).
+static int kquant_head(tern_packed *p, plinear *pl, tern_linear *l, const tern_tensor *t) {
+    const int group = 32;
+    int rc = pack_linear(p, pl, l, TERN_KFMT_Q8, group, NULL);
+    if (rc == 0)
+        fprintf(stderr, "note: the %s head (%s) runs as 8-bit per %d weights: relative weight error %.2e\n",
+                t->src_type, t->name, group, q8_rel_error(l->w, l->rows, l->cols, group));
+    return rc;
+}
+
 int tern_session_use_native(tern_session *s, tern_packed **out) {
     *out = NULL;
     int any = 0;
@@ -396,6 +433,7 @@ int tern_session_use_native(tern_session *s, tern_packed **out) {
         const tern_tensor *t = tensor_of(s, l->w);
         // A head stored as bf16 (BitNet's) runs as bf16: the same values at half the bytes of FP32.
         if (is_head && t && !t->packed && strcmp(t->src_type, "BF16") == 0) rc = bf16_linear(&p->lins[i], p, l);
+        if (is_head && t && !t->packed && is_kquant(t->src_type)) rc = kquant_head(p, &p->lins[i], l, t);
         if (!t || !t->packed) continue;
         rc = native_linear(p, &p->lins[i], l, t);
         if (rc == 0 && !is_head && !p->name) p->name = tern_kformat_get((tern_kfmt_id)t->packed_fmt)->name;
