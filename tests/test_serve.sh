@@ -94,6 +94,8 @@ check_error 400 /v1/completions '{"prompt": "x", "max_tokens": 100000}'
 [[ $(json 'd["error"]["code"]' <"$work/body") == context_length_exceeded ]] || fail "context_length_exceeded"
 check_error 400 /v1/chat/completions '{"messages": "hi"}'
 check_error 400 /v1/chat/completions '{"messages": [{"role": "wizard", "content": "hi"}]}'
+check_error 400 /v1/chat/completions '{"messages": [{"role": "user", "content": "hi"}]}'
+grep -q -- "--chat-template" "$work/body" || fail "a chat request without a template does not say how to set one"
 check_error 404 /v1/nothing '{}'
 head -c 2000000 /dev/zero | tr '\0' a >"$work/big"
 check_error 413 /v1/completions "@$work/big"

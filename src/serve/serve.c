@@ -207,14 +207,17 @@ static void job_free(job *j) {
 // the conversation rendered with the chat template.
 static int request_ids(server *sv, job *j, int **ids, int *n, oai_error *e) {
     const tern_serve_opts *o = sv->o;
-    if (j->req.kind == OAI_COMPLETION ? tern_gen_tokenize(o->tok, j->req.prompt, ids, n) == 0
-        : o->chat_template < 0 ? (tern_errorf("this server has no chat template (start it with --chat-template NAME)"), 0)
-        : tern_chat_prompt_ids(o->model, o->tok, o->chat_template, j->req.msgs,
-                               j->req.n_msgs, ids, n) == 0)
-        return 0;
-    oai_set_error(e, 400, "invalid_request_error", j->req.kind == OAI_CHAT ? "messages" : "prompt", "%s",
-                  tern_last_error());
-    return -1;
+    int rc;
+    if (j->req.kind == OAI_COMPLETION)
+        rc = tern_gen_tokenize(o->tok, j->req.prompt, ids, n);
+    else if (o->chat_template < 0)
+        rc = tern_errorf("this server has no chat template (start it with --chat-template NAME)");
+    else
+        rc = tern_chat_prompt_ids(o->model, o->tok, o->chat_template, j->req.msgs, j->req.n_msgs, ids, n);
+    if (rc)
+        oai_set_error(e, 400, "invalid_request_error", j->req.kind == OAI_CHAT ? "messages" : "prompt", "%s",
+                      tern_last_error());
+    return rc ? -1 : 0;
 }
 
 // Tokenizes, checks the context, takes a slot and runs the prompt.
