@@ -305,7 +305,7 @@ static void test_llama_cpp_spellings(void) {
              tern_bin(), args, OUT_FILE, ERR_FILE);
     CHECK(system(cmd) == 0);
     js = slurp(OUT_FILE);
-    CHECK_MSG(strstr(js, "\"omp_wait\": \"GOMP_SPINCOUNT="), "%s", js);
+    CHECK_MSG(strstr(js, "\"omp_wait\": \"OMP_WAIT_POLICY=active GOMP_SPINCOUNT="), "%s", js);
     free(js);
 
     // ppl: llama-perplexity's running line, then the result.

@@ -605,14 +605,14 @@ static int cmd_ppl(int argc, char **argv) {
 // The OpenMP waiting policy this process runs with, for reports (timings
 // depend on it): the variable that set it.
 static const char *omp_wait_str(void) {
-    static char buf[96];
+    static char buf[200];
     const char *vars[] = {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"};
+    size_t n = 0;
+    buf[0] = 0;
     for (int i = 0; i < 3; i++)
-        if (getenv(vars[i])) {
-            snprintf(buf, sizeof buf, "%s=%.60s", vars[i], getenv(vars[i]));
-            return buf;
-        }
-    return "the OpenMP runtime's default";
+        if (getenv(vars[i]) && n < sizeof buf)
+            n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s=%.40s", n ? " " : "", vars[i], getenv(vars[i]));
+    return n ? buf : "the OpenMP runtime's default";
 }
 
 static int cmd_bench(int argc, char **argv) {
@@ -1311,12 +1311,17 @@ static int cmd_report(int argc, char **argv) {
 // default spins ~300,000 times, libomp's 200 ms) made generation 10-15x
 // slower on a machine busy with other work; sleeping at once (passive) made
 // it 4x slower on an idle one. A short spin is the best compromise measured
-// (docs/PERFORMANCE.md, "Waiting threads"). The runtimes read these settings
-// when they load, before main, so tern runs itself again once with them set.
-// A user's own OMP_WAIT_POLICY / GOMP_SPINCOUNT / KMP_BLOCKTIME is kept.
+// (docs/PERFORMANCE.md, "Waiting threads"). The policy is named "active" with
+// the spin count given: libgomp then spins that long also when it manages
+// more threads than there are CPUs (a server's connection threads each start
+// a team), where with no policy named it would cut the spins to 100 (the
+// server decoded 12-25% slower). The runtimes read these settings when they
+// load, before main, so tern runs itself again once with them set. A user's
+// own OMP_WAIT_POLICY / GOMP_SPINCOUNT / KMP_BLOCKTIME is kept.
 static void bounded_spin_wait(char **argv) {
 #ifdef __linux__
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || getenv("KMP_BLOCKTIME")) return;
+    setenv("OMP_WAIT_POLICY", "active", 1);
     setenv("GOMP_SPINCOUNT", TERN_SPINCOUNT, 1);
     setenv("KMP_BLOCKTIME", "1", 1); // ms (clang's OpenMP)
     execv("/proc/self/exe", argv);
