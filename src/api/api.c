@@ -76,12 +76,8 @@ TERN_API int tern_ctx_new(tern_ctx **out, const tern_llm *llm, int n_ctx) {
     *out = NULL;
     tern_ctx *c = calloc(1, sizeof *c);
     if (!c) return tern_errorf("out of memory");
-    if (tern_session_init(&c->s, &llm->model, n_ctx, 256)) {
-        free(c);
-        return -1;
-    }
-    if (tern_session_use_native(&c->s, &c->packed)) {
-        tern_session_free(&c->s);
+    tern_gen_opts o = {.ctx = n_ctx};
+    if (tern_gen_session(&c->s, &c->packed, &llm->model, &o)) {
         free(c);
         return -1;
     }
@@ -91,8 +87,7 @@ TERN_API int tern_ctx_new(tern_ctx **out, const tern_llm *llm, int n_ctx) {
 
 TERN_API void tern_ctx_free(tern_ctx *ctx) {
     if (!ctx) return;
-    tern_session_free(&ctx->s);
-    tern_packed_free(ctx->packed);
+    tern_gen_session_free(&ctx->s, ctx->packed);
     free(ctx);
 }
 

@@ -327,6 +327,12 @@ static void write_head(FILE *f, const oai_head *h, const char *object) {
     write_opt_string(f, h->model);
 }
 
+// The end of a choice: no log probabilities, and why it finished (null: not yet).
+static void write_finish(FILE *f, const char *finish) {
+    fputs(",\"logprobs\":null,\"finish_reason\":", f);
+    write_opt_string(f, finish);
+}
+
 static void write_usage(FILE *f, int prompt_tokens, int completion_tokens) {
     fprintf(f, "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}", prompt_tokens,
             completion_tokens, prompt_tokens + completion_tokens);
@@ -348,8 +354,7 @@ char *oai_response_json(const oai_head *h, const char *text, size_t len, const c
         fputs("\"text\":", f);
         oai_write_string(f, text, len);
     }
-    fputs(",\"logprobs\":null,\"finish_reason\":", f);
-    write_opt_string(f, finish);
+    write_finish(f, finish);
     fputs("}],", f);
     write_usage(f, prompt_tokens, completion_tokens);
     fputs("}\n", f);
@@ -378,8 +383,7 @@ char *oai_chunk_sse(const oai_head *h, const char *text, size_t len, int role_fi
         fputs("\"text\":", f);
         oai_write_string(f, text, len);
     }
-    fputs(",\"logprobs\":null,\"finish_reason\":", f);
-    write_opt_string(f, finish);
+    write_finish(f, finish);
     fputs("}]}\n\n", f);
     fclose(f);
     return out;
