@@ -185,7 +185,7 @@ static void test_kquant_head(tern_model *m, const reference *r) {
     CHECK_OK(tern_session_use_native(&s, &p));
     int64_t q8_row = (int64_t)tern_kformat_row_bytes(tern_kformat_get(TERN_KFMT_Q8), 256, 32, 0);
     int64_t want = 4LL * 256 * 3 + 4LL * 256 + t->shape[0] * q8_row;
-    for (size_t k = 0; k + 1 < sizeof EXPECT / sizeof EXPECT[0]; k++)
+    for (size_t k = 0; k + 1 < sizeof EXPECT / sizeof EXPECT[0]; k++) // all but token_embd (last)
         want += tern_model_find(m, EXPECT[k].name)->shape[0] * EXPECT[k].row_bytes;
     CHECK_MSG(tern_session_weight_bytes(&s) == want, "bytes per token %lld, expected %lld",
               (long long)tern_session_weight_bytes(&s), (long long)want);

@@ -40,6 +40,16 @@ json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1, end='')"
 post() { curl -sS -o "$work/body" -w '%{http_code}' "$url$1" -H 'Content-Type: application/json' --data-binary "$2"; }
 
 start --parallel 2
+# Bad start-up: a host that is not an address (usage, 2), a port in use (1); one line each.
+set +e
+"$TERN_BIN" serve --model "$model" --tokenizer "$tok" --host abc 2>"$work/err"; code=$?
+set -e
+[[ $code == 2 && $(wc -l <"$work/err") == 1 ]] && grep -q -- "--host" "$work/err" || fail "--host abc: $code $(cat "$work/err")"
+set +e
+"$TERN_BIN" serve --model "$model" --tokenizer "$tok" --port "$port" --chat-template chatml 2>"$work/err"; code=$?
+set -e
+[[ $code == 1 && $(wc -l <"$work/err") == 1 ]] && grep -q "cannot listen on 127.0.0.1:$port" "$work/err" ||
+    fail "port in use: $code $(cat "$work/err")"
 [[ $(curl -sS "$url/health" | json 'd["status"]') == ok ]] || fail "/health"
 [[ $(curl -sS "$url/v1/models" | json 'd["data"][0]["id"]') == stories260K.bin ]] || fail "/v1/models"
 curl -sS "$url/" | grep -q '<title>tern chat</title>' || fail "chat page"

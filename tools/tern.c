@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 #include <string.h>
 
@@ -410,6 +411,9 @@ static int cmd_serve(int argc, char **argv) {
     }
     so.max_body = (size_t)max_body_kb << 10;
     if (seed_given) so.defaults.seed = seed, so.defaults.seed_random = 0;
+    struct in_addr host_addr;
+    if (inet_pton(AF_INET, so.host, &host_addr) != 1)
+        return bad_usage("serve", "--host must be an IPv4 address such as 127.0.0.1 or 0.0.0.0, not '%s'", so.host);
     if (tmpl && tern_chat_template_from_name(tmpl) < 0)
         return bad_usage("serve", "unknown --chat-template '%s' (chatml, smollm2, llama3, llama2, mistral, zephyr, gemma)",
                          tmpl);

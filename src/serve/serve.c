@@ -6,6 +6,17 @@
 
 int tern_serve_available(void) { return 0; }
 
+// libmicrohttpd's own messages: while starting, kept for the one error line
+// tern_serve makes of them; then one line each on stderr (none with --quiet).
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    server *sv = cls;
+    char msg[256];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\n")] = 0;
+    if (!sv->listening) snprintf(sv->start_err, sizeof sv->start_err, "%s", msg);
+    else if (!sv->o->quiet) fprintf(stderr, "tern serve: %s\n", msg);
+}
+
 int tern_serve(const tern_serve_opts *o) {
     (void)o;
     return tern_errorf("this tern was built without the HTTP server (install libmicrohttpd-dev and rebuild)");
@@ -18,6 +29,7 @@ int tern_serve(const tern_serve_opts *o) {
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +64,8 @@ typedef struct {
     int active;           // requests being answered (waiting for a slot included)
     unsigned long long next_id;
     long long started;    // time the server started
+    int listening;        // the daemon is up (libmicrohttpd's messages go to stderr, else to start_err)
+    char start_err[256];  // libmicrohttpd's last message while starting
 } server;
 
 static int common_prefix(const int *a, int na, const int *b, int nb) {
@@ -494,6 +508,17 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     active_add(cls, -1);
 }
 
+// libmicrohttpd's own messages: while starting, kept for the one error line
+// tern_serve makes of them; then one line each on stderr (none with --quiet).
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    server *sv = cls;
+    char msg[256];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\n")] = 0;
+    if (!sv->listening) snprintf(sv->start_err, sizeof sv->start_err, "%s", msg);
+    else if (!sv->o->quiet) fprintf(stderr, "tern serve: %s\n", msg);
+}
+
 int tern_serve(const tern_serve_opts *o) {
     server sv = {.o = o, .started = (long long)time(NULL)};
     pthread_mutex_init(&sv.mu, NULL);
@@ -518,12 +543,15 @@ int tern_serve(const tern_serve_opts *o) {
     d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
                              MHD_USE_ERROR_LOG,
                          0, NULL, NULL, on_request, &sv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, &sv,
                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, &sv, MHD_OPTION_CONNECTION_LIMIT, 256u,
                          MHD_OPTION_CONNECTION_TIMEOUT, 600u, MHD_OPTION_END);
     if (!d) {
-        tern_errorf("cannot listen on %s:%d (in use, or not allowed)", o->host, o->port);
+        tern_errorf("cannot listen on %s:%d: %s", o->host, o->port,
+                    sv.start_err[0] ? sv.start_err : "in use, or not allowed");
         goto done;
     }
+    sv.listening = 1;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     fprintf(stderr, "tern serve: listening on http://%s:%u/ (%d slot%s of %d tokens, %d thread%s each)\n", o->host,
             info ? info->port : (unsigned)o->port, sv.n_slots, sv.n_slots == 1 ? "" : "s", sv.slots[0].s.max_seq,
