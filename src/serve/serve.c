@@ -6,17 +6,6 @@
 
 int tern_serve_available(void) { return 0; }
 
-// libmicrohttpd's own messages: while starting, kept for the one error line
-// tern_serve makes of them; then one line each on stderr (none with --quiet).
-static void mhd_log(void *cls, const char *fmt, va_list ap) {
-    server *sv = cls;
-    char msg[256];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    msg[strcspn(msg, "\n")] = 0;
-    if (!sv->listening) snprintf(sv->start_err, sizeof sv->start_err, "%s", msg);
-    else if (!sv->o->quiet) fprintf(stderr, "tern serve: %s\n", msg);
-}
-
 int tern_serve(const tern_serve_opts *o) {
     (void)o;
     return tern_errorf("this tern was built without the HTTP server (install libmicrohttpd-dev and rebuild)");
