@@ -1,9 +1,12 @@
 // Micro-benchmark of the packed ternary / low-bit kernels on SmolLM2-135M's
-// linear-layer and LM-head shapes: GEMV (1 token) and GEMM (8 tokens) per
-// format and kernel implementation, next to the FP32 GEMV/GEMM of nn/matmul.c.
+// linear-layer and LM-head shapes: GEMV (1 token) and GEMM (8 tokens, or
+// --tokens N: 512 is a prompt) per format and kernel implementation, next to
+// the FP32 GEMV/GEMM of nn/matmul.c. On a CPU with AVX-512 VNNI it first
+// measures the peak of vpdpbusd (zmm) on the given threads, and the GEMM
+// column says which fraction of that int8 peak each kernel reaches.
 // The head (28 MiB at 8 bits) is only run in q8-row, the format it is stored in.
 //
-//   build/bench/bench_kernels [--threads N] [--ms T] [--group G] [--q8-group G] [--formats a,b] [--impls a,b] [--cpu-time] [--cold]
+//   build/bench/bench_kernels [--threads N] [--tokens N] [--ms T] [--group G] [--q8-group G] [--formats a,b] [--impls a,b] [--cpu-time] [--cold]
 //
 // Prints a Markdown table. GB/s counts the packed weight bytes streamed per
 // call (read once per call, also for GEMM); GMAC/s counts multiply-adds
@@ -15,6 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <immintrin.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "core/cpu.h"
 #include "core/error.h"
@@ -32,7 +40,7 @@ typedef struct {
     const char *what;
 } shape;
 
-enum { N_GEMM = 8 };
+static int N_GEMM = 8; // --tokens
 
 typedef struct {
     int kind; // 0 packed gemv, 1 packed gemm, 2 f32 gemv, 3 f32 gemm, 4 quantize
@@ -102,10 +110,52 @@ static int listed(const char *list, const char *name) {
     return 0;
 }
 
+static double int8_peak; // GMAC/s of vpdpbusd on all threads (0: not measured)
+
 static void row(const char *shape_s, const char *fmt, const char *impl, double bytes, double macs, double t1,
                 double t8) {
-    printf("| %s | %s | %s | %.0f | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f |\n", shape_s, fmt, impl, bytes / 1024,
-           t1 * 1e6, bytes / t1 / 1e9, macs / t1 / 1e9, t8 * 1e6, bytes / t8 / 1e9, macs * N_GEMM / t8 / 1e9);
+    double gmac8 = macs * N_GEMM / t8 / 1e9;
+    printf("| %s | %s | %s | %.0f | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f |", shape_s, fmt, impl, bytes / 1024,
+           t1 * 1e6, bytes / t1 / 1e9, macs / t1 / 1e9, t8 * 1e6, bytes / t8 / 1e9, gmac8);
+    if (int8_peak > 0) printf(" %.0f%% |", 100 * gmac8 / int8_peak);
+    printf("\n");
+}
+
+#if defined(__x86_64__)
+// Multiply-adds per second of one thread issuing independent zmm vpdpbusd
+// (12 accumulators: more than latency x throughput), for about sec seconds.
+__attribute__((target("avx512f,avx512vnni"), noinline)) static double vnni_thread_gmacs(double sec) {
+    __m512i acc[12], w = _mm512_set1_epi8(1), x = _mm512_set1_epi8(2);
+    for (int i = 0; i < 12; i++) acc[i] = _mm512_set1_epi32(i);
+    long n = 0;
+    double t0 = tern_now_sec(), t;
+    do {
+        for (int k = 0; k < 100000; k++) {
+            for (int i = 0; i < 12; i++) acc[i] = _mm512_dpbusd_epi32(acc[i], w, x);
+            __asm__ volatile("" : "+v"(w), "+v"(x));
+        }
+        n += 100000;
+        t = tern_now_sec() - t0;
+    } while (t < sec);
+    int sink = 0;
+    for (int i = 0; i < 12; i++) sink += _mm512_reduce_add_epi32(acc[i]);
+    __asm__ volatile("" ::"r"(sink));
+    return (double)n * 12 * 64 / t / 1e9;
+}
+#endif
+
+// The int8 peak: every thread runs the probe at once; the sum of their rates.
+static double vnni_peak(int threads) {
+#if defined(__x86_64__)
+    if (!(tern_cpu_features() & TERN_CPU_AVX512VNNI)) return 0;
+    double sum = 0;
+#pragma omp parallel for num_threads(threads) reduction(+ : sum)
+    for (int i = 0; i < threads; i++) sum += vnni_thread_gmacs(0.3);
+    return sum;
+#else
+    (void)threads;
+    return 0;
+#endif
 }
 
 int main(int argc, char **argv) {
@@ -118,11 +168,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--formats") && i + 1 < argc) formats = argv[++i];
         else if (!strcmp(argv[i], "--impls") && i + 1 < argc) impls = argv[++i];
         else if (!strcmp(argv[i], "--cpu-time")) use_cpu_time = 1;
+        else if (!strcmp(argv[i], "--tokens") && i + 1 < argc && atoi(argv[i + 1]) > 0) N_GEMM = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--group") && i + 1 < argc) tern_group = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--q8-group") && i + 1 < argc) q8_group = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--cold")) cold_bytes = (size_t)256 << 20;
         else {
-            fprintf(stderr, "usage: %s [--threads N] [--ms T] [--formats a,b] [--impls scalar,avx2,avx512] [--cpu-time] [--cold]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads N] [--tokens N] [--ms T] [--formats a,b] [--impls scalar,avx2,avx512] [--cpu-time] [--cold]\n", argv[0]);
             return 2;
         }
     }
@@ -135,8 +186,11 @@ int main(int argc, char **argv) {
     printf("cpu: %s; threads: %d; GEMM = %d tokens; G = %d (q8-row: %d); timing: %s; weights %s\n\n",
            tern_cpu_describe(), threads, N_GEMM, tern_group, q8_group, use_cpu_time ? "thread CPU time" : "wall clock",
            cold_bytes ? "streamed from DRAM (--cold)" : "hot in cache");
-    printf("| shape (rows x cols) | format | kernel | weights KiB | GEMV us | GEMV GB/s | GEMV GMAC/s | GEMM8 us | "
-           "GEMM8 GB/s | GEMM8 GMAC/s |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    int8_peak = vnni_peak(threads);
+    if (int8_peak > 0) printf("int8 peak (vpdpbusd zmm, %d thread%s): %.1f GMAC/s\n\n", threads, threads > 1 ? "s" : "", int8_peak);
+    printf("| shape (rows x cols) | format | kernel | weights KiB | GEMV us | GEMV GB/s | GEMV GMAC/s | GEMM%d us | "
+           "GEMM%d GB/s | GEMM%d GMAC/s |%s\n|---|---|---|---|---|---|---|---|---|---|%s\n",
+           N_GEMM, N_GEMM, N_GEMM, int8_peak > 0 ? " GEMM % of int8 peak |" : "", int8_peak > 0 ? "---|" : "");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int rows = shapes[s].rows, cols = shapes[s].cols;
         float *x = malloc((size_t)N_GEMM * cols * sizeof(float));
@@ -176,10 +230,10 @@ int main(int argc, char **argv) {
             for (int k = 1; k < pcopies; k++) memcpy(buf + k * pbytes, buf, pbytes);
             tern_qact a;
             if (tern_qact_init(&a, N_GEMM, cols, tern_kact_group(&km))) return 1;
-            tern_quantize_act(TERN_KIMPL_SCALAR, &a, x, N_GEMM);
             for (int impl = 0; impl < TERN_KIMPL_COUNT; impl++) {
                 if (!tern_kernel_supported((tern_kimpl)impl, NULL) || !listed(impls, tern_kernel_name((tern_kimpl)impl)))
                     continue;
+                tern_quantize_act((tern_kimpl)impl, &a, x, N_GEMM); // in the layout this implementation's GEMM reads
                 job j = {0, (tern_kimpl)impl, &km, &a, x, NULL, out, rows, cols, pcopies, 0, pbytes};
                 double t1 = time_job(&j, ms);
                 j.kind = 1;

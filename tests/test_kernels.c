@@ -228,7 +228,8 @@ static void random_cases(const tern_kformat *f) {
             int rows = shapes[s][0], cols = shapes[s][1], group = groups[gi] ? groups[gi] : cols;
             if (group < cols && group % 32) continue;
             for (int shift = 0; shift <= (f->kind == TERN_KKIND_TERNARY); shift++) {
-                int n = 1 + (int)(rnd() % 9);
+                // Half the cases batch >= 8 tokens: AVX-512's panel GEMM (kernels.c).
+                int n = 1 + (int)(rnd() % (rnd() % 2 ? 9 : 30));
                 mat m = mat_make(f, rows, cols, group, shift, FILL_RANDOM, 0.05f);
                 float *x = rand_x(n, cols, 2.0f), *bias = malloc((size_t)rows * sizeof(float));
                 for (int r = 0; r < rows; r++) bias[r] = frand();
@@ -240,8 +241,11 @@ static void random_cases(const tern_kformat *f) {
                 mat_free(&m);
             }
         }
-    // Every token count 1..9 on one shape (token blocks of 4 plus tails).
-    for (int n = 1; n <= 9; n++) {
+    // Every token count 1..9 on one shape (token blocks of 4 plus tails), and
+    // batches for the panel GEMM: whole tiles of 12 tokens plus every tail.
+    static const int counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 37};
+    for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+        int n = counts[ci];
         mat m = mat_make(f, 11, 200, 64, f->kind == TERN_KKIND_TERNARY, FILL_RANDOM, 0.05f);
         float *x = rand_x(n, 200, 1.0f);
         char what[64];
@@ -261,7 +265,7 @@ static void extreme_cases(const tern_kformat *f) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int fill = FILL_MAX; fill <= FILL_MIN; fill++)
             for (int sign = 0; sign < 2; sign++) {
-                int rows = shapes[s][0], cols = shapes[s][1], group = shapes[s][2], n = 5;
+                int rows = shapes[s][0], cols = shapes[s][1], group = shapes[s][2], n = sign ? 13 : 5; // 13: panel GEMM
                 float mag = s == 1 ? 50000.0f : s == 2 ? 1e-7f : 1.0f;  // fp16 extremes
                 mat m = mat_make(f, rows, cols, group, f->kind == TERN_KKIND_TERNARY, fill, mag);
                 float *x = malloc((size_t)n * cols * sizeof(float));

@@ -137,7 +137,7 @@ static const tern_kformat formats[TERN_KFMT_COUNT] = {
     {TERN_KFMT_T2, "tern-t2", TERN_KKIND_TERNARY, 2, -1, 1, 128, 0, 2.0, bytes_2bit, get_2bit, put_2bit,
      {tern_kdot_scalar, X86(tern_kdot_t2_avx2), X86(tern_kdot_t2_avx512), NEON(tern_kdot_t2_neon)}},
     {TERN_KFMT_T1_6, "tern-t1.6", TERN_KKIND_TERNARY, 0, -1, 1, 128, 0, 1.6, bytes_t16, get_t16, put_t16,
-     {tern_kdot_scalar, X86(tern_kdot_t16_avx2), X86(tern_kdot_t16_avx2), NEON(tern_kdot_t16_neon)}},
+     {tern_kdot_scalar, X86(tern_kdot_t16_avx2), X86(tern_kdot_t16_avx512), NEON(tern_kdot_t16_neon)}},
     {TERN_KFMT_Q8, "q8-row", TERN_KKIND_Q8, 8, -127, 127, TERN_KQ8_GROUP, 0, 8.0, bytes_q8, get_q8, put_q8,
      {tern_kdot_scalar, X86(tern_kdot_q8_avx2), X86(tern_kdot_q8_avx512), NEON(tern_kdot_q8_neon)}},
     {TERN_KFMT_Q4G, "q4g", TERN_KKIND_RTN, 4, 0, 15, 128, 64, 4.0, bytes_q4, get_q4, put_q4,

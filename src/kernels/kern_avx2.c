@@ -437,6 +437,26 @@ ENTRY(tern_kdot_q4_avx2, F_Q4)
 ENTRY(tern_kdot_q3_avx2, F_Q3)
 ENTRY(tern_kdot_q2_avx2, F_Q2)
 
+// Row r's fields as bytes u[0 .. 32 * n_chunks), chunk after chunk (the
+// AVX-512 panel GEMM decodes rows with this before it interleaves them).
+INL void decode_row(int fmt, const tern_kmatrix *w, int r, uint8_t *u) {
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+    __m256i m = _mm256_setzero_si256();
+    for (int c = 0; c < w->n_chunks; c++)
+        _mm256_storeu_si256((__m256i *)(u + (size_t)c * TERN_KCHUNK), decode(fmt, row, w->n_chunks, c, &m));
+}
+
+TGT void tern_kdecode_row_avx2(const tern_kmatrix *w, int r, uint8_t *u) {
+    switch (w->fmt->id) {
+    case TERN_KFMT_T2: decode_row(F_T2, w, r, u); break;
+    case TERN_KFMT_T1_6: decode_row(F_T16, w, r, u); break;
+    case TERN_KFMT_Q8: decode_row(F_Q8, w, r, u); break;
+    case TERN_KFMT_Q4G: decode_row(F_Q4, w, r, u); break;
+    case TERN_KFMT_Q3G: decode_row(F_Q3, w, r, u); break;
+    default: decode_row(F_Q2, w, r, u); break;
+    }
+}
+
 // ---- activation quantizer: same formula and operations as the scalar one ----
 
 INL float hmax_ps(__m256 v) {

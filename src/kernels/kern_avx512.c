@@ -16,6 +16,8 @@
 // Every kernel's integer part is exact and its float epilogue is the shared
 // sequence of kern_impl.h, so results equal the scalar reference bit for bit
 // (tests/test_kernels.c).
+#include <stdlib.h>
+
 #include "kernels/kern_x86.h"
 
 #ifdef TERN_KHAVE_X86
@@ -226,6 +228,89 @@ INL void gemm_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t0, con
     finish4_tokens(acc, bias, r, out, ldo);
 }
 
+// Leading trit of bytes already multiplied by 3^k (mod 256): [x >= 86] + [x >= 171]
+// (kern_avx2.c's trit, with two mask compares).
+INL __m512i trit512(__m512i x) {
+    const __mmask64 ge1 = _mm512_cmpge_epu8_mask(x, _mm512_set1_epi8(86));
+    const __mmask64 ge2 = _mm512_cmpge_epu8_mask(x, _mm512_set1_epi8((char)171));
+    return _mm512_mask_mov_epi8(_mm512_maskz_mov_epi8(ge1, _mm512_set1_epi8(1)), ge2, _mm512_set1_epi8(2));
+}
+
+// 32 bytes at lo and at hi as one zmm (lo in the low half).
+INL __m512i pair256(const uint8_t *lo, const uint8_t *hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)lo)),
+                              _mm256_loadu_si256((const __m256i *)hi), 1);
+}
+
+// tern-t1.6 GEMV, 8 rows as 4 pairs: a pair's bundles share one zmm (row 2p in
+// the low half, 2p + 1 in the high half), so each base-3 decode step (x3 as
+// two byte adds, then two mask compares) serves two rows, and one vpdpbusd
+// multiplies both with the chunk's 32 activations broadcast to both halves.
+// Chunks are walked in order, so a group may end inside a bundle (G = 128 is
+// 4 chunks, a bundle 5); chunks past the last whole bundle are 2-bit fields.
+INL void gemv_t16_8(const tern_kmatrix *w, int r, const tern_qact *a, int t, const float *bias, float *out) {
+    const uint8_t *row[8], *sc[8];
+    for (int i = 0; i < 8; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
+    const int ng = w->n_groups, nch = w->n_chunks, full = nch / 5;
+    const size_t pf = (size_t)PF_BLOCKS * 4 * w->row_bytes;
+    const int8_t *q = a->q + (size_t)t * a->stride;
+    const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
+    __m256 acc = _mm256_setzero_ps();
+    __m512i m[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+    int c = 0, k = 0; // chunk, and its digit in the bundle (c % 5)
+    for (int g = 0; g < ng; g++) {
+        const int end = c + w->cpg < nch ? c + w->cpg : nch;
+        __m512i s[4];
+        for (int p = 0; p < 4; p++) s[p] = _mm512_setzero_si512();
+        for (; c < end; c++) {
+            const __m512i x = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(q + (size_t)c * TERN_KCHUNK)));
+            if (c < 5 * full) {
+                const size_t at = (size_t)(c / 5) * 32;
+                for (int p = 0; p < 4; p++) {
+                    if (k == 0) {
+                        _mm_prefetch((const char *)(row[2 * p] + at + pf), PF_HINT);
+                        _mm_prefetch((const char *)(row[2 * p + 1] + at + pf), PF_HINT);
+                        m[p] = pair256(row[2 * p] + at, row[2 * p + 1] + at);
+                    } else {
+                        m[p] = _mm512_add_epi8(m[p], _mm512_add_epi8(m[p], m[p]));
+                    }
+                    s[p] = _mm512_dpbusd_epi32(s[p], trit512(m[p]), x);
+                }
+                k = k == 4 ? 0 : k + 1;
+            } else {
+                const size_t at = (size_t)full * 32 + (size_t)(c - 5 * full) * 8;
+                for (int p = 0; p < 4; p++) {
+                    __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(expand2(row[2 * p] + at)), expand2(row[2 * p + 1] + at), 1);
+                    s[p] = _mm512_dpbusd_epi32(s[p], u, x);
+                }
+            }
+        }
+        __m256i h[8];
+        for (int p = 0; p < 4; p++) h[2 * p] = _mm512_castsi512_si256(s[p]), h[2 * p + 1] = _mm512_extracti64x4_epi64(s[p], 1);
+        __m256i raw = _mm256_sub_epi32(reduce_rows(h, 8), _mm256_set1_epi32(gs[g]));
+        const __m256 vsx = _mm256_set1_ps(tern_kact_scale(a, t, g));
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, 8, (size_t)g)), vsx), _mm256_cvtepi32_ps(raw), acc);
+        if (w->has_shift)
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, 8, (size_t)ng + g)), vsx),
+                                  _mm256_set1_ps((float)gs[g]), acc);
+    }
+    finish_rows(acc, bias, r, out, 8);
+}
+
+__attribute__((noinline)) TGT static void t16_gemv(const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t,
+                                                  const float *bias, float *out) {
+    int r = r0;
+    for (; r + 8 <= r1; r += 8) gemv_t16_8(w, r, a, t, bias, out + (r - r0));
+    if (r < r1) tern_kdot_t16_avx2(w, r, r1, a, t, 1, bias, out + (r - r0), 0);
+}
+
+// One activation group per weight group (t1.6's act_group is its G): the
+// VNNI GEMV; other shapes and token blocks run the AVX2 kernel.
+TGT TERN_KDECL(tern_kdot_t16_avx512) {
+    if (nt == 1 && a->group == w->group) t16_gemv(w, r0, r1, a, t0, bias, out);
+    else tern_kdot_t16_avx2(w, r0, r1, a, t0, nt, bias, out, ldo);
+}
+
 // GEMV and GEMM loops kept apart (not inlined into one function): sharing a
 // body, the GEMM measured up to 20% slower after the 8-row GEMV was added.
 __attribute__((noinline)) TGT static void t2_gemv(const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t,
@@ -265,6 +350,195 @@ TGT TERN_KDECL(tern_kdot_q8_avx512) {
         for (; t + 4 <= t0 + nt; t += 4) gemm_q8_4(w, r, a, t, bias, o + (size_t)(t - t0) * ldo, ldo);
         if (t < t0 + nt) tern_kdot_q8_avx2(w, r, r + 1, a, t, t0 + nt - t, bias, o + (size_t)(t - t0) * ldo, ldo);
     }
+}
+
+/* ---- panel GEMM (prompts): 16 rows x up to 12 tokens per tile, any format ---- */
+
+// For a batch of tokens (tern_kgemm, n >= TERN_KPANEL_MIN) every format runs
+// this one kernel. A block of 16 rows is decoded once, through the format's
+// get_chunk, into a panel in vpdpbusd order: 64 bytes per 4 columns, row i's
+// 4 stored fields at bytes 4i..4i+3 (q8's signed fields offset to u8 as in
+// q8_dot). One vpdpbusd then multiplies the 16 rows by 4 activations of one
+// token broadcast from memory, and the 16 int32 lanes ARE the 16 rows' sums:
+// no horizontal reductions, 12 tokens per panel load, and each group's
+// epilogue runs once per token for 16 rows in float lanes (tern_kstep_v,
+// lane for lane, so results equal the scalar kernel bit for bit). The decode
+// (16 x cols fields) is amortized over all the batch's tokens.
+#define PANEL_ROWS 16
+#define PANEL_T TERN_KTILE
+
+typedef struct {
+    uint8_t *u;                   // n_chunks * 8 quads of 64 bytes
+    float *alpha, *gamma;         // n_groups x 16 rows: scale and (ternary shift) shift
+    int32_t *zero;                // n_groups x 16 rows: RTN zero points
+} panel;
+
+// 2-bit fields (tern-t2, q2g; layout in formats.c) straight from the rows:
+// word h (bytes 4h..4h+3) of a chunk holds quad 2k + h in bits 2k..2k+1 of
+// each byte, so one gather of word h from the 16 rows gives 4 panel quads.
+INL void panel_fill_2bit(const tern_kmatrix *w, int r, __mmask16 live, uint8_t *u) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32((int)w->row_bytes));
+    const __m512i m3 = _mm512_set1_epi8(3);
+    const uint8_t *base = w->data + (size_t)r * w->row_bytes;
+    for (int c = 0; c < w->n_chunks; c++)
+        for (int h = 0; h < 2; h++) {
+            __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, base + (size_t)c * 8 + 4 * h, 1);
+            for (int k = 0; k < 4; k++)
+                _mm512_store_si512(u + ((size_t)c * 8 + 2 * k + h) * 64, _mm512_and_si512(_mm512_srli_epi32(v, 2 * k), m3));
+        }
+}
+
+// Any format: each row decoded to bytes (kern_avx2.c), then quad d of the 16
+// rows gathered from the 16 decoded rows.
+INL int panel_fill_any(const tern_kmatrix *w, int r, int nr, __mmask16 live, uint8_t *u) {
+    const size_t ld = (size_t)w->n_chunks * TERN_KCHUNK;
+    uint8_t *rows = aligned_alloc(64, PANEL_ROWS * ld);
+    if (!rows) return -1;
+    for (int i = 0; i < nr; i++) tern_kdecode_row_avx2(w, r + i, rows + i * ld);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32((int)ld));
+    const __m512i flip = _mm512_set1_epi8(w->fmt->kind == TERN_KKIND_Q8 ? (char)0x80 : 0);
+    for (size_t d = 0; d < ld / 4; d++) {
+        __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, rows + 4 * d, 1);
+        _mm512_store_si512(u + d * 64, _mm512_xor_si512(v, flip));
+    }
+    free(rows);
+    return 0;
+}
+
+TGT static int panel_build(const tern_kmatrix *w, int r, int nr, panel *p, void **mem) {
+    const tern_kformat *f = w->fmt;
+    const int ng = w->n_groups, nch = w->n_chunks;
+    size_t ub = (size_t)nch * 8 * 64, gb = (size_t)ng * PANEL_ROWS * 4;
+    uint8_t *m = aligned_alloc(64, ub + 3 * gb);
+    if (!m) return -1;
+    memset(m + ub, 0, 3 * gb);
+    p->u = m, p->alpha = (float *)(m + ub), p->gamma = (float *)(m + ub + gb), p->zero = (int32_t *)(m + ub + 2 * gb);
+    const __mmask16 live = (__mmask16)((1u << nr) - 1);
+    if (f->code_bits == 2) panel_fill_2bit(w, r, live, p->u);
+    else if (panel_fill_any(w, r, nr, live, p->u)) {
+        free(m);
+        return -1;
+    }
+    *mem = m;
+    for (int i = 0; i < nr; i++) {
+        const uint8_t *sc = w->data + (size_t)(r + i) * w->row_bytes + w->code_bytes;
+        for (int g = 0; g < ng; g++) {
+            p->alpha[g * PANEL_ROWS + i] = tern_kload_f16(sc, g);
+            if (f->kind == TERN_KKIND_TERNARY && w->has_shift) p->gamma[g * PANEL_ROWS + i] = tern_kload_f16(sc, ng + g);
+            if (f->kind == TERN_KKIND_RTN) p->zero[g * PANEL_ROWS + i] = sc[2 * (size_t)ng + g];
+        }
+    }
+    return 0;
+}
+
+typedef int32_t i32u __attribute__((may_alias, aligned(1)));
+
+// s += u . broadcast(4 bytes at x): vpdpbusd with the activations as an
+// embedded broadcast operand. Written in asm because GCC 12 copies every
+// accumulator twice per step around the intrinsic and loads the broadcast
+// separately (53 instructions per 12 vpdpbusd instead of 25).
+INL __m512i dp_bcast(__m512i s, __m512i u, const int8_t *x) {
+    __asm__("vpdpbusd %[x]%{1to16%}, %[u], %[s]" : [s] "+v"(s) : [u] "v"(u), [x] "m"(*(const i32u *)x));
+    return s;
+}
+
+// T tokens (a compile-time constant after inlining) of tile b (tern_qact.qi),
+// the panel's nr rows from r.
+INL void panel_tile(const tern_kmatrix *w, const panel *p, const tern_qact *a, int b, int r, int nr,
+                    const float *bias, float *out, size_t ldo, const int T) {
+    const tern_kkind kind = w->fmt->kind;
+    const int ng = w->n_groups, nch = w->n_chunks, cpg = tern_kact_cpg(a, nch), t0 = b * PANEL_T;
+    const int shift = kind == TERN_KKIND_TERNARY && w->has_shift;
+    const int8_t *x = a->qi + (size_t)b * (a->stride / 4) * (4 * PANEL_T);
+    __m512 acc[PANEL_T];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    int c = 0;
+    for (int g = 0; g < ng; g++) {
+        const __m512 alpha = _mm512_load_ps(p->alpha + (size_t)g * PANEL_ROWS);
+        const __m512i zero = _mm512_load_si512(p->zero + (size_t)g * PANEL_ROWS);
+        int k0, k1;
+        tern_kact_range(w, a, g, &k0, &k1);
+        for (int k = k0; k < k1; k++) {
+            const int end = c + cpg < nch ? c + cpg : nch;
+            // The lanes start at the group's offset: raw - gsum (ternary),
+            // raw - zero * gsum (RTN), minus the 128 * gsum of the u8 offset (q8).
+            int32_t gs[PANEL_T];
+            __m512i s[PANEL_T];
+            for (int t = 0; t < T; t++) {
+                gs[t] = a->gsum[(size_t)(t0 + t) * a->n_groups + k];
+                s[t] = kind == TERN_KKIND_RTN ? _mm512_mullo_epi32(zero, _mm512_set1_epi32(-gs[t]))
+                                              : _mm512_set1_epi32((int32_t)(0u - (uint32_t)gs[t] * (kind == TERN_KKIND_Q8 ? 128u : 1u)));
+            }
+            const uint8_t *u = p->u + (size_t)c * 8 * 64;
+            const int8_t *xd = x + (size_t)c * 8 * (4 * PANEL_T);
+            for (int d = 0; d < (end - c) * 8; d++, u += 64, xd += 4 * PANEL_T) {
+                const __m512i ud = _mm512_load_si512(u);
+                for (int t = 0; t < T; t++) s[t] = dp_bcast(s[t], ud, xd + 4 * t);
+            }
+            c = end;
+            const float *sx = a->scale + (size_t)k * a->n_max + t0;
+            for (int t = 0; t < T; t++) {
+                const __m512 vs = _mm512_set1_ps(sx[t]);
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(alpha, vs), _mm512_cvtepi32_ps(s[t]), acc[t]);
+                if (shift)
+                    acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_load_ps(p->gamma + (size_t)g * PANEL_ROWS), vs),
+                                             _mm512_set1_ps((float)gs[t]), acc[t]);
+            }
+        }
+    }
+    const __mmask16 m = (__mmask16)((1u << nr) - 1);
+    const __m512 bv = bias ? _mm512_maskz_loadu_ps(m, bias + r) : _mm512_setzero_ps();
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(out + (size_t)t * ldo, m, bias ? _mm512_add_ps(acc[t], bv) : acc[t]);
+}
+
+__attribute__((noinline)) TGT static void panel_tiles(const tern_kmatrix *w, const panel *p, const tern_qact *a, int nt,
+                                                     int r, int nr, const float *bias, float *out, size_t ldo) {
+    int b = 0;
+    for (; (b + 1) * PANEL_T <= nt; b++) panel_tile(w, p, a, b, r, nr, bias, out + (size_t)b * PANEL_T * ldo, ldo, PANEL_T);
+    float *o = out + (size_t)b * PANEL_T * ldo;
+    switch (nt - b * PANEL_T) {
+#define TAIL(n) case n: panel_tile(w, p, a, b, r, nr, bias, o, ldo, n); break;
+        TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7) TAIL(8) TAIL(9) TAIL(10) TAIL(11)
+#undef TAIL
+    default: break;
+    }
+}
+
+// Tokens [0, nt) of a (t0 must be 0: tiles start at token 0).
+TGT TERN_KDECL(tern_kgemm_panel_avx512) {
+    (void)t0;
+    for (int r = r0; r < r1; r += PANEL_ROWS) {
+        const int nr = r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS;
+        panel p;
+        void *mem;
+        if (panel_build(w, r, nr, &p, &mem)) { // out of memory: the format's own kernel
+            tern_kdot_fn f = w->fmt->dot[TERN_KIMPL_AVX512] ? w->fmt->dot[TERN_KIMPL_AVX512] : tern_kdot_scalar;
+            f(w, r, r + nr, a, t0, nt, bias, out + (r - r0), ldo);
+            continue;
+        }
+        panel_tiles(w, &p, a, nt, r, nr, bias, out + (r - r0), ldo);
+        free(mem);
+    }
+}
+
+// tern_qact.qi of tokens [0, n): per tile and 4-byte word d, a gather of the
+// tile's 12 tokens' word d.
+TGT void tern_kinterleave_avx512(tern_qact *a, int n) {
+    const size_t nq = a->stride / 4;
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0, 0, 0, 0),
+                                           _mm512_set1_epi32((int)a->stride));
+    for (int b = 0; b * PANEL_T < n; b++) {
+        const int T = n - b * PANEL_T < PANEL_T ? n - b * PANEL_T : PANEL_T;
+        const __mmask16 live = (__mmask16)((1u << T) - 1);
+        const int8_t *q = a->q + (size_t)b * PANEL_T * a->stride;
+        int8_t *o = a->qi + (size_t)b * nq * (4 * PANEL_T);
+        for (size_t d = 0; d < nq; d++)
+            _mm512_mask_storeu_epi32(o + d * 4 * PANEL_T, 0x0fff,
+                                     _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, q + 4 * d, 1));
+    }
+    a->qi_n = n;
 }
 
 #endif

@@ -83,6 +83,12 @@ static inline int tern_kact_cpg(const tern_qact *a, int n_chunks) {
 // Token t's activation scale for group g (tern_qact.scale is group-major).
 static inline float tern_kact_scale(const tern_qact *a, int t, int g) { return a->scale[(size_t)g * a->n_max + t]; }
 
+// Batches of at least this many tokens run the AVX-512 panel GEMM, whatever
+// the format (kern_avx512.c): its 16-row decode is then amortized. It runs
+// TERN_KTILE tokens at a time (tern_qact.qi).
+#define TERN_KPANEL_MIN 8
+#define TERN_KTILE 12
+
 static inline float tern_kfinish(float acc, const float *bias, int r) { return bias ? acc + bias[r] : acc; }
 
 // int16 partial sums in the maddubs kernels: a maddubs lane is u0*q0 + u1*q1
@@ -110,7 +116,11 @@ TERN_KDECL(tern_kdot_q3_avx2);
 TERN_KDECL(tern_kdot_q2_avx2);
 TERN_KDECL(tern_kdot_t2_avx512);
 TERN_KDECL(tern_kdot_q8_avx512);
+TERN_KDECL(tern_kdot_t16_avx512);
+TERN_KDECL(tern_kgemm_panel_avx512); // any format, batches of >= TERN_KPANEL_MIN tokens from t0 = 0
+void tern_kinterleave_avx512(tern_qact *a, int n); // fills a->qi
 void tern_quantize_act_avx2(tern_qact *a, const float *x, int n);
+void tern_kdecode_row_avx2(const tern_kmatrix *w, int r, uint8_t *u); // row r's fields, 32 bytes per chunk
 #endif
 #if defined(__aarch64__)
 #define TERN_KHAVE_NEON 1

@@ -109,7 +109,8 @@ int tern_qact_init(tern_qact *a, int n_max, int cols, int group) {
     a->scale = tern_calloc((size_t)n_max * a->n_groups * sizeof(float));
     a->gsum = tern_calloc((size_t)n_max * a->n_groups * sizeof(int32_t));
     a->qp = tern_calloc((size_t)n_max * a->stride);
-    if (!a->q || !a->scale || !a->gsum || !a->qp) {
+    a->qi = tern_calloc((size_t)(n_max + TERN_KTILE - 1) / TERN_KTILE * TERN_KTILE * a->stride);
+    if (!a->q || !a->scale || !a->gsum || !a->qp || !a->qi) {
         tern_qact_free(a);
         return tern_errorf("activation buffer: out of memory");
     }
@@ -125,14 +126,16 @@ int tern_kact_group(const tern_kmatrix *w) {
 }
 
 void tern_qact_free(tern_qact *a) {
-    tern_free(a->q), tern_free(a->scale), tern_free(a->gsum), tern_free(a->qp);
+    tern_free(a->q), tern_free(a->scale), tern_free(a->gsum), tern_free(a->qp), tern_free(a->qi);
     memset(a, 0, sizeof *a);
 }
 
 void tern_quantize_act(tern_kimpl impl, tern_qact *a, const float *x, int n) {
+    a->qi_n = 0;
 #ifdef TERN_KHAVE_X86
     if (impl == TERN_KIMPL_AVX2 || impl == TERN_KIMPL_AVX512) {
         tern_quantize_act_avx2(a, x, n);
+        if (impl == TERN_KIMPL_AVX512 && n >= TERN_KPANEL_MIN) tern_kinterleave_avx512(a, n);
         return;
     }
 #endif
@@ -154,6 +157,9 @@ static tern_kdot_fn pick(tern_kimpl impl, const tern_kmatrix *w) {
 void tern_kgemm(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int n, const float *bias,
                 float *out, size_t ldo) {
     tern_kdot_fn f = pick(impl, w);
+#ifdef TERN_KHAVE_X86
+    if (impl == TERN_KIMPL_AVX512 && n >= TERN_KPANEL_MIN && a->qi_n == n) f = tern_kgemm_panel_avx512;
+#endif
     int n_blocks = (w->rows + ROW_BLOCK - 1) / ROW_BLOCK;
     int64_t macs = (int64_t)n * w->rows * w->cols;
     (void)macs; // unused without OpenMP

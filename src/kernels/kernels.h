@@ -38,6 +38,12 @@ struct tern_qact {
     // Shifting 32 bytes of 2-bit codes (4 chunks) right by 2k then lines up with
     // vector k, so the AVX2 kernel decodes 4 chunks from one load (kern_avx2.c).
     int8_t *qp;
+    // Tiles of TERN_KTILE tokens for the AVX-512 panel GEMM, interleaved by 4
+    // bytes: tile b's bytes 4d..4d+3 of token 12b + t at ((b * stride / 4) + d)
+    // * 48 + 4t, so one pointer walks a tile's 12 tokens. Filled only for the
+    // batches that GEMM runs (tern_quantize_act with AVX-512, n >= TERN_KPANEL_MIN).
+    int8_t *qi;
+    int qi_n;           // tokens qi holds (0: not filled; the panel GEMM then does not run)
 };
 
 // group: tern_kact_group of the matrices the activations feed (same rule as
