@@ -65,6 +65,58 @@ static void check_fused(const tern_model *fp, const char *format) {
     tern_session_free(&s);
 }
 
+// A random one-layer model with heads of 48 (32 + 16 columns: both of the
+// attention's column blocks) and GQA: a prompt's multi-token attention gives
+// bit for bit what feeding the tokens one at a time gives (packed t2, whose
+// GEMM and GEMV agree bit for bit, so any difference is the attention's).
+static void check_wide_heads(void) {
+    tern_model m;
+    memset(&m, 0, sizeof m);
+    tern_config *c = &m.cfg;
+    snprintf(c->arch, sizeof c->arch, "llama");
+    c->dim = 192, c->n_layers = 1, c->n_heads = 4, c->n_kv_heads = 2, c->head_dim = 48, c->hidden_dim = 128;
+    c->vocab_size = 64, c->max_seq = 128, c->rope_theta = 10000.0f, c->rms_eps = 1e-5f;
+    const struct {
+        const char *name;
+        int rows, cols;
+    } t[] = {{"token_embd.weight", 64, 192},       {"output.weight", 64, 192},          {"output_norm.weight", 1, 192},
+             {"blk.0.attn_norm.weight", 1, 192},   {"blk.0.ffn_norm.weight", 1, 192},   {"blk.0.attn_q.weight", 192, 192},
+             {"blk.0.attn_k.weight", 96, 192},     {"blk.0.attn_v.weight", 96, 192},    {"blk.0.attn_output.weight", 192, 192},
+             {"blk.0.ffn_gate.weight", 128, 192},  {"blk.0.ffn_up.weight", 128, 192},   {"blk.0.ffn_down.weight", 192, 128}};
+    unsigned seed = 7;
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        int64_t shape[2] = {t[i].rows, t[i].cols};
+        int norm = t[i].rows == 1;
+        tern_tensor *w = norm ? tern_model_add_tensor(&m, t[i].name, 1, shape + 1, "F32")
+                              : tern_model_add_tensor(&m, t[i].name, 2, shape, "F32");
+        CHECK(w != NULL);
+        if (!w) return;
+        for (int64_t k = 0; k < w->numel; k++) {
+            seed = seed * 1664525u + 1013904223u;
+            float u = (float)(seed >> 8) / 16777216.0f - 0.5f;
+            w->data[k] = norm ? 1.0f + 0.1f * u : 0.2f * u;
+        }
+    }
+    tern_session s;
+    tern_packed *p = NULL;
+    CHECK_OK(tern_session_init(&s, &m, 64, 64));
+    CHECK_OK(tern_session_set_format(&s, "t2", 32, &p));
+    enum { N = 45 }; // 11 blocks of 4 tokens and one of 1; lengths cross several 8-key blocks
+    int ids[N], V = c->vocab_size, same = 1;
+    for (int i = 0; i < N; i++) ids[i] = (i * 29 + 3) % V;
+    float *batch = malloc((size_t)N * V * sizeof(float)), *one = malloc((size_t)V * sizeof(float));
+    CHECK_OK(tern_forward(&s, ids, N, 0, batch));
+    for (int i = 0; i < N; i++) {
+        CHECK_OK(tern_forward(&s, ids + i, 1, i, one));
+        same &= memcmp(one, batch + (size_t)i * V, (size_t)V * sizeof(float)) == 0;
+    }
+    CHECK_MSG(same, "heads of 48: decoding differs from the batched forward");
+    free(batch), free(one);
+    tern_packed_free(p);
+    tern_session_free(&s);
+    tern_model_free(&m);
+}
+
 // tern bench --profile: every phase of a generated token is timed, the phases
 // add up to the token's time (they cover all of a step but the embedding row
 // and argument checks), and timing does not change the logits.
@@ -171,6 +223,7 @@ int main(void) {
     const char *fused_formats[] = {"f32", "bf16", "t2", "t1.6"};
     for (int f = 0; f < 4; f++) check_fused(&fp, fused_formats[f]);
     check_profile(&fp);
+    check_wide_heads();
     free(text);
     tern_tokenizer_free(tok);
     tern_model_free(&fp);

@@ -65,50 +65,54 @@ INL void finish_rows(__m256 acc, const float *bias, int r, float *out, int RB) {
 }
 
 // tern-t2 GEMV, RB = 4 or 8 rows (a compile-time constant after inlining),
-// groups of exactly one bundle (G = 128): per row and group one 32-byte load,
-// 4 shift/mask decodes and 4 vpdpbusd against the bundle-ordered activations
-// (tern_qact.qp), in int32; the 4 activation vectors are loaded once for the
-// RB rows and the group epilogue runs in RB float lanes (8 rows: +10-14% on
-// SmolLM2's shapes over 4, docs/PERFORMANCE.md).
+// activation groups of whole bundles (G = 128, the default, or llama.cpp's
+// 256, or one group per row): per row and bundle one 32-byte load, 4 shift/mask decodes and 4 vpdpbusd against the
+// bundle-ordered activations (tern_qact.qp), in int32; the 4 activation
+// vectors are loaded once for the RB rows and each activation group's
+// epilogue runs in RB float lanes (8 rows: +10-14% on SmolLM2's shapes over 4,
+// docs/PERFORMANCE.md).
 INL void gemv_t2_bundles(const tern_kmatrix *w, int r, const tern_qact *a, int t, const float *bias, float *out,
                          const int RB) {
     const uint8_t *row[8], *sc[8];
     for (int i = 0; i < RB; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
-    const int ng = w->n_groups, nch = w->n_chunks;
+    const int ng = w->n_groups, nch = w->n_chunks, cpg = tern_kact_cpg(a, nch);
     // 32 rows ahead for either RB (64 and 128 measured slower in whole-model generation).
     const size_t pf = (size_t)PF_BLOCKS * 4 * w->row_bytes;
     const int8_t *q = a->q + (size_t)t * a->stride, *qp = a->qp + (size_t)t * a->stride;
     const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
     __m256 acc = _mm256_setzero_ps();
     for (int g = 0; g < ng; g++) {
-        int c = g * 4, end = c + 4 < nch ? c + 4 : nch;
-        __m256i s[8];
-        for (int i = 0; i < RB; i++) s[i] = _mm256_setzero_si256();
-        if (end - c == 4) {
-            const __m256i *xp = (const __m256i *)(qp + (size_t)c * TERN_KCHUNK);
-            __m256i x0 = _mm256_loadu_si256(xp), x1 = _mm256_loadu_si256(xp + 1);
-            __m256i x2 = _mm256_loadu_si256(xp + 2), x3 = _mm256_loadu_si256(xp + 3);
-            for (int i = 0; i < RB; i++) {
-                _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), PF_HINT);
-                __m256i u[4];
-                t2_decode_bundle(row[i] + (size_t)c * 8, u);
-                s[i] = _mm256_dpbusd_epi32(s[i], u[0], x0);
-                s[i] = _mm256_dpbusd_epi32(s[i], u[1], x1);
-                s[i] = _mm256_dpbusd_epi32(s[i], u[2], x2);
-                s[i] = _mm256_dpbusd_epi32(s[i], u[3], x3);
+        const __m256 alpha = _mm256_cvtph_ps(gather_u16(sc, RB, (size_t)g));
+        const __m256 gamma = w->has_shift ? _mm256_cvtph_ps(gather_u16(sc, RB, (size_t)ng + g)) : _mm256_setzero_ps();
+        int k0, k1;
+        tern_kact_range(w, a, g, &k0, &k1);
+        for (int k = k0; k < k1; k++) {
+            int c = k * cpg, end = c + cpg < nch ? c + cpg : nch;
+            __m256i s[8];
+            for (int i = 0; i < RB; i++) s[i] = _mm256_setzero_si256();
+            for (; c + 4 <= end; c += 4) {
+                const __m256i *xp = (const __m256i *)(qp + (size_t)c * TERN_KCHUNK);
+                __m256i x0 = _mm256_loadu_si256(xp), x1 = _mm256_loadu_si256(xp + 1);
+                __m256i x2 = _mm256_loadu_si256(xp + 2), x3 = _mm256_loadu_si256(xp + 3);
+                for (int i = 0; i < RB; i++) {
+                    _mm_prefetch((const char *)(row[i] + (size_t)c * 8 + pf), PF_HINT);
+                    __m256i u[4];
+                    t2_decode_bundle(row[i] + (size_t)c * 8, u);
+                    s[i] = _mm256_dpbusd_epi32(s[i], u[0], x0);
+                    s[i] = _mm256_dpbusd_epi32(s[i], u[1], x1);
+                    s[i] = _mm256_dpbusd_epi32(s[i], u[2], x2);
+                    s[i] = _mm256_dpbusd_epi32(s[i], u[3], x3);
+                }
             }
-        } else { // a short last group, chunk by chunk
-            for (; c < end; c++) {
+            for (; c < end; c++) { // the row's last chunks, short of a bundle
                 __m256i x = _mm256_loadu_si256((const __m256i *)(q + (size_t)c * TERN_KCHUNK));
                 for (int i = 0; i < RB; i++) s[i] = _mm256_dpbusd_epi32(s[i], expand2(row[i] + (size_t)c * 8), x);
             }
+            __m256i raw = _mm256_sub_epi32(reduce_rows(s, RB), _mm256_set1_epi32(gs[k]));
+            const __m256 vsx = _mm256_set1_ps(tern_kact_scale(a, t, k));
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(alpha, vsx), _mm256_cvtepi32_ps(raw), acc);
+            if (w->has_shift) acc = _mm256_fmadd_ps(_mm256_mul_ps(gamma, vsx), _mm256_set1_ps((float)gs[k]), acc);
         }
-        __m256i raw = _mm256_sub_epi32(reduce_rows(s, RB), _mm256_set1_epi32(gs[g]));
-        const __m256 vsx = _mm256_set1_ps(tern_kact_scale(a, t, g));
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, RB, (size_t)g)), vsx), _mm256_cvtepi32_ps(raw), acc);
-        if (w->has_shift)
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, RB, (size_t)ng + g)), vsx),
-                                  _mm256_set1_ps((float)gs[g]), acc);
     }
     finish_rows(acc, bias, r, out, RB);
 }
@@ -331,10 +335,13 @@ __attribute__((noinline)) TGT static void t2_gemm(const tern_kmatrix *w, int r0,
     }
 }
 
+// The GEMV needs activation groups of whole bundles (128 columns), the GEMM
+// groups of exactly one.
 TGT TERN_KDECL(tern_kdot_t2_avx512) {
-    if (w->cpg != 4 || w->n_groups < 2) tern_kdot_t2_avx2(w, r0, r1, a, t0, nt, bias, out, ldo);
-    else if (nt == 1) t2_gemv(w, r0, r1, a, t0, bias, out);
-    else t2_gemm(w, r0, r1, a, t0, nt, bias, out, ldo);
+    const int bundles = a->n_groups == 1 || a->group % 128 == 0;
+    if (nt == 1 && bundles) t2_gemv(w, r0, r1, a, t0, bias, out);
+    else if (nt > 1 && w->cpg == 4 && w->n_groups > 1) t2_gemm(w, r0, r1, a, t0, nt, bias, out, ldo);
+    else tern_kdot_t2_avx2(w, r0, r1, a, t0, nt, bias, out, ldo);
 }
 
 TGT TERN_KDECL(tern_kdot_q8_avx512) {

@@ -15,6 +15,14 @@
 #include <immintrin.h>
 #define TRANSFORMER_AVX2 1
 #endif
+// Tokens of one head a prompt's attention runs together (see scores_rows).
+#if defined(TRANSFORMER_AVX2) && defined(__AVX512VL__)
+#define ATT_ROWS 4 // 16 accumulators: ymm16-31 hold them
+#elif defined(TRANSFORMER_AVX2)
+#define ATT_ROWS 2
+#else
+#define ATT_ROWS 1
+#endif
 
 const char *const tern_phase_names[TERN_PH_COUNT] = {"attn_norm", "qkv", "rope", "attention", "o",
                                                       "ffn_norm", "gate_up", "swiglu", "down", "head"};
@@ -74,7 +82,7 @@ int tern_session_init(tern_session *s, const tern_model *m, int max_seq, int max
     s->q = tern_alloc(B * q_dim(c) * 4);
     s->hb = tern_alloc(B * c->hidden_dim * 4);
     s->hb2 = tern_alloc(B * c->hidden_dim * 4);
-    s->att = tern_alloc((size_t)s->att_threads * max_seq * 4);
+    s->att = tern_alloc((size_t)s->att_threads * (max_batch > 1 ? ATT_ROWS : 1) * max_seq * 4);
     s->logits = tern_alloc(B * c->vocab_size * 4);
     s->pos = tern_alloc(B * sizeof(int));
     if (!s->key_cache || !s->value_cache || !s->x || !s->xb || !s->xb2 || !s->q || !s->hb || !s->hb2 ||
@@ -97,10 +105,10 @@ void tern_session_free(tern_session *s) {
     memset(s, 0, sizeof *s);
 }
 
-// o[hd] = Σ_j p[j] v[j·stride .. +hd], each element summed over j in order with
-// FMAs; the accumulators stay in registers (32 columns at a time).
-static void weighted_rows(float *o, const float *p, const float *v, int len, size_t stride, int hd) {
-    int i = 0;
+// o[i] = Σ_j p[j] v[j·stride + i] for columns i in [i0, hd), each summed over
+// j in order with FMAs; the accumulators stay in registers (32 columns at a time).
+static void weighted_cols(float *o, const float *p, const float *v, int len, size_t stride, int i0, int hd) {
+    int i = i0;
 #ifdef TRANSFORMER_AVX2
     for (; i + 32 <= hd; i += 32) {
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
@@ -137,11 +145,11 @@ static void weighted_rows(float *o, const float *p, const float *v, int len, siz
 #endif
 }
 
-// att[j] = (q . k_j) * scale for j < len, keys `stride` floats apart. With
-// AVX2, 8 keys at a time and one transposing reduction for the 8 sums (one
+// att[j] = (q . k_j) * scale for j in [j0, len) (j0 a multiple of 8), keys
+// `stride` floats apart. With AVX2, 8 keys at a time and one transposing reduction for the 8 sums (one
 // dot call and one horizontal sum per key cost ~14% of a ternary token).
-static void scores(float *att, const float *q, const float *k, int len, size_t stride, int hd, float scale) {
-    int j = 0;
+static void scores_from(float *att, const float *q, const float *k, int j0, int len, size_t stride, int hd, float scale) {
+    int j = j0;
 #ifdef TRANSFORMER_AVX2
     if (hd % 8 == 0)
         for (; j + 8 <= len; j += 8) {
@@ -162,6 +170,85 @@ static void scores(float *att, const float *q, const float *k, int len, size_t s
     for (; j < len; j++) att[j] = tern_dot_f32(q, k + (size_t)j * stride, hd) * scale;
 }
 
+static void scores(float *att, const float *q, const float *k, int len, size_t stride, int hd, float scale) {
+    scores_from(att, q, k, 0, len, stride, hd, scale);
+}
+
+static void weighted_rows(float *o, const float *p, const float *v, int len, size_t stride, int hd) {
+    weighted_cols(o, p, v, len, stride, 0, hd);
+}
+
+// A prompt's attention runs ATT_ROWS consecutive tokens of one head together,
+// so each key and value row loaded serves them all (one token at a time, every
+// K/V load fed one FMA: ~25% of a 512-token prompt on 768-wide SmolLM-like
+// shapes). Every score and output element is computed with exactly the
+// operations of the one-token path (scores_from's 8-key blocks and reduction
+// tree, weighted_cols' in-order FMAs), so a prompt and the same tokens fed one
+// by one give bit-identical results (tests/test_transformer.c).
+
+#if ATT_ROWS > 1
+// Keys [0, J) (J a multiple of 8, hd of 8) for R <= ATT_ROWS rows, 4 keys at a
+// time: per key the 8-lane FMA sum over hd and scores_from's hadd tree.
+static inline __attribute__((always_inline)) void scores_rows(float *const *att, const float *const *q, const float *k,
+                                                             int J, size_t stride, int hd, float scale, int R) {
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (int j = 0; j < J; j += 4) {
+        __m256 acc[ATT_ROWS][4];
+        for (int r = 0; r < R; r++)
+            for (int kk = 0; kk < 4; kk++) acc[r][kk] = _mm256_setzero_ps();
+        for (int i = 0; i < hd; i += 8) {
+            __m256 kv[4];
+            for (int kk = 0; kk < 4; kk++) kv[kk] = _mm256_loadu_ps(k + (size_t)(j + kk) * stride + i);
+            for (int r = 0; r < R; r++) {
+                __m256 qv = _mm256_loadu_ps(q[r] + i);
+                for (int kk = 0; kk < 4; kk++) acc[r][kk] = _mm256_fmadd_ps(qv, kv[kk], acc[r][kk]);
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            __m256 a = _mm256_hadd_ps(_mm256_hadd_ps(acc[r][0], acc[r][1]), _mm256_hadd_ps(acc[r][2], acc[r][3]));
+            __m128 sum = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+            _mm_storeu_ps(att[r] + j, _mm_mul_ps(sum, _mm256_castps256_ps128(vs)));
+        }
+    }
+}
+
+// o[r][i] = Σ_j p[r][j] v[j][i] over j < len[r] for R rows, 32 columns at a
+// time (each V load serves the R rows), each element summed in order; the
+// last hd % 32 columns through weighted_cols.
+static inline __attribute__((always_inline)) void weighted_rows_multi(float *const *o, const float *const *p,
+                                                                     const float *v, const int *len, size_t stride,
+                                                                     int hd, int R) {
+    int common = len[0];
+    for (int r = 1; r < R; r++) common = len[r] < common ? len[r] : common;
+    int i = 0;
+    for (; i + 32 <= hd; i += 32) {
+        __m256 a[ATT_ROWS][4];
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < 4; c++) a[r][c] = _mm256_setzero_ps();
+        for (int j = 0; j < common; j++) {
+            const float *vj = v + (size_t)j * stride + i;
+            __m256 v0 = _mm256_loadu_ps(vj), v1 = _mm256_loadu_ps(vj + 8), v2 = _mm256_loadu_ps(vj + 16),
+                   v3 = _mm256_loadu_ps(vj + 24);
+            for (int r = 0; r < R; r++) {
+                __m256 w = _mm256_set1_ps(p[r][j]);
+                a[r][0] = _mm256_fmadd_ps(w, v0, a[r][0]), a[r][1] = _mm256_fmadd_ps(w, v1, a[r][1]);
+                a[r][2] = _mm256_fmadd_ps(w, v2, a[r][2]), a[r][3] = _mm256_fmadd_ps(w, v3, a[r][3]);
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            for (int j = common; j < len[r]; j++) {
+                const float *vj = v + (size_t)j * stride + i;
+                __m256 w = _mm256_set1_ps(p[r][j]);
+                for (int c = 0; c < 4; c++) a[r][c] = _mm256_fmadd_ps(w, _mm256_loadu_ps(vj + 8 * c), a[r][c]);
+            }
+            for (int c = 0; c < 4; c++) _mm256_storeu_ps(o[r] + i + 8 * c, a[r][c]);
+        }
+    }
+    if (i < hd)
+        for (int r = 0; r < R; r++) weighted_cols(o[r], p[r], v, len[r], stride, i, hd);
+}
+#endif
+
 // Causal grouped-query attention for n new tokens whose K/V are already cached.
 // q[N, n_heads, hd] -> out[N, n_heads, hd].
 static void attention(tern_session *s, int layer, const float *q, float *out, int n) {
@@ -175,6 +262,41 @@ static void attention(tern_session *s, int layer, const float *q, float *out, in
     // a generated token's heads are split too (serial attention left the other
     // thread waiting for ~30% of a 2-thread ternary token, docs/PERFORMANCE.md).
     int64_t work = (int64_t)n * c->n_heads * (s->pos[n - 1] + 1) * hd;
+#if ATT_ROWS > 1
+    if (n > 1 && hd % 8 == 0) {
+        const int nb = (n + ATT_ROWS - 1) / ATT_ROWS;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work >= (1 << 13))
+        for (int b = 0; b < nb; b++)
+            for (int h = 0; h < c->n_heads; h++) {
+#ifdef _OPENMP
+                float *att = s->att + (size_t)omp_get_thread_num() * ATT_ROWS * s->max_seq;
+#else
+                float *att = s->att;
+#endif
+                const int t0 = b * ATT_ROWS, R = n - t0 < ATT_ROWS ? n - t0 : ATT_ROWS, kvh = h / group;
+                const float *kh = kc + (size_t)kvh * hd, *qr[ATT_ROWS];
+                float *ar[ATT_ROWS], *orow[ATT_ROWS];
+                int len[ATT_ROWS], J = 1 << 30;
+                for (int r = 0; r < R; r++) {
+                    qr[r] = q + ((size_t)(t0 + r) * c->n_heads + h) * hd;
+                    orow[r] = out + ((size_t)(t0 + r) * c->n_heads + h) * hd;
+                    ar[r] = att + (size_t)r * s->max_seq;
+                    len[r] = s->pos[t0 + r] + 1;
+                    J = len[r] / 8 * 8 < J ? len[r] / 8 * 8 : J; // keys every row has in whole 8-key blocks
+                }
+                if (R == ATT_ROWS) scores_rows(ar, qr, kh, J, (size_t)kvd, hd, scale, ATT_ROWS); // R constant
+                else scores_rows(ar, qr, kh, J, (size_t)kvd, hd, scale, R);
+                for (int r = 0; r < R; r++) {
+                    scores_from(ar[r], qr[r], kh, J, len[r], (size_t)kvd, hd, scale);
+                    tern_softmax(ar[r], len[r]);
+                }
+                const float *vh = vc + (size_t)kvh * hd;
+                if (R == ATT_ROWS) weighted_rows_multi(orow, (const float *const *)ar, vh, len, (size_t)kvd, hd, ATT_ROWS);
+                else weighted_rows_multi(orow, (const float *const *)ar, vh, len, (size_t)kvd, hd, R);
+            }
+        return;
+    }
+#endif
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work >= (1 << 13))
     for (int t = 0; t < n; t++)
         for (int h = 0; h < c->n_heads; h++) {
