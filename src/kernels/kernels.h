@@ -69,9 +69,10 @@ const char *tern_kernel_name(tern_kimpl impl);
 int tern_kernel_supported(tern_kimpl impl, const char **missing);
 
 // out[t*ldo + r] for t < n, r < w->rows (ldo = w->rows for a dense output).
-// Output rows are split across OpenMP threads above a work threshold; each
-// thread runs tokens in blocks of 4 so a weight chunk is decoded once per 4
-// tokens. bias may be NULL. a->cols must equal w->cols and a->group tern_kact_group(w).
+// Output rows are split across OpenMP threads above a work threshold. With
+// AVX-512 and n >= TERN_KPANEL_MIN every format runs the panel GEMM (16 rows
+// decoded once, 12 tokens per tile, kern_avx512.c); otherwise each thread runs
+// tokens in blocks of 4 so a weight chunk is decoded once per 4 tokens. bias may be NULL. a->cols must equal w->cols and a->group tern_kact_group(w).
 void tern_kgemm(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int n, const float *bias,
                 float *out, size_t ldo);
 // One token (token index t of a).
