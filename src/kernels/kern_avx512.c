@@ -2,13 +2,18 @@
 // adds groups of 4 products straight into int32 lanes, so there is no int16
 // stage and no overflow bound beyond the int32 one (docs/format.md).
 //
-//   tern-t2 at G = 128 (one 4-chunk bundle per group, the default): an 8-row
+//   tern-t2 at G = 128 (one 4-chunk bundle per group, the default; the GEMV
+//                   also any G of whole bundles): an 8-row
 //                   GEMV and a 1-row x 4-token GEMM on the bundle layout (one
 //                   32-byte load gives 128 fields, kern_avx2.c's idea), with
 //                   vpdpbusd in place of maddubs + int16 adds.
 //   q8-row:         signed weights offset to w + 128 (u8) times q (s8), 64
 //                   fields per instruction, minus 128 * sum(q) per group; a
 //                   4-row GEMV and a 1-row x 4-token GEMM.
+//   tern-t1.6:      an 8-row GEMV with two rows per zmm (base-3 decode by
+//                   x3 byte adds and two mask compares).
+//   any format, batches of >= TERN_KPANEL_MIN tokens: the panel GEMM (16
+//                   rows x 12 tokens, lanes = rows; see its section below).
 // Shapes these do not cover (other group sizes, remainder rows and tokens)
 // and the other formats run the AVX2 kernels: on Zen 4 a generic VNNI kernel
 // (64 fields per instruction, one horizontal sum per group) was slower than
@@ -362,8 +367,9 @@ TGT TERN_KDECL(tern_kdot_q8_avx512) {
 /* ---- panel GEMM (prompts): 16 rows x up to 12 tokens per tile, any format ---- */
 
 // For a batch of tokens (tern_kgemm, n >= TERN_KPANEL_MIN) every format runs
-// this one kernel. A block of 16 rows is decoded once, through the format's
-// get_chunk, into a panel in vpdpbusd order: 64 bytes per 4 columns, row i's
+// this one kernel. A block of 16 rows is decoded once (2-bit fields straight
+// from the rows by gathers, other formats through their AVX2 decoder) into a
+// panel in vpdpbusd order: 64 bytes per 4 columns, row i's
 // 4 stored fields at bytes 4i..4i+3 (q8's signed fields offset to u8 as in
 // q8_dot). One vpdpbusd then multiplies the 16 rows by 4 activations of one
 // token broadcast from memory, and the 16 int32 lanes ARE the 16 rows' sums:
