@@ -136,7 +136,11 @@ static double oracle(const tern_kformat *f, const tern_kmatrix *km, const int8_t
         int c = codes[(size_t)r * km->cols + i];
         double wv = f->kind == TERN_KKIND_RTN ? (double)sc[gi] * (c - z[gi]) : (double)sc[gi] * c + (double)sh[gi];
         y += wv * (sx * q[i]);
-        m += fabs(wv * (sx * q[i]));
+        // The kernels sum a ternary group's scale and shift terms apart (two
+        // fmaf steps), so each term's size bounds the rounding, not their
+        // possibly cancelling sum.
+        if (f->kind == TERN_KKIND_TERNARY) m += fabs((double)sc[gi] * c * (sx * q[i])) + fabs((double)sh[gi] * (sx * q[i]));
+        else m += fabs(wv * (sx * q[i]));
     }
     if (bias) y += bias[r], m += fabs(bias[r]);
     *mag = m;
