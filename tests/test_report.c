@@ -81,6 +81,8 @@ static void test_errors(void) {
     CHECK(L.pts == NULL && L.path == NULL);
     CHECK_FAILS(tern_report_load(&L, FIX("report_bad_array.jsonl"), NULL), "report_bad_array.jsonl:2: a log record");
     CHECK_FAILS(tern_report_load(&L, FIX("report_bad_nostep.jsonl"), NULL), "report_bad_nostep.jsonl:3: the record");
+    // A block number past int (or missing) is refused before any conversion (fuzz_report: UB).
+    CHECK_FAILS(tern_report_load(&L, FIX("report_bad_block.jsonl"), NULL), "report_bad_block.jsonl:2: a block summary");
     CHECK_FAILS(tern_report_load(&L, FIX("report_empty.jsonl"), NULL), "no records");
     CHECK_FAILS(tern_report_load(&L, FIX("report_missing.jsonl"), NULL), "report_missing.jsonl");
 }

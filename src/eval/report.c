@@ -1,6 +1,7 @@
 // Training-log reports: JSONL parsing, hand-written SVG charts, summaries.
 #include "eval/report.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,12 +72,15 @@ static int parse_line(tern_report_log *log, const char *s, size_t len, size_t li
         rc = tern_errorf("%s:%zu: a log record must be a JSON object, got %s", log->path, line_no,
                          tern_json_type_name(root->type));
     } else if (tern_json_get(root, "block_mse_init")) {
-        tern_report_block b = {(int)num_or_nan(tern_json_get(root, "block")),
-                               num_or_nan(tern_json_get(root, "block_mse_init")),
-                               num_or_nan(tern_json_get(root, "block_mse_final"))};
-        if (!isfinite(num_or_nan(tern_json_get(root, "block"))) || b.block < 0)
+        // Checked before the conversion: a NaN or out-of-range double has no int value.
+        double block = num_or_nan(tern_json_get(root, "block"));
+        if (!(block >= 0 && block <= INT_MAX)) {
             rc = tern_errorf("%s:%zu: a block summary needs a block number >= 0", log->path, line_no);
-        else rc = push_block(log, &b);
+        } else {
+            tern_report_block b = {(int)block, num_or_nan(tern_json_get(root, "block_mse_init")),
+                                   num_or_nan(tern_json_get(root, "block_mse_final"))};
+            rc = push_block(log, &b);
+        }
     } else if (!isfinite(num_or_nan(tern_json_get(root, "step")))) {
         rc = tern_errorf("%s:%zu: the record has no numeric \"step\"", log->path, line_no);
     } else {
