@@ -11,6 +11,7 @@
 //   t2 at run time, keep every ternary matrix's codes and scales (values bit
 //   for bit); the lossy ones (Q2_0's code 2, re-blocking G=32 to 64) are
 //   counted and measured; tern's Q2_0 encoder reproduces the fixture's bytes;
+// - llama-quantize's 4-bit Q4_0 fallback runs packed as q4g (G = 32, zero point 8);
 // - bad input: a TQ2_0 code 3, a truncated packed tensor.
 #include <math.h>
 
@@ -227,6 +228,54 @@ static void test_bad_input(void) {
     free(buf);
 }
 
+// llama-quantize's 4-bit fallback in a ternary file (SmolLM2's TQ2_0 file
+// holds 180 Q4_0 matrices): the fixture's Q4_0 matrix rewritten with nibbles
+// 0..15 loads as q4g at G = 32 with zero point 8, its codes * scales equal to
+// the dequantized values (lossless), and the model runs packed within the int8
+// bound of test_logits.
+static void test_q4_0_fallback(const reference *r) {
+    char *buf;
+    size_t size;
+    CHECK_OK(tern_read_file(test_src_path("tests/fixtures/lowbit_llama.gguf"), &buf, &size));
+    size_t off = data_offset(buf, size, "blk.0.attn_output.weight");
+    CHECK(off > 0);
+    if (!off) return free(buf);
+    for (int b = 0; b < 256 * 256 / 32; b++) // blocks of 18 bytes: fp16 d, 16 bytes of nibbles
+        for (int j = 0; j < 16; j++) buf[off + 18 * (size_t)b + 2 + j] = (char)((b * 7 + j * 5) & 0xff);
+    tern_model m = {0};
+    CHECK_OK(tern_gguf_parse_model(&m, buf, size, "q4.gguf"));
+    const tern_tensor *t = tern_model_find(&m, "blk.0.attn_output.weight");
+    const tern_kformat *f = t && t->packed ? tern_kformat_get((tern_kfmt_id)t->packed_fmt) : NULL;
+    CHECK_MSG(f && !strcmp(f->name, "q4g") && t->packed_group == 32, "Q4_0 fallback packed as %s",
+              f ? f->name : "nothing");
+    if (f) {
+        int rows = (int)t->shape[0], cols = (int)t->shape[1], ng = cols / 32, same = 1, lo = 15, hi = 0;
+        tern_kmatrix km;
+        CHECK_OK(tern_kmatrix_init(&km, f, rows, cols, 32, 0, t->packed));
+        int8_t *codes = malloc((size_t)t->numel);
+        float *scales = malloc((size_t)rows * ng * 4);
+        uint8_t *zeros = malloc((size_t)rows * ng);
+        tern_kunpack(&km, codes, scales, NULL, zeros);
+        for (size_t i = 0; i < (size_t)t->numel; i++) {
+            size_t g = i / 32;
+            same &= zeros[g] == 8 && scales[g] * (float)(codes[i] - 8) == t->data[i];
+            lo = codes[i] < lo ? codes[i] : lo, hi = codes[i] > hi ? codes[i] : hi;
+        }
+        CHECK_MSG(same && lo == 0 && hi == 15, "q4g codes %d..%d, lossless %d", lo, hi, same);
+        free(codes), free(scales), free(zeros);
+    }
+    size_t n = (size_t)r->n * r->vocab;
+    float *a = malloc(n * 4), *c = malloc(n * 4);
+    CHECK_OK(logits_of(&m, "f32", r, a));
+    CHECK_OK(logits_of(&m, "native", r, c));
+    double e = test_max_rel_err(c, a, n, 1.0);
+    printf("Q4_0 fallback as q4g: packed logits vs the same file in FP32 %.2e\n", e);
+    CHECK(e < 3.1e-2 && e > 0);
+    free(a), free(c);
+    tern_model_free(&m);
+    free(buf);
+}
+
 static int same_values(const tern_model *a, const tern_model *b, const char *name) {
     const tern_tensor *x = tern_model_find(a, name), *y = tern_model_find(b, name);
     return x && y && x->numel == y->numel && !memcmp(x->data, y->data, (size_t)x->numel * 4);
@@ -368,6 +417,7 @@ int main(void) {
     test_export_tern(&m, in);
     test_export_q2_0(&m, in);
     test_bad_input();
+    test_q4_0_fallback(&r);
     test_kquant_head(&m, &r); // changes m
     tern_model_free(&m), tern_model_free(&twin);
     free(r.tokens), free(r.logits), free(r.ppl_tokens);

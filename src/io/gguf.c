@@ -1129,23 +1129,25 @@ static int lowbit_type(uint32_t t) {
 // group, d the group's fp16 scale, the codes unchanged), given its code range;
 // -1 when it stays FP32. lowbit_file: the file has llama.cpp ternary tensors,
 // so its Q4_0 matrices holding only codes -1..1 are the ternary fallback
-// (llama-quantize's and tern's for rows that are not whole 256-blocks) and its
-// Q8_0 embedding / head the 8-bit companions: packed too, so the whole model
-// runs packed. Other files' Q4_0 / Q8_0 tensors stay FP32.
+// (llama-quantize's and tern's for rows that are not whole 256-blocks), its
+// other Q4_0 matrices llama-quantize's 4-bit fallback (q4g at G = 32: c = q + 8,
+// zero point 8, exact) and its Q8_0 embedding / head the 8-bit companions:
+// packed too, so the whole model runs packed. Other files' Q4_0 / Q8_0 tensors
+// stay FP32.
 static int repack_format(const tern_gguf_tensor *gt, int lowbit_file, int lo, int hi) {
     int head = !strcmp(gt->name, "token_embd.weight") || !strcmp(gt->name, "output.weight");
     switch (gt->type) {
     case TERN_GGML_TQ1_0: return TERN_KFMT_T1_6;
     case TERN_GGML_TQ2_0: case TERN_GGML_Q1_0: return TERN_KFMT_T2;
     case TERN_GGML_Q2_0: return hi > 1 ? TERN_KFMT_Q2G : TERN_KFMT_T2; // code 2: the 2-bit format (s*(c - 1))
-    case TERN_GGML_Q4_0: return lowbit_file && lo >= -1 && hi <= 1 ? TERN_KFMT_T2 : -1;
+    case TERN_GGML_Q4_0: return !lowbit_file ? -1 : lo >= -1 && hi <= 1 ? TERN_KFMT_T2 : TERN_KFMT_Q4G;
     case TERN_GGML_Q8_0: return lowbit_file && head && lo >= -127 ? TERN_KFMT_Q8 : -1;
     default: return -1;
     }
 }
 
 // Packs codes q [rows, cols] and block scales d [rows, cols / block] as fmt
-// (q2g: c = q + 1 with zero point 1) into t->packed.
+// (q2g: c = q + 1 with zero point 1; q4g: c = q + 8, zero point 8) into t->packed.
 static int pack_blocks(const tern_gguf *g, const tern_gguf_tensor *gt, tern_kfmt_id fmt, int block, int8_t *q,
                        const float *d, tern_tensor *t) {
     const tern_kformat *f = tern_kformat_get(fmt);
@@ -1155,8 +1157,9 @@ static int pack_blocks(const tern_gguf *g, const tern_gguf_tensor *gt, tern_kfmt
     if (f->kind == TERN_KKIND_RTN) {
         zeros = malloc(ng ? ng : 1);
         if (!zeros) return tern_errorf("out of memory");
-        memset(zeros, 1, ng);
-        for (size_t i = 0; i < (size_t)gt->numel; i++) q[i] = (int8_t)(q[i] + 1);
+        const int zp = fmt == TERN_KFMT_Q4G ? 8 : 1;
+        memset(zeros, zp, ng);
+        for (size_t i = 0; i < (size_t)gt->numel; i++) q[i] = (int8_t)(q[i] + zp);
     }
     tern_kmatrix m;
     int rc = tern_kmatrix_init(&m, f, rows, cols, block, 0, NULL);
