@@ -10,8 +10,8 @@
 //   q8-row:         signed weights offset to w + 128 (u8) times q (s8), 64
 //                   fields per instruction, minus 128 * sum(q) per group; a
 //                   4-row GEMV and a 1-row x 4-token GEMM.
-//   tern-t1.6:      an 8-row GEMV with two rows per zmm (base-3 decode by
-//                   x3 byte adds and two mask compares).
+//   tern-t1.6:      an 8-row GEMV with two rows per zmm (x3 byte adds; the
+//                   digit sums from 3 sum(x_k q) - sum(x_{k+1} q), no digits).
 //   any format, batches of >= TERN_KPANEL_MIN tokens: the panel GEMM (16
 //                   rows x 12 tokens, lanes = rows; see its section below).
 // Shapes these do not cover (other group sizes, remainder rows and tokens)
@@ -237,14 +237,6 @@ INL void gemm_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t0, con
     finish4_tokens(acc, bias, r, out, ldo);
 }
 
-// Leading trit of bytes already multiplied by 3^k (mod 256): [x >= 86] + [x >= 171]
-// (kern_avx2.c's trit, with two mask compares).
-INL __m512i trit512(__m512i x) {
-    const __mmask64 ge1 = _mm512_cmpge_epu8_mask(x, _mm512_set1_epi8(86));
-    const __mmask64 ge2 = _mm512_cmpge_epu8_mask(x, _mm512_set1_epi8((char)171));
-    return _mm512_mask_mov_epi8(_mm512_maskz_mov_epi8(ge1, _mm512_set1_epi8(1)), ge2, _mm512_set1_epi8(2));
-}
-
 // 32 bytes at lo and at hi as one zmm (lo in the low half).
 INL __m512i pair256(const uint8_t *lo, const uint8_t *hi) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)lo)),
@@ -252,11 +244,20 @@ INL __m512i pair256(const uint8_t *lo, const uint8_t *hi) {
 }
 
 // tern-t1.6 GEMV, 8 rows as 4 pairs: a pair's bundles share one zmm (row 2p in
-// the low half, 2p + 1 in the high half), so each base-3 decode step (x3 as
-// two byte adds, then two mask compares) serves two rows, and one vpdpbusd
-// multiplies both with the chunk's 32 activations broadcast to both halves.
+// the low half, 2p + 1 in the high half), and one vpdpbusd multiplies both
+// with the chunk's 32 activations broadcast to both halves.
+//
+// The digits are never formed. With x_k = (byte * 3^k) mod 256, digit k is
+// d_k = floor(3 x_k / 256) and x_{k+1} = 3 x_k - 256 d_k, so
+//     256 * sum(d_k q) = 3 * sum(x_k q) - sum(x_{k+1} q),
+// two vpdpbusd of bytes the decoder has anyway (x_{k+1} = x_k + x_k + x_k in
+// wrapping byte adds) instead of two mask compares, two masked moves and one
+// vpdpbusd. Each int32 lane's 3A - B is 256 times its exact digit sum, so the
+// lanes are shifted back before the rows are reduced; A and B may wrap, their
+// difference does not (it is the digit sum of the lane, far below 2^23).
 // Chunks are walked in order, so a group may end inside a bundle (G = 128 is
-// 4 chunks, a bundle 5); chunks past the last whole bundle are 2-bit fields.
+// 4 chunks, a bundle 5); chunks past the last whole bundle are 2-bit fields,
+// added to the shifted digit sum as they are.
 INL void gemv_t16_8(const tern_kmatrix *w, int r, const tern_qact *a, int t, const float *bias, float *out) {
     const uint8_t *row[8], *sc[8];
     for (int i = 0; i < 8; i++) row[i] = w->data + (size_t)(r + i) * w->row_bytes, sc[i] = row[i] + w->code_bytes;
@@ -269,33 +270,39 @@ INL void gemv_t16_8(const tern_kmatrix *w, int r, const tern_qact *a, int t, con
     int c = 0, k = 0; // chunk, and its digit in the bundle (c % 5)
     for (int g = 0; g < ng; g++) {
         const int end = c + w->cpg < nch ? c + w->cpg : nch;
-        __m512i s[4];
-        for (int p = 0; p < 4; p++) s[p] = _mm512_setzero_si512();
-        for (; c < end; c++) {
+        __m512i sa[4], sb[4];
+        for (int p = 0; p < 4; p++) sa[p] = sb[p] = _mm512_setzero_si512();
+        const int bend = end < 5 * full ? end : 5 * full;
+        for (; c < bend; c++) {
             const __m512i x = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(q + (size_t)c * TERN_KCHUNK)));
-            if (c < 5 * full) {
+            if (k == 0) {
                 const size_t at = (size_t)(c / 5) * 32;
                 for (int p = 0; p < 4; p++) {
-                    if (k == 0) {
-                        _mm_prefetch((const char *)(row[2 * p] + at + pf), PF_HINT);
-                        _mm_prefetch((const char *)(row[2 * p + 1] + at + pf), PF_HINT);
-                        m[p] = pair256(row[2 * p] + at, row[2 * p + 1] + at);
-                    } else {
-                        m[p] = _mm512_add_epi8(m[p], _mm512_add_epi8(m[p], m[p]));
-                    }
-                    s[p] = _mm512_dpbusd_epi32(s[p], trit512(m[p]), x);
+                    _mm_prefetch((const char *)(row[2 * p] + at + pf), PF_HINT);
+                    _mm_prefetch((const char *)(row[2 * p + 1] + at + pf), PF_HINT);
+                    m[p] = pair256(row[2 * p] + at, row[2 * p + 1] + at);
                 }
-                k = k == 4 ? 0 : k + 1;
-            } else {
-                const size_t at = (size_t)full * 32 + (size_t)(c - 5 * full) * 8;
-                for (int p = 0; p < 4; p++) {
-                    __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(expand2(row[2 * p] + at)), expand2(row[2 * p + 1] + at), 1);
-                    s[p] = _mm512_dpbusd_epi32(s[p], u, x);
-                }
+            }
+            for (int p = 0; p < 4; p++) {
+                sa[p] = _mm512_dpbusd_epi32(sa[p], m[p], x);
+                m[p] = _mm512_add_epi8(m[p], _mm512_add_epi8(m[p], m[p]));
+                sb[p] = _mm512_dpbusd_epi32(sb[p], m[p], x);
+            }
+            k = k == 4 ? 0 : k + 1;
+        }
+        // sa = 3A - B in 256ths, exact per lane
+        for (int p = 0; p < 4; p++)
+            sa[p] = _mm512_srai_epi32(_mm512_sub_epi32(_mm512_add_epi32(sa[p], _mm512_add_epi32(sa[p], sa[p])), sb[p]), 8);
+        for (; c < end; c++) {
+            const __m512i x = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(q + (size_t)c * TERN_KCHUNK)));
+            const size_t at = (size_t)full * 32 + (size_t)(c - 5 * full) * 8;
+            for (int p = 0; p < 4; p++) {
+                __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(expand2(row[2 * p] + at)), expand2(row[2 * p + 1] + at), 1);
+                sa[p] = _mm512_dpbusd_epi32(sa[p], u, x);
             }
         }
         __m256i h[8];
-        for (int p = 0; p < 4; p++) h[2 * p] = _mm512_castsi512_si256(s[p]), h[2 * p + 1] = _mm512_extracti64x4_epi64(s[p], 1);
+        for (int p = 0; p < 4; p++) h[2 * p] = _mm512_castsi512_si256(sa[p]), h[2 * p + 1] = _mm512_extracti64x4_epi64(sa[p], 1);
         __m256i raw = _mm256_sub_epi32(reduce_rows(h, 8), _mm256_set1_epi32(gs[g]));
         const __m256 vsx = _mm256_set1_ps(tern_kact_scale(a, t, g));
         acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtph_ps(gather_u16(sc, 8, (size_t)g)), vsx), _mm256_cvtepi32_ps(raw), acc);
