@@ -167,7 +167,9 @@ doc = {"bandwidth_gbs": max(bws) if bws else None, "threads": int(sys.argv[4]), 
 if sys.argv[2]:
     with open(sys.argv[2], "w") as f:
         json.dump(doc, f, indent=1)
-print(f"model {sys.argv[3]}, {sys.argv[4]} threads, read-bandwidth probe {doc['bandwidth_gbs']} GB/s\n")
+bw = doc["bandwidth_gbs"]
+bw = f"{bw} GB/s" if bw is not None else "not measured (only tern t2, t1.6, bf16 or f32 runs measure it)"
+print(f"model {sys.argv[3]}, {sys.argv[4]} threads, read-bandwidth probe {bw}\n")
 print("| engine | format | pp512 tok/s | tg128 tok/s |\n|---|---|---|---|")
 seen = []
 for r in rows:
