@@ -254,7 +254,8 @@ INL __m512i pair256(const uint8_t *lo, const uint8_t *hi) {
 // wrapping byte adds) instead of two mask compares, two masked moves and one
 // vpdpbusd. Each int32 lane's 3A - B is 256 times its exact digit sum, so the
 // lanes are shifted back before the rows are reduced; A and B may wrap, their
-// difference does not (it is the digit sum of the lane, far below 2^23).
+// difference does not (|digit sum| <= 4 * 2 * 128 per chunk in a lane stays
+// below 2^23 for any group of fewer than 262,144 columns).
 // Chunks are walked in order, so a group may end inside a bundle (G = 128 is
 // 4 chunks, a bundle 5); chunks past the last whole bundle are 2-bit fields,
 // added to the shifted digit sum as they are.
@@ -290,7 +291,7 @@ INL void gemv_t16_8(const tern_kmatrix *w, int r, const tern_qact *a, int t, con
             }
             k = k == 4 ? 0 : k + 1;
         }
-        // sa = 3A - B in 256ths, exact per lane
+        // sa = (3A - B) / 256: each lane's exact digit sum
         for (int p = 0; p < 4; p++)
             sa[p] = _mm512_srai_epi32(_mm512_sub_epi32(_mm512_add_epi32(sa[p], _mm512_add_epi32(sa[p], sa[p])), sb[p]), 8);
         for (; c < end; c++) {
