@@ -3,6 +3,7 @@
 // the int8 activations: perplexity within 1 %, and greedy decoding agrees on
 // most tokens. bf16 stays within 1 % of FP32.
 #include "core/file.h"
+#include "core/threads.h"
 #include "eval/ppl.h"
 #include "infer/bench.h"
 #include "infer/packed.h"
@@ -69,22 +70,34 @@ static void check_fused(const tern_model *fp, const char *format) {
 // attention's column blocks) and GQA: a prompt's multi-token attention gives
 // bit for bit what feeding the tokens one at a time gives (packed t2, whose
 // GEMM and GEMV agree bit for bit, so any difference is the attention's).
-static void check_wide_heads(void) {
+// With `every_part`, the model also has every bias (o and down: the one-region
+// step's residual through a separate product), BitNet's sub-norms, relu² FFN
+// and int8 activations, so each one-thread step of that path is exercised.
+static void check_wide_heads(int every_part) {
     tern_model m;
     memset(&m, 0, sizeof m);
     tern_config *c = &m.cfg;
     snprintf(c->arch, sizeof c->arch, "llama");
     c->dim = 192, c->n_layers = 1, c->n_heads = 4, c->n_kv_heads = 2, c->head_dim = 48, c->hidden_dim = 128;
     c->vocab_size = 64, c->max_seq = 128, c->rope_theta = 10000.0f, c->rms_eps = 1e-5f;
+    if (every_part) {
+        c->attn_qkv_bias = c->attn_out_bias = c->ffn_bias = c->sub_norms = c->act_int8 = 1;
+        c->ffn_act = TERN_FFN_RELU2;
+    }
     const struct {
         const char *name;
         int rows, cols;
     } t[] = {{"token_embd.weight", 64, 192},       {"output.weight", 64, 192},          {"output_norm.weight", 1, 192},
              {"blk.0.attn_norm.weight", 1, 192},   {"blk.0.ffn_norm.weight", 1, 192},   {"blk.0.attn_q.weight", 192, 192},
              {"blk.0.attn_k.weight", 96, 192},     {"blk.0.attn_v.weight", 96, 192},    {"blk.0.attn_output.weight", 192, 192},
-             {"blk.0.ffn_gate.weight", 128, 192},  {"blk.0.ffn_up.weight", 128, 192},   {"blk.0.ffn_down.weight", 192, 128}};
+             {"blk.0.ffn_gate.weight", 128, 192},  {"blk.0.ffn_up.weight", 128, 192},   {"blk.0.ffn_down.weight", 192, 128},
+             {"blk.0.attn_q.bias", 1, 192},        {"blk.0.attn_k.bias", 1, 96},        {"blk.0.attn_v.bias", 1, 96},
+             {"blk.0.attn_output.bias", 1, 192},   {"blk.0.ffn_gate.bias", 1, 128},     {"blk.0.ffn_up.bias", 1, 128},
+             {"blk.0.ffn_down.bias", 1, 192},      {"blk.0.attn_sub_norm.weight", 1, 192},
+             {"blk.0.ffn_sub_norm.weight", 1, 128}};
+    const size_t n_plain = 12; // the tensors before the biases and sub-norms
     unsigned seed = 7;
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    for (size_t i = 0; i < (every_part ? sizeof t / sizeof t[0] : n_plain); i++) {
         int64_t shape[2] = {t[i].rows, t[i].cols};
         int norm = t[i].rows == 1;
         tern_tensor *w = norm ? tern_model_add_tensor(&m, t[i].name, 1, shape + 1, "F32")
@@ -94,7 +107,7 @@ static void check_wide_heads(void) {
         for (int64_t k = 0; k < w->numel; k++) {
             seed = seed * 1664525u + 1013904223u;
             float u = (float)(seed >> 8) / 16777216.0f - 0.5f;
-            w->data[k] = norm ? 1.0f + 0.1f * u : 0.2f * u;
+            w->data[k] = strstr(t[i].name, ".bias") ? 0.1f * u : norm ? 1.0f + 0.1f * u : 0.2f * u;
         }
     }
     tern_session s;
@@ -110,7 +123,7 @@ static void check_wide_heads(void) {
         CHECK_OK(tern_forward(&s, ids + i, 1, i, one));
         same &= memcmp(one, batch + (size_t)i * V, (size_t)V * sizeof(float)) == 0;
     }
-    CHECK_MSG(same, "heads of 48: decoding differs from the batched forward");
+    CHECK_MSG(same, "heads of 48%s: decoding differs from the batched forward", every_part ? ", every part" : "");
     free(batch), free(one);
     tern_packed_free(p);
     tern_session_free(&s);
@@ -157,6 +170,9 @@ static void check_profile(const tern_model *fp) {
 }
 
 int main(void) {
+    // Two threads at least, so one-token steps run as one parallel region
+    // (nn/transformer.c) and are compared with the batched forward.
+    if (tern_get_threads() < 2) tern_set_threads(2);
     tern_model fp, fake;
     const char *ck = test_data_path("models/stories260K/stories260K.bin"), *tk = test_data_path("models/stories260K/tok512.bin");
     CHECK_OK(tern_model_load(&fp, ck, tk));
@@ -223,7 +239,8 @@ int main(void) {
     const char *fused_formats[] = {"f32", "bf16", "t2", "t1.6"};
     for (int f = 0; f < 4; f++) check_fused(&fp, fused_formats[f]);
     check_profile(&fp);
-    check_wide_heads();
+    check_wide_heads(0);
+    check_wide_heads(1);
     free(text);
     tern_tokenizer_free(tok);
     tern_model_free(&fp);

@@ -122,14 +122,21 @@ static double dot_f64(const float *a, const float *b, int n) {
 // 576-wide row, 2-3% of a generated ternary token.
 static float rms_inv(const float *x, int dim, float eps) { return (float)(1.0 / sqrt(dot_f64(x, x, dim) / dim + eps)); }
 
+static void rmsnorm_row(float *o, const float *x, const float *w, int dim, float eps) {
+    float scale = rms_inv(x, dim, eps);
+    for (int c = 0; c < dim; c++) o[c] = x[c] * scale * w[c];
+}
+
+// Ops below PAR_MIN run their loop directly: an OpenMP region whose `if` is
+// false still costs 0.2 us here (0.5 us inside another region, where the
+// one-region generation step calls them), more than a 576-wide norm.
 void tern_rmsnorm_forward(float *out, const float *in, const float *w, int n, int dim, float eps) {
-#pragma omp parallel for schedule(static) if ((int64_t)n * dim >= PAR_MIN)
-    for (int i = 0; i < n; i++) {
-        const float *x = in + (size_t)i * dim;
-        float *o = out + (size_t)i * dim;
-        float scale = rms_inv(x, dim, eps);
-        for (int c = 0; c < dim; c++) o[c] = x[c] * scale * w[c];
+    if ((int64_t)n * dim < PAR_MIN) {
+        for (int i = 0; i < n; i++) rmsnorm_row(out + (size_t)i * dim, in + (size_t)i * dim, w, dim, eps);
+        return;
     }
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) rmsnorm_row(out + (size_t)i * dim, in + (size_t)i * dim, w, dim, eps);
 }
 
 // LLaMA 3 scaling leaves high frequencies alone, divides low ones by `factor`,
@@ -199,40 +206,71 @@ void tern_rope_forward(float *x, const tern_rope *r, const int *pos, int n, int 
     rope_rotate(x, r, pos, n, n_heads, 1.0f);
 }
 
+void tern_rope_columns(float *x, const tern_rope *r, int pos, int c0, int c1) {
+    const float *c = r->cos + (size_t)pos * r->half, *s = r->sin + (size_t)pos * r->half;
+    for (int k = c0; k < c1; k += 2) {
+        int i = k / 2 % r->half;
+        float a = x[k], b = x[k + 1], si = 1.0f * s[i]; // rope_rotate's sign, exactly
+        x[k] = a * c[i] - b * si;
+        x[k + 1] = a * si + b * c[i];
+    }
+}
+
 // Elementwise ops that need expf take it for blocks of this many elements.
 #define EXP_BLOCK 256
 
+// SwiGLU of elements [i0, i0 + len), len <= EXP_BLOCK.
+static void swiglu_block(float *out, const float *gate, const float *up, int64_t i0, int64_t len) {
+    float e[EXP_BLOCK];
+    e[0] = 0; // (len >= 1; GCC 12 cannot tell the array is written before expf reads it)
+    for (int64_t j = 0; j < len; j++) e[j] = -gate[i0 + j];
+    tern_expf_array(e, e, len);
+    for (int64_t j = 0; j < len; j++) {
+        float g = gate[i0 + j];
+        out[i0 + j] = g / (1.0f + e[j]) * up[i0 + j];
+    }
+}
+
 void tern_swiglu_forward(float *out, const float *gate, const float *up, int64_t count) {
     int64_t blocks = (count + EXP_BLOCK - 1) / EXP_BLOCK;
-#pragma omp parallel for schedule(static) if (count >= PAR_MIN)
-    for (int64_t bk = 0; bk < blocks; bk++) {
-        int64_t i0 = bk * EXP_BLOCK, len = count - i0 < EXP_BLOCK ? count - i0 : EXP_BLOCK;
-        float e[EXP_BLOCK];
-        for (int64_t j = 0; j < len; j++) e[j] = -gate[i0 + j];
-        tern_expf_array(e, e, len);
-        for (int64_t j = 0; j < len; j++) {
-            float g = gate[i0 + j];
-            out[i0 + j] = g / (1.0f + e[j]) * up[i0 + j];
-        }
+#define SWIGLU_BLOCK(bk) swiglu_block(out, gate, up, (bk) * EXP_BLOCK, count - (bk) * EXP_BLOCK < EXP_BLOCK ? count - (bk) * EXP_BLOCK : EXP_BLOCK)
+    if (count < PAR_MIN) {
+        for (int64_t bk = 0; bk < blocks; bk++) SWIGLU_BLOCK(bk);
+        return;
     }
+#pragma omp parallel for schedule(static)
+    for (int64_t bk = 0; bk < blocks; bk++) SWIGLU_BLOCK(bk);
+#undef SWIGLU_BLOCK
+}
+
+static inline float relu2_glu(float gate, float up) {
+    float g = gate > 0 ? gate : 0;
+    return g * g * up;
 }
 
 void tern_relu2_glu_forward(float *out, const float *gate, const float *up, int64_t count) {
-#pragma omp parallel for schedule(static) if (count >= PAR_MIN)
-    for (int64_t i = 0; i < count; i++) {
-        float g = gate[i] > 0 ? gate[i] : 0;
-        out[i] = g * g * up[i];
+    if (count < PAR_MIN) {
+        for (int64_t i = 0; i < count; i++) out[i] = relu2_glu(gate[i], up[i]);
+        return;
     }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < count; i++) out[i] = relu2_glu(gate[i], up[i]);
+}
+
+static void act_quant_row(float *xt, int dim) {
+    float amax = 0;
+    for (int i = 0; i < dim; i++) amax = fmaxf(amax, fabsf(xt[i]));
+    float s = 127.0f / fmaxf(amax, 1e-5f); // torch's float ops: multiply, round half even, divide
+    for (int i = 0; i < dim; i++) xt[i] = fminf(fmaxf(nearbyintf(xt[i] * s), -128.0f), 127.0f) / s;
 }
 
 void tern_act_quant_int8_forward(float *x, int n, int dim) {
-#pragma omp parallel for schedule(static) if ((int64_t)n * dim >= PAR_MIN)
-    for (int t = 0; t < n; t++) {
-        float *xt = x + (size_t)t * dim, amax = 0;
-        for (int i = 0; i < dim; i++) amax = fmaxf(amax, fabsf(xt[i]));
-        float s = 127.0f / fmaxf(amax, 1e-5f); // torch's float ops: multiply, round half even, divide
-        for (int i = 0; i < dim; i++) xt[i] = fminf(fmaxf(nearbyintf(xt[i] * s), -128.0f), 127.0f) / s;
+    if ((int64_t)n * dim < PAR_MIN) {
+        for (int t = 0; t < n; t++) act_quant_row(x + (size_t)t * dim, dim);
+        return;
     }
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++) act_quant_row(x + (size_t)t * dim, dim);
 }
 
 void tern_residual_forward(float *x, const float *y, int64_t count) {

@@ -23,6 +23,9 @@ int tern_rope_init(tern_rope *r, int head_dim, int max_seq, float theta, int sca
 void tern_rope_free(tern_rope *r);
 // x[N, n_heads, head_dim] rotated in place; token n sits at position pos[n].
 void tern_rope_forward(float *x, const tern_rope *r, const int *pos, int n, int n_heads);
+// Columns [c0, c1) (both even) of one token's x[n_heads * head_dim] at position
+// pos rotated in place: exactly what tern_rope_forward does to those columns.
+void tern_rope_columns(float *x, const tern_rope *r, int pos, int c0, int c1);
 
 // out[N, H] = silu(gate[N, H]) * up[N, H]; out may alias gate.
 void tern_swiglu_forward(float *out, const float *gate, const float *up, int64_t count);
