@@ -398,11 +398,12 @@ static void layer_forward(tern_session *s, int l, int n, int pos0) {
 // attention, o, gate/up, down: 5 per layer, 151 per SmolLM2 token), with the
 // norms, activation quantizations, RoPE and SwiGLU on one thread between
 // them. Here the team is forked once per token and meets at one barrier per
-// product: RoPE runs in the q/k product on each 16-row block as it is made
-// (a block holds whole pairs), SwiGLU in the gate/up product on each pair of
-// blocks, and the one-thread steps (a norm and the next product's activation
-// quantization) run on the thread that reaches the barrier last, before it
-// enters it. Measured here: a fork/join 0.8 us, a barrier 0.3 us.
+// product. Threads take runs of 16-row blocks on the fly; RoPE runs in the
+// q/k product on each run of rows as it is made (runs start and end on even
+// rows: whole pairs), SwiGLU in the gate/up product on each run of both, and
+// the one-thread steps (a norm and the next product's activation
+// quantization) on the thread that finishes a product last, before it enters
+// the barrier. Measured here: a fork/join 0.8 us, a barrier 0.3 us.
 // Every row, head and element is computed with the same operations as in the
 // forked path, so results are bit-identical to it and to the batched forward
 // (tests/test_packed.c).
@@ -500,67 +501,64 @@ static void team_end(tern_session *s, team *tm, int total, int what, int l, int 
     }
 }
 
-// The unit of a product: rows [r0, r1) of ls[i].
-static void unit_rows(const tern_linear *ls, const int *first, int count, int b, int *i, int *r0, int *r1) {
-    int k = 0;
-    while (b >= first[k + 1] && k + 1 < count) k++;
-    *i = k;
-    *r0 = (b - first[k]) * TEAM_ROW_BLOCK;
-    *r1 = *r0 + TEAM_ROW_BLOCK < ls[k].rows ? *r0 + TEAM_ROW_BLOCK : ls[k].rows;
-}
-
 static int row_blocks(const tern_linear *l) { return (l->rows + TEAM_ROW_BLOCK - 1) / TEAM_ROW_BLOCK; }
 
-// q, k, v of one token, each 16-row block of q and k rotated (RoPE) as soon
-// as it is made.
+// Rows [*r0, *r1) of a linear with `rows` rows that the run of blocks [b0, b0 + nb) covers.
+static void run_rows(int b0, int nb, int rows, int *r0, int *r1) {
+    *r0 = b0 * TEAM_ROW_BLOCK;
+    *r1 = (b0 + nb) * TEAM_ROW_BLOCK < rows ? (b0 + nb) * TEAM_ROW_BLOCK : rows;
+}
+
+// q, k, v of one token; each run of q or k rows rotated (RoPE) as soon as it
+// is made. A run is one gemv_rows call per matrix it covers, so each thread
+// streams one matrix at a time.
 static void team_qkv(tern_session *s, team *tm, int l, float *kc, float *vc) {
     const tern_linear *ls = s->lin + (size_t)l * TERN_L_COUNT + TERN_L_Q;
     float *outs[3] = {s->q, kc, vc};
     int first[4] = {0}, b0, nb, pos = s->pos[0];
     for (int i = 0; i < 3; i++) first[i + 1] = first[i] + row_blocks(&ls[i]);
     while ((nb = team_take(tm, first[3], &b0)) > 0)
-        for (int b = b0; b < b0 + nb; b++) {
-            int i, r0, r1;
-            unit_rows(ls, first, 3, b, &i, &r0, &r1);
+        for (int i = 0; i < 3; i++) {
+            int lo = b0 > first[i] ? b0 : first[i], hi = b0 + nb < first[i + 1] ? b0 + nb : first[i + 1], r0, r1;
+            if (lo >= hi) continue;
+            run_rows(lo - first[i], hi - lo, ls[i].rows, &r0, &r1);
             ls[i].gemv_rows(&ls[i], outs[i], s->xb, r0, r1);
             if (i == 2) continue;
             double t0 = tm->tid == 0 && s->profile ? tern_now_sec() : 0;
-            tern_rope_columns(outs[i], &s->rope, pos, r0, r1);
+            tern_rope_columns(outs[i], &s->rope, pos, r0, r1); // r0, r1 even: whole pairs
             if (t0 > 0) tm->fused_s += tern_now_sec() - t0;
         }
 }
 
-// x += in · lᵀ over the team (as linear_residual: x rides in the bias slot
-// when the layer has no bias; otherwise the product goes through tmp).
-static void team_residual(team *tm, const tern_linear *l, float *x, float *tmp, const float *in) {
+// out = in · lᵀ over the team; with x, x += the product instead (as
+// linear_residual: x rides in the bias slot when the layer has no bias,
+// otherwise the product goes through out).
+static void team_linear(team *tm, const tern_linear *l, float *out, const float *in, float *x) {
     tern_linear with_residual = *l;
-    if (!l->bias) with_residual.bias = x;
-    int b0, nb, total = row_blocks(l);
-    while ((nb = team_take(tm, total, &b0)) > 0)
-        for (int b = b0; b < b0 + nb; b++) {
-            int r0 = b * TEAM_ROW_BLOCK, r1 = r0 + TEAM_ROW_BLOCK < l->rows ? r0 + TEAM_ROW_BLOCK : l->rows;
-            if (l->bias) {
-                l->gemv_rows(l, tmp, in, r0, r1);
-                for (int r = r0; r < r1; r++) x[r] += tmp[r];
-            } else with_residual.gemv_rows(&with_residual, x, in, r0, r1);
-        }
+    if (x && !l->bias) with_residual.bias = x, out = x;
+    int b0, nb, r0, r1;
+    while ((nb = team_take(tm, row_blocks(l), &b0)) > 0) {
+        run_rows(b0, nb, l->rows, &r0, &r1);
+        with_residual.gemv_rows(&with_residual, out, in, r0, r1);
+        if (x && l->bias)
+            for (int r = r0; r < r1; r++) x[r] += out[r];
+    }
 }
 
-// gate and up by pairs of 16-row blocks, each pair's SwiGLU applied at once.
+// gate and up by runs of rows, each run's SwiGLU applied at once.
 static void team_gate_up(tern_session *s, team *tm, int l) {
     const tern_config *c = &s->cfg;
     const tern_linear *g = s->lin + (size_t)l * TERN_L_COUNT + TERN_L_GATE, *u = g + 1;
-    int b0, nb, total = row_blocks(g);
-    while ((nb = team_take(tm, total, &b0)) > 0)
-        for (int b = b0; b < b0 + nb; b++) {
-            int r0 = b * TEAM_ROW_BLOCK, r1 = r0 + TEAM_ROW_BLOCK < g->rows ? r0 + TEAM_ROW_BLOCK : g->rows;
-            g->gemv_rows(g, s->hb, s->xb, r0, r1);
-            u->gemv_rows(u, s->hb2, s->xb, r0, r1);
-            double t0 = tm->tid == 0 && s->profile ? tern_now_sec() : 0;
-            if (c->ffn_act == TERN_FFN_RELU2) tern_relu2_glu_forward(s->hb + r0, s->hb + r0, s->hb2 + r0, r1 - r0);
-            else tern_swiglu_forward(s->hb + r0, s->hb + r0, s->hb2 + r0, r1 - r0);
-            if (t0 > 0) tm->fused_s += tern_now_sec() - t0;
-        }
+    int b0, nb, r0, r1;
+    while ((nb = team_take(tm, row_blocks(g), &b0)) > 0) {
+        run_rows(b0, nb, g->rows, &r0, &r1);
+        g->gemv_rows(g, s->hb, s->xb, r0, r1);
+        u->gemv_rows(u, s->hb2, s->xb, r0, r1);
+        double t0 = tm->tid == 0 && s->profile ? tern_now_sec() : 0;
+        if (c->ffn_act == TERN_FFN_RELU2) tern_relu2_glu_forward(s->hb + r0, s->hb + r0, s->hb2 + r0, r1 - r0);
+        else tern_swiglu_forward(s->hb + r0, s->hb + r0, s->hb2 + r0, r1 - r0);
+        if (t0 > 0) tm->fused_s += tern_now_sec() - t0;
+    }
 }
 
 // One token's attention over the team: heads taken on the fly, each exactly
@@ -608,12 +606,12 @@ static void layer_team(tern_session *s, team *tm, int l) {
              TERN_PH_ROPE, TERN_PH_QKV);
     team_attention(s, tm, l);
     team_end(s, tm, c->n_heads, SER_PREP_O, l, TERN_PH_ATTN, TERN_PH_ATTN, TERN_PH_O);
-    team_residual(tm, &lin[TERN_L_O], s->x, s->xb2, s->xb);
+    team_linear(tm, &lin[TERN_L_O], s->xb2, s->xb, s->x);
     team_end(s, tm, row_blocks(&lin[TERN_L_O]), SER_FFN_NORM, l, TERN_PH_O, TERN_PH_O, TERN_PH_FFN_NORM);
     team_gate_up(s, tm, l);
     team_end(s, tm, row_blocks(&lin[TERN_L_GATE]), SER_PREP_DOWN, l, TERN_PH_GATE_UP, TERN_PH_SWIGLU,
              TERN_PH_DOWN);
-    team_residual(tm, &lin[TERN_L_DOWN], s->x, s->xb2, s->hb);
+    team_linear(tm, &lin[TERN_L_DOWN], s->xb2, s->hb, s->x);
     int last = l == c->n_layers - 1;
     team_end(s, tm, row_blocks(&lin[TERN_L_DOWN]), last ? SER_HEAD_NORM : SER_ATTN_NORM, l + 1, TERN_PH_DOWN,
              TERN_PH_DOWN, last ? TERN_PH_HEAD : TERN_PH_ATTN_NORM);
@@ -652,11 +650,7 @@ static void step_team(tern_session *s, float *logits_out) {
         tm.tid = 0, tm.nt = 1;
 #endif
         for (int l = 0; l < c->n_layers; l++) layer_team(s, &tm, l);
-        int b0, nb, total = row_blocks(&s->head);
-        while ((nb = team_take(&tm, total, &b0)) > 0) {
-            int r0 = b0 * TEAM_ROW_BLOCK, r1 = (b0 + nb) * TEAM_ROW_BLOCK;
-            s->head.gemv_rows(&s->head, s->logits, s->x, r0, r1 < s->head.rows ? r1 : s->head.rows);
-        }
+        team_linear(&tm, &s->head, s->logits, s->x, NULL);
         if (tm.tid == 0 && s->profile) phase_end(s, TERN_PH_HEAD, &tm.t); // thread 0's part; the region's end waits
     }
     if (logits_out) memcpy(logits_out, s->logits, (size_t)c->vocab_size * 4);
