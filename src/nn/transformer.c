@@ -622,7 +622,8 @@ static void layer_team(tern_session *s, team *tm, int l) {
 // up have one shape (blocks pair up), and a head's pairs fit in a block.
 static int team_fits(const tern_session *s) {
 #ifdef _OPENMP
-    if (tern_get_threads() < 2 || s->att_threads < 2 || omp_in_parallel() || s->cfg.head_dim % 2) return 0;
+    // The calling thread's team size: tern serve gives each slot's thread its own share.
+    if (omp_get_max_threads() < 2 || s->att_threads < 2 || omp_in_parallel() || s->cfg.head_dim % 2) return 0;
     for (int i = 0; i < s->cfg.n_layers * TERN_L_COUNT; i++)
         if (!s->lin[i].gemv_rows) return 0;
     return s->head.gemv_rows != NULL && s->lin[TERN_L_GATE].rows == s->lin[TERN_L_UP].rows;
@@ -640,7 +641,11 @@ static void step_team(tern_session *s, float *logits_out) {
     double t = s->profile ? tern_now_sec() : 0;
     serial_step(s, SER_ATTN_NORM, 0);
     phase_end(s, TERN_PH_ATTN_NORM, &t);
-    int nt = s->att_threads < tern_get_threads() ? s->att_threads : tern_get_threads();
+#ifdef _OPENMP
+    int nt = s->att_threads < omp_get_max_threads() ? s->att_threads : omp_get_max_threads();
+#else
+    int nt = 1;
+#endif
 #pragma omp parallel num_threads(nt)
     {
         team tm = {.sh = &sh, .t = t};
