@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 MAKEFLAGS += --no-print-directory
 CMAKE_FLAGS ?=
 
-.PHONY: all test test-all demo clean asan fuzz bench install
+.PHONY: all test test-all data-path demo clean asan fuzz bench install
 
 # TERN_PORTABLE=1 make: a build without -march=native. The choice is checked on
 # every make, since the CMake cache would otherwise keep the first one.
@@ -20,11 +20,17 @@ $(BUILD)/Makefile:
 
 # Default test run: everything except tests labelled "slow". Tests run one at a
 # time: each already uses every core, and oversubscribed OpenMP barriers crawl.
-test: all
+test: all data-path
 	cd $(BUILD) && ctest --output-on-failure -LE slow
 
+# An exported TERN_DATA other than the one the tests were configured with
+# reconfigures (ctest's per-test environment would otherwise keep the old one).
+data-path: all
+	@if [ -n "$$TERN_DATA" ] && ! grep -qxF "TERN_DATA_CONFIGURED:INTERNAL=$$TERN_DATA" $(BUILD)/CMakeCache.txt; then \
+		cmake -S . -B $(BUILD) >/dev/null; fi
+
 # Everything, slow tests included (CI runs this).
-test-all: all
+test-all: all data-path
 	cd $(BUILD) && ctest --output-on-failure
 
 # make install PREFIX=/usr/local: bin/tern, include/tern.h, lib/libtern.{a,so}, lib/pkgconfig/tern.pc
