@@ -219,8 +219,9 @@ void tern_rope_columns(float *x, const tern_rope *r, int pos, int c0, int c1) {
 // Elementwise ops that need expf take it for blocks of this many elements.
 #define EXP_BLOCK 256
 
-// SwiGLU of elements [i0, i0 + len), len <= EXP_BLOCK.
-static void swiglu_block(float *out, const float *gate, const float *up, int64_t i0, int64_t len) {
+// SwiGLU of the block of (at most EXP_BLOCK) elements from i0 < count.
+static void swiglu_block(float *out, const float *gate, const float *up, int64_t i0, int64_t count) {
+    int64_t len = count - i0 < EXP_BLOCK ? count - i0 : EXP_BLOCK;
     float e[EXP_BLOCK];
     e[0] = 0; // (len >= 1; GCC 12 cannot tell the array is written before expf reads it)
     for (int64_t j = 0; j < len; j++) e[j] = -gate[i0 + j];
@@ -233,14 +234,12 @@ static void swiglu_block(float *out, const float *gate, const float *up, int64_t
 
 void tern_swiglu_forward(float *out, const float *gate, const float *up, int64_t count) {
     int64_t blocks = (count + EXP_BLOCK - 1) / EXP_BLOCK;
-#define SWIGLU_BLOCK(bk) swiglu_block(out, gate, up, (bk) * EXP_BLOCK, count - (bk) * EXP_BLOCK < EXP_BLOCK ? count - (bk) * EXP_BLOCK : EXP_BLOCK)
     if (count < PAR_MIN) {
-        for (int64_t bk = 0; bk < blocks; bk++) SWIGLU_BLOCK(bk);
+        for (int64_t bk = 0; bk < blocks; bk++) swiglu_block(out, gate, up, bk * EXP_BLOCK, count);
         return;
     }
 #pragma omp parallel for schedule(static)
-    for (int64_t bk = 0; bk < blocks; bk++) SWIGLU_BLOCK(bk);
-#undef SWIGLU_BLOCK
+    for (int64_t bk = 0; bk < blocks; bk++) swiglu_block(out, gate, up, bk * EXP_BLOCK, count);
 }
 
 static inline float relu2_glu(float gate, float up) {

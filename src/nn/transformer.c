@@ -250,6 +250,17 @@ static inline __attribute__((always_inline)) void weighted_rows_multi(float *con
 }
 #endif
 
+// One query head of one token against the cached keys/values of positions
+// [0, len) of its KV head (kh, vh: that head's first row, rows kvd apart):
+// scores into att, softmax, the weighted sum into out. The one-token path of
+// attention() and the one-region step both run exactly this.
+static void attend_head(float *out, float *att, const float *qh, const float *kh, const float *vh, int len, int kvd,
+                        int hd, float scale) {
+    scores(att, qh, kh, len, (size_t)kvd, hd, scale);
+    tern_softmax(att, len);
+    weighted_rows(out, att, vh, len, (size_t)kvd, hd);
+}
+
 // Causal grouped-query attention for n new tokens whose K/V are already cached.
 // q[N, n_heads, hd] -> out[N, n_heads, hd].
 static void attention(tern_session *s, int layer, const float *q, float *out, int n) {
@@ -306,12 +317,8 @@ static void attention(tern_session *s, int layer, const float *q, float *out, in
 #else
             float *att = s->att;
 #endif
-            const float *qh = q + ((size_t)t * c->n_heads + h) * hd;
-            int kvh = h / group, len = s->pos[t] + 1;
-            const float *kh = kc + (size_t)kvh * hd;
-            scores(att, qh, kh, len, (size_t)kvd, hd, scale);
-            tern_softmax(att, len);
-            weighted_rows(out + ((size_t)t * c->n_heads + h) * hd, att, vc + (size_t)kvh * hd, len, (size_t)kvd, hd);
+            size_t at = ((size_t)t * c->n_heads + h) * hd, kv = (size_t)(h / group) * hd;
+            attend_head(out + at, att, q + at, kc + kv, vc + kv, s->pos[t] + 1, kvd, hd, scale);
         }
 }
 
@@ -334,12 +341,16 @@ static void linear_residual(const tern_linear *l, float *x, float *tmp, const fl
 // attention. Generation streams ~60 MB of weights per token, so they come from
 // DRAM each time; requested at the layer's start they load while q/k/v are
 // computed (attention per token -20 to -25% at tg128, docs/PERFORMANCE.md).
-static void prefetch_kv(const tern_session *s, int l, int len) {
-    size_t off = (size_t)l * s->max_seq * kv_dim(&s->cfg), bytes = (size_t)len * kv_dim(&s->cfg) * sizeof(float);
+// The lines are split into `parts` shares and this call asks for share `part`
+// (the one-region step splits them over its threads).
+static void prefetch_kv(const tern_session *s, int l, int len, int part, int parts) {
+    size_t off = (size_t)l * s->max_seq * kv_dim(&s->cfg);
+    size_t lines = ((size_t)len * kv_dim(&s->cfg) * sizeof(float) + 63) / 64;
+    size_t b = lines * part / parts, e = lines * (part + 1) / parts; // this part's share of the lines
     const char *k = (const char *)(s->key_cache + off), *v = (const char *)(s->value_cache + off);
-    for (size_t b = 0; b < bytes; b += 64) {
-        __builtin_prefetch(k + b, 0, 2); // read, into L2
-        __builtin_prefetch(v + b, 0, 2);
+    for (size_t i = b * 64; i < e * 64; i += 64) {
+        __builtin_prefetch(k + i, 0, 2); // read, into L2
+        __builtin_prefetch(v + i, 0, 2);
     }
 }
 
@@ -361,7 +372,7 @@ static void layer_forward(tern_session *s, int l, int n, int pos0) {
 
     // Attention block: K and V go straight into the cache rows of these positions.
     double t = s->profile ? tern_now_sec() : 0;
-    if (n == 1) prefetch_kv(s, l, pos0);
+    if (n == 1) prefetch_kv(s, l, pos0, 0, 1);
     tern_rmsnorm_forward(s->xb, s->x, L->attn_norm, n, D, c->rms_eps);
     linear_input(c, s->xb, NULL, n, D);
     phase_end(s, TERN_PH_ATTN_NORM, &t);
@@ -573,23 +584,9 @@ static void team_attention(tern_session *s, team *tm, int layer) {
     int h0, nh, alone = (int64_t)c->n_heads * len * hd < (1 << 13);
     while ((!alone || tm->tid == 0) && (nh = team_take(tm, c->n_heads, &h0)) > 0)
         for (int h = h0; h < h0 + nh; h++) {
-            const float *kh = kc + (size_t)(h / group) * hd;
-            scores(att, s->q + (size_t)h * hd, kh, len, (size_t)kvd, hd, scale);
-            tern_softmax(att, len);
-            weighted_rows(s->xb + (size_t)h * hd, att, vc + (size_t)(h / group) * hd, len, (size_t)kvd, hd);
+            size_t kv = (size_t)(h / group) * hd;
+            attend_head(s->xb + (size_t)h * hd, att, s->q + (size_t)h * hd, kc + kv, vc + kv, len, kvd, hd, scale);
         }
-}
-
-// prefetch_kv's requests split over the team.
-static void team_prefetch_kv(const tern_session *s, const team *tm, int l, int len) {
-    size_t off = (size_t)l * s->max_seq * kv_dim(&s->cfg);
-    size_t lines = ((size_t)len * kv_dim(&s->cfg) * sizeof(float) + 63) / 64;
-    size_t b = lines * tm->tid / tm->nt, e = lines * (tm->tid + 1) / tm->nt;
-    const char *k = (const char *)(s->key_cache + off), *v = (const char *)(s->value_cache + off);
-    for (size_t i = b * 64; i < e * 64; i += 64) {
-        __builtin_prefetch(k + i, 0, 2);
-        __builtin_prefetch(v + i, 0, 2);
-    }
 }
 
 // Layer l of a one-token step; its attention input is normalized and
@@ -600,7 +597,7 @@ static void layer_team(tern_session *s, team *tm, int l) {
     int KVD = kv_dim(c), pos0 = s->pos[0];
     float *kc = s->key_cache + ((size_t)l * s->max_seq + pos0) * KVD;
     float *vc = s->value_cache + ((size_t)l * s->max_seq + pos0) * KVD;
-    team_prefetch_kv(s, tm, l, pos0);
+    prefetch_kv(s, l, pos0, tm->tid, tm->nt);
     team_qkv(s, tm, l, kc, vc);
     team_end(s, tm, row_blocks(&lin[0]) + row_blocks(&lin[1]) + row_blocks(&lin[2]), SER_NONE, l, TERN_PH_QKV,
              TERN_PH_ROPE, TERN_PH_QKV);
@@ -618,15 +615,15 @@ static void layer_team(tern_session *s, team *tm, int l) {
 }
 
 // Whether a one-token step can run in one region: every linear has the
-// row-range form (packed and bf16 storage; FP32 keeps its own GEMV), gate and
-// up have one shape (blocks pair up), and a head's pairs fit in a block.
+// row-range form (packed and bf16 storage; FP32 keeps its own GEMV) and heads
+// have an even width (runs of rows then hold whole RoPE pairs).
 static int team_fits(const tern_session *s) {
 #ifdef _OPENMP
     // The calling thread's team size: tern serve gives each slot's thread its own share.
     if (omp_get_max_threads() < 2 || s->att_threads < 2 || omp_in_parallel() || s->cfg.head_dim % 2) return 0;
     for (int i = 0; i < s->cfg.n_layers * TERN_L_COUNT; i++)
         if (!s->lin[i].gemv_rows) return 0;
-    return s->head.gemv_rows != NULL && s->lin[TERN_L_GATE].rows == s->lin[TERN_L_UP].rows;
+    return s->head.gemv_rows != NULL;
 #else
     (void)s;
     return 0;

@@ -12,7 +12,11 @@ enum { TERN_L_Q, TERN_L_K, TERN_L_V, TERN_L_O, TERN_L_GATE, TERN_L_UP, TERN_L_DO
 
 // Phases of a forward step, for the optional wall-clock profile
 // (tern_session.profile): summed over layers; o and down include their
-// residual adds, head the final norm.
+// residual adds, head the final norm. A one-token step run as one parallel
+// region (2+ threads, packed or bf16 linears) times them on thread 0: rope
+// and swiglu are its time inside q/k and gate/up; attn_norm and ffn_norm
+// include the quantization of the next product's input, o and down the
+// (BitNet sub-norm and) quantization of their own.
 enum {
     TERN_PH_ATTN_NORM, TERN_PH_QKV, TERN_PH_ROPE, TERN_PH_ATTN, TERN_PH_O,
     TERN_PH_FFN_NORM, TERN_PH_GATE_UP, TERN_PH_SWIGLU, TERN_PH_DOWN, TERN_PH_HEAD, TERN_PH_COUNT
