@@ -58,7 +58,11 @@ static void run(job *j) {
     size_t off = (size_t)j->next * j->stride;
     j->next = (j->next + 1) % j->copies;
     tern_kmatrix w;
-    if (j->w) w = *j->w, w.data += off;
+    if (j->w) {
+        w = *j->w;
+        if (w.data) w.data += off;
+        if (w.ilv) w.ilv += off;
+    }
     const float *wf = j->wf ? (const float *)((const char *)j->wf + off) : NULL;
     switch (j->kind) {
     case 0: tern_kgemv(j->impl, &w, j->a, 0, NULL, j->out); break;
@@ -240,6 +244,23 @@ int main(int argc, char **argv) {
                 double t8 = time_job(&j, ms);
                 row(shapes[s].what, f->name, tern_kernel_name((tern_kimpl)impl), (double)rows * km.row_bytes,
                     (double)rows * cols, t1, t8);
+                if (impl == TERN_KIMPL_AVX512 && tern_kilv_ok(&km)) { // the layout a packed session runs
+                    uint8_t *ilv = tern_alloc(pbytes * pcopies);
+                    for (int k = 0; k < pcopies; k++) {
+                        tern_kmatrix kc = km;
+                        kc.data = buf + k * pbytes;
+                        tern_kilv_pack(&kc, ilv + k * pbytes);
+                    }
+                    tern_kmatrix ki = km;
+                    ki.data = NULL, ki.ilv = ilv;
+                    j.w = &ki, j.kind = 0;
+                    t1 = time_job(&j, ms);
+                    j.kind = 1;
+                    t8 = time_job(&j, ms);
+                    row(shapes[s].what, f->name, "avx512, row-interleaved", (double)rows * km.row_bytes,
+                        (double)rows * cols, t1, t8);
+                    tern_free(ilv);
+                }
             }
             tern_qact_free(&a);
             free(codes), free(sc), free(z), tern_free(buf);

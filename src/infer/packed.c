@@ -278,6 +278,22 @@ static void set_packed_hooks(tern_linear *l, plinear *pl) {
     l->ctx = pl;
 }
 
+// The AVX-512 kernels read tern-t2 row-interleaved (kernels/formats.h): a
+// thread's share of a one-token product is then one sequential stream, which
+// streams at ~90% of a plain read from DRAM where the row layout reaches ~70%
+// (docs/PERFORMANCE.md). The layer then keeps only that copy; packed bytes it
+// viewed in the model stay there, untouched.
+static int interleave(tern_packed *p, plinear *pl) {
+    if (p->impl != TERN_KIMPL_AVX512 || !tern_kilv_ok(&pl->m)) return 0;
+    uint8_t *ilv = tern_alloc((size_t)pl->m.rows * pl->m.row_bytes);
+    if (!ilv) return tern_errorf("out of memory");
+    tern_kilv_pack(&pl->m, ilv);
+    tern_free(pl->data);
+    pl->data = ilv;
+    pl->m.data = NULL, pl->m.ilv = ilv;
+    return 0;
+}
+
 // Packs l as fmt. Ternary: exactly ternary weights keep their codes and
 // scales (tern_ternary_codes; a DLT model its shifts), at `group` when they
 // are ternary per group of it, else at the group their packed source t was
@@ -315,7 +331,7 @@ static int pack_linear(tern_packed *p, plinear *pl, tern_linear *l, tern_kfmt_id
     if (rc == 0) rc = tern_kmatrix_init(&pl->m, f, rows, cols, group, shift, pl->data);
     if (rc == 0) rc = tern_kpack(&pl->m, pl->data, codes, scales, shift ? shifts : NULL, NULL);
     free(codes), free(scales), free(shifts);
-    if (rc) return -1;
+    if (rc || interleave(p, pl)) return -1;
     if (!act_for(p, &pl->m)) return tern_errorf("packed inference: cannot allocate activation buffers");
     set_packed_hooks(l, pl);
     l->bytes = (long long)rows * (long long)row_bytes;
@@ -362,6 +378,7 @@ static int native_linear(tern_packed *p, plinear *pl, tern_linear *l, const tern
     if ((size_t)l->rows * pl->m.row_bytes != t->packed_bytes)
         return tern_errorf("packed tensor %s has %zu bytes, expected %zu", t->name, t->packed_bytes,
                            (size_t)l->rows * pl->m.row_bytes);
+    if (interleave(p, pl)) return -1;
     if (!act_for(p, &pl->m)) return tern_errorf("packed inference: cannot allocate activation buffers");
     set_packed_hooks(l, pl);
     l->bytes = (long long)t->packed_bytes;

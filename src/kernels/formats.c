@@ -199,6 +199,35 @@ int tern_kmatrix_init(tern_kmatrix *m, const tern_kformat *f, int rows, int cols
     return 0;
 }
 
+int tern_kilv_ok(const tern_kmatrix *m) {
+    return m->fmt->id == TERN_KFMT_T2 && m->rows > 0 && m->rows % TERN_KILV_ROWS == 0;
+}
+
+// Copies the bytes of row i of a block between the row layout and the block
+// (to_ilv: src is the row, dst the block; else the reverse).
+static void ilv_copy(const tern_kmatrix *m, int i, const uint8_t *src, uint8_t *dst, int to_ilv) {
+    const size_t cb = (size_t)m->n_chunks * 8 * TERN_KILV_ROWS, ng = (size_t)m->n_groups;
+    const size_t extras = m->has_shift ? 2 * ng : ng; // fp16 values per row after the codes
+    for (size_t w = 0; w < (size_t)m->n_chunks * 2; w++) {
+        size_t ro = 4 * w, bo = 64 * w + 4 * (size_t)i;
+        memcpy(dst + (to_ilv ? bo : ro), src + (to_ilv ? ro : bo), 4);
+    }
+    for (size_t e = 0; e < extras; e++) {
+        size_t ro = m->code_bytes + 2 * e, bo = cb + 32 * e + 2 * (size_t)i;
+        memcpy(dst + (to_ilv ? bo : ro), src + (to_ilv ? ro : bo), 2);
+    }
+}
+
+void tern_kilv_pack(const tern_kmatrix *m, uint8_t *dst) {
+    for (int r = 0; r < m->rows; r++)
+        ilv_copy(m, r % TERN_KILV_ROWS, m->data + (size_t)r * m->row_bytes,
+                 dst + (size_t)(r / TERN_KILV_ROWS) * TERN_KILV_ROWS * m->row_bytes, 1);
+}
+
+void tern_kilv_unpack_row(const tern_kmatrix *m, int r, uint8_t *dst) {
+    ilv_copy(m, r % TERN_KILV_ROWS, m->ilv + (size_t)(r / TERN_KILV_ROWS) * TERN_KILV_ROWS * m->row_bytes, dst, 0);
+}
+
 // Stored field for an input code; -1 when out of range.
 static int code_to_field(const tern_kformat *f, int code) {
     if (code < f->code_min || code > f->code_max) return -1;

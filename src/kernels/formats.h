@@ -59,6 +59,10 @@ typedef struct {
     int has_shift;  // ternary only: gamma stored per group
     size_t code_bytes, row_bytes;
     const uint8_t *data;
+    // Optional row-interleaved copy (tern_kilv_pack) that the AVX-512 kernels
+    // read instead of data; NULL when there is none. With ilv, data may be
+    // NULL: the other kernels then run on rows decoded back block by block.
+    const uint8_t *ilv;
 } tern_kmatrix;
 
 // Rows [r0, r1) x tokens [t0, t0+nt): out[(t-t0)*ldo + (r-r0)] = row_r . x_t (+ bias[r]).
@@ -99,6 +103,22 @@ size_t tern_kformat_row_bytes(const tern_kformat *f, int cols, int group, int ha
 // Fills m for data of rows * row_bytes bytes; -1 (error set) on a bad shape.
 int tern_kmatrix_init(tern_kmatrix *m, const tern_kformat *f, int rows, int cols, int group, int has_shift,
                       const void *data);
+
+// Row-interleaved tern-t2 (docs/format.md, "tern-t2, row-interleaved"): the
+// same bytes as the row layout, regrouped in blocks of TERN_KILV_ROWS rows so
+// that a kernel whose vector lanes are the block's rows reads one sequential
+// stream. Block b (16 * row_bytes bytes) holds, for each chunk c and word h
+// (bytes 4h..4h+3 of the chunk), 64 bytes: row 16b + i's word at 4i; then the
+// alphas, group by group, 16 fp16 each; then the shifts likewise when the
+// matrix has them. Whether m can be interleaved: tern-t2 and whole blocks.
+#define TERN_KILV_ROWS 16
+int tern_kilv_ok(const tern_kmatrix *m);
+// Writes m's interleaved copy (rows * row_bytes bytes) to dst.
+void tern_kilv_pack(const tern_kmatrix *m, uint8_t *dst);
+// The inverse for row r of m->ilv: its row_bytes bytes in the row layout at dst.
+void tern_kilv_unpack_row(const tern_kmatrix *m, int r, uint8_t *dst);
+// The largest row_bytes of an interleaved matrix (t2, TERN_KMAX_COLS, G = 32, shift).
+#define TERN_KILV_MAX_ROW (TERN_KMAX_COLS / 4 + TERN_KMAX_COLS / 8)
 
 // Packs into dst (rows * m->row_bytes bytes, m from tern_kmatrix_init on dst).
 // codes [rows, cols]: ternary T in {-1,0,1}; RTN c in [0, 2^b-1]; q8 c in

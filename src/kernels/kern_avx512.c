@@ -348,11 +348,85 @@ __attribute__((noinline)) TGT static void t2_gemm(const tern_kmatrix *w, int r0,
     }
 }
 
+typedef int32_t i32u __attribute__((may_alias, aligned(1)));
+
+// s += u . broadcast(4 bytes at x): vpdpbusd with the activations as an
+// embedded broadcast operand. Written in asm because GCC 12 copies every
+// accumulator twice per step around the intrinsic and loads the broadcast
+// separately (53 instructions per 12 vpdpbusd instead of 25).
+INL __m512i dp_bcast(__m512i s, __m512i u, const int8_t *x) {
+    __asm__("vpdpbusd %[x]%{1to16%}, %[u], %[s]" : [s] "+v"(s) : [u] "v"(u), [x] "m"(*(const i32u *)x));
+    return s;
+}
+
+// tern-t2 GEMV on the row-interleaved copy (formats.h, tern_kilv_pack): the
+// 16 lanes are a block's 16 rows, so there is no horizontal sum and the
+// weights are one sequential stream. Word h of chunk c holds, in field k of
+// byte i, slot 8k + 4h + i: masking with 3 << 2k (no shift) leaves 4^k times
+// the fields of quad (k, h), whose 4 activations are contiguous, and one
+// vpdpbusd with them broadcast adds 4^k times the quad's dot to accumulator
+// (k, h). At the group's end each k's sum is exact and a multiple of 4^k
+// (|sum| < 2^31: 192 * 127 * 4 per lane and chunk, at most 2048 chunks), so
+// an arithmetic shift by 2k divides it exactly. The epilogue is the row
+// layout's (tern_kstep_v), 16 rows at once. Prefetches run ILV_PF bytes ahead
+// into L2, within the rows asked for: on a 2.5 MB matrix streamed from DRAM
+// this reaches ~90% of a plain read (docs/PERFORMANCE.md), the row-layout
+// GEMV ~70%.
+#define ILV_PF 16384
+TGT static void t2_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t, const float *bias,
+                            float *out) {
+    const int ng = w->n_groups, nch = w->n_chunks, cpg = w->cpg;
+    const size_t blk = (size_t)TERN_KILV_ROWS * w->row_bytes, cb = (size_t)nch * 128;
+    const int8_t *q = a->q + (size_t)t * a->stride;
+    const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
+    const uint8_t *end = w->ilv + (size_t)(r1 / TERN_KILV_ROWS) * blk;
+    const __m512i m[4] = {_mm512_set1_epi8(3), _mm512_set1_epi8(12), _mm512_set1_epi8(48), _mm512_set1_epi8((char)192)};
+    { // the first ILV_PF bytes at once: the loop below prefetches only the bytes after them
+        const uint8_t *p = w->ilv + (size_t)(r0 / TERN_KILV_ROWS) * blk;
+        for (size_t o = 0; o < ILV_PF && p + o < end; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T2);
+    }
+    for (int r = r0; r < r1; r += TERN_KILV_ROWS) {
+        const uint8_t *b = w->ilv + (size_t)(r / TERN_KILV_ROWS) * blk, *al = b + cb, *ga = al + (size_t)ng * 32;
+        __m512 acc = _mm512_setzero_ps();
+        for (int g = 0, c = 0; g < ng; g++) {
+            const int c1 = c + cpg < nch ? c + cpg : nch;
+            __m512i s[4][2];
+            for (int k = 0; k < 4; k++) s[k][0] = s[k][1] = _mm512_setzero_si512();
+            for (; c < c1; c++) {
+                const uint8_t *p = b + (size_t)c * 128;
+                if (p + ILV_PF < end) _mm_prefetch((const char *)p + ILV_PF, _MM_HINT_T2),
+                                      _mm_prefetch((const char *)p + ILV_PF + 64, _MM_HINT_T2);
+                const __m512i v[2] = {_mm512_loadu_si512(p), _mm512_loadu_si512(p + 64)};
+                const int8_t *x = q + (size_t)c * TERN_KCHUNK;
+                for (int k = 0; k < 4; k++)
+                    for (int h = 0; h < 2; h++) s[k][h] = dp_bcast(s[k][h], _mm512_and_si512(v[h], m[k]), x + 8 * k + 4 * h);
+            }
+            __m512i raw = _mm512_sub_epi32(_mm512_add_epi32(s[0][0], s[0][1]), _mm512_set1_epi32(gs[g]));
+            for (int k = 1; k < 4; k++) raw = _mm512_add_epi32(raw, _mm512_srai_epi32(_mm512_add_epi32(s[k][0], s[k][1]), 2 * k));
+            const __m512 vsx = _mm512_set1_ps(tern_kact_scale(a, t, g));
+            const __m512 alpha = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(al + (size_t)g * 32)));
+            acc = _mm512_fmadd_ps(_mm512_mul_ps(alpha, vsx), _mm512_cvtepi32_ps(raw), acc);
+            if (w->has_shift) {
+                const __m512 gamma = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ga + (size_t)g * 32)));
+                acc = _mm512_fmadd_ps(_mm512_mul_ps(gamma, vsx), _mm512_set1_ps((float)gs[g]), acc);
+            }
+        }
+        if (bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(bias + r));
+        _mm512_storeu_ps(out + (r - r0), acc);
+    }
+}
+
 // The GEMV needs activation groups of whole bundles (128 columns), the GEMM
 // groups of exactly one.
 TGT TERN_KDECL(tern_kdot_t2_avx512) {
     const int bundles = a->n_groups == 1 || a->group % 128 == 0;
-    if (nt == 1 && bundles) t2_gemv(w, r0, r1, a, t0, bias, out);
+    if (tern_kilv_direct(TERN_KIMPL_AVX512, w, a, r0, r1)) {
+        if (nt == 1) t2_gemv_ilv(w, r0, r1, a, t0, bias, out);
+        else // a few tokens (more run the panel GEMM): each block stays in L1 for all of them
+            for (int r = r0; r < r1; r += TERN_KILV_ROWS)
+                for (int t = 0; t < nt; t++)
+                    t2_gemv_ilv(w, r, r + TERN_KILV_ROWS, a, t0 + t, bias, out + (size_t)t * ldo + (r - r0));
+    } else if (nt == 1 && bundles) t2_gemv(w, r0, r1, a, t0, bias, out);
     else if (nt > 1 && w->cpg == 4 && w->n_groups > 1) t2_gemm(w, r0, r1, a, t0, nt, bias, out, ldo);
     else tern_kdot_t2_avx2(w, r0, r1, a, t0, nt, bias, out, ldo);
 }
@@ -410,6 +484,19 @@ INL void panel_fill_2bit(const tern_kmatrix *w, int r, __mmask16 live, uint8_t *
         }
 }
 
+// tern-t2 from the row-interleaved copy: its word vectors are the gathers
+// above, stored.
+INL void panel_fill_ilv(const tern_kmatrix *w, int r, uint8_t *u) {
+    const uint8_t *b = w->ilv + (size_t)(r / TERN_KILV_ROWS) * TERN_KILV_ROWS * w->row_bytes;
+    const __m512i m3 = _mm512_set1_epi8(3);
+    for (int c = 0; c < w->n_chunks; c++)
+        for (int h = 0; h < 2; h++) {
+            __m512i v = _mm512_loadu_si512(b + ((size_t)c * 2 + h) * 64);
+            for (int k = 0; k < 4; k++)
+                _mm512_store_si512(u + ((size_t)c * 8 + 2 * k + h) * 64, _mm512_and_si512(_mm512_srli_epi32(v, 2 * k), m3));
+        }
+}
+
 // Any format: each row decoded to bytes (kern_avx2.c), then quad d of the 16
 // rows gathered from the 16 decoded rows.
 INL int panel_fill_any(const tern_kmatrix *w, int r, int nr, __mmask16 live, uint8_t *u) {
@@ -437,6 +524,17 @@ TGT static int panel_build(const tern_kmatrix *w, int r, int nr, panel *p, void 
     memset(m + ub, 0, 3 * gb);
     p->u = m, p->alpha = (float *)(m + ub), p->gamma = (float *)(m + ub + gb), p->zero = (int32_t *)(m + ub + 2 * gb);
     const __mmask16 live = (__mmask16)((1u << nr) - 1);
+    if (w->ilv) { // whole blocks (tern_kgemm's row blocks are the interleaved ones)
+        const uint8_t *al = w->ilv + ((size_t)(r / TERN_KILV_ROWS) * TERN_KILV_ROWS * w->row_bytes) + (size_t)nch * 128;
+        panel_fill_ilv(w, r, p->u);
+        *mem = m;
+        for (int g = 0; g < ng; g++)
+            for (int i = 0; i < PANEL_ROWS; i++) {
+                p->alpha[g * PANEL_ROWS + i] = tern_kload_f16(al + (size_t)g * 32, i);
+                if (w->has_shift) p->gamma[g * PANEL_ROWS + i] = tern_kload_f16(al + (size_t)(ng + g) * 32, i);
+            }
+        return 0;
+    }
     if (f->code_bits == 2) panel_fill_2bit(w, r, live, p->u);
     else if (panel_fill_any(w, r, nr, live, p->u)) {
         free(m);
@@ -452,17 +550,6 @@ TGT static int panel_build(const tern_kmatrix *w, int r, int nr, panel *p, void 
         }
     }
     return 0;
-}
-
-typedef int32_t i32u __attribute__((may_alias, aligned(1)));
-
-// s += u . broadcast(4 bytes at x): vpdpbusd with the activations as an
-// embedded broadcast operand. Written in asm because GCC 12 copies every
-// accumulator twice per step around the intrinsic and loads the broadcast
-// separately (53 instructions per 12 vpdpbusd instead of 25).
-INL __m512i dp_bcast(__m512i s, __m512i u, const int8_t *x) {
-    __asm__("vpdpbusd %[x]%{1to16%}, %[u], %[s]" : [s] "+v"(s) : [u] "v"(u), [x] "m"(*(const i32u *)x));
-    return s;
 }
 
 // T tokens (a compile-time constant after inlining) of tile b (tern_qact.qi),

@@ -119,8 +119,19 @@ TERN_KDECL(tern_kdot_q8_avx512);
 TERN_KDECL(tern_kdot_t16_avx512);
 TERN_KDECL(tern_kgemm_panel_avx512); // any format, batches of >= TERN_KPANEL_MIN tokens from t0 = 0
 void tern_kinterleave_avx512(tern_qact *a, int n); // fills a->qi
+// Whether the AVX-512 kernels read w->ilv for rows [r0, r1) with activations a
+// (whole 16-row blocks, activation groups equal to the weights').
+static inline int tern_kilv_direct(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int r0, int r1) {
+    return impl == TERN_KIMPL_AVX512 && w->ilv && a->group == w->group && r0 % TERN_KILV_ROWS == 0 &&
+           r1 % TERN_KILV_ROWS == 0;
+}
 void tern_quantize_act_avx2(tern_qact *a, const float *x, int n);
 void tern_kdecode_row_avx2(const tern_kmatrix *w, int r, uint8_t *u); // row r's fields, 32 bytes per chunk
+#else
+static inline int tern_kilv_direct(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int r0, int r1) {
+    (void)impl, (void)w, (void)a, (void)r0, (void)r1;
+    return 0;
+}
 #endif
 #if defined(__aarch64__)
 #define TERN_KHAVE_NEON 1

@@ -16,6 +16,7 @@
 // Rows per scheduling unit: small enough to balance 2..16 threads on 192-row
 // matrices, large enough that the per-block call overhead is noise.
 #define ROW_BLOCK 16
+_Static_assert(ROW_BLOCK % TERN_KILV_ROWS == 0, "row blocks must be whole interleaved blocks");
 
 static const char *impl_names[TERN_KIMPL_COUNT] = {"scalar", "avx2", "avx512", "neon"};
 
@@ -154,11 +155,32 @@ static tern_kdot_fn pick(tern_kimpl impl, const tern_kmatrix *w) {
     return f ? f : tern_kdot_scalar;
 }
 
+// f on rows [r0, r1). A matrix held only row-interleaved (data NULL) where
+// impl's kernels do not read that layout runs row by row on the row's bytes
+// copied back (the same bytes, so the same results; slow, and never what a
+// packed session sets up: it interleaves only for AVX-512).
+static void dot_rows(tern_kimpl impl, tern_kdot_fn f, const tern_kmatrix *w, int r0, int r1, const tern_qact *a,
+                     int t0, int nt, const float *bias, float *out, size_t ldo) {
+    if (w->data || tern_kilv_direct(impl, w, a, r0, r1)) {
+        f(w, r0, r1, a, t0, nt, bias, out, ldo);
+        return;
+    }
+    uint8_t row[TERN_KILV_MAX_ROW];
+    tern_kmatrix one = *w;
+    one.rows = 1, one.data = row, one.ilv = NULL;
+    for (int r = r0; r < r1; r++) {
+        tern_kilv_unpack_row(w, r, row);
+        f(&one, 0, 1, a, t0, nt, bias ? bias + r : NULL, out + (r - r0), ldo);
+    }
+}
+
 void tern_kgemm(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int n, const float *bias,
                 float *out, size_t ldo) {
     tern_kdot_fn f = pick(impl, w);
+    int panel = 0; // the panel GEMM reads an interleaved matrix's blocks itself
 #ifdef TERN_KHAVE_X86
-    if (impl == TERN_KIMPL_AVX512 && n >= TERN_KPANEL_MIN && a->qi_n == n) f = tern_kgemm_panel_avx512;
+    if (impl == TERN_KIMPL_AVX512 && n >= TERN_KPANEL_MIN && a->qi_n == n && (w->data || w->rows % ROW_BLOCK == 0))
+        f = tern_kgemm_panel_avx512, panel = 1;
 #endif
     int n_blocks = (w->rows + ROW_BLOCK - 1) / ROW_BLOCK;
     int64_t macs = (int64_t)n * w->rows * w->cols;
@@ -166,7 +188,8 @@ void tern_kgemm(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int 
 #pragma omp parallel for schedule(static) if (macs >= PARALLEL_MIN_MACS)
     for (int b = 0; b < n_blocks; b++) {
         int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < w->rows ? r0 + ROW_BLOCK : w->rows;
-        f(w, r0, r1, a, 0, n, bias, out + r0, ldo);
+        if (panel) f(w, r0, r1, a, 0, n, bias, out + r0, ldo);
+        else dot_rows(impl, f, w, r0, r1, a, 0, n, bias, out + r0, ldo);
     }
 }
 
@@ -179,17 +202,17 @@ void tern_kgemv(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int 
 #pragma omp parallel for schedule(guided) if (macs >= PARALLEL_MIN_MACS)
     for (int b = 0; b < n_blocks; b++) {
         int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < w->rows ? r0 + ROW_BLOCK : w->rows;
-        f(w, r0, r1, a, t, 1, bias, out + r0, 0);
+        dot_rows(impl, f, w, r0, r1, a, t, 1, bias, out + r0, 0);
     }
 }
 
 void tern_kgemv_rows(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int t, const float *bias,
                      float *out, int r0, int r1) {
-    pick(impl, w)(w, r0, r1, a, t, 1, bias, out + r0, 0);
+    dot_rows(impl, pick(impl, w), w, r0, r1, a, t, 1, bias, out + r0, 0);
 }
 
 float tern_kdot_row(tern_kimpl impl, const tern_kmatrix *w, int r, const tern_qact *a, int t, const float *bias) {
     float y;
-    pick(impl, w)(w, r, r + 1, a, t, 1, bias, &y, 0);
+    dot_rows(impl, pick(impl, w), w, r, r + 1, a, t, 1, bias, &y, 0);
     return y;
 }
