@@ -287,9 +287,10 @@ static void random_cases(const tern_kformat *f) {
 
 // Extreme values: saturated activations (q = +-127 everywhere), codes all at
 // one end of their range, zero activations, huge and tiny scales. Long single
-// groups stress the int16 widening.
+// groups stress the int16 widening; a 40000-column group of 16 rows, the
+// row-interleaved t1.6 GEMV's int32 bound (256 times its digit sum).
 static void extreme_cases(const tern_kformat *f) {
-    static const int shapes[][3] = {{5, 4096, 4096}, {9, 1537, 128}, {4, 64, 32}, {3, 2048, 256}};
+    static const int shapes[][3] = {{5, 4096, 4096}, {9, 1537, 128}, {4, 64, 32}, {3, 2048, 256}, {16, 40000, 40000}};
     static const float xs[] = {1.0f, -1.0f};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int fill = FILL_MAX; fill <= FILL_MIN; fill++)

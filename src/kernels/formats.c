@@ -200,15 +200,16 @@ int tern_kmatrix_init(tern_kmatrix *m, const tern_kformat *f, int rows, int cols
 }
 
 int tern_kilv_ok(const tern_kmatrix *m) {
-    return m->fmt->id == TERN_KFMT_T2 && m->rows > 0 && m->rows % TERN_KILV_ROWS == 0;
+    return (m->fmt->id == TERN_KFMT_T2 || m->fmt->id == TERN_KFMT_T1_6) && m->rows > 0 &&
+           m->rows % TERN_KILV_ROWS == 0;
 }
 
 // Copies the bytes of row i of a block between the row layout and the block
 // (to_ilv: src is the row, dst the block; else the reverse).
 static void ilv_copy(const tern_kmatrix *m, int i, const uint8_t *src, uint8_t *dst, int to_ilv) {
-    const size_t cb = (size_t)m->n_chunks * 8 * TERN_KILV_ROWS, ng = (size_t)m->n_groups;
+    const size_t cb = m->code_bytes * TERN_KILV_ROWS, ng = (size_t)m->n_groups;
     const size_t extras = m->has_shift ? 2 * ng : ng; // fp16 values per row after the codes
-    for (size_t w = 0; w < (size_t)m->n_chunks * 2; w++) {
+    for (size_t w = 0; w < m->code_bytes / 4; w++) {
         size_t ro = 4 * w, bo = 64 * w + 4 * (size_t)i;
         memcpy(dst + (to_ilv ? bo : ro), src + (to_ilv ? ro : bo), 4);
     }

@@ -104,13 +104,15 @@ size_t tern_kformat_row_bytes(const tern_kformat *f, int cols, int group, int ha
 int tern_kmatrix_init(tern_kmatrix *m, const tern_kformat *f, int rows, int cols, int group, int has_shift,
                       const void *data);
 
-// Row-interleaved tern-t2 (docs/format.md, "tern-t2, row-interleaved"): the
+// Row-interleaved ternary (docs/format.md, "Row-interleaved ternary"): the
 // same bytes as the row layout, regrouped in blocks of TERN_KILV_ROWS rows so
 // that a kernel whose vector lanes are the block's rows reads one sequential
-// stream. Block b (16 * row_bytes bytes) holds, for each chunk c and word h
-// (bytes 4h..4h+3 of the chunk), 64 bytes: row 16b + i's word at 4i; then the
-// alphas, group by group, 16 fp16 each; then the shifts likewise when the
-// matrix has them. Whether m can be interleaved: tern-t2 and whole blocks.
+// stream. A row's code bytes are a sequence of 4-byte words (tern-t2: chunk c's
+// words 2c, 2c + 1; tern-t1.6: bundle b's words 8b..8b+7, then its 2-bit tail
+// chunks'); block b (16 * row_bytes bytes) holds, for each word, 64 bytes with
+// row 16b + i's word at 4i; then the alphas, group by group, 16 fp16 each; then
+// the shifts likewise when the matrix has them. Whether m can be interleaved:
+// tern-t2 or tern-t1.6, whole blocks.
 #define TERN_KILV_ROWS 16
 int tern_kilv_ok(const tern_kmatrix *m);
 // Writes m's interleaved copy (rows * row_bytes bytes) to dst.

@@ -69,6 +69,25 @@ INL void finish_rows(__m256 acc, const float *bias, int r, float *out, int RB) {
     else finish4(_mm256_castps256_ps128(acc), bias, r, out);
 }
 
+typedef int32_t i32u __attribute__((may_alias, aligned(1)));
+
+// s += u . broadcast(4 bytes at x): vpdpbusd with the activations as an
+// embedded broadcast operand. Written in asm because GCC 12 copies every
+// accumulator twice per step around the intrinsic and loads the broadcast
+// separately (53 instructions per 12 vpdpbusd instead of 25).
+INL __m512i dp_bcast(__m512i s, __m512i u, const int8_t *x) {
+    __asm__("vpdpbusd %[x]%{1to16%}, %[u], %[s]" : [s] "+v"(s) : [u] "v"(u), [x] "m"(*(const i32u *)x));
+    return s;
+}
+
+// The row-interleaved GEMVs prefetch ILV_PF bytes ahead into L2, within the
+// rows asked for (end), and the first ILV_PF bytes at once: each product then
+// streams from its first row on.
+#define ILV_PF 16384
+INL void ilv_prefetch_start(const uint8_t *p, const uint8_t *end) {
+    for (size_t o = 0; o < ILV_PF && p + o < end; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T2);
+}
+
 // tern-t2 GEMV, RB = 4 or 8 rows (a compile-time constant after inlining),
 // activation groups of whole bundles (G = 128, the default, or llama.cpp's
 // 256, or one group per row): per row and bundle one 32-byte load, 4 shift/mask decodes and 4 vpdpbusd against the
@@ -321,10 +340,98 @@ __attribute__((noinline)) TGT static void t16_gemv(const tern_kmatrix *w, int r0
     if (r < r1) tern_kdot_t16_avx2(w, r, r1, a, t, 1, bias, out + (r - r0), 0);
 }
 
+// tern-t1.6 GEMV on the row-interleaved copy (formats.h): lanes = a block's
+// 16 rows, as for tern-t2. Word w of bundle b holds each row's bundle bytes
+// 4w..4w+3; their x_k (the x3 chain of gemv_t16_8) carry digit k of slots
+// 4w..4w+3 of chunk 5b + k, whose 4 activations are contiguous, so
+// sa += x_k . q and sb += x_{k+1} . q with q broadcast, and 3 sa - sb is 256
+// times the lanes' exact digit sums (gemv_t16_8's identity). It is shifted
+// back at each group's end, and at each bundle's end when a group is so long
+// that 256 times its digit sum could leave int32 (32768 columns or more). The
+// 2-bit tail chunks are tern-t2's words, decoded by shift and mask.
+TGT static void t16_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t, const float *bias,
+                             float *out) {
+    const int ng = w->n_groups, nch = w->n_chunks, full = nch / 5, cpg = w->cpg;
+    const int fold_bundles = cpg * TERN_KCHUNK >= 32768;
+    const size_t blk = (size_t)TERN_KILV_ROWS * w->row_bytes, cb = w->code_bytes * TERN_KILV_ROWS;
+    const int8_t *q = a->q + (size_t)t * a->stride;
+    const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
+    const uint8_t *end = w->ilv + (size_t)(r1 / TERN_KILV_ROWS) * blk;
+    const __m512i m3 = _mm512_set1_epi8(3);
+    ilv_prefetch_start(w->ilv + (size_t)(r0 / TERN_KILV_ROWS) * blk, end);
+    for (int r = r0; r < r1; r += TERN_KILV_ROWS) {
+        const uint8_t *b = w->ilv + (size_t)(r / TERN_KILV_ROWS) * blk, *al = b + cb, *ga = al + (size_t)ng * 32;
+        __m512 acc = _mm512_setzero_ps();
+        __m512i sa[4], sb[4], sum = _mm512_setzero_si512(); // sum: exact digit sums of the group so far
+        for (int i = 0; i < 4; i++) sa[i] = sb[i] = _mm512_setzero_si512();
+        int g = 0, gend = cpg < nch ? cpg : nch;
+#define T16_FOLD()                                                                                              \
+    do {                                                                                                        \
+        __m512i A = _mm512_add_epi32(_mm512_add_epi32(sa[0], sa[1]), _mm512_add_epi32(sa[2], sa[3]));            \
+        __m512i B = _mm512_add_epi32(_mm512_add_epi32(sb[0], sb[1]), _mm512_add_epi32(sb[2], sb[3]));            \
+        sum = _mm512_add_epi32(sum, _mm512_srai_epi32(_mm512_sub_epi32(_mm512_add_epi32(A, _mm512_add_epi32(A, A)), B), 8)); \
+        for (int i = 0; i < 4; i++) sa[i] = sb[i] = _mm512_setzero_si512();                                     \
+    } while (0)
+#define T16_GROUP_END()                                                                                         \
+    do {                                                                                                        \
+        const __m512 vsx = _mm512_set1_ps(tern_kact_scale(a, t, g));                                            \
+        const __m512 alpha = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(al + (size_t)g * 32)));      \
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(alpha, vsx), _mm512_cvtepi32_ps(_mm512_sub_epi32(sum, _mm512_set1_epi32(gs[g]))), acc); \
+        if (w->has_shift) {                                                                                     \
+            const __m512 gamma = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ga + (size_t)g * 32)));  \
+            acc = _mm512_fmadd_ps(_mm512_mul_ps(gamma, vsx), _mm512_set1_ps((float)gs[g]), acc);                \
+        }                                                                                                       \
+        sum = _mm512_setzero_si512();                                                                           \
+        g++, gend = gend + cpg < nch ? gend + cpg : nch;                                                        \
+    } while (0)
+        for (int bb = 0; bb < full; bb++) {
+            const uint8_t *p = b + (size_t)bb * 512;
+            if (p + ILV_PF < end)
+                for (int l = 0; l < 8; l++) _mm_prefetch((const char *)p + ILV_PF + 64 * l, _MM_HINT_T2);
+            __m512i x[8];
+            for (int v = 0; v < 8; v++) x[v] = _mm512_loadu_si512(p + 64 * v);
+            for (int k = 0; k < 5; k++) {
+                const int c = 5 * bb + k;
+                if (c == gend) {
+                    T16_FOLD();
+                    T16_GROUP_END();
+                }
+                const int8_t *xq = q + (size_t)c * TERN_KCHUNK;
+                for (int v = 0; v < 8; v++) {
+                    sa[v & 3] = dp_bcast(sa[v & 3], x[v], xq + 4 * v);
+                    x[v] = _mm512_add_epi8(x[v], _mm512_add_epi8(x[v], x[v]));
+                    sb[v & 3] = dp_bcast(sb[v & 3], x[v], xq + 4 * v);
+                }
+            }
+            if (fold_bundles) T16_FOLD();
+        }
+        T16_FOLD();
+        for (int c = 5 * full; c < nch; c++) { // 2-bit tail chunks
+            if (c == gend) T16_GROUP_END();
+            const uint8_t *p = b + (size_t)full * 512 + (size_t)(c - 5 * full) * 128;
+            const __m512i v[2] = {_mm512_loadu_si512(p), _mm512_loadu_si512(p + 64)};
+            for (int k = 0; k < 4; k++)
+                for (int h = 0; h < 2; h++)
+                    sum = dp_bcast(sum, _mm512_and_si512(_mm512_srli_epi32(v[h], 2 * k), m3), q + (size_t)c * TERN_KCHUNK + 8 * k + 4 * h);
+        }
+        T16_GROUP_END();
+#undef T16_FOLD
+#undef T16_GROUP_END
+        if (bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(bias + r));
+        _mm512_storeu_ps(out + (r - r0), acc);
+    }
+}
+
 // One activation group per weight group (t1.6's act_group is its G): the
 // VNNI GEMV; other shapes and token blocks run the AVX2 kernel.
 TGT TERN_KDECL(tern_kdot_t16_avx512) {
-    if (nt == 1 && a->group == w->group) t16_gemv(w, r0, r1, a, t0, bias, out);
+    if (tern_kilv_direct(TERN_KIMPL_AVX512, w, a, r0, r1)) {
+        if (nt == 1) t16_gemv_ilv(w, r0, r1, a, t0, bias, out);
+        else // a few tokens (more run the panel GEMM): each block stays in L1 for all of them
+            for (int r = r0; r < r1; r += TERN_KILV_ROWS)
+                for (int t = 0; t < nt; t++)
+                    t16_gemv_ilv(w, r, r + TERN_KILV_ROWS, a, t0 + t, bias, out + (size_t)t * ldo + (r - r0));
+    } else if (nt == 1 && a->group == w->group) t16_gemv(w, r0, r1, a, t0, bias, out);
     else tern_kdot_t16_avx2(w, r0, r1, a, t0, nt, bias, out, ldo);
 }
 
@@ -348,17 +455,6 @@ __attribute__((noinline)) TGT static void t2_gemm(const tern_kmatrix *w, int r0,
     }
 }
 
-typedef int32_t i32u __attribute__((may_alias, aligned(1)));
-
-// s += u . broadcast(4 bytes at x): vpdpbusd with the activations as an
-// embedded broadcast operand. Written in asm because GCC 12 copies every
-// accumulator twice per step around the intrinsic and loads the broadcast
-// separately (53 instructions per 12 vpdpbusd instead of 25).
-INL __m512i dp_bcast(__m512i s, __m512i u, const int8_t *x) {
-    __asm__("vpdpbusd %[x]%{1to16%}, %[u], %[s]" : [s] "+v"(s) : [u] "v"(u), [x] "m"(*(const i32u *)x));
-    return s;
-}
-
 // tern-t2 GEMV on the row-interleaved copy (formats.h, tern_kilv_pack): the
 // 16 lanes are a block's 16 rows, so there is no horizontal sum and the
 // weights are one sequential stream. Word h of chunk c holds, in field k of
@@ -368,11 +464,8 @@ INL __m512i dp_bcast(__m512i s, __m512i u, const int8_t *x) {
 // (k, h). At the group's end each k's sum is exact and a multiple of 4^k
 // (|sum| < 2^31: 192 * 127 * 4 per lane and chunk, at most 2048 chunks), so
 // an arithmetic shift by 2k divides it exactly. The epilogue is the row
-// layout's (tern_kstep_v), 16 rows at once. Prefetches run ILV_PF bytes ahead
-// into L2, within the rows asked for: on a 2.5 MB matrix streamed from DRAM
-// this reaches ~90% of a plain read (docs/PERFORMANCE.md), the row-layout
-// GEMV ~70%.
-#define ILV_PF 16384
+// layout's (tern_kstep_v), 16 rows at once. Streamed from DRAM it reaches
+// 93-100% of a plain read, the row-layout GEMV 70-75% (docs/PERFORMANCE.md).
 TGT static void t2_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t, const float *bias,
                             float *out) {
     const int ng = w->n_groups, nch = w->n_chunks, cpg = w->cpg;
@@ -381,10 +474,7 @@ TGT static void t2_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qa
     const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
     const uint8_t *end = w->ilv + (size_t)(r1 / TERN_KILV_ROWS) * blk;
     const __m512i m[4] = {_mm512_set1_epi8(3), _mm512_set1_epi8(12), _mm512_set1_epi8(48), _mm512_set1_epi8((char)192)};
-    { // the first ILV_PF bytes at once: the loop below prefetches only the bytes after them
-        const uint8_t *p = w->ilv + (size_t)(r0 / TERN_KILV_ROWS) * blk;
-        for (size_t o = 0; o < ILV_PF && p + o < end; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T2);
-    }
+    ilv_prefetch_start(w->ilv + (size_t)(r0 / TERN_KILV_ROWS) * blk, end);
     for (int r = r0; r < r1; r += TERN_KILV_ROWS) {
         const uint8_t *b = w->ilv + (size_t)(r / TERN_KILV_ROWS) * blk, *al = b + cb, *ga = al + (size_t)ng * 32;
         __m512 acc = _mm512_setzero_ps();
@@ -485,7 +575,7 @@ INL void panel_fill_2bit(const tern_kmatrix *w, int r, __mmask16 live, uint8_t *
 }
 
 // tern-t2 from the row-interleaved copy: its word vectors are the gathers
-// above, stored.
+// above, stored (r: a block's first row).
 INL void panel_fill_ilv(const tern_kmatrix *w, int r, uint8_t *u) {
     const uint8_t *b = w->ilv + (size_t)(r / TERN_KILV_ROWS) * TERN_KILV_ROWS * w->row_bytes;
     const __m512i m3 = _mm512_set1_epi8(3);
@@ -498,12 +588,24 @@ INL void panel_fill_ilv(const tern_kmatrix *w, int r, uint8_t *u) {
 }
 
 // Any format: each row decoded to bytes (kern_avx2.c), then quad d of the 16
-// rows gathered from the 16 decoded rows.
+// rows gathered from the 16 decoded rows. A row-interleaved matrix's rows are
+// copied back to the row layout first.
 INL int panel_fill_any(const tern_kmatrix *w, int r, int nr, __mmask16 live, uint8_t *u) {
     const size_t ld = (size_t)w->n_chunks * TERN_KCHUNK;
-    uint8_t *rows = aligned_alloc(64, PANEL_ROWS * ld);
+    // aligned_alloc wants a multiple of the alignment (ld is one, row_bytes not)
+    uint8_t *rows = aligned_alloc(64, PANEL_ROWS * ld + (w->ilv ? (w->row_bytes + 63) / 64 * 64 : 0));
     if (!rows) return -1;
-    for (int i = 0; i < nr; i++) tern_kdecode_row_avx2(w, r + i, rows + i * ld);
+    for (int i = 0; i < nr; i++) {
+        if (!w->ilv) {
+            tern_kdecode_row_avx2(w, r + i, rows + i * ld);
+            continue;
+        }
+        tern_kmatrix one = *w;
+        uint8_t *row = rows + PANEL_ROWS * ld;
+        tern_kilv_unpack_row(w, r + i, row);
+        one.rows = 1, one.data = row, one.ilv = NULL;
+        tern_kdecode_row_avx2(&one, 0, rows + i * ld);
+    }
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32((int)ld));
     const __m512i flip = _mm512_set1_epi8(w->fmt->kind == TERN_KKIND_Q8 ? (char)0x80 : 0);
@@ -524,10 +626,20 @@ TGT static int panel_build(const tern_kmatrix *w, int r, int nr, panel *p, void 
     memset(m + ub, 0, 3 * gb);
     p->u = m, p->alpha = (float *)(m + ub), p->gamma = (float *)(m + ub + gb), p->zero = (int32_t *)(m + ub + 2 * gb);
     const __mmask16 live = (__mmask16)((1u << nr) - 1);
-    if (w->ilv) { // whole blocks (tern_kgemm's row blocks are the interleaved ones)
-        const uint8_t *al = w->ilv + ((size_t)(r / TERN_KILV_ROWS) * TERN_KILV_ROWS * w->row_bytes) + (size_t)nch * 128;
-        panel_fill_ilv(w, r, p->u);
-        *mem = m;
+    // tern_kgemm's row blocks are whole interleaved blocks, so an interleaved
+    // matrix's panel is one block: its word vectors (tern-t2) or its rows
+    // copied back (tern-t1.6), and its scales 16 at a time.
+    const int ilv_t2 = w->ilv && f->id == TERN_KFMT_T2;
+    if (ilv_t2) panel_fill_ilv(w, r, p->u);
+    else if (f->code_bits == 2 && !w->ilv) panel_fill_2bit(w, r, live, p->u);
+    else if (panel_fill_any(w, r, nr, live, p->u)) {
+        free(m);
+        return -1;
+    }
+    *mem = m;
+    if (w->ilv) {
+        const uint8_t *al = w->ilv + (size_t)(r / TERN_KILV_ROWS) * TERN_KILV_ROWS * w->row_bytes +
+                            w->code_bytes * TERN_KILV_ROWS;
         for (int g = 0; g < ng; g++)
             for (int i = 0; i < PANEL_ROWS; i++) {
                 p->alpha[g * PANEL_ROWS + i] = tern_kload_f16(al + (size_t)g * 32, i);
@@ -535,12 +647,6 @@ TGT static int panel_build(const tern_kmatrix *w, int r, int nr, panel *p, void 
             }
         return 0;
     }
-    if (f->code_bits == 2) panel_fill_2bit(w, r, live, p->u);
-    else if (panel_fill_any(w, r, nr, live, p->u)) {
-        free(m);
-        return -1;
-    }
-    *mem = m;
     for (int i = 0; i < nr; i++) {
         const uint8_t *sc = w->data + (size_t)(r + i) * w->row_bytes + w->code_bytes;
         for (int g = 0; g < ng; g++) {
