@@ -13,6 +13,7 @@
 #include "infer/packed.h"
 #include "io/gguf.h"
 #include "kernels/formats.h"
+#include "kernels/kernels.h"
 #include "quant/quant.h"
 #include "test.h"
 
@@ -166,6 +167,22 @@ static void check_ptq(void) {
     CHECK_OK(tern_forward(&s2, tokens, 16, 0, l2));
     CHECK_OK(tern_forward(&s16, tokens, 16, 0, l16));
     CHECK(memcmp(l2, l16, 16 * 512 * sizeof(float)) == 0);
+    // On AVX-512 the sessions run the tensors' row-interleaved copy, made once:
+    // a second session on the same model shares it and gives the same logits.
+    tern_kimpl impl;
+    CHECK_OK(tern_kernel_default(&impl));
+    void *copy = q->packed_copy;
+    CHECK_MSG((copy != NULL) == (impl == TERN_KIMPL_AVX512), "interleaved copy %p with kernel %s", copy,
+              tern_kernel_name(impl));
+    tern_session s2b;
+    tern_packed *pk2b;
+    CHECK_OK(tern_session_init(&s2b, &t2, 32, 32));
+    CHECK_OK(tern_session_use_native(&s2b, &pk2b));
+    CHECK_OK(tern_forward(&s2b, tokens, 16, 0, l16));
+    CHECK(memcmp(l2, l16, 16 * 512 * sizeof(float)) == 0);
+    CHECK(q->packed_copy == copy);
+    tern_session_free(&s2b);
+    tern_packed_free(pk2b);
     free(l2), free(l16);
     tern_session_free(&s2), tern_session_free(&s16);
     tern_packed_free(pk2), tern_packed_free(pk16);

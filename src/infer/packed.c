@@ -278,18 +278,43 @@ static void set_packed_hooks(tern_linear *l, plinear *pl) {
     l->ctx = pl;
 }
 
-// The AVX-512 kernels read tern-t2 row-interleaved (kernels/formats.h): a
-// thread's share of a one-token product is then one sequential stream, which
-// streams at ~90% of a plain read from DRAM where the row layout reaches ~70%
-// (docs/PERFORMANCE.md). The layer then keeps only that copy; packed bytes it
-// viewed in the model stay there, untouched.
-static int interleave(tern_packed *p, plinear *pl) {
-    if (p->impl != TERN_KIMPL_AVX512 || !tern_kilv_ok(&pl->m)) return 0;
+// The AVX-512 kernels read ternary matrices row-interleaved (kernels/formats.h):
+// a thread's share of a one-token product is then one sequential stream, which
+// streams from DRAM at 93-100% of a plain read (tern-t2) where the row layout
+// reaches 70-75% (docs/PERFORMANCE.md). Whether l's matrix m gets that layout.
+static int wants_ilv(const tern_packed *p, const tern_kmatrix *m) {
+    return p->impl == TERN_KIMPL_AVX512 && tern_kilv_ok(m);
+}
+
+// A layer that packed its own matrix keeps only the interleaved copy.
+static int interleave_own(tern_packed *p, plinear *pl) {
+    if (!wants_ilv(p, &pl->m)) return 0;
     uint8_t *ilv = tern_alloc((size_t)pl->m.rows * pl->m.row_bytes);
     if (!ilv) return tern_errorf("out of memory");
     tern_kilv_pack(&pl->m, ilv);
     tern_free(pl->data);
     pl->data = ilv;
+    pl->m.data = NULL, pl->m.ilv = ilv;
+    return 0;
+}
+
+// A layer that views a loaded tensor's packed bytes uses the tensor's
+// interleaved copy, made by the first session that needs it and shared by the
+// others (a server's slots): the tensor is const to sessions but this memo is
+// published once with a compare-and-swap, so sessions made at the same time on
+// other threads either install their copy or free it and take the winner's.
+static int interleave_view(tern_packed *p, plinear *pl, const tern_tensor *t) {
+    if (!wants_ilv(p, &pl->m)) return 0;
+    void **memo = &((tern_tensor *)t)->packed_copy;
+    uint8_t *ilv = __atomic_load_n(memo, __ATOMIC_ACQUIRE);
+    if (!ilv) {
+        uint8_t *mine = tern_alloc((size_t)pl->m.rows * pl->m.row_bytes);
+        if (!mine) return tern_errorf("out of memory");
+        tern_kilv_pack(&pl->m, mine);
+        void *none = NULL;
+        if (__atomic_compare_exchange_n(memo, &none, mine, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) ilv = mine;
+        else tern_free(mine), ilv = none;
+    }
     pl->m.data = NULL, pl->m.ilv = ilv;
     return 0;
 }
@@ -331,7 +356,7 @@ static int pack_linear(tern_packed *p, plinear *pl, tern_linear *l, tern_kfmt_id
     if (rc == 0) rc = tern_kmatrix_init(&pl->m, f, rows, cols, group, shift, pl->data);
     if (rc == 0) rc = tern_kpack(&pl->m, pl->data, codes, scales, shift ? shifts : NULL, NULL);
     free(codes), free(scales), free(shifts);
-    if (rc || interleave(p, pl)) return -1;
+    if (rc || interleave_own(p, pl)) return -1;
     if (!act_for(p, &pl->m)) return tern_errorf("packed inference: cannot allocate activation buffers");
     set_packed_hooks(l, pl);
     l->bytes = (long long)rows * (long long)row_bytes;
@@ -378,7 +403,7 @@ static int native_linear(tern_packed *p, plinear *pl, tern_linear *l, const tern
     if ((size_t)l->rows * pl->m.row_bytes != t->packed_bytes)
         return tern_errorf("packed tensor %s has %zu bytes, expected %zu", t->name, t->packed_bytes,
                            (size_t)l->rows * pl->m.row_bytes);
-    if (interleave(p, pl)) return -1;
+    if (interleave_view(p, pl, t)) return -1;
     if (!act_for(p, &pl->m)) return tern_errorf("packed inference: cannot allocate activation buffers");
     set_packed_hooks(l, pl);
     l->bytes = (long long)t->packed_bytes;

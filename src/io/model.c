@@ -114,6 +114,7 @@ void tern_model_free(tern_model *m) {
     for (int i = 0; i < m->n_tensors; i++) {
         tern_free(m->tensors[i].data);
         tern_free((void *)m->tensors[i].packed);
+        tern_free(m->tensors[i].packed_copy);
     }
     free(m->tensors);
     tern_vocab_free(&m->vocab);

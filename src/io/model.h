@@ -76,6 +76,10 @@ typedef struct {
     const void *packed;
     size_t packed_bytes;
     int packed_fmt, packed_group, packed_shift;
+    // A kernel-layout copy of packed that inference sessions make once and
+    // share (infer/packed.c: row-interleaved for AVX-512); NULL until one
+    // does. Owned by the model.
+    void *packed_copy;
 } tern_tensor;
 
 typedef enum {
