@@ -340,6 +340,13 @@ __attribute__((noinline)) TGT static void t16_gemv(const tern_kmatrix *w, int r0
     if (r < r1) tern_kdot_t16_avx2(w, r, r1, a, t, 1, bias, out + (r - r0), 0);
 }
 
+// *x = 3 * *x in wrapping byte adds, in place: GCC otherwise computes into a
+// scratch register and copies it back, one more instruction per vector.
+INL void times3(__m512i *x) {
+    __m512i t;
+    __asm__("vpaddb %[x], %[x], %[t]\n\tvpaddb %[t], %[x], %[x]" : [x] "+v"(*x), [t] "=&v"(t));
+}
+
 // tern-t1.6 GEMV on the row-interleaved copy (formats.h): lanes = a block's
 // 16 rows, as for tern-t2. Word w of bundle b holds each row's bundle bytes
 // 4w..4w+3; their x_k (the x3 chain of gemv_t16_8) carry digit k of slots
@@ -399,7 +406,7 @@ TGT static void t16_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_q
                 const int8_t *xq = q + (size_t)c * TERN_KCHUNK;
                 for (int v = 0; v < 8; v++) {
                     sa[v & 3] = dp_bcast(sa[v & 3], x[v], xq + 4 * v);
-                    x[v] = _mm512_add_epi8(x[v], _mm512_add_epi8(x[v], x[v]));
+                    times3(&x[v]);
                     sb[v & 3] = dp_bcast(sb[v & 3], x[v], xq + 4 * v);
                 }
             }
