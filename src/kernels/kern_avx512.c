@@ -88,6 +88,21 @@ INL void ilv_prefetch_start(const uint8_t *p, const uint8_t *end) {
     for (size_t o = 0; o < ILV_PF && p + o < end; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T2);
 }
 
+// A row-interleaved GEMV (t2_gemv_ilv, t16_gemv_ilv) as a kernel entry: one
+// token streams the rows; a few (more run the panel GEMM) take each block for
+// all of them while it is in L1.
+typedef void (*ilv_gemv_fn)(const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t, const float *bias,
+                            float *out);
+INL void ilv_dot(ilv_gemv_fn gemv, const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t0, int nt,
+                 const float *bias, float *out, size_t ldo) {
+    if (nt == 1) {
+        gemv(w, r0, r1, a, t0, bias, out);
+        return;
+    }
+    for (int r = r0; r < r1; r += TERN_KILV_ROWS)
+        for (int t = 0; t < nt; t++) gemv(w, r, r + TERN_KILV_ROWS, a, t0 + t, bias, out + (size_t)t * ldo + (r - r0));
+}
+
 // tern-t2 GEMV, RB = 4 or 8 rows (a compile-time constant after inlining),
 // activation groups of whole bundles (G = 128, the default, or llama.cpp's
 // 256, or one group per row): per row and bundle one 32-byte load, 4 shift/mask decodes and 4 vpdpbusd against the
@@ -432,13 +447,8 @@ TGT static void t16_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_q
 // One activation group per weight group (t1.6's act_group is its G): the
 // VNNI GEMV; other shapes and token blocks run the AVX2 kernel.
 TGT TERN_KDECL(tern_kdot_t16_avx512) {
-    if (tern_kilv_direct(TERN_KIMPL_AVX512, w, a, r0, r1)) {
-        if (nt == 1) t16_gemv_ilv(w, r0, r1, a, t0, bias, out);
-        else // a few tokens (more run the panel GEMM): each block stays in L1 for all of them
-            for (int r = r0; r < r1; r += TERN_KILV_ROWS)
-                for (int t = 0; t < nt; t++)
-                    t16_gemv_ilv(w, r, r + TERN_KILV_ROWS, a, t0 + t, bias, out + (size_t)t * ldo + (r - r0));
-    } else if (nt == 1 && a->group == w->group) t16_gemv(w, r0, r1, a, t0, bias, out);
+    if (tern_kilv_direct(TERN_KIMPL_AVX512, w, a, r0, r1)) ilv_dot(t16_gemv_ilv, w, r0, r1, a, t0, nt, bias, out, ldo);
+    else if (nt == 1 && a->group == w->group) t16_gemv(w, r0, r1, a, t0, bias, out);
     else tern_kdot_t16_avx2(w, r0, r1, a, t0, nt, bias, out, ldo);
 }
 
@@ -517,13 +527,8 @@ TGT static void t2_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qa
 // groups of exactly one.
 TGT TERN_KDECL(tern_kdot_t2_avx512) {
     const int bundles = a->n_groups == 1 || a->group % 128 == 0;
-    if (tern_kilv_direct(TERN_KIMPL_AVX512, w, a, r0, r1)) {
-        if (nt == 1) t2_gemv_ilv(w, r0, r1, a, t0, bias, out);
-        else // a few tokens (more run the panel GEMM): each block stays in L1 for all of them
-            for (int r = r0; r < r1; r += TERN_KILV_ROWS)
-                for (int t = 0; t < nt; t++)
-                    t2_gemv_ilv(w, r, r + TERN_KILV_ROWS, a, t0 + t, bias, out + (size_t)t * ldo + (r - r0));
-    } else if (nt == 1 && bundles) t2_gemv(w, r0, r1, a, t0, bias, out);
+    if (tern_kilv_direct(TERN_KIMPL_AVX512, w, a, r0, r1)) ilv_dot(t2_gemv_ilv, w, r0, r1, a, t0, nt, bias, out, ldo);
+    else if (nt == 1 && bundles) t2_gemv(w, r0, r1, a, t0, bias, out);
     else if (nt > 1 && w->cpg == 4 && w->n_groups > 1) t2_gemm(w, r0, r1, a, t0, nt, bias, out, ldo);
     else tern_kdot_t2_avx2(w, r0, r1, a, t0, nt, bias, out, ldo);
 }
