@@ -286,12 +286,19 @@ static int wants_ilv(const tern_packed *p, const tern_kmatrix *m) {
     return p->impl == TERN_KIMPL_AVX512 && tern_kilv_ok(m);
 }
 
+// m's interleaved copy in a new buffer; NULL (error set) when out of memory.
+static uint8_t *ilv_new(const tern_kmatrix *m) {
+    uint8_t *ilv = tern_alloc((size_t)m->rows * m->row_bytes);
+    if (!ilv) tern_errorf("out of memory");
+    else tern_kilv_pack(m, ilv);
+    return ilv;
+}
+
 // A layer that packed its own matrix keeps only the interleaved copy.
 static int interleave_own(tern_packed *p, plinear *pl) {
     if (!wants_ilv(p, &pl->m)) return 0;
-    uint8_t *ilv = tern_alloc((size_t)pl->m.rows * pl->m.row_bytes);
-    if (!ilv) return tern_errorf("out of memory");
-    tern_kilv_pack(&pl->m, ilv);
+    uint8_t *ilv = ilv_new(&pl->m);
+    if (!ilv) return -1;
     tern_free(pl->data);
     pl->data = ilv;
     pl->m.data = NULL, pl->m.ilv = ilv;
@@ -308,9 +315,8 @@ static int interleave_view(tern_packed *p, plinear *pl, const tern_tensor *t) {
     void **memo = &((tern_tensor *)t)->packed_copy;
     uint8_t *ilv = __atomic_load_n(memo, __ATOMIC_ACQUIRE);
     if (!ilv) {
-        uint8_t *mine = tern_alloc((size_t)pl->m.rows * pl->m.row_bytes);
-        if (!mine) return tern_errorf("out of memory");
-        tern_kilv_pack(&pl->m, mine);
+        uint8_t *mine = ilv_new(&pl->m);
+        if (!mine) return -1;
         void *none = NULL;
         if (__atomic_compare_exchange_n(memo, &none, mine, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) ilv = mine;
         else tern_free(mine), ilv = none;

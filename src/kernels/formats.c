@@ -207,7 +207,7 @@ int tern_kilv_ok(const tern_kmatrix *m) {
 // Copies the bytes of row i of a block between the row layout and the block
 // (to_ilv: src is the row, dst the block; else the reverse).
 static void ilv_copy(const tern_kmatrix *m, int i, const uint8_t *src, uint8_t *dst, int to_ilv) {
-    const size_t cb = m->code_bytes * TERN_KILV_ROWS, ng = (size_t)m->n_groups;
+    const size_t cb = tern_kilv_scales(m), ng = (size_t)m->n_groups;
     const size_t extras = m->has_shift ? 2 * ng : ng; // fp16 values per row after the codes
     for (size_t w = 0; w < m->code_bytes / 4; w++) {
         size_t ro = 4 * w, bo = 64 * w + 4 * (size_t)i;
@@ -221,12 +221,11 @@ static void ilv_copy(const tern_kmatrix *m, int i, const uint8_t *src, uint8_t *
 
 void tern_kilv_pack(const tern_kmatrix *m, uint8_t *dst) {
     for (int r = 0; r < m->rows; r++)
-        ilv_copy(m, r % TERN_KILV_ROWS, m->data + (size_t)r * m->row_bytes,
-                 dst + (size_t)(r / TERN_KILV_ROWS) * TERN_KILV_ROWS * m->row_bytes, 1);
+        ilv_copy(m, r % TERN_KILV_ROWS, m->data + (size_t)r * m->row_bytes, dst + tern_kilv_block(m, r), 1);
 }
 
 void tern_kilv_unpack_row(const tern_kmatrix *m, int r, uint8_t *dst) {
-    ilv_copy(m, r % TERN_KILV_ROWS, m->ilv + (size_t)(r / TERN_KILV_ROWS) * TERN_KILV_ROWS * m->row_bytes, dst, 0);
+    ilv_copy(m, r % TERN_KILV_ROWS, m->ilv + tern_kilv_block(m, r), dst, 0);
 }
 
 // Stored field for an input code; -1 when out of range.

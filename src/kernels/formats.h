@@ -115,6 +115,12 @@ int tern_kmatrix_init(tern_kmatrix *m, const tern_kformat *f, int rows, int cols
 // tern-t2 or tern-t1.6, whole blocks.
 #define TERN_KILV_ROWS 16
 int tern_kilv_ok(const tern_kmatrix *m);
+// Byte offset of the block holding row r (the same in both layouts), and of a
+// block's scale area from its start.
+static inline size_t tern_kilv_block(const tern_kmatrix *m, int r) {
+    return (size_t)(r / TERN_KILV_ROWS) * TERN_KILV_ROWS * m->row_bytes;
+}
+static inline size_t tern_kilv_scales(const tern_kmatrix *m) { return m->code_bytes * TERN_KILV_ROWS; }
 // Writes m's interleaved copy (rows * row_bytes bytes) to dst.
 void tern_kilv_pack(const tern_kmatrix *m, uint8_t *dst);
 // The inverse for row r of m->ilv: its row_bytes bytes in the row layout at dst.

@@ -103,6 +103,22 @@ INL void ilv_dot(ilv_gemv_fn gemv, const tern_kmatrix *w, int r0, int r1, const 
         for (int t = 0; t < nt; t++) gemv(w, r, r + TERN_KILV_ROWS, a, t0 + t, bias, out + (size_t)t * ldo + (r - r0));
 }
 
+// One group's epilogue for a block's 16 rows (tern_kstep_v, lane for lane):
+// dot = the lanes' sums of stored field * q over group g, scales at al (the
+// block's scale area: alphas, then shifts, 16 fp16 per group).
+INL __m512 ilv_step(const tern_kmatrix *w, const tern_qact *a, int t, int g, const uint8_t *al, __m512i dot,
+                    __m512 acc) {
+    const int32_t gsum = a->gsum[(size_t)t * a->n_groups + g];
+    const __m512 vsx = _mm512_set1_ps(tern_kact_scale(a, t, g));
+    const __m512 alpha = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(al + (size_t)g * 32)));
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(alpha, vsx), _mm512_cvtepi32_ps(_mm512_sub_epi32(dot, _mm512_set1_epi32(gsum))), acc);
+    if (w->has_shift) {
+        const __m512 gamma = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(al + ((size_t)w->n_groups + g) * 32)));
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(gamma, vsx), _mm512_set1_ps((float)gsum), acc);
+    }
+    return acc;
+}
+
 // tern-t2 GEMV, RB = 4 or 8 rows (a compile-time constant after inlining),
 // activation groups of whole bundles (G = 128, the default, or llama.cpp's
 // 256, or one group per row): per row and bundle one 32-byte load, 4 shift/mask decodes and 4 vpdpbusd against the
@@ -371,41 +387,28 @@ INL void times3(__m512i *x) {
 // back at each group's end, and at each bundle's end when a group is so long
 // that 256 times its digit sum could leave int32 (32768 columns or more). The
 // 2-bit tail chunks are tern-t2's words, decoded by shift and mask.
+// sum + (3 sa - sb) / 256 over the 4 accumulator pairs, which are then zeroed.
+INL __m512i t16_fold(__m512i sa[4], __m512i sb[4], __m512i sum) {
+    __m512i A = _mm512_add_epi32(_mm512_add_epi32(sa[0], sa[1]), _mm512_add_epi32(sa[2], sa[3]));
+    __m512i B = _mm512_add_epi32(_mm512_add_epi32(sb[0], sb[1]), _mm512_add_epi32(sb[2], sb[3]));
+    for (int i = 0; i < 4; i++) sa[i] = sb[i] = _mm512_setzero_si512();
+    return _mm512_add_epi32(sum, _mm512_srai_epi32(_mm512_sub_epi32(_mm512_add_epi32(A, _mm512_add_epi32(A, A)), B), 8));
+}
+
 TGT static void t16_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t, const float *bias,
                              float *out) {
-    const int ng = w->n_groups, nch = w->n_chunks, full = nch / 5, cpg = w->cpg;
+    const int nch = w->n_chunks, full = nch / 5, cpg = w->cpg;
     const int fold_bundles = cpg * TERN_KCHUNK >= 32768;
-    const size_t blk = (size_t)TERN_KILV_ROWS * w->row_bytes, cb = w->code_bytes * TERN_KILV_ROWS;
     const int8_t *q = a->q + (size_t)t * a->stride;
-    const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
-    const uint8_t *end = w->ilv + (size_t)(r1 / TERN_KILV_ROWS) * blk;
+    const uint8_t *end = w->ilv + tern_kilv_block(w, r1);
     const __m512i m3 = _mm512_set1_epi8(3);
-    ilv_prefetch_start(w->ilv + (size_t)(r0 / TERN_KILV_ROWS) * blk, end);
+    ilv_prefetch_start(w->ilv + tern_kilv_block(w, r0), end);
     for (int r = r0; r < r1; r += TERN_KILV_ROWS) {
-        const uint8_t *b = w->ilv + (size_t)(r / TERN_KILV_ROWS) * blk, *al = b + cb, *ga = al + (size_t)ng * 32;
+        const uint8_t *b = w->ilv + tern_kilv_block(w, r), *al = b + tern_kilv_scales(w);
         __m512 acc = _mm512_setzero_ps();
         __m512i sa[4], sb[4], sum = _mm512_setzero_si512(); // sum: exact digit sums of the group so far
         for (int i = 0; i < 4; i++) sa[i] = sb[i] = _mm512_setzero_si512();
-        int g = 0, gend = cpg < nch ? cpg : nch;
-#define T16_FOLD()                                                                                              \
-    do {                                                                                                        \
-        __m512i A = _mm512_add_epi32(_mm512_add_epi32(sa[0], sa[1]), _mm512_add_epi32(sa[2], sa[3]));            \
-        __m512i B = _mm512_add_epi32(_mm512_add_epi32(sb[0], sb[1]), _mm512_add_epi32(sb[2], sb[3]));            \
-        sum = _mm512_add_epi32(sum, _mm512_srai_epi32(_mm512_sub_epi32(_mm512_add_epi32(A, _mm512_add_epi32(A, A)), B), 8)); \
-        for (int i = 0; i < 4; i++) sa[i] = sb[i] = _mm512_setzero_si512();                                     \
-    } while (0)
-#define T16_GROUP_END()                                                                                         \
-    do {                                                                                                        \
-        const __m512 vsx = _mm512_set1_ps(tern_kact_scale(a, t, g));                                            \
-        const __m512 alpha = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(al + (size_t)g * 32)));      \
-        acc = _mm512_fmadd_ps(_mm512_mul_ps(alpha, vsx), _mm512_cvtepi32_ps(_mm512_sub_epi32(sum, _mm512_set1_epi32(gs[g]))), acc); \
-        if (w->has_shift) {                                                                                     \
-            const __m512 gamma = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ga + (size_t)g * 32)));  \
-            acc = _mm512_fmadd_ps(_mm512_mul_ps(gamma, vsx), _mm512_set1_ps((float)gs[g]), acc);                \
-        }                                                                                                       \
-        sum = _mm512_setzero_si512();                                                                           \
-        g++, gend = gend + cpg < nch ? gend + cpg : nch;                                                        \
-    } while (0)
+        int g = 0; // the group chunk c is in: chunks [g * cpg, g * cpg + cpg)
         for (int bb = 0; bb < full; bb++) {
             const uint8_t *p = b + (size_t)bb * 512;
             if (p + ILV_PF < end)
@@ -414,9 +417,9 @@ TGT static void t16_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_q
             for (int v = 0; v < 8; v++) x[v] = _mm512_loadu_si512(p + 64 * v);
             for (int k = 0; k < 5; k++) {
                 const int c = 5 * bb + k;
-                if (c == gend) {
-                    T16_FOLD();
-                    T16_GROUP_END();
+                if (c == (g + 1) * cpg) {
+                    acc = ilv_step(w, a, t, g++, al, t16_fold(sa, sb, sum), acc);
+                    sum = _mm512_setzero_si512();
                 }
                 const int8_t *xq = q + (size_t)c * TERN_KCHUNK;
                 for (int v = 0; v < 8; v++) {
@@ -425,20 +428,21 @@ TGT static void t16_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_q
                     sb[v & 3] = dp_bcast(sb[v & 3], x[v], xq + 4 * v);
                 }
             }
-            if (fold_bundles) T16_FOLD();
+            if (fold_bundles) sum = t16_fold(sa, sb, sum);
         }
-        T16_FOLD();
+        sum = t16_fold(sa, sb, sum);
         for (int c = 5 * full; c < nch; c++) { // 2-bit tail chunks
-            if (c == gend) T16_GROUP_END();
+            if (c == (g + 1) * cpg) {
+                acc = ilv_step(w, a, t, g++, al, sum, acc);
+                sum = _mm512_setzero_si512();
+            }
             const uint8_t *p = b + (size_t)full * 512 + (size_t)(c - 5 * full) * 128;
             const __m512i v[2] = {_mm512_loadu_si512(p), _mm512_loadu_si512(p + 64)};
             for (int k = 0; k < 4; k++)
                 for (int h = 0; h < 2; h++)
                     sum = dp_bcast(sum, _mm512_and_si512(_mm512_srli_epi32(v[h], 2 * k), m3), q + (size_t)c * TERN_KCHUNK + 8 * k + 4 * h);
         }
-        T16_GROUP_END();
-#undef T16_FOLD
-#undef T16_GROUP_END
+        acc = ilv_step(w, a, t, g, al, sum, acc);
         if (bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(bias + r));
         _mm512_storeu_ps(out + (r - r0), acc);
     }
@@ -486,14 +490,12 @@ __attribute__((noinline)) TGT static void t2_gemm(const tern_kmatrix *w, int r0,
 TGT static void t2_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t, const float *bias,
                             float *out) {
     const int ng = w->n_groups, nch = w->n_chunks, cpg = w->cpg;
-    const size_t blk = (size_t)TERN_KILV_ROWS * w->row_bytes, cb = (size_t)nch * 128;
     const int8_t *q = a->q + (size_t)t * a->stride;
-    const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
-    const uint8_t *end = w->ilv + (size_t)(r1 / TERN_KILV_ROWS) * blk;
+    const uint8_t *end = w->ilv + tern_kilv_block(w, r1);
     const __m512i m[4] = {_mm512_set1_epi8(3), _mm512_set1_epi8(12), _mm512_set1_epi8(48), _mm512_set1_epi8((char)192)};
-    ilv_prefetch_start(w->ilv + (size_t)(r0 / TERN_KILV_ROWS) * blk, end);
+    ilv_prefetch_start(w->ilv + tern_kilv_block(w, r0), end);
     for (int r = r0; r < r1; r += TERN_KILV_ROWS) {
-        const uint8_t *b = w->ilv + (size_t)(r / TERN_KILV_ROWS) * blk, *al = b + cb, *ga = al + (size_t)ng * 32;
+        const uint8_t *b = w->ilv + tern_kilv_block(w, r), *al = b + tern_kilv_scales(w);
         __m512 acc = _mm512_setzero_ps();
         for (int g = 0, c = 0; g < ng; g++) {
             const int c1 = c + cpg < nch ? c + cpg : nch;
@@ -508,15 +510,9 @@ TGT static void t2_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qa
                 for (int k = 0; k < 4; k++)
                     for (int h = 0; h < 2; h++) s[k][h] = dp_bcast(s[k][h], _mm512_and_si512(v[h], m[k]), x + 8 * k + 4 * h);
             }
-            __m512i raw = _mm512_sub_epi32(_mm512_add_epi32(s[0][0], s[0][1]), _mm512_set1_epi32(gs[g]));
-            for (int k = 1; k < 4; k++) raw = _mm512_add_epi32(raw, _mm512_srai_epi32(_mm512_add_epi32(s[k][0], s[k][1]), 2 * k));
-            const __m512 vsx = _mm512_set1_ps(tern_kact_scale(a, t, g));
-            const __m512 alpha = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(al + (size_t)g * 32)));
-            acc = _mm512_fmadd_ps(_mm512_mul_ps(alpha, vsx), _mm512_cvtepi32_ps(raw), acc);
-            if (w->has_shift) {
-                const __m512 gamma = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ga + (size_t)g * 32)));
-                acc = _mm512_fmadd_ps(_mm512_mul_ps(gamma, vsx), _mm512_set1_ps((float)gs[g]), acc);
-            }
+            __m512i dot = _mm512_add_epi32(s[0][0], s[0][1]);
+            for (int k = 1; k < 4; k++) dot = _mm512_add_epi32(dot, _mm512_srai_epi32(_mm512_add_epi32(s[k][0], s[k][1]), 2 * k));
+            acc = ilv_step(w, a, t, g, al, dot, acc);
         }
         if (bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(bias + r));
         _mm512_storeu_ps(out + (r - r0), acc);
@@ -589,7 +585,7 @@ INL void panel_fill_2bit(const tern_kmatrix *w, int r, __mmask16 live, uint8_t *
 // tern-t2 from the row-interleaved copy: its word vectors are the gathers
 // above, stored (r: a block's first row).
 INL void panel_fill_ilv(const tern_kmatrix *w, int r, uint8_t *u) {
-    const uint8_t *b = w->ilv + (size_t)(r / TERN_KILV_ROWS) * TERN_KILV_ROWS * w->row_bytes;
+    const uint8_t *b = w->ilv + tern_kilv_block(w, r);
     const __m512i m3 = _mm512_set1_epi8(3);
     for (int c = 0; c < w->n_chunks; c++)
         for (int h = 0; h < 2; h++) {
@@ -641,8 +637,7 @@ TGT static int panel_build(const tern_kmatrix *w, int r, int nr, panel *p, void 
     // tern_kgemm's row blocks are whole interleaved blocks, so an interleaved
     // matrix's panel is one block: its word vectors (tern-t2) or its rows
     // copied back (tern-t1.6), and its scales 16 at a time.
-    const int ilv_t2 = w->ilv && f->id == TERN_KFMT_T2;
-    if (ilv_t2) panel_fill_ilv(w, r, p->u);
+    if (w->ilv && f->id == TERN_KFMT_T2) panel_fill_ilv(w, r, p->u);
     else if (f->code_bits == 2 && !w->ilv) panel_fill_2bit(w, r, live, p->u);
     else if (panel_fill_any(w, r, nr, live, p->u)) {
         free(m);
@@ -650,8 +645,7 @@ TGT static int panel_build(const tern_kmatrix *w, int r, int nr, panel *p, void 
     }
     *mem = m;
     if (w->ilv) {
-        const uint8_t *al = w->ilv + (size_t)(r / TERN_KILV_ROWS) * TERN_KILV_ROWS * w->row_bytes +
-                            w->code_bytes * TERN_KILV_ROWS;
+        const uint8_t *al = w->ilv + tern_kilv_block(w, r) + tern_kilv_scales(w);
         for (int g = 0; g < ng; g++)
             for (int i = 0; i < PANEL_ROWS; i++) {
                 p->alpha[g * PANEL_ROWS + i] = tern_kload_f16(al + (size_t)g * 32, i);

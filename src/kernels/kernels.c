@@ -179,8 +179,7 @@ void tern_kgemm(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int 
     tern_kdot_fn f = pick(impl, w);
     int panel = 0; // the panel GEMM reads an interleaved matrix's blocks itself
 #ifdef TERN_KHAVE_X86
-    if (impl == TERN_KIMPL_AVX512 && n >= TERN_KPANEL_MIN && a->qi_n == n && (w->data || w->rows % ROW_BLOCK == 0))
-        f = tern_kgemm_panel_avx512, panel = 1;
+    if (impl == TERN_KIMPL_AVX512 && n >= TERN_KPANEL_MIN && a->qi_n == n) f = tern_kgemm_panel_avx512, panel = 1;
 #endif
     int n_blocks = (w->rows + ROW_BLOCK - 1) / ROW_BLOCK;
     int64_t macs = (int64_t)n * w->rows * w->cols;
