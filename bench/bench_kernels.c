@@ -6,7 +6,12 @@
 // column says which fraction of that int8 peak each kernel reaches.
 // The head (28 MiB at 8 bits) is only run in q8-row, the format it is stored in.
 //
-//   build/bench/bench_kernels [--threads N] [--tokens N] [--ms T] [--group G] [--q8-group G] [--formats a,b] [--impls a,b] [--cpu-time] [--cold]
+//   build/bench/bench_kernels [--threads N] [--tokens N] [--ms T] [--group G] [--q8-group G] [--formats a,b] [--impls a,b] [--cpu-time] [--cold] [--shape RxC]
+//
+// --shape RxC runs one matrix of R rows and C columns instead of SmolLM2's
+// (e.g. 6912x2560, a 2B model's gate/up). With --cold it also prints the
+// read-bandwidth probe of `tern bench` on the same threads, the ceiling the
+// streamed GB/s compare with.
 //
 // Prints a Markdown table. GB/s counts the packed weight bytes streamed per
 // call (read once per call, also for GEMM); GMAC/s counts multiply-adds
@@ -28,6 +33,7 @@
 #include "core/error.h"
 #include "core/mem.h"
 #include "core/threads.h"
+#include "infer/bench.h"
 #include "kernels/kernels.h"
 #include "nn/matmul.h"
 
@@ -38,6 +44,7 @@ static float frand(void) { return (float)(rnd() & 0xffff) / 32768.0f - 1.0f; }
 typedef struct {
     int rows, cols;
     const char *what;
+    int head; // the LM head: run only in q8-row, the format it is stored in
 } shape;
 
 static int N_GEMM = 8; // --tokens
@@ -166,6 +173,8 @@ int main(int argc, char **argv) {
     int threads = 1;
     double ms = 300;
     const char *formats = NULL, *impls = NULL;
+    shape custom = {0, 0, NULL, 0};
+    char custom_name[32];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--ms") && i + 1 < argc) ms = atof(argv[++i]);
@@ -176,26 +185,40 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--group") && i + 1 < argc) tern_group = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--q8-group") && i + 1 < argc) q8_group = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--cold")) cold_bytes = (size_t)256 << 20;
-        else {
-            fprintf(stderr, "usage: %s [--threads N] [--tokens N] [--ms T] [--formats a,b] [--impls scalar,avx2,avx512] [--cpu-time] [--cold]\n", argv[0]);
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+            char tail;
+            if (sscanf(argv[++i], "%dx%d%c", &custom.rows, &custom.cols, &tail) != 2 || custom.rows < 1 ||
+                custom.cols < 1 || custom.rows > (1 << 20) || custom.cols > TERN_KMAX_COLS) {
+                fprintf(stderr, "bench_kernels: --shape %s: expected ROWSxCOLS, rows 1..%d, cols 1..%d\n", argv[i],
+                        1 << 20, TERN_KMAX_COLS);
+                return 2;
+            }
+            snprintf(custom_name, sizeof custom_name, "%dx%d", custom.rows, custom.cols);
+            custom.what = custom_name;
+        } else {
+            fprintf(stderr, "usage: %s [--threads N] [--tokens N] [--ms T] [--formats a,b] [--impls scalar,avx2,avx512] [--cpu-time] [--cold] [--shape RxC]\n", argv[0]);
             return 2;
         }
     }
     tern_set_threads(threads);
-    static const shape shapes[] = {{576, 576, "q/o 576x576"},
-                                   {192, 576, "k/v 192x576"},
-                                   {1536, 576, "gate/up 1536x576"},
-                                   {576, 1536, "down 576x1536"},
-                                   {49152, 576, "head 49152x576"}};
+    static const shape smollm2[] = {{576, 576, "q/o 576x576", 0},
+                                    {192, 576, "k/v 192x576", 0},
+                                    {1536, 576, "gate/up 1536x576", 0},
+                                    {576, 1536, "down 576x1536", 0},
+                                    {49152, 576, "head 49152x576", 1}};
+    const shape *shapes = custom.rows ? &custom : smollm2;
+    const size_t n_shapes = custom.rows ? 1 : sizeof smollm2 / sizeof smollm2[0];
     printf("cpu: %s; threads: %d; GEMM = %d tokens; G = %d (q8-row: %d); timing: %s; weights %s\n\n",
            tern_cpu_describe(), threads, N_GEMM, tern_group, q8_group, use_cpu_time ? "thread CPU time" : "wall clock",
            cold_bytes ? "streamed from DRAM (--cold)" : "hot in cache");
+    if (cold_bytes) printf("read-bandwidth probe (%d thread%s): %.1f GB/s\n\n", threads, threads > 1 ? "s" : "",
+                           tern_bench_read_bandwidth());
     int8_peak = vnni_peak(threads);
     if (int8_peak > 0) printf("int8 peak (vpdpbusd zmm, %d thread%s): %.1f GMAC/s\n\n", threads, threads > 1 ? "s" : "", int8_peak);
     printf("| shape (rows x cols) | format | kernel | weights KiB | GEMV us | GEMV GB/s | GEMV GMAC/s | GEMM%d us | "
            "GEMM%d GB/s | GEMM%d GMAC/s |%s\n|---|---|---|---|---|---|---|---|---|---|%s\n",
            N_GEMM, N_GEMM, N_GEMM, int8_peak > 0 ? " GEMM % of int8 peak |" : "", int8_peak > 0 ? "---|" : "");
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    for (size_t s = 0; s < n_shapes; s++) {
         int rows = shapes[s].rows, cols = shapes[s].cols;
         float *x = malloc((size_t)N_GEMM * cols * sizeof(float));
         size_t fbytes = (size_t)rows * cols * sizeof(float);
@@ -213,7 +236,7 @@ int main(int argc, char **argv) {
         for (int fi = 0; fi < TERN_KFMT_COUNT; fi++) {
             const tern_kformat *f = tern_kformat_get((tern_kfmt_id)fi);
             if (!listed(formats, f->name)) continue;
-            if (rows > 4096 && f->kind != TERN_KKIND_Q8) continue; // the head is stored at 8 bits
+            if (shapes[s].head && f->kind != TERN_KKIND_Q8) continue; // the head is stored at 8 bits
             int group = f->kind == TERN_KKIND_Q8 ? q8_group : tern_group, has_shift = 0;
             tern_kmatrix km;
             if (tern_kmatrix_init(&km, f, rows, cols, group, has_shift, NULL)) return 1;

@@ -10,13 +10,28 @@
 #include "core/mem.h"
 #include "kernels/kern_impl.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 // Same threshold as nn/matmul.c: below this many multiply-adds a fork/join
 // costs more than it saves (and spinning threads hurt on a loaded machine).
 #define PARALLEL_MIN_MACS (1 << 18)
 // Rows per scheduling unit: small enough to balance 2..16 threads on 192-row
 // matrices, large enough that the per-block call overhead is noise.
 #define ROW_BLOCK 16
+// One-token products run in this many runs of whole blocks per thread (tern_kgemv).
+#define GEMV_RUNS 8
 _Static_assert(ROW_BLOCK % TERN_KILV_ROWS == 0, "row blocks must be whole interleaved blocks");
+
+// Threads a parallel region started here would get (1 without OpenMP).
+static int omp_threads(void) {
+#ifdef _OPENMP
+    return omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
 
 static const char *impl_names[TERN_KIMPL_COUNT] = {"scalar", "avx2", "avx512", "neon"};
 
@@ -197,10 +212,15 @@ void tern_kgemv(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int 
     tern_kdot_fn f = pick(impl, w);
     int n_blocks = (w->rows + ROW_BLOCK - 1) / ROW_BLOCK;
     int64_t macs = (int64_t)w->rows * w->cols;
-    (void)macs;
-#pragma omp parallel for schedule(guided) if (macs >= PARALLEL_MIN_MACS)
-    for (int b = 0; b < n_blocks; b++) {
-        int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < w->rows ? r0 + ROW_BLOCK : w->rows;
+    // Runs of whole blocks, GEMV_RUNS per thread (guided keeps them balanced):
+    // the row-interleaved GEMV prefetches only within the rows of one call.
+    int threads = macs >= PARALLEL_MIN_MACS ? omp_threads() : 1;
+    int n_runs = n_blocks < GEMV_RUNS * threads ? n_blocks : GEMV_RUNS * threads;
+#pragma omp parallel for schedule(guided) if (threads > 1)
+    for (int k = 0; k < n_runs; k++) {
+        int r0 = (int)((int64_t)n_blocks * k / n_runs) * ROW_BLOCK;
+        int r1 = (int)((int64_t)n_blocks * (k + 1) / n_runs) * ROW_BLOCK;
+        if (r1 > w->rows) r1 = w->rows;
         dot_rows(impl, f, w, r0, r1, a, t, 1, bias, out + r0, 0);
     }
 }
