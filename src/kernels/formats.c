@@ -141,7 +141,7 @@ static const tern_kformat formats[TERN_KFMT_COUNT] = {
     {TERN_KFMT_Q8, "q8-row", TERN_KKIND_Q8, 8, -127, 127, TERN_KQ8_GROUP, 0, 8.0, bytes_q8, get_q8, put_q8,
      {tern_kdot_scalar, X86(tern_kdot_q8_avx2), X86(tern_kdot_q8_avx512), NEON(tern_kdot_q8_neon)}},
     {TERN_KFMT_Q4G, "q4g", TERN_KKIND_RTN, 4, 0, 15, 128, 64, 4.0, bytes_q4, get_q4, put_q4,
-     {tern_kdot_scalar, X86(tern_kdot_q4_avx2), X86(tern_kdot_q4_avx2), NEON(tern_kdot_q4_neon)}},
+     {tern_kdot_scalar, X86(tern_kdot_q4_avx2), X86(tern_kdot_q4_avx512), NEON(tern_kdot_q4_neon)}},
     {TERN_KFMT_Q3G, "q3g", TERN_KKIND_RTN, 3, 0, 7, 128, 64, 3.0, bytes_q3, get_q3, put_q3,
      {tern_kdot_scalar, X86(tern_kdot_q3_avx2), X86(tern_kdot_q3_avx2), NEON(tern_kdot_q3_neon)}},
     {TERN_KFMT_Q2G, "q2g", TERN_KKIND_RTN, 2, 0, 3, 128, 64, 2.0, bytes_2bit, get_2bit, put_2bit,
@@ -200,7 +200,8 @@ int tern_kmatrix_init(tern_kmatrix *m, const tern_kformat *f, int rows, int cols
 }
 
 int tern_kilv_ok(const tern_kmatrix *m) {
-    return (m->fmt->id == TERN_KFMT_T2 || m->fmt->id == TERN_KFMT_T1_6) && m->rows > 0 &&
+    const int id = m->fmt->id;
+    return (id == TERN_KFMT_T2 || id == TERN_KFMT_T1_6 || id == TERN_KFMT_Q4G) && m->rows > 0 &&
            m->rows % TERN_KILV_ROWS == 0;
 }
 
@@ -208,15 +209,20 @@ int tern_kilv_ok(const tern_kmatrix *m) {
 // (to_ilv: src is the row, dst the block; else the reverse).
 static void ilv_copy(const tern_kmatrix *m, int i, const uint8_t *src, uint8_t *dst, int to_ilv) {
     const size_t cb = tern_kilv_scales(m), ng = (size_t)m->n_groups;
-    const size_t extras = m->has_shift ? 2 * ng : ng; // fp16 values per row after the codes
+    const size_t halves = m->has_shift ? 2 * ng : ng; // fp16 values per row after the codes
     for (size_t w = 0; w < m->code_bytes / 4; w++) {
         size_t ro = 4 * w, bo = 64 * w + 4 * (size_t)i;
         memcpy(dst + (to_ilv ? bo : ro), src + (to_ilv ? ro : bo), 4);
     }
-    for (size_t e = 0; e < extras; e++) {
+    for (size_t e = 0; e < halves; e++) {
         size_t ro = m->code_bytes + 2 * e, bo = cb + 32 * e + 2 * (size_t)i;
         memcpy(dst + (to_ilv ? bo : ro), src + (to_ilv ? ro : bo), 2);
     }
+    if (m->fmt->kind == TERN_KKIND_RTN) // one zero-point byte per group
+        for (size_t g = 0; g < ng; g++) {
+            size_t ro = m->code_bytes + 2 * ng + g, bo = tern_kilv_zeros(m) + 16 * g + (size_t)i;
+            dst[to_ilv ? bo : ro] = src[to_ilv ? ro : bo];
+        }
 }
 
 void tern_kilv_pack(const tern_kmatrix *m, uint8_t *dst) {

@@ -111,8 +111,9 @@ int tern_kmatrix_init(tern_kmatrix *m, const tern_kformat *f, int rows, int cols
 // words 2c, 2c + 1; tern-t1.6: bundle b's words 8b..8b+7, then its 2-bit tail
 // chunks'); block b (16 * row_bytes bytes) holds, for each word, 64 bytes with
 // row 16b + i's word at 4i; then the alphas, group by group, 16 fp16 each; then
-// the shifts likewise when the matrix has them. Whether m can be interleaved:
-// tern-t2 or tern-t1.6, whole blocks.
+// the shifts likewise when the matrix has them (ternary), or the zero points,
+// 16 bytes a group (q4g). Whether m can be interleaved: tern-t2, tern-t1.6 or
+// q4g, whole blocks.
 #define TERN_KILV_ROWS 16
 int tern_kilv_ok(const tern_kmatrix *m);
 // Byte offset of the block holding row r (the same in both layouts), and of a
@@ -121,12 +122,14 @@ static inline size_t tern_kilv_block(const tern_kmatrix *m, int r) {
     return (size_t)(r / TERN_KILV_ROWS) * TERN_KILV_ROWS * m->row_bytes;
 }
 static inline size_t tern_kilv_scales(const tern_kmatrix *m) { return m->code_bytes * TERN_KILV_ROWS; }
+// Offset of a block's zero points (RTN) from its start.
+static inline size_t tern_kilv_zeros(const tern_kmatrix *m) { return tern_kilv_scales(m) + 32 * (size_t)m->n_groups; }
 // Writes m's interleaved copy (rows * row_bytes bytes) to dst.
 void tern_kilv_pack(const tern_kmatrix *m, uint8_t *dst);
 // The inverse for row r of m->ilv: its row_bytes bytes in the row layout at dst.
 void tern_kilv_unpack_row(const tern_kmatrix *m, int r, uint8_t *dst);
-// The largest row_bytes of an interleaved matrix (t2, TERN_KMAX_COLS, G = 32, shift).
-#define TERN_KILV_MAX_ROW (TERN_KMAX_COLS / 4 + TERN_KMAX_COLS / 8)
+// The largest row_bytes of an interleaved matrix (q4g, TERN_KMAX_COLS, G = 32).
+#define TERN_KILV_MAX_ROW (TERN_KMAX_COLS / 2 + 3 * (TERN_KMAX_COLS / 32))
 
 // Packs into dst (rows * m->row_bytes bytes, m from tern_kmatrix_init on dst).
 // codes [rows, cols]: ternary T in {-1,0,1}; RTN c in [0, 2^b-1]; q8 c in

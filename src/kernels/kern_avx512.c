@@ -529,6 +529,64 @@ TGT TERN_KDECL(tern_kdot_t2_avx512) {
     else tern_kdot_t2_avx2(w, r0, r1, a, t0, nt, bias, out, ldo);
 }
 
+// q4g GEMV on the row-interleaved copy (formats.h): lanes = a block's 16
+// rows, as for tern-t2. Word h (0..3) of chunk c holds, in byte i, slot 4h + i
+// in the low nibble and slot 16 + 4h + i in the high one: masking with 0x0f
+// leaves the low codes, with 0xf0 16 times the high ones, and one vpdpbusd
+// each with the 4 activations broadcast adds their dots to a low and a high
+// accumulator. At each activation group's end high / 16 is exact (a multiple
+// of 16, |sum| <= 15 * 16 * 128 * 32 per chunk), and the group's step is the
+// row layout's (tern_kstep_v, RTN: alpha * sx * (raw - zero * gsum)). The
+// activation groups may split the weights' (tern_kact_group: 64 under 128).
+TGT static void q4_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t, const float *bias,
+                            float *out) {
+    const int ng = w->n_groups, nch = w->n_chunks, acpg = tern_kact_cpg(a, nch);
+    const int8_t *q = a->q + (size_t)t * a->stride;
+    const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
+    const uint8_t *end = w->ilv + tern_kilv_block(w, r1);
+    const __m512i lo = _mm512_set1_epi8(0x0f), hi = _mm512_set1_epi8((char)0xf0);
+    ilv_prefetch_start(w->ilv + tern_kilv_block(w, r0), end);
+    for (int r = r0; r < r1; r += TERN_KILV_ROWS) {
+        const uint8_t *b = w->ilv + tern_kilv_block(w, r), *al = b + tern_kilv_scales(w), *zp = b + tern_kilv_zeros(w);
+        __m512 acc = _mm512_setzero_ps();
+        for (int g = 0, c = 0; g < ng; g++) {
+            const __m512 alpha = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(al + (size_t)g * 32)));
+            const __m512i zero = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(zp + (size_t)g * 16)));
+            int k0, k1;
+            tern_kact_range(w, a, g, &k0, &k1);
+            for (int k = k0; k < k1; k++) {
+                const int c1 = c + acpg < nch ? c + acpg : nch;
+                __m512i s[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                                _mm512_setzero_si512()};
+                for (; c < c1; c++) {
+                    const uint8_t *p = b + (size_t)c * 256;
+                    if (p + ILV_PF < end)
+                        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)p + ILV_PF + 64 * l, _MM_HINT_T2);
+                    const int8_t *x = q + (size_t)c * TERN_KCHUNK;
+                    for (int h = 0; h < 4; h++) {
+                        const __m512i v = _mm512_loadu_si512(p + 64 * h);
+                        s[h & 1] = dp_bcast(s[h & 1], _mm512_and_si512(v, lo), x + 4 * h);
+                        s[2 + (h & 1)] = dp_bcast(s[2 + (h & 1)], _mm512_and_si512(v, hi), x + 16 + 4 * h);
+                    }
+                }
+                const __m512i raw = _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]),
+                                                     _mm512_srai_epi32(_mm512_add_epi32(s[2], s[3]), 4));
+                const __m512i zg = _mm512_mullo_epi32(zero, _mm512_set1_epi32(gs[k]));
+                const __m512 vsx = _mm512_set1_ps(tern_kact_scale(a, t, k));
+                acc = _mm512_fmadd_ps(_mm512_mul_ps(alpha, vsx), _mm512_cvtepi32_ps(_mm512_sub_epi32(raw, zg)), acc);
+            }
+        }
+        if (bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(bias + r));
+        _mm512_storeu_ps(out + (r - r0), acc);
+    }
+}
+
+// q4g: the interleaved GEMV where the session set one up, else the AVX2 kernel.
+TGT TERN_KDECL(tern_kdot_q4_avx512) {
+    if (tern_kilv_direct(TERN_KIMPL_AVX512, w, a, r0, r1)) ilv_dot(q4_gemv_ilv, w, r0, r1, a, t0, nt, bias, out, ldo);
+    else tern_kdot_q4_avx2(w, r0, r1, a, t0, nt, bias, out, ldo);
+}
+
 TGT TERN_KDECL(tern_kdot_q8_avx512) {
     if (nt == 1) {
         int r = r0;
@@ -636,7 +694,7 @@ TGT static int panel_build(const tern_kmatrix *w, int r, int nr, panel *p, void 
     const __mmask16 live = (__mmask16)((1u << nr) - 1);
     // tern_kgemm's row blocks are whole interleaved blocks, so an interleaved
     // matrix's panel is one block: its word vectors (tern-t2) or its rows
-    // copied back (tern-t1.6), and its scales 16 at a time.
+    // copied back (tern-t1.6, q4g), and its scales 16 at a time.
     if (w->ilv && f->id == TERN_KFMT_T2) panel_fill_ilv(w, r, p->u);
     else if (f->code_bits == 2 && !w->ilv) panel_fill_2bit(w, r, live, p->u);
     else if (panel_fill_any(w, r, nr, live, p->u)) {
@@ -650,6 +708,7 @@ TGT static int panel_build(const tern_kmatrix *w, int r, int nr, panel *p, void 
             for (int i = 0; i < PANEL_ROWS; i++) {
                 p->alpha[g * PANEL_ROWS + i] = tern_kload_f16(al + (size_t)g * 32, i);
                 if (w->has_shift) p->gamma[g * PANEL_ROWS + i] = tern_kload_f16(al + (size_t)(ng + g) * 32, i);
+                if (f->kind == TERN_KKIND_RTN) p->zero[g * PANEL_ROWS + i] = al[tern_kilv_zeros(w) - tern_kilv_scales(w) + (size_t)g * 16 + i];
             }
         return 0;
     }

@@ -117,12 +117,14 @@ TERN_KDECL(tern_kdot_q2_avx2);
 TERN_KDECL(tern_kdot_t2_avx512);
 TERN_KDECL(tern_kdot_q8_avx512);
 TERN_KDECL(tern_kdot_t16_avx512);
+TERN_KDECL(tern_kdot_q4_avx512);
 TERN_KDECL(tern_kgemm_panel_avx512); // any format, batches of >= TERN_KPANEL_MIN tokens from t0 = 0
 void tern_kinterleave_avx512(tern_qact *a, int n); // fills a->qi
 // Whether the AVX-512 kernels read w->ilv for rows [r0, r1) with activations a
-// (whole 16-row blocks, activation groups equal to the weights').
+// (whole 16-row blocks, the activation groups w's kernels expect: the weights'
+// own for the ternary formats, q4g's may split them).
 static inline int tern_kilv_direct(tern_kimpl impl, const tern_kmatrix *w, const tern_qact *a, int r0, int r1) {
-    return impl == TERN_KIMPL_AVX512 && w->ilv && a->group == w->group && r0 % TERN_KILV_ROWS == 0 &&
+    return impl == TERN_KIMPL_AVX512 && w->ilv && a->group == tern_kact_group(w) && r0 % TERN_KILV_ROWS == 0 &&
            r1 % TERN_KILV_ROWS == 0;
 }
 void tern_quantize_act_avx2(tern_qact *a, const float *x, int n);
