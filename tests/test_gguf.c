@@ -5,7 +5,9 @@
 #include "core/error.h"
 #include "core/file.h"
 #include "core/half.h"
+#include "infer/packed.h"
 #include "io/gguf.h"
+#include "kernels/formats.h"
 #include "io/model.h"
 #include "io/readers.h"
 #include "test.h"
@@ -177,6 +179,53 @@ static void test_quant_types(void) {
     free(exp_data);
 }
 
+// A file holding Q4_0 matrices runs them packed as q4g (G = 32, c = q + 8,
+// zero point 8: the values bit for bit) and its Q8_0 embedding, the tied head,
+// as q8-row; its other types stay FP32. The native session's logits (int8
+// activations per 32 columns in the packed matrices) stay near FP32's.
+static void test_tiny_llama_packed(const tern_model *m) {
+    const tern_tensor *v = tern_model_find(m, "blk.0.attn_v.weight"), *e = tern_model_find(m, "token_embd.weight");
+    const tern_kformat *f = v && v->packed ? tern_kformat_get((tern_kfmt_id)v->packed_fmt) : NULL;
+    CHECK_MSG(f && !strcmp(f->name, "q4g") && v->packed_group == 32, "Q4_0 packed as %s", f ? f->name : "nothing");
+    if (f) {
+        int rows = (int)v->shape[0], cols = (int)v->shape[1], ng = cols / 32, same = 1;
+        tern_kmatrix km;
+        CHECK_OK(tern_kmatrix_init(&km, f, rows, cols, 32, 0, v->packed));
+        int8_t *codes = malloc((size_t)v->numel);
+        float *scales = malloc((size_t)rows * ng * 4);
+        uint8_t *zeros = malloc((size_t)rows * ng);
+        tern_kunpack(&km, codes, scales, NULL, zeros);
+        for (size_t i = 0; i < (size_t)v->numel; i++)
+            same &= zeros[i / 32] == 8 && scales[i / 32] * (float)(codes[i] - 8) == v->data[i];
+        CHECK_MSG(same, "Q4_0 as q4g is not lossless");
+        free(codes), free(scales), free(zeros);
+    }
+    CHECK(e && e->packed && e->packed_fmt == TERN_KFMT_Q8 && e->packed_group == 32);
+    static const char *fp32[] = {"blk.0.attn_q.weight", "blk.0.attn_output.weight", "blk.0.ffn_gate.weight",
+                                 "blk.0.ffn_up.weight", "blk.0.ffn_down.weight"}; // F16, Q5_1, Q4_1, Q5_0, Q8_0
+    for (size_t i = 0; i < sizeof fp32 / sizeof fp32[0]; i++) {
+        const tern_tensor *t = tern_model_find(m, fp32[i]);
+        CHECK_MSG(t && !t->packed, "%s packed", fp32[i]);
+    }
+    static const int tokens[] = {1, 4, 9, 2, 7, 11, 3};
+    const int n = 7, vocab = m->cfg.vocab_size;
+    float *a = malloc((size_t)n * vocab * 4), *b = malloc((size_t)n * vocab * 4);
+    for (int k = 0; k < 2; k++) {
+        tern_session s;
+        tern_packed *p = NULL;
+        CHECK_OK(tern_session_init(&s, m, 16, 8));
+        CHECK_OK(tern_session_set_format(&s, k ? "native" : "f32", 0, &p));
+        CHECK_OK(tern_forward(&s, tokens, n, 0, k ? b : a));
+        if (k) CHECK(p && tern_packed_format_name(p) && !strcmp(tern_packed_format_name(p), "q4g"));
+        tern_session_free(&s);
+        tern_packed_free(p);
+    }
+    double err = test_max_rel_err(b, a, (size_t)n * vocab, 1.0);
+    printf("Q4_0 model: native (q4g, q8-row head) logits vs FP32 %.2e\n", err);
+    CHECK(err > 0 && err < 3e-2);
+    free(a), free(b);
+}
+
 static void test_tiny_llama(void) {
     const char *path = test_src_path("tests/fixtures/quant_types_llama.gguf");
     tern_model m;
@@ -214,6 +263,8 @@ static void test_tiny_llama(void) {
     CHECK(strcmp(v->tokens[10], "\xc3\xa9") == 0 && v->token_lens[10] == 2 && v->token_lens[11] == 3);
     CHECK(strcmp(v->merges[1], "\xc4\xa0 a") == 0);
     CHECK(tern_vocab_find(v, "abc") == 9);
+
+    test_tiny_llama_packed(&m);
     tern_model_free(&m);
 
     tern_vocab voc = {0};

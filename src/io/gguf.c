@@ -1127,21 +1127,22 @@ static int lowbit_type(uint32_t t) {
 
 // The kernels' format a d * q matrix runs in without loss (its block is the
 // group, d the group's fp16 scale, the codes unchanged), given its code range;
-// -1 when it stays FP32. lowbit_file: the file has llama.cpp ternary tensors,
-// so its Q4_0 matrices holding only codes -1..1 are the ternary fallback
-// (llama-quantize's and tern's for rows that are not whole 256-blocks), its
-// other Q4_0 matrices llama-quantize's 4-bit fallback (q4g at G = 32: c = q + 8,
-// zero point 8, exact) and its Q8_0 embedding / head the 8-bit companions:
-// packed too, so the whole model runs packed. Other files' Q4_0 / Q8_0 tensors
-// stay FP32.
-static int repack_format(const tern_gguf_tensor *gt, int lowbit_file, int lo, int hi) {
+// -1 when it stays FP32. Q4_0 runs as q4g at G = 32 (c = q + 8, zero point 8,
+// exact) in any file: a Q4_0 model's matrices, and llama-quantize's 4-bit
+// fallback in its ternary files. lowbit_file: the file has llama.cpp ternary
+// tensors, so its Q4_0 matrices holding only codes -1..1 are the ternary
+// fallback (llama-quantize's and tern's for rows that are not whole
+// 256-blocks). packed_file: it has those or Q4_0 tensors, so its Q8_0
+// embedding / head are the 8-bit companions, packed too: the whole model runs
+// packed. Other files' Q8_0 tensors (the Q4_1 SmolLM2's embedding) stay FP32.
+static int repack_format(const tern_gguf_tensor *gt, int lowbit_file, int packed_file, int lo, int hi) {
     int head = !strcmp(gt->name, "token_embd.weight") || !strcmp(gt->name, "output.weight");
     switch (gt->type) {
     case TERN_GGML_TQ1_0: return TERN_KFMT_T1_6;
     case TERN_GGML_TQ2_0: case TERN_GGML_Q1_0: return TERN_KFMT_T2;
     case TERN_GGML_Q2_0: return hi > 1 ? TERN_KFMT_Q2G : TERN_KFMT_T2; // code 2: the 2-bit format (s*(c - 1))
-    case TERN_GGML_Q4_0: return !lowbit_file ? -1 : lo >= -1 && hi <= 1 ? TERN_KFMT_T2 : TERN_KFMT_Q4G;
-    case TERN_GGML_Q8_0: return lowbit_file && head && lo >= -127 ? TERN_KFMT_Q8 : -1;
+    case TERN_GGML_Q4_0: return lowbit_file && lo >= -1 && hi <= 1 ? TERN_KFMT_T2 : TERN_KFMT_Q4G;
+    case TERN_GGML_Q8_0: return packed_file && head && lo >= -127 ? TERN_KFMT_Q8 : -1;
     default: return -1;
     }
 }
@@ -1186,10 +1187,11 @@ static int pack_blocks(const tern_gguf *g, const tern_gguf_tensor *gt, tern_kfmt
 
 // A ggml d * q matrix repacked losslessly for the kernels (repack_format), or
 // left FP32. A TQ2_0 field of 3 (code 2) is refused: TQ2_0 is ternary.
-static int repack_codes(const tern_gguf *g, const tern_gguf_tensor *gt, int lowbit_file, tern_tensor *t) {
+static int repack_codes(const tern_gguf *g, const tern_gguf_tensor *gt, int lowbit_file, int packed_file,
+                        tern_tensor *t) {
     const type_info *ti = type_of(gt->type);
     if (!ti || !ti->codes || gt->n_dims != 2 || gt->ne[0] > TERN_KMAX_COLS || gt->ne[1] > INT_MAX) return 0;
-    if (!lowbit_type(gt->type) && !lowbit_file) return 0;
+    if (!lowbit_type(gt->type) && !packed_file) return 0;
     int rows = (int)gt->ne[1], cols = (int)gt->ne[0], nb = cols / ti->block;
     int8_t *q = malloc((size_t)gt->numel);
     float *d = malloc((size_t)rows * (size_t)nb * sizeof(float));
@@ -1202,7 +1204,7 @@ static int repack_codes(const tern_gguf *g, const tern_gguf_tensor *gt, int lowb
             rc = tern_errorf("%s: tensor %s: TQ2_0 code 3 in row %zu block %zu (ternary codes are 0..2)", g->path,
                              gt->name, b / (size_t)nb, b % (size_t)nb);
     }
-    int fmt = rc ? -1 : repack_format(gt, lowbit_file, lo, hi);
+    int fmt = rc ? -1 : repack_format(gt, lowbit_file, packed_file, lo, hi);
     if (fmt >= 0) rc = pack_blocks(g, gt, (tern_kfmt_id)fmt, ti->block, q, d, t);
     free(q), free(d);
     return rc;
@@ -1230,12 +1232,15 @@ int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
     for (int64_t i = 0; i < g->n_tensors; i++) outs[i] = m->tensors[base + i].data;
     int rc = dequantize_all(g, outs, g->n_tensors);
     free(outs);
-    int lowbit_file = 0;
-    for (int64_t i = 0; i < g->n_tensors; i++) lowbit_file |= lowbit_type(g->tensors[i].type);
+    int lowbit_file = 0, packed_file = 0;
+    for (int64_t i = 0; i < g->n_tensors; i++) {
+        lowbit_file |= lowbit_type(g->tensors[i].type);
+        packed_file |= lowbit_type(g->tensors[i].type) || g->tensors[i].type == TERN_GGML_Q4_0;
+    }
     for (int64_t i = 0; i < g->n_tensors && rc == 0; i++) {
         const tern_gguf_tensor *gt = &g->tensors[i];
         rc = packed_format(gt->type, NULL) ? keep_packed(gt, &m->tensors[base + i])
-                                           : repack_codes(g, gt, lowbit_file, &m->tensors[base + i]);
+                                           : repack_codes(g, gt, lowbit_file, packed_file, &m->tensors[base + i]);
     }
     if (rc == 0 && strcmp(m->cfg.arch, "bitnet") == 0) rc = tern_bitnet_finish_gguf(m);
     return rc;
