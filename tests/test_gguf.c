@@ -180,9 +180,10 @@ static void test_quant_types(void) {
 }
 
 // A file holding Q4_0 matrices runs them packed as q4g (G = 32, c = q + 8,
-// zero point 8: the values bit for bit) and its Q8_0 embedding, the tied head,
-// as q8-row; its other types stay FP32. The native session's logits (int8
-// activations per 32 columns in the packed matrices) stay near FP32's.
+// zero point 8: the values bit for bit) and its Q8_0 matrices (ffn_down and
+// the embedding, the tied head) as q8-row; its other types stay FP32. The
+// native session's logits (int8 activations per 32 columns in the packed
+// matrices) stay near FP32's.
 static void test_tiny_llama_packed(const tern_model *m) {
     const tern_tensor *v = tern_model_find(m, "blk.0.attn_v.weight"), *e = tern_model_find(m, "token_embd.weight");
     const tern_kformat *f = v && v->packed ? tern_kformat_get((tern_kfmt_id)v->packed_fmt) : NULL;
@@ -201,6 +202,8 @@ static void test_tiny_llama_packed(const tern_model *m) {
         free(codes), free(scales), free(zeros);
     }
     CHECK(e && e->packed && e->packed_fmt == TERN_KFMT_Q8 && e->packed_group == 32);
+    // ffn_down's random Q8_0 blocks hold code -128, which q8-row cannot: FP32
+    // (llama.cpp's quantizer writes -127..127; test_q8_0_linear packs one).
     static const char *fp32[] = {"blk.0.attn_q.weight", "blk.0.attn_output.weight", "blk.0.ffn_gate.weight",
                                  "blk.0.ffn_up.weight", "blk.0.ffn_down.weight"}; // F16, Q5_1, Q4_1, Q5_0, Q8_0
     for (size_t i = 0; i < sizeof fp32 / sizeof fp32[0]; i++) {
@@ -221,9 +224,49 @@ static void test_tiny_llama_packed(const tern_model *m) {
         tern_packed_free(p);
     }
     double err = test_max_rel_err(b, a, (size_t)n * vocab, 1.0);
-    printf("Q4_0 model: native (q4g, q8-row head) logits vs FP32 %.2e\n", err);
+    printf("Q4_0 / Q8_0 matrices: native (q4g, q8-row) logits vs FP32 %.2e\n", err);
     CHECK(err > 0 && err < 3e-2);
     free(a), free(b);
+}
+
+// The tiny llama's ffn_down with its -128 codes made -127: a Q8_0 layer
+// matrix, packed as q8-row at G = 32 with the values bit for bit.
+static void test_q8_0_linear(void) {
+    tern_blob b;
+    CHECK_OK(tern_blob_open(&b, test_src_path("tests/fixtures/quant_types_llama.gguf")));
+    uint8_t *buf = malloc(b.size);
+    memcpy(buf, b.data, b.size);
+    tern_gguf g;
+    CHECK_OK(tern_gguf_parse(&g, buf, b.size, "q8.gguf"));
+    const tern_gguf_tensor *gt = tern_gguf_find_tensor(&g, "blk.0.ffn_down.weight");
+    CHECK(gt && gt->type == TERN_GGML_Q8_0); // fp16 d, then 32 int8 codes
+    int fixed = 0;
+    for (size_t blk = 0; gt && blk < (size_t)gt->numel / 32; blk++)
+        for (int j = 0; j < 32; j++) {
+            uint8_t *c = buf + (gt->data - buf) + 34 * blk + 2 + j;
+            if (*c == 0x80) *c = 0x81, fixed++;
+        }
+    tern_gguf_close(&g);
+    CHECK(fixed > 0);
+    tern_model m = {0};
+    CHECK_OK(tern_gguf_parse_model(&m, buf, b.size, "q8.gguf"));
+    const tern_tensor *d = tern_model_find(&m, "blk.0.ffn_down.weight");
+    CHECK_MSG(d && d->packed && d->packed_fmt == TERN_KFMT_Q8 && d->packed_group == 32, "Q8_0 layer matrix not q8-row");
+    if (d && d->packed) {
+        const tern_kformat *f = tern_kformat_get((tern_kfmt_id)d->packed_fmt);
+        int rows = (int)d->shape[0], cols = (int)d->shape[1], same = 1;
+        tern_kmatrix km;
+        CHECK_OK(tern_kmatrix_init(&km, f, rows, cols, 32, 0, d->packed));
+        int8_t *codes = malloc((size_t)d->numel);
+        float *scales = malloc((size_t)rows * (cols / 32) * 4);
+        tern_kunpack(&km, codes, scales, NULL, NULL);
+        for (size_t i = 0; i < (size_t)d->numel; i++) same &= scales[i / 32] * (float)codes[i] == d->data[i];
+        CHECK_MSG(same, "Q8_0 as q8-row is not lossless");
+        free(codes), free(scales);
+    }
+    tern_model_free(&m);
+    free(buf);
+    tern_blob_close(&b);
 }
 
 static void test_tiny_llama(void) {
@@ -301,6 +344,7 @@ static void test_truncations(void) {
 int main(void) {
     test_quant_types();
     test_tiny_llama();
+    test_q8_0_linear();
     test_truncations();
     return test_report();
 }

@@ -1120,6 +1120,9 @@ static int keep_packed(const tern_gguf_tensor *gt, tern_tensor *t) {
     return 0;
 }
 
+// A transformer block's 2-D tensor (blk.N.*): a linear layer's weights.
+static int layer_matrix(const tern_gguf_tensor *gt) { return gt->n_dims == 2 && !strncmp(gt->name, "blk.", 4); }
+
 // llama.cpp's ternary / 1-2 bit types (ggml ids 34, 35, 41, 42).
 static int lowbit_type(uint32_t t) {
     return t == TERN_GGML_TQ1_0 || t == TERN_GGML_TQ2_0 || t == TERN_GGML_Q1_0 || t == TERN_GGML_Q2_0;
@@ -1132,8 +1135,9 @@ static int lowbit_type(uint32_t t) {
 // fallback in its ternary files. lowbit_file: the file has llama.cpp ternary
 // tensors, so its Q4_0 matrices holding only codes -1..1 are the ternary
 // fallback (llama-quantize's and tern's for rows that are not whole
-// 256-blocks). packed_file: it has those or Q4_0 tensors, so its Q8_0
-// embedding / head are the 8-bit companions, packed too: the whole model runs
+// 256-blocks). packed_file: it has those, Q4_0 tensors or Q8_0 layer matrices
+// (a Q8_0 model), so its Q8_0 matrices run as q8-row at G = 32 (exact: int8
+// codes, fp16 d), the embedding / head among them: the whole model runs
 // packed. Other files' Q8_0 tensors (the Q4_1 SmolLM2's embedding) stay FP32.
 static int repack_format(const tern_gguf_tensor *gt, int lowbit_file, int packed_file, int lo, int hi) {
     int head = !strcmp(gt->name, "token_embd.weight") || !strcmp(gt->name, "output.weight");
@@ -1142,7 +1146,7 @@ static int repack_format(const tern_gguf_tensor *gt, int lowbit_file, int packed
     case TERN_GGML_TQ2_0: case TERN_GGML_Q1_0: return TERN_KFMT_T2;
     case TERN_GGML_Q2_0: return hi > 1 ? TERN_KFMT_Q2G : TERN_KFMT_T2; // code 2: the 2-bit format (s*(c - 1))
     case TERN_GGML_Q4_0: return lowbit_file && lo >= -1 && hi <= 1 ? TERN_KFMT_T2 : TERN_KFMT_Q4G;
-    case TERN_GGML_Q8_0: return packed_file && head && lo >= -127 ? TERN_KFMT_Q8 : -1;
+    case TERN_GGML_Q8_0: return packed_file && (head || layer_matrix(gt)) && lo >= -127 ? TERN_KFMT_Q8 : -1;
     default: return -1;
     }
 }
@@ -1235,7 +1239,9 @@ int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
     int lowbit_file = 0, packed_file = 0;
     for (int64_t i = 0; i < g->n_tensors; i++) {
         lowbit_file |= lowbit_type(g->tensors[i].type);
-        packed_file |= lowbit_type(g->tensors[i].type) || g->tensors[i].type == TERN_GGML_Q4_0;
+        const tern_gguf_tensor *gt = &g->tensors[i];
+        packed_file |= lowbit_type(gt->type) || gt->type == TERN_GGML_Q4_0 ||
+                       (gt->type == TERN_GGML_Q8_0 && layer_matrix(gt));
     }
     for (int64_t i = 0; i < g->n_tensors && rc == 0; i++) {
         const tern_gguf_tensor *gt = &g->tensors[i];
