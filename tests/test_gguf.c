@@ -188,19 +188,8 @@ static void test_tiny_llama_packed(const tern_model *m) {
     const tern_tensor *v = tern_model_find(m, "blk.0.attn_v.weight"), *e = tern_model_find(m, "token_embd.weight");
     const tern_kformat *f = v && v->packed ? tern_kformat_get((tern_kfmt_id)v->packed_fmt) : NULL;
     CHECK_MSG(f && !strcmp(f->name, "q4g") && v->packed_group == 32, "Q4_0 packed as %s", f ? f->name : "nothing");
-    if (f) {
-        int rows = (int)v->shape[0], cols = (int)v->shape[1], ng = cols / 32, same = 1;
-        tern_kmatrix km;
-        CHECK_OK(tern_kmatrix_init(&km, f, rows, cols, 32, 0, v->packed));
-        int8_t *codes = malloc((size_t)v->numel);
-        float *scales = malloc((size_t)rows * ng * 4);
-        uint8_t *zeros = malloc((size_t)rows * ng);
-        tern_kunpack(&km, codes, scales, NULL, zeros);
-        for (size_t i = 0; i < (size_t)v->numel; i++)
-            same &= zeros[i / 32] == 8 && scales[i / 32] * (float)(codes[i] - 8) == v->data[i];
-        CHECK_MSG(same, "Q4_0 as q4g is not lossless");
-        free(codes), free(scales), free(zeros);
-    }
+    int lo, hi;
+    if (f) CHECK_MSG(test_packed_lossless(v, &lo, &hi) && lo >= 0 && hi <= 15, "Q4_0 as q4g: not lossless");
     CHECK(e && e->packed && e->packed_fmt == TERN_KFMT_Q8 && e->packed_group == 32);
     // ffn_down's random Q8_0 blocks hold code -128, which q8-row cannot: FP32
     // (llama.cpp's quantizer writes -127..127; test_q8_0_linear packs one).
@@ -252,18 +241,8 @@ static void test_q8_0_linear(void) {
     CHECK_OK(tern_gguf_parse_model(&m, buf, b.size, "q8.gguf"));
     const tern_tensor *d = tern_model_find(&m, "blk.0.ffn_down.weight");
     CHECK_MSG(d && d->packed && d->packed_fmt == TERN_KFMT_Q8 && d->packed_group == 32, "Q8_0 layer matrix not q8-row");
-    if (d && d->packed) {
-        const tern_kformat *f = tern_kformat_get((tern_kfmt_id)d->packed_fmt);
-        int rows = (int)d->shape[0], cols = (int)d->shape[1], same = 1;
-        tern_kmatrix km;
-        CHECK_OK(tern_kmatrix_init(&km, f, rows, cols, 32, 0, d->packed));
-        int8_t *codes = malloc((size_t)d->numel);
-        float *scales = malloc((size_t)rows * (cols / 32) * 4);
-        tern_kunpack(&km, codes, scales, NULL, NULL);
-        for (size_t i = 0; i < (size_t)d->numel; i++) same &= scales[i / 32] * (float)codes[i] == d->data[i];
-        CHECK_MSG(same, "Q8_0 as q8-row is not lossless");
-        free(codes), free(scales);
-    }
+    int lo, hi;
+    if (d && d->packed) CHECK_MSG(test_packed_lossless(d, &lo, &hi) && lo >= -127, "Q8_0 as q8-row: not lossless");
     tern_model_free(&m);
     free(buf);
     tern_blob_close(&b);

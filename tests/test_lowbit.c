@@ -86,24 +86,11 @@ static void test_load(const tern_model *m, const tern_model *twin) {
                   "%s: packed as %s G=%d, expected %s G=%d", e->name, f ? f->name : "nothing", t->packed_group,
                   e->fmt, e->group);
         if (!f) continue;
-        int rows = (int)t->shape[0], cols = (int)t->shape[1], ng = cols / e->group;
+        int rows = (int)t->shape[0];
         CHECK_MSG(t->packed_bytes == (size_t)(rows * e->row_bytes), "%s: %zu packed bytes, expected %lld", e->name,
                   t->packed_bytes, (long long)(rows * e->row_bytes));
-        tern_kmatrix km;
-        CHECK_OK(tern_kmatrix_init(&km, f, rows, cols, e->group, 0, t->packed));
-        int8_t *codes = malloc((size_t)t->numel);
-        float *scales = malloc((size_t)rows * ng * 4);
-        uint8_t *zeros = malloc((size_t)rows * ng);
-        tern_kunpack(&km, codes, scales, NULL, zeros);
-        int same = 1;
-        for (int r = 0; r < rows; r++)
-            for (int c = 0; c < cols; c++) {
-                size_t g = (size_t)r * ng + c / e->group, i = (size_t)r * cols + c;
-                float v = f->kind == TERN_KKIND_RTN ? scales[g] * (float)(codes[i] - zeros[g]) : scales[g] * codes[i];
-                same &= v == t->data[i];
-            }
+        int lo, hi, same = test_packed_lossless(t, &lo, &hi);
         CHECK_MSG(same, "%s: packed codes * scales differ from the values (not lossless)", e->name);
-        free(codes), free(scales), free(zeros);
     }
 }
 
@@ -249,20 +236,8 @@ static void test_q4_0_fallback(const reference *r) {
     CHECK_MSG(f && !strcmp(f->name, "q4g") && t->packed_group == 32, "Q4_0 fallback packed as %s",
               f ? f->name : "nothing");
     if (f) {
-        int rows = (int)t->shape[0], cols = (int)t->shape[1], ng = cols / 32, same = 1, lo = 15, hi = 0;
-        tern_kmatrix km;
-        CHECK_OK(tern_kmatrix_init(&km, f, rows, cols, 32, 0, t->packed));
-        int8_t *codes = malloc((size_t)t->numel);
-        float *scales = malloc((size_t)rows * ng * 4);
-        uint8_t *zeros = malloc((size_t)rows * ng);
-        tern_kunpack(&km, codes, scales, NULL, zeros);
-        for (size_t i = 0; i < (size_t)t->numel; i++) {
-            size_t g = i / 32;
-            same &= zeros[g] == 8 && scales[g] * (float)(codes[i] - 8) == t->data[i];
-            lo = codes[i] < lo ? codes[i] : lo, hi = codes[i] > hi ? codes[i] : hi;
-        }
+        int lo, hi, same = test_packed_lossless(t, &lo, &hi);
         CHECK_MSG(same && lo == 0 && hi == 15, "q4g codes %d..%d, lossless %d", lo, hi, same);
-        free(codes), free(scales), free(zeros);
     }
     size_t n = (size_t)r->n * r->vocab;
     float *a = malloc(n * 4), *c = malloc(n * 4);
