@@ -201,7 +201,7 @@ int tern_kmatrix_init(tern_kmatrix *m, const tern_kformat *f, int rows, int cols
 
 int tern_kilv_ok(const tern_kmatrix *m) {
     const int id = m->fmt->id;
-    return (id == TERN_KFMT_T2 || id == TERN_KFMT_T1_6 || id == TERN_KFMT_Q4G) && m->rows > 0 &&
+    return (id == TERN_KFMT_T2 || id == TERN_KFMT_T1_6 || id == TERN_KFMT_Q4G || id == TERN_KFMT_Q8) && m->rows > 0 &&
            m->rows % TERN_KILV_ROWS == 0;
 }
 

@@ -112,8 +112,8 @@ int tern_kmatrix_init(tern_kmatrix *m, const tern_kformat *f, int rows, int cols
 // chunks'); block b (16 * row_bytes bytes) holds, for each word, 64 bytes with
 // row 16b + i's word at 4i; then the alphas, group by group, 16 fp16 each; then
 // the shifts likewise when the matrix has them (ternary), or the zero points,
-// 16 bytes a group (q4g). Whether m can be interleaved: tern-t2, tern-t1.6 or
-// q4g, whole blocks.
+// 16 bytes a group (q4g). Whether m can be interleaved: tern-t2, tern-t1.6,
+// q4g or q8-row, whole blocks.
 #define TERN_KILV_ROWS 16
 int tern_kilv_ok(const tern_kmatrix *m);
 // Byte offset of the block holding row r (the same in both layouts), and of a
@@ -128,8 +128,8 @@ static inline size_t tern_kilv_zeros(const tern_kmatrix *m) { return tern_kilv_s
 void tern_kilv_pack(const tern_kmatrix *m, uint8_t *dst);
 // The inverse for row r of m->ilv: its row_bytes bytes in the row layout at dst.
 void tern_kilv_unpack_row(const tern_kmatrix *m, int r, uint8_t *dst);
-// The largest row_bytes of an interleaved matrix (q4g, TERN_KMAX_COLS, G = 32).
-#define TERN_KILV_MAX_ROW (TERN_KMAX_COLS / 2 + 3 * (TERN_KMAX_COLS / 32))
+// The largest row_bytes of an interleaved matrix (q8-row, TERN_KMAX_COLS, G = 32).
+#define TERN_KILV_MAX_ROW (TERN_KMAX_COLS + 2 * (TERN_KMAX_COLS / 32))
 
 // Packs into dst (rows * m->row_bytes bytes, m from tern_kmatrix_init on dst).
 // codes [rows, cols]: ternary T in {-1,0,1}; RTN c in [0, 2^b-1]; q8 c in

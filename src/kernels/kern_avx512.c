@@ -587,7 +587,48 @@ TGT TERN_KDECL(tern_kdot_q4_avx512) {
     else tern_kdot_q4_avx2(w, r0, r1, a, t0, nt, bias, out, ldo);
 }
 
+// q8-row GEMV on the row-interleaved copy (formats.h): lanes = a block's 16
+// rows; word h of chunk c holds slots 4h..4h+3, so one vpdpbusd of the word
+// vector + 128 (u8) with their 4 activations broadcast adds each row's 4
+// products, and the group's step subtracts 128 * gsum (as gemv_q8_4 does).
+TGT static void q8_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t, const float *bias,
+                            float *out) {
+    const int ng = w->n_groups, nch = w->n_chunks, cpg = w->cpg;
+    const int8_t *q = a->q + (size_t)t * a->stride;
+    const int32_t *gs = a->gsum + (size_t)t * a->n_groups;
+    const uint8_t *end = w->ilv + tern_kilv_block(w, r1);
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    ilv_prefetch_start(w->ilv + tern_kilv_block(w, r0), end);
+    for (int r = r0; r < r1; r += TERN_KILV_ROWS) {
+        const uint8_t *b = w->ilv + tern_kilv_block(w, r), *al = b + tern_kilv_scales(w);
+        __m512 acc = _mm512_setzero_ps();
+        for (int g = 0, c = 0; g < ng; g++) {
+            const int c1 = c + cpg < nch ? c + cpg : nch;
+            __m512i s[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                            _mm512_setzero_si512()};
+            for (; c < c1; c++) {
+                const uint8_t *p = b + (size_t)c * 512;
+                if (p + ILV_PF < end)
+                    for (int l = 0; l < 8; l++) _mm_prefetch((const char *)p + ILV_PF + 64 * l, _MM_HINT_T2);
+                const int8_t *x = q + (size_t)c * TERN_KCHUNK;
+                for (int h = 0; h < 8; h++)
+                    s[h & 3] = dp_bcast(s[h & 3], _mm512_xor_si512(_mm512_loadu_si512(p + 64 * h), flip), x + 4 * h);
+            }
+            const __m512i raw = _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(s[0], s[1]), _mm512_add_epi32(s[2], s[3])),
+                                                 _mm512_set1_epi32(128 * gs[g]));
+            const __m512 alpha = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(al + (size_t)g * 32)));
+            acc = _mm512_fmadd_ps(_mm512_mul_ps(alpha, _mm512_set1_ps(tern_kact_scale(a, t, g))), _mm512_cvtepi32_ps(raw), acc);
+        }
+        if (bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(bias + r));
+        _mm512_storeu_ps(out + (r - r0), acc);
+    }
+}
+
 TGT TERN_KDECL(tern_kdot_q8_avx512) {
+    if (tern_kilv_direct(TERN_KIMPL_AVX512, w, a, r0, r1)) {
+        ilv_dot(q8_gemv_ilv, w, r0, r1, a, t0, nt, bias, out, ldo);
+        return;
+    }
     if (nt == 1) {
         int r = r0;
         for (; r + 4 <= r1; r += 4) gemv_q8_4(w, r, a, t0, bias, out + (r - r0));
