@@ -11,8 +11,8 @@
 # the models (a random LLaMA of the chosen shape written by bench/peer/make_model.py
 # with SmolLM2's tokenizer, or SmolLM2-135M itself; llama.cpp's formats with
 # llama-quantize, tern's t2/t1.6/bf16 by tern bench from the same source) and runs
-# pp512 and tg128 on both; on llama.cpp's TQ2_0/TQ1_0/Q4_0 files tern also runs the
-# same file natively (rows with engine "tern" and format "TQ2_0"/"TQ1_0"/"Q4_0").
+# pp512 and tg128 on both; on llama.cpp's TQ2_0/TQ1_0/Q4_0/Q8_0 files tern also
+# runs the same file natively (rows with engine "tern" and that format).
 # Writes a markdown table on stdout and, with --json,
 # {"bandwidth_gbs", "rows": [{"model", "engine", "format", "test", "tokens_per_s", "sd"}]}.
 # Needs python3 with numpy and gguf (pip install numpy gguf) for the random models.
@@ -136,7 +136,7 @@ for r in json.load(open(sys.argv[3])):
                       "tokens_per_s": r["avg_ts"], "sd": r["stddev_ts"]}))
 EOF
 }
-# tern running llama.cpp's own file natively (format TQ2_0/TQ1_0/Q4_0, engine tern).
+# tern running llama.cpp's own file natively (format TQ2_0/TQ1_0/Q4_0/Q8_0, engine tern).
 run_tern_native() {
     local file out
     file=$(lc_file "$1") || return 0
@@ -154,7 +154,7 @@ for f in "${fmts[@]}"; do
     echo "peer-llamacpp: $f" >&2
     case $f in
         t2|t1.6|bf16|f32) run_tern "$f" ;;
-        TQ2_0|TQ1_0|Q4_0) run_llama "$f"; run_tern_native "$f" ;;
+        TQ2_0|TQ1_0|Q4_0|Q8_0) run_llama "$f"; run_tern_native "$f" ;;
         *) run_llama "$f" ;;
     esac
 done
