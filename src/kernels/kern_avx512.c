@@ -87,8 +87,28 @@ INL __m512i dp_bcast(__m512i s, __m512i u, const int8_t *x) {
 INL void ilv_prefetch_start(const uint8_t *p, const uint8_t *end) {
     for (size_t o = 0; o < ILV_PF && p + o < end; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T2);
 }
+// The lines of a step that starts at p (lines * 64 bytes), ILV_PF ahead.
+INL void ilv_prefetch(const uint8_t *p, int lines, const uint8_t *end) {
+    if (p + ILV_PF < end)
+        for (int l = 0; l < lines; l++) _mm_prefetch((const char *)p + ILV_PF + 64 * l, _MM_HINT_T2);
+}
 
-// A row-interleaved GEMV (t2_gemv_ilv, t16_gemv_ilv) as a kernel entry: one
+// Group g's 16 fp16 scales of a block's scale area al, and one float step
+// acc + (alpha * sx) * dot with token t's activation scale of group k: the
+// epilogue of every interleaved GEMV (tern_kstep_v, lane for lane).
+INL __m512 ilv_scales(const uint8_t *al, size_t g) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(al + g * 32)));
+}
+INL __m512 ilv_fma(__m512 alpha, const tern_qact *a, int t, int k, __m512i dot, __m512 acc) {
+    return _mm512_fmadd_ps(_mm512_mul_ps(alpha, _mm512_set1_ps(tern_kact_scale(a, t, k))), _mm512_cvtepi32_ps(dot), acc);
+}
+// A block's 16 results (+ bias) to out, whose first row is r0.
+INL void ilv_store(__m512 acc, const float *bias, int r, int r0, float *out) {
+    if (bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(bias + r));
+    _mm512_storeu_ps(out + (r - r0), acc);
+}
+
+// A row-interleaved GEMV (t2_gemv_ilv, t16_gemv_ilv, q4_gemv_ilv, q8_gemv_ilv) as a kernel entry: one
 // token streams the rows; a few (more run the panel GEMM) take each block for
 // all of them while it is in L1.
 typedef void (*ilv_gemv_fn)(const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t, const float *bias,
@@ -109,13 +129,8 @@ INL void ilv_dot(ilv_gemv_fn gemv, const tern_kmatrix *w, int r0, int r1, const 
 INL __m512 ilv_step(const tern_kmatrix *w, const tern_qact *a, int t, int g, const uint8_t *al, __m512i dot,
                     __m512 acc) {
     const int32_t gsum = a->gsum[(size_t)t * a->n_groups + g];
-    const __m512 vsx = _mm512_set1_ps(tern_kact_scale(a, t, g));
-    const __m512 alpha = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(al + (size_t)g * 32)));
-    acc = _mm512_fmadd_ps(_mm512_mul_ps(alpha, vsx), _mm512_cvtepi32_ps(_mm512_sub_epi32(dot, _mm512_set1_epi32(gsum))), acc);
-    if (w->has_shift) {
-        const __m512 gamma = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(al + ((size_t)w->n_groups + g) * 32)));
-        acc = _mm512_fmadd_ps(_mm512_mul_ps(gamma, vsx), _mm512_set1_ps((float)gsum), acc);
-    }
+    acc = ilv_fma(ilv_scales(al, (size_t)g), a, t, g, _mm512_sub_epi32(dot, _mm512_set1_epi32(gsum)), acc);
+    if (w->has_shift) acc = ilv_fma(ilv_scales(al, (size_t)w->n_groups + g), a, t, g, _mm512_set1_epi32(gsum), acc);
     return acc;
 }
 
@@ -411,8 +426,7 @@ TGT static void t16_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_q
         int g = 0; // the group chunk c is in: chunks [g * cpg, g * cpg + cpg)
         for (int bb = 0; bb < full; bb++) {
             const uint8_t *p = b + (size_t)bb * 512;
-            if (p + ILV_PF < end)
-                for (int l = 0; l < 8; l++) _mm_prefetch((const char *)p + ILV_PF + 64 * l, _MM_HINT_T2);
+            ilv_prefetch(p, 8, end);
             __m512i x[8];
             for (int v = 0; v < 8; v++) x[v] = _mm512_loadu_si512(p + 64 * v);
             for (int k = 0; k < 5; k++) {
@@ -443,8 +457,7 @@ TGT static void t16_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_q
                     sum = dp_bcast(sum, _mm512_and_si512(_mm512_srli_epi32(v[h], 2 * k), m3), q + (size_t)c * TERN_KCHUNK + 8 * k + 4 * h);
         }
         acc = ilv_step(w, a, t, g, al, sum, acc);
-        if (bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(bias + r));
-        _mm512_storeu_ps(out + (r - r0), acc);
+        ilv_store(acc, bias, r, r0, out);
     }
 }
 
@@ -503,8 +516,7 @@ TGT static void t2_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qa
             for (int k = 0; k < 4; k++) s[k][0] = s[k][1] = _mm512_setzero_si512();
             for (; c < c1; c++) {
                 const uint8_t *p = b + (size_t)c * 128;
-                if (p + ILV_PF < end) _mm_prefetch((const char *)p + ILV_PF, _MM_HINT_T2),
-                                      _mm_prefetch((const char *)p + ILV_PF + 64, _MM_HINT_T2);
+                ilv_prefetch(p, 2, end);
                 const __m512i v[2] = {_mm512_loadu_si512(p), _mm512_loadu_si512(p + 64)};
                 const int8_t *x = q + (size_t)c * TERN_KCHUNK;
                 for (int k = 0; k < 4; k++)
@@ -514,8 +526,7 @@ TGT static void t2_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qa
             for (int k = 1; k < 4; k++) dot = _mm512_add_epi32(dot, _mm512_srai_epi32(_mm512_add_epi32(s[k][0], s[k][1]), 2 * k));
             acc = ilv_step(w, a, t, g, al, dot, acc);
         }
-        if (bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(bias + r));
-        _mm512_storeu_ps(out + (r - r0), acc);
+        ilv_store(acc, bias, r, r0, out);
     }
 }
 
@@ -550,7 +561,7 @@ TGT static void q4_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qa
         const uint8_t *b = w->ilv + tern_kilv_block(w, r), *al = b + tern_kilv_scales(w), *zp = b + tern_kilv_zeros(w);
         __m512 acc = _mm512_setzero_ps();
         for (int g = 0, c = 0; g < ng; g++) {
-            const __m512 alpha = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(al + (size_t)g * 32)));
+            const __m512 alpha = ilv_scales(al, (size_t)g);
             const __m512i zero = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(zp + (size_t)g * 16)));
             int k0, k1;
             tern_kact_range(w, a, g, &k0, &k1);
@@ -560,8 +571,7 @@ TGT static void q4_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qa
                                 _mm512_setzero_si512()};
                 for (; c < c1; c++) {
                     const uint8_t *p = b + (size_t)c * 256;
-                    if (p + ILV_PF < end)
-                        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)p + ILV_PF + 64 * l, _MM_HINT_T2);
+                    ilv_prefetch(p, 4, end);
                     const int8_t *x = q + (size_t)c * TERN_KCHUNK;
                     for (int h = 0; h < 4; h++) {
                         const __m512i v = _mm512_loadu_si512(p + 64 * h);
@@ -572,12 +582,10 @@ TGT static void q4_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qa
                 const __m512i raw = _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]),
                                                      _mm512_srai_epi32(_mm512_add_epi32(s[2], s[3]), 4));
                 const __m512i zg = _mm512_mullo_epi32(zero, _mm512_set1_epi32(gs[k]));
-                const __m512 vsx = _mm512_set1_ps(tern_kact_scale(a, t, k));
-                acc = _mm512_fmadd_ps(_mm512_mul_ps(alpha, vsx), _mm512_cvtepi32_ps(_mm512_sub_epi32(raw, zg)), acc);
+                acc = ilv_fma(alpha, a, t, k, _mm512_sub_epi32(raw, zg), acc);
             }
         }
-        if (bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(bias + r));
-        _mm512_storeu_ps(out + (r - r0), acc);
+        ilv_store(acc, bias, r, r0, out);
     }
 }
 
@@ -608,19 +616,16 @@ TGT static void q8_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qa
                             _mm512_setzero_si512()};
             for (; c < c1; c++) {
                 const uint8_t *p = b + (size_t)c * 512;
-                if (p + ILV_PF < end)
-                    for (int l = 0; l < 8; l++) _mm_prefetch((const char *)p + ILV_PF + 64 * l, _MM_HINT_T2);
+                ilv_prefetch(p, 8, end);
                 const int8_t *x = q + (size_t)c * TERN_KCHUNK;
                 for (int h = 0; h < 8; h++)
                     s[h & 3] = dp_bcast(s[h & 3], _mm512_xor_si512(_mm512_loadu_si512(p + 64 * h), flip), x + 4 * h);
             }
             const __m512i raw = _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(s[0], s[1]), _mm512_add_epi32(s[2], s[3])),
                                                  _mm512_set1_epi32(128 * gs[g]));
-            const __m512 alpha = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(al + (size_t)g * 32)));
-            acc = _mm512_fmadd_ps(_mm512_mul_ps(alpha, _mm512_set1_ps(tern_kact_scale(a, t, g))), _mm512_cvtepi32_ps(raw), acc);
+            acc = ilv_fma(ilv_scales(al, (size_t)g), a, t, g, raw, acc);
         }
-        if (bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(bias + r));
-        _mm512_storeu_ps(out + (r - r0), acc);
+        ilv_store(acc, bias, r, r0, out);
     }
 }
 
