@@ -278,7 +278,7 @@ static void set_packed_hooks(tern_linear *l, plinear *pl) {
     l->ctx = pl;
 }
 
-// The AVX-512 kernels read ternary and q4g matrices row-interleaved (kernels/formats.h):
+// The AVX-512 kernels read ternary, q4g and q8-row matrices row-interleaved (kernels/formats.h):
 // a thread's share of a one-token product is then one sequential stream, which
 // streams from DRAM at 93-100% of a plain read (tern-t2) where the row layout
 // reaches 70-75% (docs/PERFORMANCE.md). Whether l's matrix m gets that layout.
