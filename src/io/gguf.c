@@ -295,7 +295,7 @@ int tern_gguf_type_supported(uint32_t type) {
 }
 
 // Dequantizes a packed tern tensor (validated by packed_info): ternary
-// alpha*T + gamma, RTN s*(c - z), q8 d*c. A ternary code outside {-1, 0, 1}
+// alpha*T, RTN s*(c - z), q8 d*c, each + gamma when it has shifts. A ternary code outside {-1, 0, 1}
 // (2-bit field 3) is an error: the kernels rely on it (kern_avx2.c's int16 groups).
 static int dequant_packed(const tern_gguf *g, const tern_gguf_tensor *t, float *out) {
     const tern_kformat *f = packed_format(t->type, NULL);
@@ -320,7 +320,7 @@ static int dequant_packed(const tern_gguf *g, const tern_gguf_tensor *t, float *
                 size_t j = (size_t)r * m.n_groups + c / group, i = (size_t)r * cols + c;
                 float v = (float)codes[i];
                 if (f->kind == TERN_KKIND_RTN) v -= (float)zeros[j];
-                out[i] = f->kind == TERN_KKIND_TERNARY ? scales[j] * v + shifts[j] : scales[j] * v;
+                out[i] = scales[j] * v + shifts[j];
             }
     }
     free(codes), free(scales), free(shifts), free(zeros);

@@ -165,15 +165,11 @@ static int check_shape(const tern_kformat *f, int cols, int group, int has_shift
     if (group < 1 || (group % TERN_KCHUNK != 0 && group < cols))
         return tern_errorf("%s: group size %d must be a multiple of %d or >= the row width %d", f->name, group,
                            TERN_KCHUNK, cols);
-    if (has_shift && f->kind != TERN_KKIND_TERNARY)
-        return tern_errorf("%s: only ternary formats store a shift", f->name);
     return 0;
 }
 
 static size_t extras_bytes(const tern_kformat *f, int n_groups, int has_shift) {
-    if (f->kind == TERN_KKIND_TERNARY) return has_shift ? 2 * (size_t)n_groups : 0;
-    if (f->kind == TERN_KKIND_RTN) return (size_t)n_groups;
-    return 0;
+    return (has_shift ? 2 * (size_t)n_groups : 0) + (f->kind == TERN_KKIND_RTN ? (size_t)n_groups : 0);
 }
 
 size_t tern_kformat_row_bytes(const tern_kformat *f, int cols, int group, int has_shift) {
@@ -220,7 +216,7 @@ static void ilv_copy(const tern_kmatrix *m, int i, const uint8_t *src, uint8_t *
     }
     if (m->fmt->kind == TERN_KKIND_RTN) // one zero-point byte per group
         for (size_t g = 0; g < ng; g++) {
-            size_t ro = m->code_bytes + 2 * ng + g, bo = tern_kilv_zeros(m) + 16 * g + (size_t)i;
+            size_t ro = m->code_bytes + tern_kzeros_at(m->has_shift, (int)ng) + g, bo = tern_kilv_zeros(m) + 16 * g + (size_t)i;
             dst[to_ilv ? bo : ro] = src[to_ilv ? ro : bo];
         }
 }
@@ -273,14 +269,13 @@ static int pack_row(const tern_kmatrix *m, uint8_t *row, int r, const int8_t *co
     uint8_t *sc = row + m->code_bytes;
     for (int g = 0; g < m->n_groups; g++) {
         if (put_f16(sc, g, scales[g], "scale", f, r, g)) return -1;
-        if (f->kind == TERN_KKIND_TERNARY && m->has_shift &&
-            put_f16(sc, m->n_groups + g, shifts[g], "shift", f, r, g))
+        if (m->has_shift && put_f16(sc, m->n_groups + g, shifts[g], "shift", f, r, g))
             return -1;
         if (f->kind == TERN_KKIND_RTN) {
             if (zeros[g] > f->code_max)
                 return tern_errorf("%s: zero point %d at row %d group %d outside [0, %d]", f->name, zeros[g], r, g,
                                    f->code_max);
-            sc[2 * (size_t)m->n_groups + g] = zeros[g];
+            sc[tern_kzeros_at(m->has_shift, m->n_groups) + g] = zeros[g];
         }
     }
     return 0;
@@ -314,7 +309,7 @@ void tern_kunpack(const tern_kmatrix *m, int8_t *codes, float *scales, float *sh
             size_t o = (size_t)r * m->n_groups + g;
             if (scales) scales[o] = tern_kload_f16(sc, g);
             if (shifts) shifts[o] = m->has_shift ? tern_kload_f16(sc, m->n_groups + g) : 0.0f;
-            if (zeros) zeros[o] = f->kind == TERN_KKIND_RTN ? sc[2 * (size_t)m->n_groups + g] : 0;
+            if (zeros) zeros[o] = f->kind == TERN_KKIND_RTN ? sc[tern_kzeros_at(m->has_shift, m->n_groups) + g] : 0;
         }
     }
 }

@@ -105,16 +105,16 @@ INL __m256i bundle_dot(const uint8_t *p, __m256i x0, __m256i x1, __m256i x2, __m
 // One weight group's parameters for RB rows, loaded once for all the
 // activation groups inside it.
 typedef struct {
-    __m256 alpha, gamma; // fp16 scale and ternary shift, widened exactly
+    __m256 alpha, gamma; // fp16 scale and shift, widened exactly
     __m256i zero;        // RTN zero points
 } group_params;
 
 INL group_params load_params(int fmt, int RB, int has_shift, const uint8_t *const *sc, int n_groups, int g) {
     group_params p = {_mm256_cvtph_ps(gather_u16(sc, RB, (size_t)g)), _mm256_setzero_ps(), _mm256_setzero_si256()};
-    if (kind_of(fmt) == TERN_KKIND_TERNARY && has_shift) p.gamma = _mm256_cvtph_ps(gather_u16(sc, RB, (size_t)n_groups + g));
+    if (has_shift) p.gamma = _mm256_cvtph_ps(gather_u16(sc, RB, (size_t)n_groups + g));
     if (kind_of(fmt) == TERN_KKIND_RTN) {
         int32_t z[8] = {0};
-        for (int r = 0; r < RB; r++) z[r] = sc[r][2 * (size_t)n_groups + g];
+        for (int r = 0; r < RB; r++) z[r] = sc[r][tern_kzeros_at(has_shift, n_groups) + g];
         p.zero = _mm256_loadu_si256((const __m256i *)z);
     }
     return p;
@@ -126,15 +126,14 @@ INL __m256 step_lanes(int fmt, int has_shift, const group_params *p, __m256i raw
     const __m256i gs = _mm256_set1_epi32(gsum);
     const __m256 alpha = _mm256_mul_ps(p->alpha, vsx);
     switch (kind_of(fmt)) {
-    case TERN_KKIND_TERNARY:
-        acc = _mm256_fmadd_ps(alpha, _mm256_cvtepi32_ps(_mm256_sub_epi32(raw, gs)), acc);
-        if (has_shift) acc = _mm256_fmadd_ps(_mm256_mul_ps(p->gamma, vsx), _mm256_cvtepi32_ps(gs), acc);
-        return acc;
+    case TERN_KKIND_TERNARY: acc = _mm256_fmadd_ps(alpha, _mm256_cvtepi32_ps(_mm256_sub_epi32(raw, gs)), acc); break;
     case TERN_KKIND_RTN:
-        return _mm256_fmadd_ps(alpha, _mm256_cvtepi32_ps(_mm256_sub_epi32(raw, _mm256_mullo_epi32(p->zero, gs))), acc);
+        acc = _mm256_fmadd_ps(alpha, _mm256_cvtepi32_ps(_mm256_sub_epi32(raw, _mm256_mullo_epi32(p->zero, gs))), acc);
+        break;
     case TERN_KKIND_Q8:
-    default: return _mm256_fmadd_ps(alpha, _mm256_cvtepi32_ps(raw), acc);
+    default: acc = _mm256_fmadd_ps(alpha, _mm256_cvtepi32_ps(raw), acc); break;
     }
+    return has_shift ? _mm256_fmadd_ps(_mm256_mul_ps(p->gamma, vsx), _mm256_cvtepi32_ps(gs), acc) : acc;
 }
 
 // One row x NT tokens (NT <= 4, constant after inlining).
@@ -159,8 +158,8 @@ INL void row_tokens(int fmt, int NT, const tern_kmatrix *w, int r, const tern_qa
         // F16C converts exactly, like the scalar software conversion.
         const tern_kkind kind = kind_of(fmt);
         const float alpha = _cvtsh_ss(load_u16(sc, g));
-        const float gamma = kind == TERN_KKIND_TERNARY && w->has_shift ? _cvtsh_ss(load_u16(sc, w->n_groups + g)) : 0.0f;
-        const int32_t zero = kind == TERN_KKIND_RTN ? sc[2 * (size_t)w->n_groups + g] : 0;
+        const float gamma = w->has_shift ? _cvtsh_ss(load_u16(sc, w->n_groups + g)) : 0.0f;
+        const int32_t zero = kind == TERN_KKIND_RTN ? sc[tern_kzeros_at(w->has_shift, w->n_groups) + g] : 0;
         for (int k = k0; k < k1; k++) { // activation groups
             const int end = c + cpg < nch ? c + cpg : nch;
             __m256i s32[4];

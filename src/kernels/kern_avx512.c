@@ -126,12 +126,17 @@ INL void ilv_dot(ilv_gemv_fn gemv, const tern_kmatrix *w, int r0, int r1, const 
 // One group's epilogue for a block's 16 rows (tern_kstep_v, lane for lane):
 // dot = the lanes' sums of stored field * q over group g, scales at al (the
 // block's scale area: alphas, then shifts, 16 fp16 per group).
+// The shift's term of weight group g with activation group k (gsum its sum of
+// q), when the matrix has shifts (16 fp16 a group after the alphas).
+INL __m512 ilv_shift(const tern_kmatrix *w, const tern_qact *a, int t, int g, int k, const uint8_t *al, int32_t gsum,
+                     __m512 acc) {
+    return w->has_shift ? ilv_fma(ilv_scales(al, (size_t)w->n_groups + g), a, t, k, _mm512_set1_epi32(gsum), acc) : acc;
+}
 INL __m512 ilv_step(const tern_kmatrix *w, const tern_qact *a, int t, int g, const uint8_t *al, __m512i dot,
                     __m512 acc) {
     const int32_t gsum = a->gsum[(size_t)t * a->n_groups + g];
     acc = ilv_fma(ilv_scales(al, (size_t)g), a, t, g, _mm512_sub_epi32(dot, _mm512_set1_epi32(gsum)), acc);
-    if (w->has_shift) acc = ilv_fma(ilv_scales(al, (size_t)w->n_groups + g), a, t, g, _mm512_set1_epi32(gsum), acc);
-    return acc;
+    return ilv_shift(w, a, t, g, g, al, gsum, acc);
 }
 
 // tern-t2 GEMV, RB = 4 or 8 rows (a compile-time constant after inlining),
@@ -266,8 +271,11 @@ INL void gemv_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t, cons
         }
         c = end;
         __m128i raw = _mm_sub_epi32(reduce4x512(s), _mm_set1_epi32(128 * gs[g]));
-        __m128 alpha = _mm_mul_ps(_mm_cvtph_ps(gather_u16(sc, 4, (size_t)g)), _mm_set1_ps(tern_kact_scale(a, t, g)));
-        acc = _mm_fmadd_ps(alpha, _mm_cvtepi32_ps(raw), acc);
+        const __m128 vsx = _mm_set1_ps(tern_kact_scale(a, t, g));
+        acc = _mm_fmadd_ps(_mm_mul_ps(_mm_cvtph_ps(gather_u16(sc, 4, (size_t)g)), vsx), _mm_cvtepi32_ps(raw), acc);
+        if (w->has_shift)
+            acc = _mm_fmadd_ps(_mm_mul_ps(_mm_cvtph_ps(gather_u16(sc, 4, (size_t)w->n_groups + g)), vsx),
+                               _mm_set1_ps((float)gs[g]), acc);
     }
     finish4(acc, bias, r, out);
 }
@@ -298,6 +306,9 @@ INL void gemm_q8_4(const tern_kmatrix *w, int r, const tern_qact *a, int t0, con
         __m128i gsv = _mm_setr_epi32(gs[0][g], gs[1][g], gs[2][g], gs[3][g]);
         __m128i raw = _mm_sub_epi32(reduce4x512(s), _mm_slli_epi32(gsv, 7));
         acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, g))), vsx), _mm_cvtepi32_ps(raw), acc);
+        if (w->has_shift)
+            acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(_cvtsh_ss(load_u16(sc, w->n_groups + g))), vsx),
+                               _mm_cvtepi32_ps(gsv), acc);
     }
     finish4_tokens(acc, bias, r, out, ldo);
 }
@@ -547,7 +558,8 @@ TGT TERN_KDECL(tern_kdot_t2_avx512) {
 // each with the 4 activations broadcast adds their dots to a low and a high
 // accumulator. At each activation group's end high / 16 is exact (a multiple
 // of 16, |sum| <= 15 * 16 * 128 * 32 per chunk), and the group's step is the
-// row layout's (tern_kstep_v, RTN: alpha * sx * (raw - zero * gsum)). The
+// row layout's (tern_kstep_v, RTN: alpha * sx * (raw - zero * gsum), plus the
+// shift's term when the matrix has one). The
 // activation groups may split the weights' (tern_kact_group: 64 under 128).
 TGT static void q4_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qact *a, int t, const float *bias,
                             float *out) {
@@ -583,6 +595,7 @@ TGT static void q4_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qa
                                                      _mm512_srai_epi32(_mm512_add_epi32(s[2], s[3]), 4));
                 const __m512i zg = _mm512_mullo_epi32(zero, _mm512_set1_epi32(gs[k]));
                 acc = ilv_fma(alpha, a, t, k, _mm512_sub_epi32(raw, zg), acc);
+                acc = ilv_shift(w, a, t, g, k, al, gs[k], acc);
             }
         }
         ilv_store(acc, bias, r, r0, out);
@@ -624,6 +637,7 @@ TGT static void q8_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qa
             const __m512i raw = _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(s[0], s[1]), _mm512_add_epi32(s[2], s[3])),
                                                  _mm512_set1_epi32(128 * gs[g]));
             acc = ilv_fma(ilv_scales(al, (size_t)g), a, t, g, raw, acc);
+            acc = ilv_shift(w, a, t, g, g, al, gs[g], acc);
         }
         ilv_store(acc, bias, r, r0, out);
     }
@@ -666,7 +680,7 @@ TGT TERN_KDECL(tern_kdot_q8_avx512) {
 
 typedef struct {
     uint8_t *u;                   // n_chunks * 8 quads of 64 bytes
-    float *alpha, *gamma;         // n_groups x 16 rows: scale and (ternary shift) shift
+    float *alpha, *gamma;         // n_groups x 16 rows: scale and shift
     int32_t *zero;                // n_groups x 16 rows: RTN zero points
 } panel;
 
@@ -762,8 +776,8 @@ TGT static int panel_build(const tern_kmatrix *w, int r, int nr, panel *p, void 
         const uint8_t *sc = w->data + (size_t)(r + i) * w->row_bytes + w->code_bytes;
         for (int g = 0; g < ng; g++) {
             p->alpha[g * PANEL_ROWS + i] = tern_kload_f16(sc, g);
-            if (f->kind == TERN_KKIND_TERNARY && w->has_shift) p->gamma[g * PANEL_ROWS + i] = tern_kload_f16(sc, ng + g);
-            if (f->kind == TERN_KKIND_RTN) p->zero[g * PANEL_ROWS + i] = sc[2 * (size_t)ng + g];
+            if (w->has_shift) p->gamma[g * PANEL_ROWS + i] = tern_kload_f16(sc, ng + g);
+            if (f->kind == TERN_KKIND_RTN) p->zero[g * PANEL_ROWS + i] = sc[tern_kzeros_at(w->has_shift, ng) + g];
         }
     }
     return 0;
@@ -775,7 +789,7 @@ INL void panel_tile(const tern_kmatrix *w, const panel *p, const tern_qact *a, i
                     const float *bias, float *out, size_t ldo, const int T) {
     const tern_kkind kind = w->fmt->kind;
     const int ng = w->n_groups, nch = w->n_chunks, cpg = tern_kact_cpg(a, nch), t0 = b * PANEL_T;
-    const int shift = kind == TERN_KKIND_TERNARY && w->has_shift;
+    const int shift = w->has_shift;
     const int8_t *x = a->qi + (size_t)b * (a->stride / 4) * (4 * PANEL_T);
     __m512 acc[PANEL_T];
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
