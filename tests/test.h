@@ -144,27 +144,29 @@ static inline double test_max_rel_err(const float *a, const float *b, size_t n, 
     return maxdiff / maxref;
 }
 
-// Whether a loaded tensor's packed copy (tern_tensor.packed, no shifts) holds
-// exactly its FP32 values: scale * code (ternary, q8) or scale * (code -
-// zero) (RTN) for every element. *lo / *hi get the stored codes' range.
+// Whether a loaded tensor's packed copy (tern_tensor.packed) holds exactly its
+// FP32 values: scale * code (ternary, q8) or scale * (code - zero) (RTN), plus
+// the shift when it has shifts, for every element. *lo / *hi get the stored
+// codes' range.
 static inline int test_packed_lossless(const tern_tensor *t, int *lo, int *hi) {
     const tern_kformat *f = tern_kformat_get((tern_kfmt_id)t->packed_fmt);
     int rows = (int)t->shape[0], cols = (int)t->shape[1], g = t->packed_group, ng = (cols + g - 1) / g, same = 1;
     tern_kmatrix km;
-    if (tern_kmatrix_init(&km, f, rows, cols, g, 0, t->packed)) return 0;
+    if (tern_kmatrix_init(&km, f, rows, cols, g, t->packed_shift, t->packed)) return 0;
     int8_t *codes = malloc((size_t)t->numel);
-    float *scales = malloc((size_t)rows * ng * sizeof(float));
+    float *scales = malloc((size_t)rows * ng * sizeof(float)), *shifts = malloc((size_t)rows * ng * sizeof(float));
     uint8_t *zeros = malloc((size_t)rows * ng);
-    tern_kunpack(&km, codes, scales, NULL, zeros);
+    tern_kunpack(&km, codes, scales, shifts, zeros);
     *lo = 127, *hi = -128;
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) {
             size_t k = (size_t)r * ng + c / g, i = (size_t)r * cols + c;
-            float v = f->kind == TERN_KKIND_RTN ? scales[k] * (float)(codes[i] - zeros[k]) : scales[k] * codes[i];
+            float v = scales[k] * (float)(f->kind == TERN_KKIND_RTN ? codes[i] - zeros[k] : codes[i]);
+            if (t->packed_shift) v += shifts[k];
             same &= v == t->data[i];
             *lo = codes[i] < *lo ? codes[i] : *lo, *hi = codes[i] > *hi ? codes[i] : *hi;
         }
-    free(codes), free(scales), free(zeros);
+    free(codes), free(scales), free(shifts), free(zeros);
     return same;
 }
 

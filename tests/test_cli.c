@@ -277,6 +277,13 @@ static void test_llama_cpp_spellings(void) {
     CHECK(run(args, NULL) == 2 && one_line_with("not both"));
     snprintf(args, sizeof args, "generate -m %s --tokenizer %s -p x --top-k -1", model, tokenizer);
     CHECK(run(args, NULL) == 2 && one_line_with("--top-k must be an integer"));
+    // --format picks the linears' storage as in ppl / bench (checked before loading).
+    snprintf(args, sizeof args, "generate -m %s --tokenizer %s -p x --format bogus", model, tokenizer);
+    CHECK(run(args, NULL) == 2 && one_line_with("unknown --format bogus"));
+    snprintf(args, sizeof args, "chat -m %s --tokenizer %s --format t3", model, tokenizer);
+    CHECK(run(args, NULL) == 2 && one_line_with("unknown --format t3"));
+    snprintf(args, sizeof args, "generate -m %s --tokenizer %s -p 'Once upon' -n 8 --temp 0 --format q8", model, tokenizer);
+    CHECK(run(args, OUT_FILE) == 0);
 
     // bench: the list is checked first (no run, one line), and pp rows have no bandwidth.
     snprintf(args, sizeof args, "bench -m %s --compare f32,bogus -p 8 -n 4 -r 1", model);

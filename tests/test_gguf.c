@@ -7,6 +7,7 @@
 #include "core/half.h"
 #include "infer/packed.h"
 #include "io/gguf.h"
+#include "io/gguf_write.h"
 #include "kernels/formats.h"
 #include "io/model.h"
 #include "io/readers.h"
@@ -180,21 +181,39 @@ static void test_quant_types(void) {
 }
 
 // A file holding Q4_0 matrices runs them packed as q4g (G = 32, c = q + 8,
-// zero point 8: the values bit for bit) and its Q8_0 matrices (ffn_down and
-// the embedding, the tied head) as q8-row; its other types stay FP32. The
-// native session's logits (int8 activations per 32 columns in the packed
-// matrices) stay near FP32's.
+// zero point 8: the values bit for bit), its Q8_0 and Q5_0 matrices (ffn_down,
+// ffn_up and the embedding, the tied head) as q8-row (Q5_0: c = q - 16), its
+// Q4_1 matrix as q4g with shifts (c = q, zero point 0, m the shift) and its
+// Q5_1 matrix as q8-row with shifts, all at G = 32 and lossless; F16 stays
+// FP32. The native session's logits (int8 activations per 32 columns in the
+// packed matrices) stay near FP32's.
 static void test_tiny_llama_packed(const tern_model *m) {
-    const tern_tensor *v = tern_model_find(m, "blk.0.attn_v.weight"), *e = tern_model_find(m, "token_embd.weight");
-    const tern_kformat *f = v && v->packed ? tern_kformat_get((tern_kfmt_id)v->packed_fmt) : NULL;
-    CHECK_MSG(f && !strcmp(f->name, "q4g") && v->packed_group == 32, "Q4_0 packed as %s", f ? f->name : "nothing");
-    int lo, hi;
-    if (f) CHECK_MSG(test_packed_lossless(v, &lo, &hi) && lo >= 0 && hi <= 15, "Q4_0 as q4g: not lossless");
-    CHECK(e && e->packed && e->packed_fmt == TERN_KFMT_Q8 && e->packed_group == 32);
-    // ffn_down's random Q8_0 blocks hold code -128, which q8-row cannot: FP32
-    // (llama.cpp's quantizer writes -127..127; test_q8_0_linear packs one).
-    static const char *fp32[] = {"blk.0.attn_q.weight", "blk.0.attn_output.weight", "blk.0.ffn_gate.weight",
-                                 "blk.0.ffn_up.weight", "blk.0.ffn_down.weight"}; // F16, Q5_1, Q4_1, Q5_0, Q8_0
+    static const struct {
+        const char *name, *type;
+        tern_kfmt_id fmt;
+        int shift, lo, hi;
+    } packed[] = {
+        {"blk.0.attn_v.weight", "Q4_0", TERN_KFMT_Q4G, 0, 0, 15},
+        {"blk.0.ffn_gate.weight", "Q4_1", TERN_KFMT_Q4G, 1, 0, 15},
+        {"blk.0.ffn_up.weight", "Q5_0", TERN_KFMT_Q8, 0, -16, 15},
+        {"blk.0.attn_output.weight", "Q5_1", TERN_KFMT_Q8, 1, 0, 31},
+        {"token_embd.weight", "Q8_0", TERN_KFMT_Q8, 0, -127, 127},
+    };
+    for (size_t i = 0; i < sizeof packed / sizeof packed[0]; i++) {
+        const tern_tensor *t = tern_model_find(m, packed[i].name);
+        int ok = t && !strcmp(t->src_type, packed[i].type) && t->packed && t->packed_fmt == (int)packed[i].fmt &&
+                 t->packed_group == 32 && t->packed_shift == packed[i].shift;
+        CHECK_MSG(ok, "%s (%s) not packed as expected", packed[i].name, packed[i].type);
+        int lo = 0, hi = 0;
+        if (ok)
+            CHECK_MSG(test_packed_lossless(t, &lo, &hi) && lo >= packed[i].lo && hi <= packed[i].hi,
+                      "%s as %s: not lossless (codes %d..%d)", packed[i].type, tern_kformat_get(packed[i].fmt)->name,
+                      lo, hi);
+    }
+    // ffn_down's random Q8_0 blocks hold code -128, which q8-row cannot: not
+    // packed at load (the native session requantizes it, said on stderr;
+    // llama.cpp's quantizer writes -127..127; test_q8_0_linear packs one).
+    static const char *fp32[] = {"blk.0.attn_q.weight", "blk.0.ffn_down.weight"}; // F16, Q8_0
     for (size_t i = 0; i < sizeof fp32 / sizeof fp32[0]; i++) {
         const tern_tensor *t = tern_model_find(m, fp32[i]);
         CHECK_MSG(t && !t->packed, "%s packed", fp32[i]);
@@ -213,7 +232,7 @@ static void test_tiny_llama_packed(const tern_model *m) {
         tern_packed_free(p);
     }
     double err = test_max_rel_err(b, a, (size_t)n * vocab, 1.0);
-    printf("Q4_0 / Q8_0 matrices: native (q4g, q8-row) logits vs FP32 %.2e\n", err);
+    printf("Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 matrices: native (q4g, q8-row) logits vs FP32 %.2e\n", err);
     CHECK(err > 0 && err < 3e-2);
     free(a), free(b);
 }
@@ -320,10 +339,141 @@ static void test_truncations(void) {
     tern_blob_close(&b);
 }
 
+// Largest |packed value - FP32 value| of a loaded tensor's packed copy, over
+// the largest |FP32 value|.
+static double packed_rel_err(const tern_tensor *t) {
+    const tern_kformat *f = tern_kformat_get((tern_kfmt_id)t->packed_fmt);
+    int rows = (int)t->shape[0], cols = (int)t->shape[1], g = t->packed_group, ng = (cols + g - 1) / g;
+    tern_kmatrix km;
+    if (tern_kmatrix_init(&km, f, rows, cols, g, t->packed_shift, t->packed)) return INFINITY;
+    int8_t *codes = malloc((size_t)t->numel);
+    float *sc = malloc((size_t)rows * ng * sizeof(float)), *sh = malloc((size_t)rows * ng * sizeof(float));
+    uint8_t *z = malloc((size_t)rows * ng);
+    tern_kunpack(&km, codes, sc, sh, z);
+    double err = 0, ref = 0;
+    for (size_t i = 0; i < (size_t)t->numel; i++) {
+        size_t k = i / (size_t)cols * ng + i % (size_t)cols / g;
+        double v = (double)sc[k] * (f->kind == TERN_KKIND_RTN ? codes[i] - z[k] : codes[i]) + (t->packed_shift ? sh[k] : 0);
+        err = fmax(err, fabs(v - t->data[i])), ref = fmax(ref, fabs(t->data[i]));
+    }
+    free(codes), free(sc), free(sh), free(z);
+    return err / ref;
+}
+
+// Deterministic pseudo-random 32-bit values (xorshift).
+static uint32_t rnd(void) {
+    static uint32_t x = 2463534242u;
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+    return x;
+}
+
+// n random K-quant blocks of `type` (sane fp16 scales, random codes, scales and mins).
+static void *kquant_blocks(uint32_t type, size_t n) {
+    const size_t size = type == TERN_GGML_Q4_K ? 144 : type == TERN_GGML_Q5_K ? 176 : 210;
+    uint8_t *b = malloc(n * size);
+    for (size_t i = 0; i < n * size; i++) b[i] = (uint8_t)(rnd() >> 24);
+    for (size_t k = 0; k < n; k++) {
+        uint8_t *blk = b + k * size;
+        uint16_t d = tern_f32_to_f16(0.0005f + 0.001f * (float)(rnd() % 1000) / 1000), dmin = tern_f32_to_f16(0.0007f);
+        if (type == TERN_GGML_Q6_K) memcpy(blk + 208, &d, 2); // ql, qh, int8 scales, d
+        else memcpy(blk, &d, 2), memcpy(blk + 2, &dmin, 2); // d, dmin, scales / mins, ...
+    }
+    return b;
+}
+
+// A one-layer LLaMA (dim 256: K-quant rows are 256-blocks) in llama.cpp's
+// Q4_K_M mix, written here: Q4_K and Q5_K matrices run as q4g / q8-row with
+// shifts at G = 32 (d * scale and dmin * min rounded to fp16: relative
+// element error <= 2^-11), the Q6_K ones (scales per 16 values) stay unpacked
+// and the native session runs them as q8-row; its logits stay near FP32's.
+static void test_kquant_llama(void) {
+    tern_model base;
+    CHECK_OK(tern_model_load(&base, test_src_path("tests/fixtures/quant_types_llama.gguf"), NULL));
+    base.cfg.dim = 256, base.cfg.hidden_dim = 256, base.cfg.n_heads = 2, base.cfg.n_kv_heads = 1, base.cfg.head_dim = 128;
+    tern_gguf_writer *w = tern_gguf_writer_new();
+    CHECK_OK(tern_gguf_add_model_metadata(w, &base));
+    static const struct {
+        const char *name;
+        uint32_t type;
+        int rows;
+    } mats[] = {{"blk.0.attn_q.weight", TERN_GGML_Q4_K, 256}, {"blk.0.attn_k.weight", TERN_GGML_Q5_K, 128},
+                {"blk.0.attn_v.weight", TERN_GGML_Q6_K, 128}, {"blk.0.attn_output.weight", TERN_GGML_Q4_K, 256},
+                {"blk.0.ffn_gate.weight", TERN_GGML_Q5_K, 256}, {"blk.0.ffn_up.weight", TERN_GGML_Q4_K, 256},
+                {"blk.0.ffn_down.weight", TERN_GGML_Q6_K, 256}};
+    void *keep[16];
+    int nk = 0;
+    float *ones = malloc(256 * sizeof(float));
+    for (int i = 0; i < 256; i++) ones[i] = 1.0f;
+    const int64_t vec[1] = {256};
+    CHECK_OK(tern_gguf_add_tensor(w, "output_norm.weight", TERN_GGML_F32, 1, vec, ones, 1024));
+    CHECK_OK(tern_gguf_add_tensor(w, "blk.0.attn_norm.weight", TERN_GGML_F32, 1, vec, ones, 1024));
+    CHECK_OK(tern_gguf_add_tensor(w, "blk.0.ffn_norm.weight", TERN_GGML_F32, 1, vec, ones, 1024));
+    uint8_t *embd = keep[nk++] = malloc(12 * 8 * 34); // Q8_0: fp16 d, 32 codes in -127..127
+    for (int b = 0; b < 12 * 8; b++) {
+        int8_t q[32];
+        for (int j = 0; j < 32; j++) q[j] = (int8_t)((int)(rnd() % 255) - 127);
+        tern_gguf_encode_q8_0(q, 0.01f, embd + 34 * b);
+    }
+    CHECK_OK(tern_gguf_add_tensor(w, "token_embd.weight", TERN_GGML_Q8_0, 2, (const int64_t[]){12, 256}, embd, 12 * 8 * 34));
+    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
+        size_t n = (size_t)mats[i].rows, size = mats[i].type == TERN_GGML_Q4_K ? 144 : mats[i].type == TERN_GGML_Q5_K ? 176 : 210;
+        keep[nk] = kquant_blocks(mats[i].type, n);
+        CHECK_OK(tern_gguf_add_tensor(w, mats[i].name, mats[i].type, 2, (const int64_t[]){mats[i].rows, 256}, keep[nk],
+                                      n * size));
+        nk++;
+    }
+    const char *path = test_tmp_path("kquant_llama.gguf");
+    CHECK_OK(tern_gguf_write(w, path));
+    tern_gguf_writer_free(w);
+    for (int i = 0; i < nk; i++) free(keep[i]);
+    free(ones);
+    tern_model_free(&base);
+
+    tern_model m;
+    int rc = tern_model_load(&m, path, NULL);
+    CHECK_MSG(rc == 0, "%s", tern_last_error());
+    if (rc) return;
+    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
+        const tern_tensor *t = tern_model_find(&m, mats[i].name);
+        if (mats[i].type == TERN_GGML_Q6_K) {
+            CHECK_MSG(t && !t->packed, "%s (Q6_K) packed at load", mats[i].name);
+            continue;
+        }
+        tern_kfmt_id want = mats[i].type == TERN_GGML_Q4_K ? TERN_KFMT_Q4G : TERN_KFMT_Q8;
+        int ok = t && t->packed && t->packed_fmt == (int)want && t->packed_group == 32 && t->packed_shift;
+        CHECK_MSG(ok, "%s not packed as %s with shifts", mats[i].name, tern_kformat_get(want)->name);
+        double err = ok ? packed_rel_err(t) : INFINITY;
+        // > 0: the fp16 rounding is real (random 6-bit scales need 17 bits).
+        CHECK_MSG(err > 0 && err <= ldexp(1, -11), "%s: packed vs FP32 relative error %.3g", mats[i].name, err);
+    }
+    const tern_tensor *e = tern_model_find(&m, "token_embd.weight");
+    CHECK(e && e->packed && e->packed_fmt == TERN_KFMT_Q8 && e->packed_group == 32 && !e->packed_shift);
+    static const int tokens[] = {1, 4, 9, 2, 7, 11, 3, 5, 8};
+    const int n = 9, vocab = m.cfg.vocab_size;
+    float *a = malloc((size_t)n * vocab * 4), *b = malloc((size_t)n * vocab * 4);
+    for (int k = 0; k < 2; k++) {
+        tern_session s;
+        tern_packed *p = NULL;
+        CHECK_OK(tern_session_init(&s, &m, 16, 16));
+        CHECK_OK(tern_session_set_format(&s, k ? "native" : "f32", 0, &p));
+        CHECK_OK(tern_forward(&s, tokens, 4, 0, k ? b : a)); // a prompt, then one token at a time
+        for (int t = 4; t < n; t++) CHECK_OK(tern_forward(&s, tokens + t, 1, t, (k ? b : a) + (size_t)t * vocab));
+        if (k) CHECK(p && tern_packed_format_name(p) && !strcmp(tern_packed_format_name(p), "q4g"));
+        tern_session_free(&s);
+        tern_packed_free(p);
+    }
+    double err = test_max_rel_err(b, a, (size_t)n * vocab, 1.0);
+    printf("Q4_K / Q5_K / Q6_K matrices: native (q4g, q8-row with shifts; Q6_K requantized) logits vs FP32 %.2e\n", err);
+    CHECK(err > 0 && err < 3e-2);
+    free(a), free(b);
+    tern_model_free(&m);
+}
+
 int main(void) {
     test_quant_types();
     test_tiny_llama();
     test_q8_0_linear();
+    test_kquant_llama();
     test_truncations();
     return test_report();
 }

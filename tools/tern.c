@@ -105,7 +105,9 @@ static int bad_usage(const char *cmd, const char *fmt, const char *arg) {
      &(seed_given)}, \
     {"--ctx|-c|--ctx-size", CLI_INT, &(g).ctx, 1, 1 << 20, NULL, "N", "the model's, at most 4096", \
      "context length: prompt + generated tokens", NULL}, \
-    {"--batch-size|-b", CLI_INT, &(g).batch, 1, 1 << 16, NULL, "N", "256", "prompt tokens per forward pass", NULL}
+    {"--batch-size|-b", CLI_INT, &(g).batch, 1, 1 << 16, NULL, "N", "256", "prompt tokens per forward pass", NULL}, \
+    {"--format", CLI_STR, &(g).format, 0, 0, NULL, "F", "native", \
+     "run the linears as f32, bf16, t2, t1.6 or q8 (see tern bench --help)", NULL}
 
 // Chat options (generate --chat, chat): c a chat_opts.
 typedef struct {
@@ -299,6 +301,8 @@ static int cmd_generate(int argc, char **argv) {
                         "and generation stops at the template's end of turn.\n",
                         opts, N_OPTS(opts), argc, argv, NULL);
     if (rc >= 0) return rc;
+    if (g.format && !tern_format_known(g.format))
+        return bad_usage("generate", "unknown --format %s (native, f32, bf16, t2, t1.6, q8)", g.format);
     if (prompt && prompt_file) return bad_usage("generate", "%s", "give --prompt or --file, not both");
     if (!chat.on && (chat.system || chat.tmpl))
         return bad_usage("generate", "%s", "--system and --chat-template go with --chat (or tern chat)");
@@ -489,6 +493,8 @@ static int cmd_chat(int argc, char **argv) {
                         "and dropped; the chat goes on, and the exit status is then 1.\n",
                         opts, N_OPTS(opts), argc, argv, NULL);
     if (rc >= 0) return rc;
+    if (g.format && !tern_format_known(g.format))
+        return bad_usage("chat", "unknown --format %s (native, f32, bf16, t2, t1.6, q8)", g.format);
     g.seed = seed_given ? seed : (uint64_t)time(NULL);
     tern_model m;
     tern_tokenizer *tok;

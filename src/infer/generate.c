@@ -98,7 +98,7 @@ void tern_gen_end(tern_gen_run *g) {
 int tern_gen_session(tern_session *s, tern_packed **packed, const tern_model *m, const tern_gen_opts *o) {
     *packed = NULL;
     if (tern_session_init(s, m, o->ctx > 0 ? o->ctx : 0, o->batch > 0 ? o->batch : 256)) return -1;
-    if (tern_session_use_native(s, packed)) {
+    if (tern_session_set_format(s, o->format ? o->format : "native", 0, packed)) {
         tern_gen_session_free(s, *packed);
         return -1;
     }

@@ -21,6 +21,7 @@ typedef struct {
     uint64_t seed;
     int ctx;         // context length (<= 0: the model's, capped)
     int batch;       // prompt tokens per forward step
+    const char *format; // the linears' storage (infer/packed.h); NULL = "native"
 } tern_gen_opts;
 
 typedef struct {

@@ -42,6 +42,8 @@ struct tern_packed {
     double lossy_err2, lossy_norm2; // their squared weight error and squared norm
     int64_t file_bytes; // native: the file's size
     const char *name;   // native: the body format's name ("tern-t2", ...)
+    int requant;        // native: linears in block types with no exact packing, run as q8-row
+    char requant_types[64]; // their types ("Q6_K, Q3_K")
 };
 
 // The activation buffer of m's input (shared by matrices of the same width and activation group).
@@ -429,10 +431,11 @@ static int packed_new(const tern_session *s, tern_packed **out) {
     return p->lins ? tern_kernel_default(&p->impl) : tern_errorf("out of memory");
 }
 
-// llama.cpp's K-quant types ("Q4_K", "Q6_K", ...).
-static int is_kquant(const char *type) {
-    size_t n = strlen(type);
-    return n >= 4 && type[0] == 'Q' && type[n - 2] == '_' && type[n - 1] == 'K';
+// A llama.cpp block type ("Q6_K", "IQ4_NL", ...) that the loader could not
+// repack exactly for the kernels (t->packed is NULL).
+static int is_ggml_quant(const tern_tensor *t) {
+    const char *type = t->src_type;
+    return !t->packed && (type[0] == 'Q' || (type[0] == 'I' && type[1] == 'Q'));
 }
 
 // Relative RMS error of w [rows, cols] as absmax int8 per group (tern_absmax_q8's rounding).
@@ -453,39 +456,50 @@ static double q8_rel_error(const float *w, int rows, int cols, int group) {
     return norm2 > 0 ? sqrt(err2 / norm2) : 0;
 }
 
-// A head llama.cpp stored in a K-quant beside packed matrices (llama-quantize
-// writes TQ2_0 models with a Q6_K output) would stream FP32, four bytes a
-// weight, more than all the ternary layers of a small model together: it runs
-// as int8 per 32 instead (the weight error said once on stderr).
-static int kquant_head(tern_packed *p, plinear *pl, tern_linear *l, const tern_tensor *t) {
+// A linear llama.cpp stored in a block type with no exact packing (Q6_K's
+// scales per 16 values, Q2_K / Q3_K, IQ*; llama-quantize writes TQ2_0 models
+// with a Q6_K output) would stream FP32, four bytes a weight: it runs as int8
+// per 32 instead, and the weight error is summed for one note on stderr.
+static int requant_linear(tern_packed *p, plinear *pl, tern_linear *l, const tern_tensor *t, double *err2,
+                          double *norm2) {
     const int group = 32;
-    int rc = pack_linear(p, pl, l, TERN_KFMT_Q8, group, NULL);
-    if (rc == 0)
-        fprintf(stderr, "note: the %s head (%s) runs as 8-bit per %d weights: relative weight error %.2e\n",
-                t->src_type, t->name, group, q8_rel_error(l->w, l->rows, l->cols, group));
-    return rc;
+    if (pack_linear(p, pl, l, TERN_KFMT_Q8, group, NULL)) return -1;
+    double e = q8_rel_error(l->w, l->rows, l->cols, group), nw = 0;
+    for (size_t i = 0; i < (size_t)l->rows * l->cols; i++) nw += (double)l->w[i] * l->w[i];
+    *err2 += e * e * nw, *norm2 += nw;
+    size_t n = strlen(p->requant_types);
+    if (!strstr(p->requant_types, t->src_type) && n + strlen(t->src_type) + 3 < sizeof p->requant_types)
+        snprintf(p->requant_types + n, sizeof p->requant_types - n, "%s%s", n ? ", " : "", t->src_type);
+    p->requant++;
+    return 0;
 }
 
 int tern_session_use_native(tern_session *s, tern_packed **out) {
     *out = NULL;
     int any = 0;
-    for (int i = 0; i < s->model->n_tensors; i++) any |= s->model->tensors[i].packed != NULL;
-    if (!any) return 0; // nothing packed: the FP32 session is the model
+    for (int i = 0; i < s->model->n_tensors; i++)
+        any |= s->model->tensors[i].packed != NULL || is_ggml_quant(&s->model->tensors[i]);
+    if (!any) return 0; // FP weights: the FP32 session is the model
     tern_packed *p;
     int rc = packed_new(s, &p);
     if (!p) return rc;
     p->native = 1;
+    double err2 = 0, norm2 = 0;
     for (int i = 0; i < p->n_lins && rc == 0; i++) {
         int is_head = i == p->n_lins - 1;
         tern_linear *l = is_head ? &s->head : &s->lin[i];
         const tern_tensor *t = tensor_of(s, l->w);
         // A head stored as bf16 (BitNet's) runs as bf16: the same values at half the bytes of FP32.
         if (is_head && t && !t->packed && strcmp(t->src_type, "BF16") == 0) rc = bf16_linear(&p->lins[i], p, l);
-        if (is_head && t && !t->packed && is_kquant(t->src_type)) rc = kquant_head(p, &p->lins[i], l, t);
+        if (t && is_ggml_quant(t)) rc = requant_linear(p, &p->lins[i], l, t, &err2, &norm2);
         if (!t || !t->packed) continue;
         rc = native_linear(p, &p->lins[i], l, t);
         if (rc == 0 && !is_head && !p->name) p->name = tern_kformat_get((tern_kfmt_id)t->packed_fmt)->name;
     }
+    if (rc == 0 && p->requant)
+        fprintf(stderr, "note: %d linear%s stored as %s run%s as 8-bit per 32 weights: relative weight error %.2e\n",
+                p->requant, p->requant > 1 ? "s" : "", p->requant_types, p->requant > 1 ? "" : "s",
+                sqrt(err2 / (norm2 > 0 ? norm2 : 1)));
     struct stat st;
     // A directory (Hugging Face) has no one size: the weights' bytes count instead.
     p->file_bytes = stat(s->model->path, &st) == 0 && S_ISREG(st.st_mode) ? (int64_t)st.st_size : 0;

@@ -13,6 +13,7 @@
 #include "io/gguf.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,41 +61,46 @@ static float codes_q4_0(const uint8_t *b, int8_t *q) {
     return rdh(b);
 }
 
-// Q4_1, 32 values in 20 bytes: fp16 d, fp16 m, nibbles as Q4_0; x = d * q + m.
-static void deq_q4_1(const uint8_t *b, float *y) {
-    float d = rdh(b), m = rdh(b + 2);
-    const uint8_t *qs = b + 4;
-    for (int j = 0; j < 16; j++) {
-        y[j] = (float)(qs[j] & 15) * d + m;
-        y[j + 16] = (float)(qs[j] >> 4) * d + m;
-    }
-}
-
 // Q5_0, 32 values in 22 bytes: fp16 d, u32 of fifth bits (bit j belongs to
 // value j), nibbles as Q4_0; x = d * (q - 16).
-static void deq_q5_0(const uint8_t *b, float *y) {
-    float d = rdh(b);
+static float codes_q5_0(const uint8_t *b, int8_t *q) {
     uint32_t qh = rd32(b + 2);
     const uint8_t *qs = b + 6;
     for (int j = 0; j < 16; j++) {
-        int lo = (qs[j] & 15) | (int)((qh >> j) & 1) << 4;
-        int hi = (qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
-        y[j] = (float)(lo - 16) * d;
-        y[j + 16] = (float)(hi - 16) * d;
+        q[j] = (int8_t)(((qs[j] & 15) | (int)((qh >> j) & 1) << 4) - 16);
+        q[j + 16] = (int8_t)(((qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4) - 16);
+    }
+    return rdh(b);
+}
+
+// The block types whose values are d * q + m with an unsigned code q per value
+// and one (d, m) per sub-block of 32 values (Q4_1, Q5_1, Q4_K, Q5_K): each
+// decoder writes the codes and the sub-blocks' d and m, exact in fp32 (the
+// K-quants' d * scale and dmin * min are products of an fp16 and a 6-bit
+// integer), for dequantization and for the repack into the kernels' shifted
+// formats (repack_affine below).
+typedef void (*affine_fn)(const uint8_t *block, uint8_t *q, float *d, float *m);
+
+// 32 values of nibbles (Q4_0's layout: byte j holds value j low, j + 16 high)
+// and fifth bits (bit j of qh, or none when qh is NULL).
+static void nibbles32(const uint8_t *qs, const uint8_t *qh, uint8_t *q) {
+    uint32_t h = qh ? rd32(qh) : 0;
+    for (int j = 0; j < 16; j++) {
+        q[j] = (uint8_t)((qs[j] & 15) | ((h >> j) & 1) << 4);
+        q[j + 16] = (uint8_t)((qs[j] >> 4) | ((h >> (j + 16)) & 1) << 4);
     }
 }
 
+// Q4_1, 32 values in 20 bytes: fp16 d, fp16 m, nibbles as Q4_0; x = d * q + m.
+static void affine_q4_1(const uint8_t *b, uint8_t *q, float *d, float *m) {
+    *d = rdh(b), *m = rdh(b + 2);
+    nibbles32(b + 4, NULL, q);
+}
+
 // Q5_1, 32 values in 24 bytes: fp16 d, fp16 m, then as Q5_0; x = d * q + m.
-static void deq_q5_1(const uint8_t *b, float *y) {
-    float d = rdh(b), m = rdh(b + 2);
-    uint32_t qh = rd32(b + 4);
-    const uint8_t *qs = b + 8;
-    for (int j = 0; j < 16; j++) {
-        int lo = (qs[j] & 15) | (int)((qh >> j) & 1) << 4;
-        int hi = (qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
-        y[j] = (float)lo * d + m;
-        y[j + 16] = (float)hi * d + m;
-    }
+static void affine_q5_1(const uint8_t *b, uint8_t *q, float *d, float *m) {
+    *d = rdh(b), *m = rdh(b + 2);
+    nibbles32(b + 8, b + 4, q);
 }
 
 // K-quant 6-bit scale and min of sub-block j (0..7) packed in 12 bytes: the
@@ -114,43 +120,26 @@ static void k_scale_min(int j, const uint8_t *s, float *sc, float *mn) {
     *mn = (float)b;
 }
 
-// Q4_K, 256 values in 144 bytes: fp16 d, fp16 dmin, 12 bytes of scales/mins,
-// 128 bytes of nibbles. Eight sub-blocks of 32; each 32-byte group of nibbles
-// holds two sub-blocks (low nibbles first). x = d*sc * q - dmin*mn.
-static void deq_q4_k(const uint8_t *b, float *y) {
-    float d = rdh(b), dmin = rdh(b + 2);
-    const uint8_t *scales = b + 4, *qs = b + 16;
-    for (int g = 0; g < 4; g++, qs += 32, y += 64) {
-        float sc0, mn0, sc1, mn1;
-        k_scale_min(2 * g, scales, &sc0, &mn0);
-        k_scale_min(2 * g + 1, scales, &sc1, &mn1);
-        float d0 = d * sc0, m0 = dmin * mn0, d1 = d * sc1, m1 = dmin * mn1;
+// Q4_K (qh NULL) and Q5_K: fp16 d, fp16 dmin, 12 bytes of scales/mins, for
+// Q5_K 32 bytes of fifth bits (bit s of byte l belongs to value l of
+// sub-block s), then 128 bytes of nibbles: each 32-byte group holds two
+// sub-blocks (low nibbles first). x = d*sc * q - dmin*mn.
+static void affine_k(const uint8_t *b, const uint8_t *qh, const uint8_t *qs, uint8_t *q, float *d, float *m) {
+    float dd = rdh(b), dmin = rdh(b + 2);
+    for (int s = 0; s < 8; s++) {
+        float sc, mn;
+        k_scale_min(s, b + 4, &sc, &mn);
+        d[s] = dd * sc, m[s] = -(dmin * mn);
+        const uint8_t *p = qs + 32 * (s / 2);
         for (int l = 0; l < 32; l++) {
-            y[l] = d0 * (float)(qs[l] & 15) - m0;
-            y[l + 32] = d1 * (float)(qs[l] >> 4) - m1;
+            int v = s % 2 ? p[l] >> 4 : p[l] & 15;
+            q[32 * s + l] = (uint8_t)(v | (qh ? ((qh[l] >> s) & 1) << 4 : 0));
         }
     }
 }
-
-// Q5_K, 256 values in 176 bytes: fp16 d, fp16 dmin, 12 bytes of scales/mins,
-// 32 bytes of fifth bits (bit s of byte l belongs to value l of sub-block s),
-// 128 bytes of nibbles laid out as Q4_K.
-static void deq_q5_k(const uint8_t *b, float *y) {
-    float d = rdh(b), dmin = rdh(b + 2);
-    const uint8_t *scales = b + 4, *qh = b + 16, *qs = b + 48;
-    for (int g = 0; g < 4; g++, qs += 32, y += 64) {
-        float sc0, mn0, sc1, mn1;
-        k_scale_min(2 * g, scales, &sc0, &mn0);
-        k_scale_min(2 * g + 1, scales, &sc1, &mn1);
-        float d0 = d * sc0, m0 = dmin * mn0, d1 = d * sc1, m1 = dmin * mn1;
-        for (int l = 0; l < 32; l++) {
-            int lo = (qs[l] & 15) | ((qh[l] >> (2 * g)) & 1) << 4;
-            int hi = (qs[l] >> 4) | ((qh[l] >> (2 * g + 1)) & 1) << 4;
-            y[l] = d0 * (float)lo - m0;
-            y[l + 32] = d1 * (float)hi - m1;
-        }
-    }
-}
+// Q4_K, 256 values in 144 bytes; Q5_K, 256 values in 176 bytes.
+static void affine_q4_k(const uint8_t *b, uint8_t *q, float *d, float *m) { affine_k(b, NULL, b + 16, q, d, m); }
+static void affine_q5_k(const uint8_t *b, uint8_t *q, float *d, float *m) { affine_k(b, b + 16, b + 48, q, d, m); }
 
 // Q6_K, 256 values in 210 bytes: 128 bytes of low nibbles, 64 bytes of 2-bit
 // high parts, 16 int8 scales (one per 16 values), fp16 d. Each half of 128
@@ -233,24 +222,25 @@ typedef struct {
     const char *name;
     int block; // values per block
     int size;  // bytes per block
-    block_fn deq; // NULL: scalar type handled inline, a codes type, or not supported
+    block_fn deq; // NULL: scalar type handled inline, a codes or affine type, or not supported
     int supported;
-    codes_fn codes; // d * q block types
+    codes_fn codes;   // d * q block types
+    affine_fn affine; // d * q + m block types
 } type_info;
 
 static const type_info TYPES[] = {
     [TERN_GGML_F32] = {"F32", 1, 4, NULL, 1, NULL},
     [TERN_GGML_F16] = {"F16", 1, 2, NULL, 1, NULL},
     [TERN_GGML_Q4_0] = {"Q4_0", 32, 18, NULL, 1, codes_q4_0},
-    [TERN_GGML_Q4_1] = {"Q4_1", 32, 20, deq_q4_1, 1, NULL},
-    [TERN_GGML_Q5_0] = {"Q5_0", 32, 22, deq_q5_0, 1, NULL},
-    [TERN_GGML_Q5_1] = {"Q5_1", 32, 24, deq_q5_1, 1, NULL},
+    [TERN_GGML_Q4_1] = {"Q4_1", 32, 20, NULL, 1, NULL, affine_q4_1},
+    [TERN_GGML_Q5_0] = {"Q5_0", 32, 22, NULL, 1, codes_q5_0},
+    [TERN_GGML_Q5_1] = {"Q5_1", 32, 24, NULL, 1, NULL, affine_q5_1},
     [TERN_GGML_Q8_0] = {"Q8_0", 32, 34, NULL, 1, codes_q8_0},
     [TERN_GGML_Q8_1] = {"Q8_1", 32, 36, NULL, 0, NULL},
     [TERN_GGML_Q2_K] = {"Q2_K", 256, 84, NULL, 0, NULL},
     [TERN_GGML_Q3_K] = {"Q3_K", 256, 110, NULL, 0, NULL},
-    [TERN_GGML_Q4_K] = {"Q4_K", 256, 144, deq_q4_k, 1, NULL},
-    [TERN_GGML_Q5_K] = {"Q5_K", 256, 176, deq_q5_k, 1, NULL},
+    [TERN_GGML_Q4_K] = {"Q4_K", 256, 144, NULL, 1, NULL, affine_q4_k},
+    [TERN_GGML_Q5_K] = {"Q5_K", 256, 176, NULL, 1, NULL, affine_q5_k},
     [TERN_GGML_Q6_K] = {"Q6_K", 256, 210, deq_q6_k, 1, NULL},
     [TERN_GGML_Q8_K] = {"Q8_K", 256, 292, NULL, 0, NULL},
     [TERN_GGML_I8] = {"I8", 1, 1, NULL, 0, NULL},
@@ -344,6 +334,15 @@ static void dequant_blocks(const tern_gguf_tensor *t, const type_info *ti, int64
     default:
         if (ti->deq) {
             for (int64_t i = b0; i < b1; i++) ti->deq(src + i * ti->size, out + i * ti->block);
+            break;
+        }
+        if (ti->affine) {
+            for (int64_t i = b0; i < b1; i++) {
+                uint8_t q[256]; // the largest block
+                float d[8], m[8], *y = out + i * ti->block;
+                ti->affine(src + i * ti->size, q, d, m);
+                for (int j = 0; j < ti->block; j++) y[j] = d[j / 32] * (float)q[j] + m[j / 32];
+            }
             break;
         }
         for (int64_t i = b0; i < b1; i++) {
@@ -1128,6 +1127,12 @@ static int lowbit_type(uint32_t t) {
     return t == TERN_GGML_TQ1_0 || t == TERN_GGML_TQ2_0 || t == TERN_GGML_Q1_0 || t == TERN_GGML_Q2_0;
 }
 
+// A ggml block type (not F32 / F16 / BF16).
+static int quantized_type(uint32_t t) {
+    const type_info *ti = type_of(t);
+    return ti && ti->block > 1;
+}
+
 // The kernels' format a d * q matrix runs in without loss (its block is the
 // group, d the group's fp16 scale, the codes unchanged), given its code range;
 // -1 when it stays FP32. Q4_0 runs as q4g at G = 32 (c = q + 8, zero point 8,
@@ -1135,10 +1140,11 @@ static int lowbit_type(uint32_t t) {
 // fallback in its ternary files. lowbit_file: the file has llama.cpp ternary
 // tensors, so its Q4_0 matrices holding only codes -1..1 are the ternary
 // fallback (llama-quantize's and tern's for rows that are not whole
-// 256-blocks). packed_file: it has those, Q4_0 tensors or Q8_0 layer matrices
-// (a Q8_0 model), so its Q8_0 matrices run as q8-row at G = 32 (exact: int8
-// codes, fp16 d), the embedding / head among them: the whole model runs
-// packed. Other files' Q8_0 tensors (the Q4_1 SmolLM2's embedding) stay FP32.
+// 256-blocks). packed_file: its layer matrices are llama.cpp ternary or
+// quantized blocks (a quantized model), so its Q8_0 and Q5_0 matrices run as
+// q8-row at G = 32 (exact: int8 codes, fp16 d), the embedding / head among
+// them: the whole model runs packed. A file of FP layers keeps its Q8_0 / Q5_0
+// tensors FP32.
 static int repack_format(const tern_gguf_tensor *gt, int lowbit_file, int packed_file, int lo, int hi) {
     int head = !strcmp(gt->name, "token_embd.weight") || !strcmp(gt->name, "output.weight");
     switch (gt->type) {
@@ -1146,37 +1152,27 @@ static int repack_format(const tern_gguf_tensor *gt, int lowbit_file, int packed
     case TERN_GGML_TQ2_0: case TERN_GGML_Q1_0: return TERN_KFMT_T2;
     case TERN_GGML_Q2_0: return hi > 1 ? TERN_KFMT_Q2G : TERN_KFMT_T2; // code 2: the 2-bit format (s*(c - 1))
     case TERN_GGML_Q4_0: return lowbit_file && lo >= -1 && hi <= 1 ? TERN_KFMT_T2 : TERN_KFMT_Q4G;
-    case TERN_GGML_Q8_0: return packed_file && (head || layer_matrix(gt)) && lo >= -127 ? TERN_KFMT_Q8 : -1;
+    case TERN_GGML_Q8_0:
+    case TERN_GGML_Q5_0: return packed_file && (head || layer_matrix(gt)) && lo >= -127 ? TERN_KFMT_Q8 : -1;
     default: return -1;
     }
 }
 
-// Packs codes q [rows, cols] and block scales d [rows, cols / block] as fmt
-// (q2g: c = q + 1 with zero point 1; q4g: c = q + 8, zero point 8) into t->packed.
-static int pack_blocks(const tern_gguf *g, const tern_gguf_tensor *gt, tern_kfmt_id fmt, int block, int8_t *q,
-                       const float *d, tern_tensor *t) {
-    const tern_kformat *f = tern_kformat_get(fmt);
+// Packs gt's codes q [rows, cols], group scales d and (NULL: none) shifts m
+// [rows, cols / group] and RTN zero points as fmt into t->packed.
+static int pack_as(const tern_gguf *g, const tern_gguf_tensor *gt, tern_kfmt_id fmt, int group, const int8_t *q,
+                   const float *d, const float *m, const uint8_t *zeros, tern_tensor *t) {
     int rows = (int)gt->ne[1], cols = (int)gt->ne[0];
-    size_t ng = (size_t)rows * (size_t)(cols / block);
-    uint8_t *zeros = NULL;
-    if (f->kind == TERN_KKIND_RTN) {
-        zeros = malloc(ng ? ng : 1);
-        if (!zeros) return tern_errorf("out of memory");
-        const int zp = fmt == TERN_KFMT_Q4G ? 8 : 1;
-        memset(zeros, zp, ng);
-        for (size_t i = 0; i < (size_t)gt->numel; i++) q[i] = (int8_t)(q[i] + zp);
-    }
-    tern_kmatrix m;
-    int rc = tern_kmatrix_init(&m, f, rows, cols, block, 0, NULL);
-    size_t bytes = (size_t)rows * m.row_bytes;
+    tern_kmatrix km;
+    int rc = tern_kmatrix_init(&km, tern_kformat_get(fmt), rows, cols, group, m != NULL, NULL);
+    size_t bytes = (size_t)rows * km.row_bytes;
     void *dst = rc ? NULL : tern_calloc(bytes ? bytes : 1);
     if (rc == 0 && !dst) rc = tern_errorf("out of memory");
-    if (rc == 0 && tern_kpack(&m, dst, q, d, NULL, zeros)) {
+    if (rc == 0 && tern_kpack(&km, dst, q, d, m, zeros)) {
         char why[256];
         snprintf(why, sizeof why, "%s", tern_last_error());
         rc = tern_errorf("%s: tensor %s: %s", g->path, gt->name, why);
     }
-    free(zeros);
     if (rc) {
         tern_free(dst);
         return -1;
@@ -1184,9 +1180,51 @@ static int pack_blocks(const tern_gguf *g, const tern_gguf_tensor *gt, tern_kfmt
     t->packed = dst;
     t->packed_bytes = bytes;
     t->packed_fmt = (int)fmt;
-    t->packed_group = block;
-    t->packed_shift = 0;
+    t->packed_group = group;
+    t->packed_shift = m != NULL;
     return 0;
+}
+
+// Packs codes q [rows, cols] and block scales d [rows, cols / block] as fmt
+// (q2g: c = q + 1 with zero point 1; q4g: c = q + 8, zero point 8) into t->packed.
+static int pack_blocks(const tern_gguf *g, const tern_gguf_tensor *gt, tern_kfmt_id fmt, int block, int8_t *q,
+                       const float *d, tern_tensor *t) {
+    size_t ng = (size_t)gt->ne[1] * (size_t)(gt->ne[0] / block);
+    uint8_t *zeros = NULL;
+    if (tern_kformat_get(fmt)->kind == TERN_KKIND_RTN) {
+        zeros = malloc(ng ? ng : 1);
+        if (!zeros) return tern_errorf("out of memory");
+        const int zp = fmt == TERN_KFMT_Q4G ? 8 : 1;
+        memset(zeros, zp, ng);
+        for (size_t i = 0; i < (size_t)gt->numel; i++) q[i] = (int8_t)(q[i] + zp);
+    }
+    int rc = pack_as(g, gt, fmt, block, q, d, NULL, zeros, t);
+    free(zeros);
+    return rc;
+}
+
+// A d * q + m matrix (Q4_1, Q5_1, Q4_K, Q5_K layer matrices, and their
+// embedding / head in a quantized model) repacked with shifts at G = 32: 4-bit
+// codes as q4g (zero point 0), 5-bit as q8-row, d the scale and m the shift.
+// Exact for Q4_1 / Q5_1 (fp16 d, m); the K-quants' d * scale and dmin * min
+// are rounded to fp16 (relative error <= 2^-11 of a sub-block's scale or
+// min). A value fp16 cannot hold leaves the matrix FP32.
+static int repack_affine(const tern_gguf *g, const tern_gguf_tensor *gt, const type_info *ti, tern_tensor *t) {
+    size_t nb = (size_t)gt->numel / (size_t)ti->block, ns = (size_t)gt->numel / 32;
+    int8_t *q = malloc((size_t)gt->numel);
+    float *d = malloc(ns * sizeof(float)), *m = malloc(ns * sizeof(float));
+    int rc = q && d && m ? 0 : tern_errorf("out of memory"), hi = 0, fits = 1;
+    for (size_t b = 0; rc == 0 && b < nb; b++) {
+        uint8_t u[256];
+        ti->affine(gt->data + b * (size_t)ti->size, u, d + b * (ti->block / 32), m + b * (ti->block / 32));
+        for (int j = 0; j < ti->block; j++) q[b * (size_t)ti->block + j] = (int8_t)u[j], hi = u[j] > hi ? u[j] : hi;
+    }
+    for (size_t i = 0; rc == 0 && i < ns; i++) fits &= fabsf(d[i]) <= 65504.0f && fabsf(m[i]) <= 65504.0f;
+    uint8_t *zeros = rc == 0 && fits && hi <= 15 ? calloc(ns, 1) : NULL;
+    if (rc == 0 && fits && hi <= 15 && !zeros) rc = tern_errorf("out of memory");
+    if (rc == 0 && fits) rc = pack_as(g, gt, hi <= 15 ? TERN_KFMT_Q4G : TERN_KFMT_Q8, 32, q, d, m, zeros, t);
+    free(q), free(d), free(m), free(zeros);
+    return rc;
 }
 
 // A ggml d * q matrix repacked losslessly for the kernels (repack_format), or
@@ -1194,8 +1232,11 @@ static int pack_blocks(const tern_gguf *g, const tern_gguf_tensor *gt, tern_kfmt
 static int repack_codes(const tern_gguf *g, const tern_gguf_tensor *gt, int lowbit_file, int packed_file,
                         tern_tensor *t) {
     const type_info *ti = type_of(gt->type);
-    if (!ti || !ti->codes || gt->n_dims != 2 || gt->ne[0] > TERN_KMAX_COLS || gt->ne[1] > INT_MAX) return 0;
+    if (!ti || gt->n_dims != 2 || gt->ne[0] > TERN_KMAX_COLS || gt->ne[1] > INT_MAX) return 0;
     if (!lowbit_type(gt->type) && !packed_file) return 0;
+    int head = !strcmp(gt->name, "token_embd.weight") || !strcmp(gt->name, "output.weight");
+    if (ti->affine && (head || layer_matrix(gt))) return repack_affine(g, gt, ti, t);
+    if (!ti->codes) return 0;
     int rows = (int)gt->ne[1], cols = (int)gt->ne[0], nb = cols / ti->block;
     int8_t *q = malloc((size_t)gt->numel);
     float *d = malloc((size_t)rows * (size_t)nb * sizeof(float));
@@ -1240,8 +1281,7 @@ int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
     for (int64_t i = 0; i < g->n_tensors; i++) {
         lowbit_file |= lowbit_type(g->tensors[i].type);
         const tern_gguf_tensor *gt = &g->tensors[i];
-        packed_file |= lowbit_type(gt->type) || gt->type == TERN_GGML_Q4_0 ||
-                       (gt->type == TERN_GGML_Q8_0 && layer_matrix(gt));
+        packed_file |= lowbit_type(gt->type) || (quantized_type(gt->type) && layer_matrix(gt));
     }
     for (int64_t i = 0; i < g->n_tensors && rc == 0; i++) {
         const tern_gguf_tensor *gt = &g->tensors[i];
