@@ -11,8 +11,10 @@
 # the models (a random LLaMA of the chosen shape written by bench/peer/make_model.py
 # with SmolLM2's tokenizer, or SmolLM2-135M itself; llama.cpp's formats with
 # llama-quantize, tern's t2/t1.6/bf16 by tern bench from the same source) and runs
-# pp512 and tg128 on both; on llama.cpp's TQ2_0/TQ1_0/Q4_0/Q8_0 files tern also
-# runs the same file natively (rows with engine "tern" and that format).
+# pp512 and tg128 on both; on llama.cpp's quantized files (TQ2_0, TQ1_0, Q4_0,
+# Q4_1, Q5_0, Q5_1, Q8_0, Q3_K_M, Q4_K_M, Q5_K_M, Q6_K) tern also runs the same
+# file natively (rows with engine "tern" and that format). SmolLM2's F32 source
+# is its Q4_1 file dequantized, so its other llama.cpp formats quantize twice.
 # Writes a markdown table on stdout and, with --json,
 # {"bandwidth_gbs", "rows": [{"model", "engine", "format", "test", "tokens_per_s", "sd"}]}.
 # Needs python3 with numpy and gguf (pip install numpy gguf) for the random models.
@@ -32,7 +34,7 @@ while (($#)); do
         --json) json=${2:-}; shift 2 ;;
         --formats) formats=${2:-}; shift 2 ;;
         --cache) cache=${2:-}; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) usage "unknown option $1" ;;
     esac
 done
@@ -41,7 +43,9 @@ case $model in 768|smollm2|1b|2b) ;; *) usage "--model must be 768, smollm2, 1b 
 [[ $reps =~ ^[1-9][0-9]*$ ]] || usage "--reps must be a positive integer, not '$reps'"
 IFS=, read -r -a fmts <<<"$formats"
 for f in "${fmts[@]}"; do
-    case $f in t2|t1.6|bf16|f32|TQ2_0|TQ1_0|Q4_0|Q8_0|BF16|F32) ;; *) usage "unknown format '$f'" ;; esac
+    case $f in t2|t1.6|bf16|f32|BF16|F32|TQ2_0|TQ1_0|Q4_0|Q4_1|Q5_0|Q5_1|Q8_0|Q3_K_M|Q4_K_M|Q5_K_M|Q6_K) ;;
+        *) usage "unknown format '$f'" ;;
+    esac
 done
 
 tern=build/tern
@@ -136,7 +140,7 @@ for r in json.load(open(sys.argv[3])):
                       "tokens_per_s": r["avg_ts"], "sd": r["stddev_ts"]}))
 EOF
 }
-# tern running llama.cpp's own file natively (format TQ2_0/TQ1_0/Q4_0/Q8_0, engine tern).
+# tern running llama.cpp's own quantized file natively (engine tern).
 run_tern_native() {
     local file out
     file=$(lc_file "$1") || return 0
@@ -154,8 +158,8 @@ for f in "${fmts[@]}"; do
     echo "peer-llamacpp: $f" >&2
     case $f in
         t2|t1.6|bf16|f32) run_tern "$f" ;;
-        TQ2_0|TQ1_0|Q4_0|Q8_0) run_llama "$f"; run_tern_native "$f" ;;
-        *) run_llama "$f" ;;
+        BF16|F32) run_llama "$f" ;;
+        *) run_llama "$f"; run_tern_native "$f" ;;
     esac
 done
 

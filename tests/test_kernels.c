@@ -46,8 +46,9 @@ static mat mat_make(const tern_kformat *f, int rows, int cols, int group, int sh
         m.scales[i] = scale_mag * (0.25f + fabsf(frand())); // <= 1.25 * scale_mag
         if (f->kind == TERN_KKIND_Q8 && rnd() % 4 == 0) m.scales[i] = -m.scales[i];
         m.shifts[i] = scale_mag * 0.3f * frand();
-        m.zeros[i] = (uint8_t)(fill == FILL_RANDOM ? (int)(rnd() % (unsigned)(f->code_max + 1))
-                               : fill == FILL_MAX ? 0 : f->code_max);
+        m.zeros[i] = shift ? 0 // a shifted matrix has no zero points (z = 0)
+                           : (uint8_t)(fill == FILL_RANDOM ? (int)(rnd() % (unsigned)(f->code_max + 1))
+                                                           : fill == FILL_MAX ? 0 : f->code_max);
     }
     return m;
 }
@@ -414,6 +415,10 @@ static void errors(void) {
     CHECK_OK(tern_kmatrix_init(&km, tern_kformat_get(TERN_KFMT_Q4G), 4, 100, 32, 1, NULL)); // any format may shift
     CHECK_FAILS(tern_kpack(&km, (uint8_t[4 * 80]){0}, (int8_t[400]){0}, (float[16]){0}, NULL, (uint8_t[16]){0}),
                 "shift but none");
+    CHECK_FAILS(tern_kpack(&km, (uint8_t[4 * 80]){0}, (int8_t[400]){0}, (float[16]){0}, (float[16]){0},
+                           (uint8_t[16]){0, 3}),
+                "zero point 3 at row 0 group 1 with shifts");
+    CHECK(km.row_bytes == 64 + 4 * 4); // 4 groups: fp16 scale and shift, no zero point
     CHECK(tern_kformat_find("tern-t1.6") == tern_kformat_get(TERN_KFMT_T1_6));
     CHECK(tern_kformat_find("t3") == NULL);
     int8_t codes[64];

@@ -174,6 +174,15 @@ typedef struct {
     double err2, norm2; // lossy linears: squared weight error, squared norm
 } tern_job;
 
+// Whether t was loaded with codes an export can keep: ternary, or a b-bit
+// grid s*(c - z) (Q2_0 with code 2, Q4_0). Not q8-row (Q8_0 / Q5_x) nor
+// shifted RTN (Q4_1, Q4_K: s*c + m): those inputs are quantized as FP ones.
+static int exact_packed(const tern_tensor *t) {
+    if (!t->packed) return 0;
+    tern_kkind kind = tern_kformat_get((tern_kfmt_id)t->packed_fmt)->kind;
+    return kind == TERN_KKIND_TERNARY || (kind == TERN_KKIND_RTN && !t->packed_shift);
+}
+
 // Ternary codes of a linear of an input without tern.method: exact when its
 // values are ternary per group (a llama.cpp ternary GGUF, a .tern re-export;
 // *shift set when they carry DLT shifts), absmean PTQ otherwise. A matrix
@@ -186,7 +195,7 @@ static void plain_codes(tern_job *j, const tern_tensor *t, int g, int8_t *codes,
     int kind = tern_ternary_codes(t->data, rows, cols, g, codes, scales, shifts);
     *shift = kind == TERN_TERNARY_EXACT_SHIFT;
     if (kind != TERN_TERNARY_ABSMEAN) j->info->exact_linears++;
-    else if (t->packed) {
+    else if (exact_packed(t)) {
         const tern_kformat *f = tern_kformat_get((tern_kfmt_id)t->packed_fmt);
         tern_kmatrix km;
         if (f->kind == TERN_KKIND_TERNARY && !t->packed_shift &&
@@ -221,9 +230,9 @@ static int add_tensor(tern_gguf_writer *w, buf_list *bl, const tern_tensor *t, t
                                bits);
         body = lowbit_format(bits), shift = 0;
     }
-    // A linear loaded with exact 2-4 bit codes (Q2_0 with code 2) keeps them:
-    // its grid s*(c - z) is recovered per group as for an rtn model.
-    const tern_kformat *src = lin && !meta->method[0] && t->packed ? tern_kformat_get((tern_kfmt_id)t->packed_fmt) : NULL;
+    // A linear loaded with exact 2-4 bit codes (Q2_0 with code 2, Q4_0) keeps
+    // them: its grid s*(c - z) is recovered per group as for an rtn model.
+    const tern_kformat *src = lin && !meta->method[0] && exact_packed(t) ? tern_kformat_get((tern_kfmt_id)t->packed_fmt) : NULL;
     if (src && src->kind == TERN_KKIND_RTN) bits = src->code_bits, body = lowbit_format(bits), shift = 0;
     if (!lin && !is_embd && !is_head)
         return tern_gguf_add_tensor(w, t->name, 0 /* GGML_TYPE_F32 */, t->ndim, t->shape, t->data, (uint64_t)t->numel * 4);
@@ -396,14 +405,14 @@ static int write_checked(tern_gguf_writer *wr, const char *out_path, tern_ppl_ch
     return rc;
 }
 
-// Smallest group the input's linears were loaded packed with (a llama.cpp
-// ternary GGUF: 256, 128, 64 or 32 per type), 0 when none is packed. Codes
+// Smallest group the input's linears were loaded packed with exact codes (a
+// llama.cpp ternary GGUF: 256, 128, 64 or 32 per type), 0 when none is. Codes
 // exact per block stay exact per any group dividing it.
 static int packed_group_min(const tern_model *m) {
     int g = 0;
     for (int i = 0; i < m->n_tensors; i++) {
         const tern_tensor *t = &m->tensors[i];
-        if (linear_id(t->name) >= 0 && t->packed && (!g || t->packed_group < g)) g = t->packed_group;
+        if (linear_id(t->name) >= 0 && exact_packed(t) && (!g || t->packed_group < g)) g = t->packed_group;
     }
     return g;
 }

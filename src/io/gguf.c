@@ -1159,7 +1159,7 @@ static int repack_format(const tern_gguf_tensor *gt, int lowbit_file, int packed
 }
 
 // Packs gt's codes q [rows, cols], group scales d and (NULL: none) shifts m
-// [rows, cols / group] and RTN zero points as fmt into t->packed.
+// [rows, cols / group] and (unshifted RTN) zero points as fmt into t->packed.
 static int pack_as(const tern_gguf *g, const tern_gguf_tensor *gt, tern_kfmt_id fmt, int group, const int8_t *q,
                    const float *d, const float *m, const uint8_t *zeros, tern_tensor *t) {
     int rows = (int)gt->ne[1], cols = (int)gt->ne[0];
@@ -1205,7 +1205,8 @@ static int pack_blocks(const tern_gguf *g, const tern_gguf_tensor *gt, tern_kfmt
 
 // A d * q + m matrix (Q4_1, Q5_1, Q4_K, Q5_K layer matrices, and their
 // embedding / head in a quantized model) repacked with shifts at G = 32: 4-bit
-// codes as q4g (zero point 0), 5-bit as q8-row, d the scale and m the shift.
+// codes as q4g, 5-bit as q8-row, d the scale and m the shift (the same bits
+// per weight as Q4_1 / Q5_1 for q4g, 3 more for q8-row).
 // Exact for Q4_1 / Q5_1 (fp16 d, m); the K-quants' d * scale and dmin * min
 // are rounded to fp16 (relative error <= 2^-11 of a sub-block's scale or
 // min). A value fp16 cannot hold leaves the matrix FP32.
@@ -1220,10 +1221,8 @@ static int repack_affine(const tern_gguf *g, const tern_gguf_tensor *gt, const t
         for (int j = 0; j < ti->block; j++) q[b * (size_t)ti->block + j] = (int8_t)u[j], hi = u[j] > hi ? u[j] : hi;
     }
     for (size_t i = 0; rc == 0 && i < ns; i++) fits &= fabsf(d[i]) <= 65504.0f && fabsf(m[i]) <= 65504.0f;
-    uint8_t *zeros = rc == 0 && fits && hi <= 15 ? calloc(ns, 1) : NULL;
-    if (rc == 0 && fits && hi <= 15 && !zeros) rc = tern_errorf("out of memory");
-    if (rc == 0 && fits) rc = pack_as(g, gt, hi <= 15 ? TERN_KFMT_Q4G : TERN_KFMT_Q8, 32, q, d, m, zeros, t);
-    free(q), free(d), free(m), free(zeros);
+    if (rc == 0 && fits) rc = pack_as(g, gt, hi <= 15 ? TERN_KFMT_Q4G : TERN_KFMT_Q8, 32, q, d, m, NULL, t);
+    free(q), free(d), free(m);
     return rc;
 }
 

@@ -169,7 +169,8 @@ static int check_shape(const tern_kformat *f, int cols, int group, int has_shift
 }
 
 static size_t extras_bytes(const tern_kformat *f, int n_groups, int has_shift) {
-    return (has_shift ? 2 * (size_t)n_groups : 0) + (f->kind == TERN_KKIND_RTN ? (size_t)n_groups : 0);
+    if (has_shift) return 2 * (size_t)n_groups;
+    return f->kind == TERN_KKIND_RTN ? (size_t)n_groups : 0;
 }
 
 size_t tern_kformat_row_bytes(const tern_kformat *f, int cols, int group, int has_shift) {
@@ -214,9 +215,9 @@ static void ilv_copy(const tern_kmatrix *m, int i, const uint8_t *src, uint8_t *
         size_t ro = m->code_bytes + 2 * e, bo = cb + 32 * e + 2 * (size_t)i;
         memcpy(dst + (to_ilv ? bo : ro), src + (to_ilv ? ro : bo), 2);
     }
-    if (m->fmt->kind == TERN_KKIND_RTN) // one zero-point byte per group
+    if (tern_kmatrix_zeros(m)) // one zero-point byte per group
         for (size_t g = 0; g < ng; g++) {
-            size_t ro = m->code_bytes + tern_kzeros_at(m->has_shift, (int)ng) + g, bo = tern_kilv_zeros(m) + 16 * g + (size_t)i;
+            size_t ro = m->code_bytes + 2 * ng + g, bo = tern_kilv_zeros(m) + 16 * g + (size_t)i;
             dst[to_ilv ? bo : ro] = src[to_ilv ? ro : bo];
         }
 }
@@ -271,11 +272,14 @@ static int pack_row(const tern_kmatrix *m, uint8_t *row, int r, const int8_t *co
         if (put_f16(sc, g, scales[g], "scale", f, r, g)) return -1;
         if (m->has_shift && put_f16(sc, m->n_groups + g, shifts[g], "shift", f, r, g))
             return -1;
-        if (f->kind == TERN_KKIND_RTN) {
+        if (tern_kmatrix_zeros(m)) {
             if (zeros[g] > f->code_max)
                 return tern_errorf("%s: zero point %d at row %d group %d outside [0, %d]", f->name, zeros[g], r, g,
                                    f->code_max);
-            sc[tern_kzeros_at(m->has_shift, m->n_groups) + g] = zeros[g];
+            sc[2 * (size_t)m->n_groups + g] = zeros[g];
+        } else if (f->kind == TERN_KKIND_RTN && zeros && zeros[g]) {
+            return tern_errorf("%s: zero point %d at row %d group %d with shifts (they store none)", f->name, zeros[g],
+                               r, g);
         }
     }
     return 0;
@@ -284,7 +288,7 @@ static int pack_row(const tern_kmatrix *m, uint8_t *row, int r, const int8_t *co
 int tern_kpack(const tern_kmatrix *m, uint8_t *dst, const int8_t *codes, const float *scales,
                const float *shifts, const uint8_t *zeros) {
     if (m->has_shift && !shifts) return tern_errorf("%s: matrix has a shift but none was given", m->fmt->name);
-    if (m->fmt->kind == TERN_KKIND_RTN && !zeros) return tern_errorf("%s: zero points missing", m->fmt->name);
+    if (tern_kmatrix_zeros(m) && !zeros) return tern_errorf("%s: zero points missing", m->fmt->name);
     for (int r = 0; r < m->rows; r++) {
         size_t go = (size_t)r * m->n_groups;
         if (pack_row(m, dst + (size_t)r * m->row_bytes, r, codes + (size_t)r * m->cols, scales + go,
@@ -309,7 +313,7 @@ void tern_kunpack(const tern_kmatrix *m, int8_t *codes, float *scales, float *sh
             size_t o = (size_t)r * m->n_groups + g;
             if (scales) scales[o] = tern_kload_f16(sc, g);
             if (shifts) shifts[o] = m->has_shift ? tern_kload_f16(sc, m->n_groups + g) : 0.0f;
-            if (zeros) zeros[o] = f->kind == TERN_KKIND_RTN ? sc[tern_kzeros_at(m->has_shift, m->n_groups) + g] : 0;
+            if (zeros) zeros[o] = tern_kmatrix_zeros(m) ? sc[2 * (size_t)m->n_groups + g] : 0;
         }
     }
 }

@@ -13,11 +13,11 @@
 //
 // A packed row is [code bytes][per-group scale fp16 x ng][per-group extras]:
 //   ternary (tern-t2, tern-t1.6): w = alpha*T (+ gamma), T in {-1,0,1};
-//   RTN (q4g, q3g, q2g): w = s*(c - z) (+ gamma), c in [0, 2^b-1], z integer
-//       in the same range;
+//   RTN (q4g, q3g, q2g): w = s*(c - z), c in [0, 2^b-1], z integer in the
+//       same range, or with shifts w = s*c + gamma;
 //   q8-row: w = d*c (+ gamma), c in [-127,127].
-// Extras: gamma fp16 x ng when the matrix has a shift (a DLT model; llama.cpp's
-// Q4_1 / Q5_1 mins and K-quant mins), then, for RTN, z as u8 x ng.
+// Extras: gamma fp16 x ng when the matrix has shifts (a DLT model; llama.cpp's
+// Q4_1 / Q5_1 and K-quant mins), else for RTN z as u8 x ng.
 #ifndef TERN_KERNELS_FORMATS_H
 #define TERN_KERNELS_FORMATS_H
 
@@ -112,8 +112,8 @@ int tern_kmatrix_init(tern_kmatrix *m, const tern_kformat *f, int rows, int cols
 // words 2c, 2c + 1; tern-t1.6: bundle b's words 8b..8b+7, then its 2-bit tail
 // chunks'); block b (16 * row_bytes bytes) holds, for each word, 64 bytes with
 // row 16b + i's word at 4i; then the alphas, group by group, 16 fp16 each; then
-// the shifts likewise when the matrix has them; then, for q4g, the zero
-// points, 16 bytes a group. Whether m can be interleaved: tern-t2, tern-t1.6,
+// the shifts likewise when the matrix has them, or for q4g the zero points,
+// 16 bytes a group. Whether m can be interleaved: tern-t2, tern-t1.6,
 // q4g or q8-row, whole blocks.
 #define TERN_KILV_ROWS 16
 int tern_kilv_ok(const tern_kmatrix *m);
@@ -124,9 +124,9 @@ static inline size_t tern_kilv_block(const tern_kmatrix *m, int r) {
 }
 static inline size_t tern_kilv_scales(const tern_kmatrix *m) { return m->code_bytes * TERN_KILV_ROWS; }
 // Offset of a block's zero points (RTN) from its start.
-static inline size_t tern_kilv_zeros(const tern_kmatrix *m) {
-    return tern_kilv_scales(m) + (m->has_shift ? 64 : 32) * (size_t)m->n_groups;
-}
+static inline size_t tern_kilv_zeros(const tern_kmatrix *m) { return tern_kilv_scales(m) + 32 * (size_t)m->n_groups; }
+// Whether m stores zero points: RTN without shifts.
+static inline int tern_kmatrix_zeros(const tern_kmatrix *m) { return m->fmt->kind == TERN_KKIND_RTN && !m->has_shift; }
 // Writes m's interleaved copy (rows * row_bytes bytes) to dst.
 void tern_kilv_pack(const tern_kmatrix *m, uint8_t *dst);
 // The inverse for row r of m->ilv: its row_bytes bytes in the row layout at dst.
@@ -138,7 +138,7 @@ void tern_kilv_unpack_row(const tern_kmatrix *m, int r, uint8_t *dst);
 // codes [rows, cols]: ternary T in {-1,0,1}; RTN c in [0, 2^b-1]; q8 c in
 // [-127,127]. scales, shifts, zeros [rows, n_groups]: shifts = gamma
 // (NULL when the matrix has none); zeros = RTN zero points (required for RTN,
-// ignored otherwise). Scales and shifts are rounded to fp16. -1 (error set) on
+// ignored otherwise; with shifts z is 0: NULL or zeros). Scales and shifts are rounded to fp16. -1 (error set) on
 // a code or zero point out of range, or a scale that is not finite in fp16.
 int tern_kpack(const tern_kmatrix *m, uint8_t *dst, const int8_t *codes, const float *scales,
                const float *shifts, const uint8_t *zeros);

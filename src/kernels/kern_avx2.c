@@ -106,15 +106,15 @@ INL __m256i bundle_dot(const uint8_t *p, __m256i x0, __m256i x1, __m256i x2, __m
 // activation groups inside it.
 typedef struct {
     __m256 alpha, gamma; // fp16 scale and shift, widened exactly
-    __m256i zero;        // RTN zero points
+    __m256i zero;        // RTN zero points (0 with shifts)
 } group_params;
 
 INL group_params load_params(int fmt, int RB, int has_shift, const uint8_t *const *sc, int n_groups, int g) {
     group_params p = {_mm256_cvtph_ps(gather_u16(sc, RB, (size_t)g)), _mm256_setzero_ps(), _mm256_setzero_si256()};
     if (has_shift) p.gamma = _mm256_cvtph_ps(gather_u16(sc, RB, (size_t)n_groups + g));
-    if (kind_of(fmt) == TERN_KKIND_RTN) {
+    if (kind_of(fmt) == TERN_KKIND_RTN && !has_shift) {
         int32_t z[8] = {0};
-        for (int r = 0; r < RB; r++) z[r] = sc[r][tern_kzeros_at(has_shift, n_groups) + g];
+        for (int r = 0; r < RB; r++) z[r] = sc[r][2 * (size_t)n_groups + g];
         p.zero = _mm256_loadu_si256((const __m256i *)z);
     }
     return p;
@@ -159,7 +159,7 @@ INL void row_tokens(int fmt, int NT, const tern_kmatrix *w, int r, const tern_qa
         const tern_kkind kind = kind_of(fmt);
         const float alpha = _cvtsh_ss(load_u16(sc, g));
         const float gamma = w->has_shift ? _cvtsh_ss(load_u16(sc, w->n_groups + g)) : 0.0f;
-        const int32_t zero = kind == TERN_KKIND_RTN ? sc[tern_kzeros_at(w->has_shift, w->n_groups) + g] : 0;
+        const int32_t zero = kind == TERN_KKIND_RTN && !w->has_shift ? sc[2 * (size_t)w->n_groups + g] : 0;
         for (int k = k0; k < k1; k++) { // activation groups
             const int end = c + cpg < nch ? c + cpg : nch;
             __m256i s32[4];

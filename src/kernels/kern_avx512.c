@@ -574,7 +574,8 @@ TGT static void q4_gemv_ilv(const tern_kmatrix *w, int r0, int r1, const tern_qa
         __m512 acc = _mm512_setzero_ps();
         for (int g = 0, c = 0; g < ng; g++) {
             const __m512 alpha = ilv_scales(al, (size_t)g);
-            const __m512i zero = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(zp + (size_t)g * 16)));
+            const __m512i zero = w->has_shift ? _mm512_setzero_si512()
+                                              : _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(zp + (size_t)g * 16)));
             int k0, k1;
             tern_kact_range(w, a, g, &k0, &k1);
             for (int k = k0; k < k1; k++) {
@@ -681,7 +682,7 @@ TGT TERN_KDECL(tern_kdot_q8_avx512) {
 typedef struct {
     uint8_t *u;                   // n_chunks * 8 quads of 64 bytes
     float *alpha, *gamma;         // n_groups x 16 rows: scale and shift
-    int32_t *zero;                // n_groups x 16 rows: RTN zero points
+    int32_t *zero;                // n_groups x 16 rows: RTN zero points (0 with shifts)
 } panel;
 
 // 2-bit fields (tern-t2, q2g; layout in formats.c) straight from the rows:
@@ -768,7 +769,7 @@ TGT static int panel_build(const tern_kmatrix *w, int r, int nr, panel *p, void 
             for (int i = 0; i < PANEL_ROWS; i++) {
                 p->alpha[g * PANEL_ROWS + i] = tern_kload_f16(al + (size_t)g * 32, i);
                 if (w->has_shift) p->gamma[g * PANEL_ROWS + i] = tern_kload_f16(al + (size_t)(ng + g) * 32, i);
-                if (f->kind == TERN_KKIND_RTN) p->zero[g * PANEL_ROWS + i] = al[tern_kilv_zeros(w) - tern_kilv_scales(w) + (size_t)g * 16 + i];
+                if (tern_kmatrix_zeros(w)) p->zero[g * PANEL_ROWS + i] = al[tern_kilv_zeros(w) - tern_kilv_scales(w) + (size_t)g * 16 + i];
             }
         return 0;
     }
@@ -777,7 +778,7 @@ TGT static int panel_build(const tern_kmatrix *w, int r, int nr, panel *p, void 
         for (int g = 0; g < ng; g++) {
             p->alpha[g * PANEL_ROWS + i] = tern_kload_f16(sc, g);
             if (w->has_shift) p->gamma[g * PANEL_ROWS + i] = tern_kload_f16(sc, ng + g);
-            if (f->kind == TERN_KKIND_RTN) p->zero[g * PANEL_ROWS + i] = sc[tern_kzeros_at(w->has_shift, ng) + g];
+            if (tern_kmatrix_zeros(w)) p->zero[g * PANEL_ROWS + i] = sc[2 * (size_t)ng + g];
         }
     }
     return 0;

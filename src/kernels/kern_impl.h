@@ -26,8 +26,8 @@ static inline float tern_kload_f16(const uint8_t *p, int i) {
 // Group contribution added to acc. raw: sum over the group of stored field * q;
 // gsum: sum of q over the group; sx: the group's activation scale; alpha: the
 // group's weight scale; gamma: the group's shift (any format, used only with
-// has_shift: w = alpha * T + gamma for ternary, alpha * (c - zero) + gamma for
-// RTN, alpha * c + gamma for q8); zero: the RTN zero point. The scales
+// has_shift: w = alpha * T + gamma for ternary, alpha * c + gamma for RTN and
+// q8); zero: the RTN zero point (0 with shifts: such a matrix stores none). The scales
 // multiply first (one rounding), then one fmaf per term. Callers may decode
 // the fp16 scales any exact way (software or F16C): the values are the same.
 static inline float tern_kstep_v(tern_kkind kind, int has_shift, float alpha, float gamma, int32_t zero,
@@ -42,15 +42,11 @@ static inline float tern_kstep_v(tern_kkind kind, int has_shift, float alpha, fl
     return has_shift ? fmaf(gamma * sx, (float)gsum, acc) : acc;
 }
 
-// Byte offset of the RTN zero points in a row's scale area: after the fp16
-// scales and, with has_shift, the fp16 shifts (formats.h).
-static inline size_t tern_kzeros_at(int has_shift, int n_groups) { return (has_shift ? 4 : 2) * (size_t)n_groups; }
-
 // Same, reading group g's parameters from the row's scale area sc.
 static inline float tern_kstep(tern_kkind kind, int has_shift, int n_groups, const uint8_t *sc, int g,
                                int32_t raw, int32_t gsum, float sx, float acc) {
     float gamma = has_shift ? tern_kload_f16(sc, n_groups + g) : 0.0f;
-    int32_t zero = kind == TERN_KKIND_RTN ? sc[tern_kzeros_at(has_shift, n_groups) + g] : 0;
+    int32_t zero = kind == TERN_KKIND_RTN && !has_shift ? sc[2 * (size_t)n_groups + g] : 0;
     return tern_kstep_v(kind, has_shift, tern_kload_f16(sc, g), gamma, zero, raw, gsum, sx, acc);
 }
 
