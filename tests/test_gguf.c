@@ -8,6 +8,7 @@
 #include "infer/packed.h"
 #include "io/gguf.h"
 #include "io/gguf_write.h"
+#include "io/info.h"
 #include "kernels/formats.h"
 #include "io/model.h"
 #include "io/readers.h"
@@ -26,6 +27,7 @@ static const struct {
 } types[] = {
     {"F32", 0}, {"F16", 0}, {"BF16", 0}, {"Q8_0", 0}, {"Q4_0", 0}, {"Q4_1", 1},
     {"Q5_0", 0}, {"Q5_1", 1}, {"Q4_K", 1}, {"Q5_K", 1}, {"Q6_K", 0},
+    {"Q2_K", 1}, {"Q3_K", 0}, {"IQ4_NL", 0}, {"IQ4_XS", 0},
 };
 #define N_TYPES (int)(sizeof types / sizeof types[0])
 
@@ -149,12 +151,12 @@ static void test_quant_types(void) {
     int off = tensor_type_offset(copy, size, "t.F32");
     CHECK(off > 0);
     if (off > 0) {
-        uint32_t q2k = 10;
-        memcpy(copy + off, &q2k, 4);
-        CHECK_OK(tern_gguf_parse(&g, copy, size, "q2k.gguf"));
+        uint32_t q8k = 15; // Q8_K: llama.cpp's activation type, never a model's weights
+        memcpy(copy + off, &q8k, 4);
+        CHECK_OK(tern_gguf_parse(&g, copy, size, "q8k.gguf"));
         const tern_gguf_tensor *t = tern_gguf_find_tensor(&g, "t.F32");
         float *out = malloc(ROW * ROWS * 4);
-        CHECK_FAILS(tern_gguf_dequantize(&g, t, out), "q2k.gguf: tensor t.F32 has type Q2_K (id 10)");
+        CHECK_FAILS(tern_gguf_dequantize(&g, t, out), "q8k.gguf: tensor t.F32 has type Q8_K (id 15)");
         free(out);
         tern_gguf_close(&g);
         uint32_t unknown = 99;
@@ -367,25 +369,44 @@ static uint32_t rnd(void) {
     return x;
 }
 
-// n random K-quant blocks of `type` (sane fp16 scales, random codes, scales and mins).
-static void *kquant_blocks(uint32_t type, size_t n) {
-    const size_t size = type == TERN_GGML_Q4_K ? 144 : type == TERN_GGML_Q5_K ? 176 : 210;
-    uint8_t *b = malloc(n * size);
-    for (size_t i = 0; i < n * size; i++) b[i] = (uint8_t)(rnd() >> 24);
-    for (size_t k = 0; k < n; k++) {
-        uint8_t *blk = b + k * size;
+// Block geometry of the llama.cpp types below: values and bytes per block,
+// and the byte offsets of the fp16 d and dmin (-1: none).
+static void block_geom(uint32_t type, size_t *values, size_t *bytes, int *d_at, int *dmin_at) {
+    *values = 256, *dmin_at = -1;
+    switch (type) {
+    case TERN_GGML_Q4_K: *bytes = 144, *d_at = 0, *dmin_at = 2; break;
+    case TERN_GGML_Q5_K: *bytes = 176, *d_at = 0, *dmin_at = 2; break;
+    case TERN_GGML_Q6_K: *bytes = 210, *d_at = 208; break;
+    case TERN_GGML_Q3_K: *bytes = 110, *d_at = 108; break;
+    case TERN_GGML_Q2_K: *bytes = 84, *d_at = 80, *dmin_at = 82; break;
+    case TERN_GGML_IQ4_XS: *bytes = 136, *d_at = 0; break;
+    default: *values = 32, *bytes = 18, *d_at = 0; break; // IQ4_NL
+    }
+}
+
+// Random blocks of `type` for n values (sane fp16 scales, random codes, sub-block scales and mins).
+static void *quant_blocks(uint32_t type, size_t n, size_t *nbytes) {
+    size_t values, size;
+    int d_at, dmin_at;
+    block_geom(type, &values, &size, &d_at, &dmin_at);
+    *nbytes = n / values * size;
+    uint8_t *b = malloc(*nbytes);
+    for (size_t i = 0; i < *nbytes; i++) b[i] = (uint8_t)(rnd() >> 24);
+    for (size_t k = 0; k < n / values; k++) {
         uint16_t d = tern_f32_to_f16(0.0005f + 0.001f * (float)(rnd() % 1000) / 1000), dmin = tern_f32_to_f16(0.0007f);
-        if (type == TERN_GGML_Q6_K) memcpy(blk + 208, &d, 2); // ql, qh, int8 scales, d
-        else memcpy(blk, &d, 2), memcpy(blk + 2, &dmin, 2); // d, dmin, scales / mins, ...
+        memcpy(b + k * size + d_at, &d, 2);
+        if (dmin_at >= 0) memcpy(b + k * size + dmin_at, &dmin, 2);
     }
     return b;
 }
 
-// A one-layer LLaMA (dim 256: K-quant rows are 256-blocks) in llama.cpp's
-// Q4_K_M mix, written here: Q4_K and Q5_K matrices run as q4g / q8-row with
-// shifts at G = 32 (d * scale and dmin * min rounded to fp16: relative
-// element error <= 2^-11), the Q6_K ones (scales per 16 values) stay unpacked
-// and the native session runs them as q8-row; its logits stay near FP32's.
+// A one-layer LLaMA (dim 256: K-quant rows are 256-blocks) of llama.cpp's
+// block types, written here. Q4_K and Q5_K matrices run as q4g / q8-row with
+// shifts at G = 32 (d * scale and dmin * min rounded to fp16: relative element
+// error <= 2^-11), IQ4_NL as q8-row (its levels are int8 codes: lossless); the
+// types with no exact packing (Q6_K, Q3_K and Q2_K with scales per 16 values,
+// IQ4_XS's non-uniform levels under a 6-bit scale) stay unpacked and the
+// native session runs them as q8-row; its logits stay near FP32's.
 static void test_kquant_llama(void) {
     tern_model base;
     CHECK_OK(tern_model_load(&base, test_src_path("tests/fixtures/quant_types_llama.gguf"), NULL));
@@ -397,8 +418,8 @@ static void test_kquant_llama(void) {
         uint32_t type;
         int rows;
     } mats[] = {{"blk.0.attn_q.weight", TERN_GGML_Q4_K, 256}, {"blk.0.attn_k.weight", TERN_GGML_Q5_K, 128},
-                {"blk.0.attn_v.weight", TERN_GGML_Q6_K, 128}, {"blk.0.attn_output.weight", TERN_GGML_Q4_K, 256},
-                {"blk.0.ffn_gate.weight", TERN_GGML_Q5_K, 256}, {"blk.0.ffn_up.weight", TERN_GGML_Q4_K, 256},
+                {"blk.0.attn_v.weight", TERN_GGML_Q3_K, 128}, {"blk.0.attn_output.weight", TERN_GGML_IQ4_XS, 256},
+                {"blk.0.ffn_gate.weight", TERN_GGML_Q2_K, 256}, {"blk.0.ffn_up.weight", TERN_GGML_IQ4_NL, 256},
                 {"blk.0.ffn_down.weight", TERN_GGML_Q6_K, 256}};
     void *keep[16];
     int nk = 0;
@@ -416,10 +437,10 @@ static void test_kquant_llama(void) {
     }
     CHECK_OK(tern_gguf_add_tensor(w, "token_embd.weight", TERN_GGML_Q8_0, 2, (const int64_t[]){12, 256}, embd, 12 * 8 * 34));
     for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
-        size_t n = (size_t)mats[i].rows, size = mats[i].type == TERN_GGML_Q4_K ? 144 : mats[i].type == TERN_GGML_Q5_K ? 176 : 210;
-        keep[nk] = kquant_blocks(mats[i].type, n);
+        size_t nbytes;
+        keep[nk] = quant_blocks(mats[i].type, (size_t)mats[i].rows * 256, &nbytes);
         CHECK_OK(tern_gguf_add_tensor(w, mats[i].name, mats[i].type, 2, (const int64_t[]){mats[i].rows, 256}, keep[nk],
-                                      n * size));
+                                      nbytes));
         nk++;
     }
     const char *path = test_tmp_path("kquant_llama.gguf");
@@ -435,11 +456,17 @@ static void test_kquant_llama(void) {
     if (rc) return;
     for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
         const tern_tensor *t = tern_model_find(&m, mats[i].name);
-        if (mats[i].type == TERN_GGML_Q6_K) {
-            CHECK_MSG(t && !t->packed, "%s (Q6_K) packed at load", mats[i].name);
+        uint32_t type = mats[i].type;
+        if (type == TERN_GGML_IQ4_NL) {
+            int lo = 0, hi = 0, ok = t && t->packed && t->packed_fmt == TERN_KFMT_Q8 && t->packed_group == 32;
+            CHECK_MSG(ok && test_packed_lossless(t, &lo, &hi) && lo >= -127 && hi <= 113, "IQ4_NL not q8-row, lossless");
             continue;
         }
-        tern_kfmt_id want = mats[i].type == TERN_GGML_Q4_K ? TERN_KFMT_Q4G : TERN_KFMT_Q8;
+        if (type != TERN_GGML_Q4_K && type != TERN_GGML_Q5_K) {
+            CHECK_MSG(t && !t->packed, "%s (%s) packed at load", mats[i].name, t ? t->src_type : "?");
+            continue;
+        }
+        tern_kfmt_id want = type == TERN_GGML_Q4_K ? TERN_KFMT_Q4G : TERN_KFMT_Q8;
         int ok = t && t->packed && t->packed_fmt == (int)want && t->packed_group == 32 && t->packed_shift;
         CHECK_MSG(ok, "%s not packed as %s with shifts", mats[i].name, tern_kformat_get(want)->name);
         double err = ok ? packed_rel_err(t) : INFINITY;
@@ -448,6 +475,18 @@ static void test_kquant_llama(void) {
     }
     const tern_tensor *e = tern_model_find(&m, "token_embd.weight");
     CHECK(e && e->packed && e->packed_fmt == TERN_KFMT_Q8 && e->packed_group == 32 && !e->packed_shift);
+    // tern info says which linears are packed and which run requantized.
+    FILE *f = tmpfile();
+    char info[8192] = {0};
+    if (f) {
+        tern_model_print_info(&m, f, 0, NULL);
+        rewind(f);
+        info[fread(info, 1, sizeof info - 1, f)] = 0;
+        fclose(f);
+    }
+    CHECK_MSG(strstr(info, "packed:       3 decoder linears") &&
+                  strstr(info, "; 4 more decoder linears (block types with no exact packing) run as int8 per 32"),
+              "%s", info);
     static const int tokens[] = {1, 4, 9, 2, 7, 11, 3, 5, 8};
     const int n = 9, vocab = m.cfg.vocab_size;
     float *a = malloc((size_t)n * vocab * 4), *b = malloc((size_t)n * vocab * 4);
@@ -463,7 +502,8 @@ static void test_kquant_llama(void) {
         tern_packed_free(p);
     }
     double err = test_max_rel_err(b, a, (size_t)n * vocab, 1.0);
-    printf("Q4_K / Q5_K / Q6_K matrices: native (q4g, q8-row with shifts; Q6_K requantized) logits vs FP32 %.2e\n", err);
+    printf("K-quant / IQ4 matrices: native (q4g, q8-row; Q2_K, Q3_K, Q6_K, IQ4_XS requantized) logits vs FP32 %.2e\n",
+           err);
     CHECK(err > 0 && err < 3e-2);
     free(a), free(b);
     tern_model_free(&m);

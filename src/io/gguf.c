@@ -165,6 +165,66 @@ static void deq_q6_k(const uint8_t *b, float *y) {
     }
 }
 
+// Q2_K, 256 values in 84 bytes: scales[16] (low nibble a scale, high nibble a
+// min, one pair per 16 values), qs[64], fp16 d, fp16 dmin. Value
+// 128h + 32k + l (h = 0..1, k = 0..3, l = 0..31) is bits 2k..2k+1 of
+// qs[32h + l] with pair 8h + 2k + l / 16; x = d*sc * q - dmin*mn.
+static void deq_q2_k(const uint8_t *b, float *y) {
+    const uint8_t *sc = b, *qs = b + 16;
+    float d = rdh(b + 80), dmin = rdh(b + 82);
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 32; l++) {
+                int s = sc[8 * h + 2 * k + l / 16];
+                y[128 * h + 32 * k + l] = d * (float)(s & 15) * (float)((qs[32 * h + l] >> (2 * k)) & 3) -
+                                          dmin * (float)(s >> 4);
+            }
+}
+
+// Q3_K, 256 values in 110 bytes: hmask[32], qs[64], scales[12], fp16 d. Value
+// 128h + 32k + l takes its low 2 bits from bits 2k..2k+1 of qs[32h + l] and
+// loses 4 when bit 4h + k of hmask[l] is clear (q in -4..3); its scale
+// j = 8h + 2k + l / 16 is 6 bits minus 32: the low 4 from the low (j < 8) or
+// high nibble of byte j % 8, the top 2 from bits 2(j / 4).. of byte 8 + j % 4.
+// x = d * scale * q.
+static void deq_q3_k(const uint8_t *b, float *y) {
+    const uint8_t *hm = b, *qs = b + 32, *sc = b + 96;
+    float d = rdh(b + 108);
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 32; l++) {
+                int j = 8 * h + 2 * k + l / 16;
+                int s = ((j < 8 ? sc[j] & 15 : sc[j - 8] >> 4) | ((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32;
+                int q = ((qs[32 * h + l] >> (2 * k)) & 3) - ((hm[l] >> (4 * h + k)) & 1 ? 0 : 4);
+                y[128 * h + 32 * k + l] = d * (float)s * (float)q;
+            }
+}
+
+// IQ4_NL and IQ4_XS: a 4-bit code indexes these 16 non-uniform int8 levels.
+static const int8_t iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// IQ4_NL, 32 values in 18 bytes: fp16 d, nibbles as Q4_0; x = d * level[q].
+static float codes_iq4_nl(const uint8_t *b, int8_t *q) {
+    for (int j = 0; j < 16; j++) q[j] = iq4_levels[b[2 + j] & 15], q[j + 16] = iq4_levels[b[2 + j] >> 4];
+    return rdh(b);
+}
+
+// IQ4_XS, 256 values in 136 bytes: fp16 d, u16 scales_h, scales_l[4],
+// qs[128]. Sub-block s (32 values, nibbles as Q4_0 in qs[16s..16s+15]) has
+// the 6-bit scale ls = nibble s % 2 of scales_l[s / 2] | bits 2s..2s+1 of
+// scales_h << 4; x = d * (ls - 32) * level[q].
+static void deq_iq4_xs(const uint8_t *b, float *y) {
+    float d = rdh(b);
+    unsigned sh = rd16(b + 2);
+    for (int s = 0; s < 8; s++) {
+        int ls = ((b[4 + s / 2] >> (4 * (s % 2))) & 15) | ((sh >> (2 * s)) & 3) << 4;
+        float dl = d * (float)(ls - 32);
+        const uint8_t *qs = b + 8 + 16 * s;
+        for (int j = 0; j < 16; j++)
+            y[32 * s + j] = dl * (float)iq4_levels[qs[j] & 15], y[32 * s + j + 16] = dl * (float)iq4_levels[qs[j] >> 4];
+    }
+}
+
 // Ternary digit k (0..4) of a TQ1_0 byte. A byte stores up to five trits
 // t_0..t_4 as the fixed-point fraction v/243 (v = sum t_k 3^(4-k), byte =
 // ceil(v*256/243)); multiplying by 3^k modulo 256 drops the leading k digits,
@@ -237,12 +297,14 @@ static const type_info TYPES[] = {
     [TERN_GGML_Q5_1] = {"Q5_1", 32, 24, NULL, 1, NULL, affine_q5_1},
     [TERN_GGML_Q8_0] = {"Q8_0", 32, 34, NULL, 1, codes_q8_0},
     [TERN_GGML_Q8_1] = {"Q8_1", 32, 36, NULL, 0, NULL},
-    [TERN_GGML_Q2_K] = {"Q2_K", 256, 84, NULL, 0, NULL},
-    [TERN_GGML_Q3_K] = {"Q3_K", 256, 110, NULL, 0, NULL},
+    [TERN_GGML_Q2_K] = {"Q2_K", 256, 84, deq_q2_k, 1, NULL},
+    [TERN_GGML_Q3_K] = {"Q3_K", 256, 110, deq_q3_k, 1, NULL},
     [TERN_GGML_Q4_K] = {"Q4_K", 256, 144, NULL, 1, NULL, affine_q4_k},
     [TERN_GGML_Q5_K] = {"Q5_K", 256, 176, NULL, 1, NULL, affine_q5_k},
     [TERN_GGML_Q6_K] = {"Q6_K", 256, 210, deq_q6_k, 1, NULL},
     [TERN_GGML_Q8_K] = {"Q8_K", 256, 292, NULL, 0, NULL},
+    [TERN_GGML_IQ4_NL] = {"IQ4_NL", 32, 18, NULL, 1, codes_iq4_nl},
+    [TERN_GGML_IQ4_XS] = {"IQ4_XS", 256, 136, deq_iq4_xs, 1, NULL},
     [TERN_GGML_I8] = {"I8", 1, 1, NULL, 0, NULL},
     [TERN_GGML_I16] = {"I16", 1, 2, NULL, 0, NULL},
     [TERN_GGML_I32] = {"I32", 1, 4, NULL, 0, NULL},
@@ -1153,7 +1215,8 @@ static int repack_format(const tern_gguf_tensor *gt, int lowbit_file, int packed
     case TERN_GGML_Q2_0: return hi > 1 ? TERN_KFMT_Q2G : TERN_KFMT_T2; // code 2: the 2-bit format (s*(c - 1))
     case TERN_GGML_Q4_0: return lowbit_file && lo >= -1 && hi <= 1 ? TERN_KFMT_T2 : TERN_KFMT_Q4G;
     case TERN_GGML_Q8_0:
-    case TERN_GGML_Q5_0: return packed_file && (head || layer_matrix(gt)) && lo >= -127 ? TERN_KFMT_Q8 : -1;
+    case TERN_GGML_Q5_0:
+    case TERN_GGML_IQ4_NL: return packed_file && (head || layer_matrix(gt)) && lo >= -127 ? TERN_KFMT_Q8 : -1;
     default: return -1;
     }
 }

@@ -55,6 +55,8 @@ enum {
     TERN_GGML_Q5_K = 13,
     TERN_GGML_Q6_K = 14,
     TERN_GGML_Q8_K = 15,
+    TERN_GGML_IQ4_NL = 20,
+    TERN_GGML_IQ4_XS = 23,
     TERN_GGML_I8 = 24,
     TERN_GGML_I16 = 25,
     TERN_GGML_I32 = 26,

@@ -36,6 +36,18 @@ static double linear_bits(const tern_model *m, int *n_out) {
     return n > 0 ? bits / n : 0.0;
 }
 
+// Decoder linears in a llama.cpp block type that loads without a packing
+// (Q6_K, Q2_K, Q3_K, IQ4_XS, ...): inference runs them as int8 per 32.
+static int unpacked_quant_linears(const tern_model *m) {
+    int n = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const tern_tensor *t = &m->tensors[i];
+        const char *ty = t->src_type;
+        n += !t->packed && t->ndim == 2 && !strncmp(t->name, "blk.", 4) && (ty[0] == 'Q' || (ty[0] == 'I' && ty[1] == 'Q'));
+    }
+    return n;
+}
+
 static void print_json(const tern_model *m, FILE *f, const char *file_type) {
     const tern_config *c = &m->cfg;
     fprintf(f, "{\"path\": ");
@@ -77,6 +89,8 @@ static void print_json(const tern_model *m, FILE *f, const char *file_type) {
     double lb = linear_bits(m, &n_lin);
     fprintf(f, "]");
     if (n_lin) fprintf(f, ", \"linear_bits_per_weight\": %.4f", lb);
+    int n_rq = unpacked_quant_linears(m);
+    if (n_rq) fprintf(f, ", \"linears_run_as_q8\": %d", n_rq);
     fprintf(f, "}\n");
 }
 
@@ -109,7 +123,12 @@ void tern_model_print_info(const tern_model *m, FILE *f, int json, const char *f
             (double)params * 4 / (1024.0 * 1024.0));
     int n_lin;
     double lb = linear_bits(m, &n_lin);
-    if (n_lin) fprintf(f, "packed:       %d decoder linears, %.3f bits per weight on average\n", n_lin, lb);
+    int n_rq = unpacked_quant_linears(m);
+    if (n_lin)
+        fprintf(f, "packed:       %d decoder linears, %.3f bits per weight on average%s", n_lin, lb, n_rq ? "" : "\n");
+    if (n_rq)
+        fprintf(f, "%s%d%s decoder linears (block types with no exact packing) run as int8 per 32\n",
+                n_lin ? "; " : "packed:       ", n_rq, n_lin ? " more" : "");
     fprintf(f, "\n%-32s %-8s %-20s %12s%s\n", "tensor", "type", "shape", "params", n_lin ? "   bits" : "");
     for (int i = 0; i < m->n_tensors; i++) {
         const tern_tensor *t = &m->tensors[i];

@@ -103,7 +103,7 @@ def files():
     yield "dims_overflow.gguf", base(tensors=[("extra.weight", [2**32, 2**32, 2**32], 0, b"")])
     yield "zero_dim.gguf", base(tensors=[("extra.weight", [8, 0], 0, b"")])
     yield "unknown_tensor_type.gguf", base(tensors=[("extra.weight", [32], 99, b"\0" * 32)])
-    yield "unsupported_q2k.gguf", base(tensors=[("extra.weight", [256], 10, b"\0" * 84)])
+    yield "unsupported_q8k.gguf", base(tensors=[("extra.weight", [256], 15, b"\0" * 292)])  # Q8_K
     yield "row_not_block_multiple.gguf", base(tensors=[("extra.weight", [48], "F32", f32(48))]).replace(
         struct.pack("<Q", 48) + struct.pack("<I", 0), struct.pack("<Q", 48) + struct.pack("<I", 8), 1)
     yield "unknown_tokenizer.gguf", base(tokenizer="bert")

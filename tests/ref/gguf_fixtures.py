@@ -26,6 +26,9 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
 ROW, ROWS = 256, 2
 # Order of the tensors in quant_types.gguf and of their values in the expected file.
 TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"]
+# Added 2026-12-07, after TYPES and from their own random stream, so that the
+# tensors above and tiny_llama's stay byte for byte what they were.
+TYPES_2 = ["Q2_K", "Q3_K", "IQ4_NL", "IQ4_XS"]
 
 f32 = np.float32
 
@@ -150,6 +153,77 @@ def dq_q6_k(raw):
     return ((d * sc) * q.astype(f32)).reshape(-1)
 
 
+def dq_q2_k(raw):
+    """Q2_K, 256 values in 84 bytes: scales[16] (low nibble scale, high nibble
+    min, one pair per 16 values), qs[64], fp16 d, fp16 dmin. Value 128h + 32k + l
+    (half h, k = 0..3, l = 0..31) is bits 2k..2k+1 of qs[32h + l]; its pair is
+    scales[8h + 2k + l // 16]. x = d * sc * q - dmin * mn."""
+    f = fields(np.frombuffer(raw, np.uint8).reshape(-1, 84), [("scales", 16), ("qs", 64), ("d", 2), ("dmin", 2)])
+    nb = f["qs"].shape[0]
+    qs = f["qs"].reshape(nb, 2, 1, 32).astype(np.int32)
+    q = (qs >> (2 * np.arange(4).reshape(1, 1, 4, 1))) & 3             # (nb, h, k, l)
+    s = f["scales"].reshape(nb, 2, 4, 2).astype(np.int32)              # (nb, h, k, l // 16)
+    sc = np.repeat(s & 15, 16, axis=3).astype(f32)
+    mn = np.repeat(s >> 4, 16, axis=3).astype(f32)
+    d, dmin = as_f32(f["d"]).reshape(nb, 1, 1, 1), as_f32(f["dmin"]).reshape(nb, 1, 1, 1)
+    return ((d * sc) * q.astype(f32) - (dmin * mn)).reshape(-1)
+
+
+def q3_k_scales(s):
+    """(nb, 12) bytes -> (nb, 16) signed scales (6 bits, minus 32). Scale j's low
+    4 bits: low nibble of byte j (j < 8) or high nibble of byte j - 8; its top 2
+    bits: bits 2(j // 4)..+1 of byte 8 + j % 4."""
+    s = s.astype(np.int32)
+    low = np.concatenate([s[:, 0:8] & 15, s[:, 0:8] >> 4], axis=1)    # (nb, 16)
+    j = np.arange(16)
+    high = (s[:, 8 + j % 4] >> (2 * (j // 4))) & 3
+    return (low | (high << 4)) - 32
+
+
+def dq_q3_k(raw):
+    """Q3_K, 256 values in 110 bytes: hmask[32], qs[64], scales[12], fp16 d.
+    Value 128h + 32k + l: low 2 bits from bits 2k..2k+1 of qs[32h + l], high
+    bit = bit 4h + k of hmask[l] (clear: subtract 4); scale 8h + 2k + l // 16.
+    x = d * scale * q, q in -4..3."""
+    f = fields(np.frombuffer(raw, np.uint8).reshape(-1, 110), [("hmask", 32), ("qs", 64), ("scales", 12), ("d", 2)])
+    nb = f["qs"].shape[0]
+    qs = f["qs"].reshape(nb, 2, 1, 32).astype(np.int32)
+    k = np.arange(4).reshape(1, 1, 4, 1)
+    low = (qs >> (2 * k)) & 3                                           # (nb, h, k, l)
+    hm = f["hmask"].reshape(nb, 1, 1, 32).astype(np.int32)
+    bit = (hm >> (4 * np.arange(2).reshape(1, 2, 1, 1) + k)) & 1
+    q = low - 4 * (1 - bit)
+    sc = np.repeat(q3_k_scales(f["scales"]).reshape(nb, 2, 4, 2), 16, axis=3).astype(f32)
+    d = as_f32(f["d"]).reshape(nb, 1, 1, 1)
+    return ((d * sc) * q.astype(f32)).reshape(-1)
+
+
+# IQ4_NL / IQ4_XS: a code is an index into these 16 non-uniform levels.
+IQ4_LEVELS = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.int32)
+
+
+def dq_iq4_nl(raw):
+    """IQ4_NL, 32 values in 18 bytes: fp16 d, nibbles as Q4_0; x = d * level[q]."""
+    f = fields(np.frombuffer(raw, np.uint8).reshape(-1, 18), [("d", 2), ("qs", 16)])
+    return (IQ4_LEVELS[nibbles(f["qs"])].astype(f32) * as_f32(f["d"])).reshape(-1)
+
+
+def dq_iq4_xs(raw):
+    """IQ4_XS, 256 values in 136 bytes: fp16 d, u16 scales_h, scales_l[4],
+    qs[128]. Sub-block s (32 values, nibbles as Q4_0 in qs[16s..16s+15]) has the
+    6-bit scale ls = nibble s % 2 of scales_l[s // 2] | bits 2s..2s+1 of scales_h
+    << 4; x = d * (ls - 32) * level[q]."""
+    f = fields(np.frombuffer(raw, np.uint8).reshape(-1, 136), [("d", 2), ("sh", 2), ("sl", 4), ("qs", 128)])
+    nb = f["qs"].shape[0]
+    sh = f["sh"].copy().view("<u2").astype(np.int32)                     # (nb, 1)
+    sl = f["sl"].astype(np.int32)
+    s = np.arange(8)
+    ls = ((sl[:, s // 2] >> (4 * (s % 2))) & 15) | (((sh >> (2 * s)) & 3) << 4)
+    dl = as_f32(f["d"]) * (ls - 32).astype(f32)                          # (nb, 8)
+    q = IQ4_LEVELS[nibbles(f["qs"].reshape(nb * 8, 16))].reshape(nb, 8, 32).astype(f32)
+    return (dl[:, :, None] * q).reshape(-1)
+
+
 # ---- random but sane raw blocks ---------------------------------------------
 
 def rand_blocks(rng, type_name, n):
@@ -167,6 +241,13 @@ def rand_blocks(rng, type_name, n):
         raw[:, 2:4] = h(1e-4, 2e-3, False)
     elif type_name == "Q6_K":
         raw[:, 208:210] = h(1e-4, 2e-3, True)
+    elif type_name == "Q2_K":
+        raw[:, 80:82] = h(1e-4, 2e-3, False)
+        raw[:, 82:84] = h(1e-4, 2e-3, False)
+    elif type_name == "Q3_K":
+        raw[:, 108:110] = h(1e-4, 2e-3, True)
+    elif type_name in ("IQ4_NL", "IQ4_XS"):
+        raw[:, 0:2] = h(1e-4, 2e-3, True)
     return raw.tobytes()
 
 
@@ -187,7 +268,19 @@ def float_tensor(rng, type_name, n):
 
 
 DEQUANT = {"Q8_0": dq_q8_0, "Q4_0": dq_q4_0, "Q4_1": dq_q4_1, "Q5_0": dq_q5_0, "Q5_1": dq_q5_1,
-           "Q4_K": dq_q4_k, "Q5_K": dq_q5_k, "Q6_K": dq_q6_k}
+           "Q4_K": dq_q4_k, "Q5_K": dq_q5_k, "Q6_K": dq_q6_k, "Q2_K": dq_q2_k, "Q3_K": dq_q3_k,
+           "IQ4_NL": dq_iq4_nl, "IQ4_XS": dq_iq4_xs}
+
+
+def cross_check(type_name, raw, vals):
+    """When gguf-py is installed (pip install gguf), its dequantizer must agree."""
+    try:
+        from gguf import GGMLQuantizationType
+        from gguf.quants import dequantize
+    except ImportError:
+        return
+    ref = dequantize(np.frombuffer(raw, np.uint8), GGMLQuantizationType[type_name]).astype(f32).reshape(-1)
+    assert np.array_equal(ref, vals), f"{type_name}: gguf-py disagrees"
 
 
 def quant_types(rng):
@@ -205,12 +298,14 @@ def quant_types(rng):
     w.kv("test.empty", ARRAY, (U64, []))
     n = ROW * ROWS
     expected = []
-    for t in TYPES:
+    rng2 = np.random.default_rng(20261207)
+    for t in TYPES + TYPES_2:
         if t in ("F32", "F16", "BF16"):
             raw, vals = float_tensor(rng, t, n)
         else:
-            raw = rand_blocks(rng, t, n)
+            raw = rand_blocks(rng if t in TYPES else rng2, t, n)
             vals = DEQUANT[t](raw)
+            cross_check(t, raw, vals)
         assert vals.dtype == f32 and vals.shape == (n,)
         w.tensor(f"t.{t}", [ROW, ROWS], t, raw)
         expected.append(vals)
