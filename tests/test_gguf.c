@@ -509,11 +509,54 @@ static void test_kquant_llama(void) {
     tern_model_free(&m);
 }
 
+// TERN_LOAD_PACKED: the packed linears (here all but the F16 attn_q and the
+// Q8_0 ffn_down holding -128) keep no FP32 copy, the embedding does, and the
+// native session gives the same logits bit for bit as after a full load;
+// another format is refused with a clear error.
+static void test_packed_only(const char *path) {
+    tern_model full, lean;
+    CHECK_OK(tern_model_load(&full, path, NULL));
+    CHECK_OK(tern_model_load_ex(&lean, path, NULL, TERN_LOAD_TOKENIZER | TERN_LOAD_PACKED));
+    CHECK(lean.packed_only && !full.packed_only);
+    int dropped = 0, bad = 0;
+    for (int i = 0; i < lean.n_tensors; i++) {
+        const tern_tensor *t = &lean.tensors[i];
+        int keep = !t->packed || !strcmp(t->name, "token_embd.weight");
+        dropped += !keep;
+        bad += keep ? t->data == NULL : t->data != NULL;
+    }
+    CHECK_MSG(dropped > 0 && bad == 0, "%s: %d dropped, %d wrong", path, dropped, bad);
+    static const int tokens[] = {1, 4, 9, 2, 7, 11, 3, 5, 8};
+    const int n = 9, vocab = full.cfg.vocab_size;
+    float *a = malloc((size_t)n * vocab * 4), *b = malloc((size_t)n * vocab * 4);
+    for (int k = 0; k < 2; k++) {
+        tern_session s;
+        tern_packed *p = NULL;
+        CHECK_OK(tern_session_init(&s, k ? &lean : &full, 16, 16));
+        CHECK_OK(tern_session_set_format(&s, "native", 0, &p));
+        CHECK_OK(tern_forward(&s, tokens, 4, 0, k ? b : a));
+        for (int t = 4; t < n; t++) CHECK_OK(tern_forward(&s, tokens + t, 1, t, (k ? b : a) + (size_t)t * vocab));
+        tern_session_free(&s);
+        tern_packed_free(p);
+    }
+    CHECK_MSG(memcmp(a, b, (size_t)n * vocab * 4) == 0, "%s: packed-only logits differ", path);
+    tern_session s;
+    tern_packed *p = NULL;
+    CHECK_OK(tern_session_init(&s, &lean, 16, 16));
+    CHECK_FAILS(tern_session_set_format(&s, "f32", 0, &p), "--format f32 needs the FP32 weights");
+    CHECK(p == NULL);
+    tern_session_free(&s);
+    free(a), free(b);
+    tern_model_free(&full), tern_model_free(&lean);
+}
+
 int main(void) {
     test_quant_types();
     test_tiny_llama();
     test_q8_0_linear();
     test_kquant_llama();
+    test_packed_only(test_src_path("tests/fixtures/quant_types_llama.gguf"));
+    test_packed_only(test_tmp_path("kquant_llama.gguf"));
     test_truncations();
     return test_report();
 }

@@ -156,7 +156,11 @@ static const char *size_str(int64_t bytes, char *buf, size_t cap) {
 
 // load_model flags: a model without a tokenizer is fine (info, bench); say
 // when a large model starts loading (long jobs show progress from the start).
-enum { LOAD_NO_TOKENIZER = 1, LOAD_ANNOUNCE = 2 };
+// LOAD_PACKED: the command runs only the native format (tern_model_load_ex's TERN_LOAD_PACKED).
+enum { LOAD_NO_TOKENIZER = 1, LOAD_ANNOUNCE = 2, LOAD_PACKED = 4 };
+
+// Whether a --format value runs the model's own packing (NULL: the default).
+static int native_format(const char *f) { return !f || !strcmp(f, "native"); }
 
 // Checks --model and sets the threads before anything else runs.
 static int model_given(const common_opts *o, const char *cmd, int flags) {
@@ -171,7 +175,8 @@ static int model_given(const common_opts *o, const char *cmd, int flags) {
 static int load_model(const common_opts *o, tern_model *m, const char *cmd, int flags) {
     int rc = model_given(o, cmd, flags);
     if (rc) return rc;
-    if (tern_model_load_ex(m, o->model, o->tokenizer, !(flags & LOAD_NO_TOKENIZER))) return die();
+    int lf = (flags & LOAD_NO_TOKENIZER ? 0 : TERN_LOAD_TOKENIZER) | (flags & LOAD_PACKED ? TERN_LOAD_PACKED : 0);
+    if (tern_model_load_ex(m, o->model, o->tokenizer, lf)) return die();
     return 0;
 }
 
@@ -184,7 +189,7 @@ static int cmd_info(int argc, char **argv) {
                         opts, N_OPTS(opts), argc, argv, &o.model);
     if (rc >= 0) return rc;
     tern_model m;
-    if ((rc = load_model(&o, &m, "info", LOAD_NO_TOKENIZER))) return rc;
+    if ((rc = load_model(&o, &m, "info", LOAD_NO_TOKENIZER | LOAD_PACKED))) return rc;
     // The file type: what tern quantize / tern export recorded (tern.* metadata).
     tern_export_meta meta;
     char type[160] = "";
@@ -230,12 +235,12 @@ static int load_model_and_tokenizer(const common_opts *o, tern_model *m, tern_to
 // then the model, its tokenizer and its template (override > the model's).
 // A --system the template cannot express fails here, before any turn.
 static int load_chat_model(const common_opts *o, const chat_opts *c, tern_model *m, tern_tokenizer **tok, int *tmpl,
-                           const char *cmd) {
+                           const char *cmd, int flags) {
     if (c->tmpl && tern_chat_template_from_name(c->tmpl) < 0)
         return bad_usage(cmd, "unknown --chat-template '%s' (chatml, smollm2, llama3, llama2, mistral, zephyr, gemma)",
                          c->tmpl);
     if (!o->model) return bad_usage(cmd, "%s", "--model is required");
-    int rc = load_model_and_tokenizer(o, m, tok, cmd, 0);
+    int rc = load_model_and_tokenizer(o, m, tok, cmd, flags);
     if (rc) return rc;
     *tmpl = tern_chat_template_pick(&m->vocab, c->tmpl);
     char *probe = NULL;
@@ -317,8 +322,9 @@ static int cmd_generate(int argc, char **argv) {
     tern_model m;
     tern_tokenizer *tok;
     int tmpl = -1;
-    rc = chat.on ? load_chat_model(&o, &chat, &m, &tok, &tmpl, "generate")
-                 : load_model_and_tokenizer(&o, &m, &tok, "generate", 0);
+    const int lf = native_format(g.format) ? LOAD_PACKED : 0;
+    rc = chat.on ? load_chat_model(&o, &chat, &m, &tok, &tmpl, "generate", lf)
+                 : load_model_and_tokenizer(&o, &m, &tok, "generate", lf);
     if (rc) {
         free(file_text);
         return rc;
@@ -423,7 +429,7 @@ static int cmd_serve(int argc, char **argv) {
                          tmpl);
     tern_model m;
     tern_tokenizer *tok;
-    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "serve", LOAD_ANNOUNCE))) return rc;
+    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "serve", LOAD_ANNOUNCE | LOAD_PACKED))) return rc;
     so.model = &m, so.tok = tok, so.threads = o.threads;
     // The chat template: the override, else the model's; without one only completions are served.
     so.chat_template = tmpl || m.vocab.chat_template ? tern_chat_template_pick(&m.vocab, tmpl) : -1;
@@ -499,7 +505,7 @@ static int cmd_chat(int argc, char **argv) {
     tern_model m;
     tern_tokenizer *tok;
     int tmpl;
-    if ((rc = load_chat_model(&o, &chat, &m, &tok, &tmpl, "chat"))) return rc;
+    if ((rc = load_chat_model(&o, &chat, &m, &tok, &tmpl, "chat", native_format(g.format) ? LOAD_PACKED : 0))) return rc;
     tern_chat_session cs;
     if (tern_chat_session_init(&cs, &m, tok, tmpl, &g)) {
         tern_tokenizer_free(tok);
@@ -581,7 +587,7 @@ static int cmd_ppl(int argc, char **argv) {
     if (tern_read_file(file, &text, &len)) return die();
     tern_model m;
     tern_tokenizer *tok;
-    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "ppl", 0))) {
+    if ((rc = load_model_and_tokenizer(&o, &m, &tok, "ppl", native_format(format) ? LOAD_PACKED : 0))) {
         free(text);
         return rc;
     }
@@ -666,8 +672,10 @@ static int cmd_bench(int argc, char **argv) {
         list[n_formats++] = f;
     }
     if (n_formats == 0) return bad_usage("bench", "%s", "--compare: no format given");
+    int all_native = 1;
+    for (int k = 0; k < n_formats; k++) all_native &= native_format(list[k]);
     tern_model m; // no tokenizer needed: bench runs token ids
-    if ((rc = load_model(&o, &m, "bench", LOAD_NO_TOKENIZER))) return rc;
+    if ((rc = load_model(&o, &m, "bench", LOAD_NO_TOKENIZER | (all_native ? LOAD_PACKED : 0)))) return rc;
     if (b.n_prompt > m.cfg.max_seq || b.n_gen > m.cfg.max_seq)
         fprintf(stderr, "tern bench: warning: %s %d exceeds the model's training context of %d tokens (the KV cache "
                         "is made that long; positions past the context are timed all the same)\n",
@@ -943,7 +951,7 @@ static int cmd_eval(int argc, char **argv) {
     tern_model m;
     tern_tokenizer *tok = NULL;
     if (n_read < n_tasks) rc = die();
-    else rc = load_model_and_tokenizer(&o, &m, &tok, "eval", 0);
+    else rc = load_model_and_tokenizer(&o, &m, &tok, "eval", LOAD_PACKED);
     if (rc) {
         for (int k = 0; k < n_read; k++) tern_zs_task_free(&task[k]);
         return rc;

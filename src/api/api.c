@@ -38,7 +38,8 @@ TERN_API int tern_llm_load(tern_llm **out, const char *model, const char *tokeni
     if (!model) return tern_errorf("tern_llm_load: no model path");
     tern_llm *llm = calloc(1, sizeof *llm);
     if (!llm) return tern_errorf("out of memory");
-    if (tern_model_load(&llm->model, model, tokenizer)) {
+    // The API runs the native format only: packed linears keep no FP32 copy.
+    if (tern_model_load_ex(&llm->model, model, tokenizer, TERN_LOAD_TOKENIZER | TERN_LOAD_PACKED)) {
         free(llm);
         return -1;
     }

@@ -394,11 +394,16 @@ void tern_packed_free(tern_packed *p) {
     free(p);
 }
 
-// The tensor of s's model whose FP32 data a linear views (NULL if none).
-static const tern_tensor *tensor_of(const tern_session *s, const float *w) {
-    for (int i = 0; i < s->model->n_tensors; i++)
-        if (s->model->tensors[i].data == w) return &s->model->tensors[i];
-    return NULL;
+// The model tensor behind linear i of s (decoder linears layer by layer in
+// TERN_L_* order, then the head); NULL if none.
+static const tern_tensor *tensor_of(const tern_session *s, int i) {
+    static const char *kinds[TERN_L_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
+                                              "ffn_down"};
+    char name[TERN_NAME_MAX];
+    if (i == s->cfg.n_layers * TERN_L_COUNT)
+        snprintf(name, sizeof name, "%s", s->cfg.tied_embeddings ? "token_embd.weight" : "output.weight");
+    else snprintf(name, sizeof name, "blk.%d.%s.weight", i / TERN_L_COUNT, kinds[i % TERN_L_COUNT]);
+    return tern_model_find(s->model, name);
 }
 
 // Points l at a loaded tensor's packed bytes (no copy, no re-quantization).
@@ -488,7 +493,7 @@ int tern_session_use_native(tern_session *s, tern_packed **out) {
     for (int i = 0; i < p->n_lins && rc == 0; i++) {
         int is_head = i == p->n_lins - 1;
         tern_linear *l = is_head ? &s->head : &s->lin[i];
-        const tern_tensor *t = tensor_of(s, l->w);
+        const tern_tensor *t = tensor_of(s, i);
         // A head stored as bf16 (BitNet's) runs as bf16: the same values at half the bytes of FP32.
         if (is_head && t && !t->packed && strcmp(t->src_type, "BF16") == 0) rc = bf16_linear(&p->lins[i], p, l);
         if (t && is_ggml_quant(t)) rc = requant_linear(p, &p->lins[i], l, t, &err2, &norm2);
@@ -525,6 +530,9 @@ int tern_format_known(const char *format) {
 int tern_session_set_format(tern_session *s, const char *format, int group, tern_packed **out) {
     *out = NULL;
     if (!strcmp(format, "native")) return tern_session_use_native(s, out);
+    if (s->model->packed_only)
+        return tern_errorf("%s: --format %s needs the FP32 weights, and the model was loaded for packed inference "
+                           "only (format native)", s->model->path, format);
     if (!strcmp(format, "f32")) return 0;
     int is_bf16 = !strcmp(format, "bf16");
     tern_kfmt_id body = TERN_KFMT_T2;
@@ -539,7 +547,7 @@ int tern_session_set_format(tern_session *s, const char *format, int group, tern
     for (int i = 0; i < p->n_lins && rc == 0; i++) {
         int is_head = i == p->n_lins - 1;
         tern_linear *l = is_head ? &s->head : &s->lin[i];
-        const tern_tensor *t = tensor_of(s, l->w);
+        const tern_tensor *t = tensor_of(s, i);
         int q8 = is_head || body == TERN_KFMT_Q8;
         if (is_bf16) rc = bf16_linear(&p->lins[i], p, l);
         else if (q8 && t && t->packed && t->packed_fmt == TERN_KFMT_Q8) rc = native_linear(p, &p->lins[i], l, t);

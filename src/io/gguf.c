@@ -470,10 +470,12 @@ int tern_gguf_dequantize(const tern_gguf *g, const tern_gguf_tensor *t, float *o
     return 0;
 }
 
-// Dequantizes tensors [0, n) of g into outs[i], all in one parallel loop.
+// Dequantizes tensors [0, n) of g into outs[i], all in one parallel loop
+// (outs[i] NULL: tensor i is skipped).
 static int dequantize_all(const tern_gguf *g, float *const *outs, int64_t n) {
     int64_t total = 0;
     for (int64_t i = 0; i < n; i++) {
+        if (!outs[i]) continue;
         if (packed_format(g->tensors[i].type, NULL)) {
             if (dequant_packed(g, &g->tensors[i], outs[i])) return -1;
             continue;
@@ -485,7 +487,7 @@ static int dequantize_all(const tern_gguf *g, float *const *outs, int64_t n) {
     if (!c) return tern_errorf("out of memory");
     int64_t k = 0;
     for (int64_t i = 0; i < n; i++)
-        if (!packed_format(g->tensors[i].type, NULL)) k += add_chunks(c + k, &g->tensors[i], outs[i]);
+        if (outs[i] && !packed_format(g->tensors[i].type, NULL)) k += add_chunks(c + k, &g->tensors[i], outs[i]);
     run_chunks(c, k);
     free(c);
     return 0;
@@ -1329,27 +1331,39 @@ int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
         if (check_supported(g, t)) return -1;
         int64_t shape[TERN_MAX_DIMS];
         for (int d = 0; d < t->n_dims; d++) shape[d] = t->ne[t->n_dims - 1 - d]; // outermost first
-        if (!tern_model_add_tensor(m, t->name, t->n_dims, shape, tern_gguf_type_name(t->type))) return -1;
+        // Not zeroed: every value is written by the dequantization below, and
+        // a packed-only load never touches a dropped tensor's pages.
+        if (!tern_model_add_tensor_ex(m, t->name, t->n_dims, shape, tern_gguf_type_name(t->type), 0)) return -1;
     }
     tern_weights w;
     if (tern_model_bind(m, &w)) return -1;
     tern_weights_free(&w);
-    float **outs = malloc((size_t)(g->n_tensors ? g->n_tensors : 1) * sizeof *outs);
-    if (!outs) return tern_errorf("out of memory");
-    for (int64_t i = 0; i < g->n_tensors; i++) outs[i] = m->tensors[base + i].data;
-    int rc = dequantize_all(g, outs, g->n_tensors);
-    free(outs);
     int lowbit_file = 0, packed_file = 0;
     for (int64_t i = 0; i < g->n_tensors; i++) {
         lowbit_file |= lowbit_type(g->tensors[i].type);
         const tern_gguf_tensor *gt = &g->tensors[i];
         packed_file |= lowbit_type(gt->type) || (quantized_type(gt->type) && layer_matrix(gt));
     }
+    // The packed copies come from the file's blocks, not from the FP32 values.
+    int rc = 0;
     for (int64_t i = 0; i < g->n_tensors && rc == 0; i++) {
         const tern_gguf_tensor *gt = &g->tensors[i];
         rc = packed_format(gt->type, NULL) ? keep_packed(gt, &m->tensors[base + i])
                                            : repack_codes(g, gt, lowbit_file, packed_file, &m->tensors[base + i]);
     }
+    // TERN_LOAD_PACKED: packed linears (and an untied head) get no FP32 copy;
+    // their never-touched allocations go back. BitNet's loader rewrites FP32
+    // values after this, so a bitnet model keeps them.
+    const int lazy = m->packed_only && strcmp(m->cfg.arch, "bitnet") != 0;
+    float **outs = rc ? NULL : malloc((size_t)(g->n_tensors ? g->n_tensors : 1) * sizeof *outs);
+    if (rc == 0 && !outs) rc = tern_errorf("out of memory");
+    for (int64_t i = 0; rc == 0 && i < g->n_tensors; i++) {
+        tern_tensor *t = &m->tensors[base + i];
+        if (lazy && t->packed && strcmp(t->name, "token_embd.weight") != 0) tern_free(t->data), t->data = NULL;
+        outs[i] = t->data;
+    }
+    if (rc == 0) rc = dequantize_all(g, outs, g->n_tensors);
+    free(outs);
     if (rc == 0 && strcmp(m->cfg.arch, "bitnet") == 0) rc = tern_bitnet_finish_gguf(m);
     return rc;
 }

@@ -52,12 +52,14 @@ static int load_vocab_override(tern_model *m, const char *tok_path) {
 }
 
 int tern_model_load(tern_model *m, const char *path, const char *tokenizer_path) {
-    return tern_model_load_ex(m, path, tokenizer_path, 1);
+    return tern_model_load_ex(m, path, tokenizer_path, TERN_LOAD_TOKENIZER);
 }
 
-int tern_model_load_ex(tern_model *m, const char *path, const char *tokenizer_path, int need_tokenizer) {
+int tern_model_load_ex(tern_model *m, const char *path, const char *tokenizer_path, int flags) {
     memset(m, 0, sizeof *m);
     snprintf(m->path, sizeof m->path, "%s", path);
+    m->packed_only = (flags & TERN_LOAD_PACKED) != 0; // the GGUF reader honours it; the others load FP32
+    const int need_tokenizer = flags & TERN_LOAD_TOKENIZER;
     int rc;
     char config[sizeof m->path + 16];
     snprintf(config, sizeof config, "%s/config.json", path);
@@ -71,6 +73,9 @@ int tern_model_load_ex(tern_model *m, const char *path, const char *tokenizer_pa
     if (rc == 0 && tokenizer_path) rc = load_vocab_override(m, tokenizer_path);
     if (rc == 0 && need_tokenizer && m->vocab.type == TERN_VOCAB_NONE)
         rc = tern_errorf("%s: the model carries no tokenizer; pass --tokenizer FILE", path);
+    int dropped = 0; // packed_only says whether any tensor really has no FP32 data
+    for (int i = 0; rc == 0 && i < m->n_tensors; i++) dropped |= m->tensors[i].data == NULL;
+    m->packed_only = dropped;
     if (rc) {
         tern_model_free(m);
         return -1;
@@ -136,6 +141,11 @@ tern_tensor *tern_model_find(const tern_model *m, const char *name) {
 
 tern_tensor *tern_model_add_tensor(tern_model *m, const char *name, int ndim, const int64_t *shape,
                                    const char *src_type) {
+    return tern_model_add_tensor_ex(m, name, ndim, shape, src_type, 1);
+}
+
+tern_tensor *tern_model_add_tensor_ex(tern_model *m, const char *name, int ndim, const int64_t *shape,
+                                      const char *src_type, int zero) {
     if (ndim < 1 || ndim > TERN_MAX_DIMS) {
         tern_errorf("%s: tensor %s has %d dimensions", m->path, name, ndim);
         return NULL;
@@ -171,7 +181,7 @@ tern_tensor *tern_model_add_tensor(tern_model *m, const char *name, int ndim, co
         m->tensors = t;
         m->cap_tensors = cap;
     }
-    float *data = tern_calloc(bytes);
+    float *data = zero ? tern_calloc(bytes) : tern_alloc(bytes);
     if (!data) return NULL;
     tern_tensor *t = &m->tensors[m->n_tensors++];
     memset(t, 0, sizeof *t);

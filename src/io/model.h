@@ -68,11 +68,14 @@ typedef struct {
     int ndim;
     int64_t shape[TERN_MAX_DIMS]; // outermost first
     int64_t numel;
-    float *data;                  // owned by the model (one aligned allocation per tensor)
+    // Owned by the model (one aligned allocation per tensor). NULL for a packed
+    // linear of a model loaded with TERN_LOAD_PACKED (inference only).
+    float *data;
     char src_type[16];            // type in the source file, e.g. "Q4_1", "BF16", "F32"
     // Packed storage from a .tern file (NULL otherwise): rows x packed row bytes
     // in a kernels/formats.h format (packed_fmt = tern_kfmt_id), with its group
-    // and shift flag. Owned by the model; `data` still holds the FP32 values.
+    // and shift flag. Owned by the model; `data` still holds the FP32 values
+    // unless the model was loaded with TERN_LOAD_PACKED.
     const void *packed;
     size_t packed_bytes;
     int packed_fmt, packed_group, packed_shift;
@@ -123,6 +126,7 @@ typedef struct {
     char format[16];   // "llama2c", "gguf", "hf"
     char path[512];    // where it came from
     int cap_tensors;   // allocated length of `tensors`
+    int packed_only;   // loaded with TERN_LOAD_PACKED: packed linears have no FP32 data
 } tern_model;
 
 // Weights of one decoder block, resolved by name (pointers into tensors).
@@ -147,8 +151,16 @@ typedef struct {
 // file, or a llama2.c checkpoint. `tokenizer_path` (may be NULL) overrides the
 // embedded tokenizer (required for llama2.c checkpoints, which carry none).
 int tern_model_load(tern_model *m, const char *path, const char *tokenizer_path);
-// need_tokenizer 0: a model without a tokenizer loads too (tern info on a llama2.c checkpoint).
-int tern_model_load_ex(tern_model *m, const char *path, const char *tokenizer_path, int need_tokenizer);
+// flags: TERN_LOAD_TOKENIZER (without it a model without a tokenizer loads too:
+// tern info on a llama2.c checkpoint) | TERN_LOAD_PACKED: for packed inference
+// only, a GGUF / .tern model's packed linears (and an untied packed head) are
+// not dequantized and keep no FP32 data, so a model takes about its file's size
+// in memory instead of 4 bytes a weight, and loads that much faster. The
+// embedding stays FP32 (its rows are looked up). Sessions of such a model run
+// only the "native" format.
+#define TERN_LOAD_TOKENIZER 1
+#define TERN_LOAD_PACKED 2
+int tern_model_load_ex(tern_model *m, const char *path, const char *tokenizer_path, int flags);
 void tern_model_free(tern_model *m);
 
 // Checks the config for sane, non-overflowing values ("PATH: n_heads 0 ...").
@@ -169,6 +181,9 @@ int tern_permute_rope_rows(float *data, int heads, int hd, int64_t cols);
 // Adds a tensor with freshly allocated float storage (zeroed); returns it or NULL.
 tern_tensor *tern_model_add_tensor(tern_model *m, const char *name, int ndim, const int64_t *shape,
                                    const char *src_type);
+// Same; zero 0 leaves the storage uninitialized (for a reader that writes every value).
+tern_tensor *tern_model_add_tensor_ex(tern_model *m, const char *name, int ndim, const int64_t *shape,
+                                      const char *src_type, int zero);
 int64_t tern_model_param_count(const tern_model *m);
 
 void tern_vocab_free(tern_vocab *v);
