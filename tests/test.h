@@ -152,6 +152,7 @@ static inline int test_packed_lossless(const tern_tensor *t, int *lo, int *hi) {
     const tern_kformat *f = tern_kformat_get((tern_kfmt_id)t->packed_fmt);
     int rows = (int)t->shape[0], cols = (int)t->shape[1], g = t->packed_group, ng = (cols + g - 1) / g, same = 1;
     tern_kmatrix km;
+    *lo = *hi = 0;
     if (tern_kmatrix_init(&km, f, rows, cols, g, t->packed_shift, t->packed)) return 0;
     int8_t *codes = malloc((size_t)t->numel);
     float *scales = malloc((size_t)rows * ng * sizeof(float)), *shifts = malloc((size_t)rows * ng * sizeof(float));

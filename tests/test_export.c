@@ -51,7 +51,7 @@ static void q8_embedding(tern_model *m) {
     int g = TERN_KQ8_GROUP < cols ? TERN_KQ8_GROUP : cols, ng = (cols + g - 1) / g;
     int8_t *codes = malloc((size_t)rows * cols);
     float *scales = malloc((size_t)rows * ng * sizeof(float));
-    tern_absmax_q8(t->data, rows, cols, g, codes, scales);
+    tern_absmax_q8(t->data, rows, cols, g, codes, scales, NULL, NULL);
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++)
             t->data[(size_t)r * cols + c] =

@@ -182,6 +182,29 @@ static void test_quant_types(void) {
     free(exp_data);
 }
 
+// A matrix the loader requantized (no exact packing): q8-row at G = 32, its
+// recorded error the RMS error of the packed values against the FP32 ones.
+static void check_requantized(const tern_tensor *t) {
+    int ok = t && t->packed && t->packed_fmt == TERN_KFMT_Q8 && t->packed_group == 32 && !t->packed_shift;
+    CHECK_MSG(ok, "%s (%s) not requantized to q8-row", t ? t->name : "?", t ? t->src_type : "?");
+    if (!ok) return;
+    int rows = (int)t->shape[0], cols = (int)t->shape[1], ng = cols / 32;
+    tern_kmatrix km;
+    CHECK_OK(tern_kmatrix_init(&km, tern_kformat_get(TERN_KFMT_Q8), rows, cols, 32, 0, t->packed));
+    int8_t *c = malloc((size_t)t->numel);
+    float *sc = malloc((size_t)rows * ng * sizeof(float));
+    tern_kunpack(&km, c, sc, NULL, NULL);
+    double e2 = 0, n2 = 0;
+    for (size_t i = 0; i < (size_t)t->numel; i++) {
+        double d = (double)sc[i / 32] * c[i] - t->data[i];
+        e2 += d * d, n2 += (double)t->data[i] * t->data[i];
+    }
+    double rms = sqrt(e2 / n2);
+    CHECK_MSG(t->packed_err > 0 && t->packed_err < 1e-2 && fabs(rms / t->packed_err - 1) < 1e-4,
+              "%s: recorded error %.4g, measured %.4g", t->name, (double)t->packed_err, rms);
+    free(c), free(sc);
+}
+
 // A file holding Q4_0 matrices runs them packed as q4g (G = 32, c = q + 8,
 // zero point 8: the values bit for bit), its Q8_0 and Q5_0 matrices (ffn_down,
 // ffn_up and the embedding, the tied head) as q8-row (Q5_0: c = q - 16), its
@@ -212,14 +235,12 @@ static void test_tiny_llama_packed(const tern_model *m) {
                       "%s as %s: not lossless (codes %d..%d)", packed[i].type, tern_kformat_get(packed[i].fmt)->name,
                       lo, hi);
     }
-    // ffn_down's random Q8_0 blocks hold code -128, which q8-row cannot: not
-    // packed at load (the native session requantizes it, said on stderr;
-    // llama.cpp's quantizer writes -127..127; test_q8_0_linear packs one).
-    static const char *fp32[] = {"blk.0.attn_q.weight", "blk.0.ffn_down.weight"}; // F16, Q8_0
-    for (size_t i = 0; i < sizeof fp32 / sizeof fp32[0]; i++) {
-        const tern_tensor *t = tern_model_find(m, fp32[i]);
-        CHECK_MSG(t && !t->packed, "%s packed", fp32[i]);
-    }
+    // ffn_down's random Q8_0 blocks hold code -128, which q8-row cannot keep:
+    // requantized (llama.cpp's quantizer writes -127..127; test_q8_0_linear
+    // packs one exactly). F16 stays FP32.
+    check_requantized(tern_model_find(m, "blk.0.ffn_down.weight"));
+    const tern_tensor *q = tern_model_find(m, "blk.0.attn_q.weight");
+    CHECK(q && !q->packed);
     static const int tokens[] = {1, 4, 9, 2, 7, 11, 3};
     const int n = 7, vocab = m->cfg.vocab_size;
     float *a = malloc((size_t)n * vocab * 4), *b = malloc((size_t)n * vocab * 4);
@@ -405,8 +426,8 @@ static void *quant_blocks(uint32_t type, size_t n, size_t *nbytes) {
 // shifts at G = 32 (d * scale and dmin * min rounded to fp16: relative element
 // error <= 2^-11), IQ4_NL as q8-row (its levels are int8 codes: lossless); the
 // types with no exact packing (Q6_K, Q3_K and Q2_K with scales per 16 values,
-// IQ4_XS's non-uniform levels under a 6-bit scale) stay unpacked and the
-// native session runs them as q8-row; its logits stay near FP32's.
+// IQ4_XS's non-uniform levels under a 6-bit scale) are requantized to q8-row
+// per 32 at load; the native logits stay near FP32's.
 static void test_kquant_llama(void) {
     tern_model base;
     CHECK_OK(tern_model_load(&base, test_src_path("tests/fixtures/quant_types_llama.gguf"), NULL));
@@ -429,13 +450,10 @@ static void test_kquant_llama(void) {
     CHECK_OK(tern_gguf_add_tensor(w, "output_norm.weight", TERN_GGML_F32, 1, vec, ones, 1024));
     CHECK_OK(tern_gguf_add_tensor(w, "blk.0.attn_norm.weight", TERN_GGML_F32, 1, vec, ones, 1024));
     CHECK_OK(tern_gguf_add_tensor(w, "blk.0.ffn_norm.weight", TERN_GGML_F32, 1, vec, ones, 1024));
-    uint8_t *embd = keep[nk++] = malloc(12 * 8 * 34); // Q8_0: fp16 d, 32 codes in -127..127
-    for (int b = 0; b < 12 * 8; b++) {
-        int8_t q[32];
-        for (int j = 0; j < 32; j++) q[j] = (int8_t)((int)(rnd() % 255) - 127);
-        tern_gguf_encode_q8_0(q, 0.01f, embd + 34 * b);
-    }
-    CHECK_OK(tern_gguf_add_tensor(w, "token_embd.weight", TERN_GGML_Q8_0, 2, (const int64_t[]){12, 256}, embd, 12 * 8 * 34));
+    size_t embd_bytes; // the tied embedding / head in Q6_K, as llama-quantize writes a head
+    keep[nk] = quant_blocks(TERN_GGML_Q6_K, 12 * 256, &embd_bytes);
+    CHECK_OK(tern_gguf_add_tensor(w, "token_embd.weight", TERN_GGML_Q6_K, 2, (const int64_t[]){12, 256}, keep[nk++],
+                                  embd_bytes));
     for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
         size_t nbytes;
         keep[nk] = quant_blocks(mats[i].type, (size_t)mats[i].rows * 256, &nbytes);
@@ -463,7 +481,7 @@ static void test_kquant_llama(void) {
             continue;
         }
         if (type != TERN_GGML_Q4_K && type != TERN_GGML_Q5_K) {
-            CHECK_MSG(t && !t->packed, "%s (%s) packed at load", mats[i].name, t ? t->src_type : "?");
+            check_requantized(t);
             continue;
         }
         tern_kfmt_id want = type == TERN_GGML_Q4_K ? TERN_KFMT_Q4G : TERN_KFMT_Q8;
@@ -473,8 +491,7 @@ static void test_kquant_llama(void) {
         // > 0: the fp16 rounding is real (random 6-bit scales need 17 bits).
         CHECK_MSG(err > 0 && err <= ldexp(1, -11), "%s: packed vs FP32 relative error %.3g", mats[i].name, err);
     }
-    const tern_tensor *e = tern_model_find(&m, "token_embd.weight");
-    CHECK(e && e->packed && e->packed_fmt == TERN_KFMT_Q8 && e->packed_group == 32 && !e->packed_shift);
+    check_requantized(tern_model_find(&m, "token_embd.weight"));
     // tern info says which linears are packed and which run requantized.
     FILE *f = tmpfile();
     char info[8192] = {0};
@@ -484,8 +501,8 @@ static void test_kquant_llama(void) {
         info[fread(info, 1, sizeof info - 1, f)] = 0;
         fclose(f);
     }
-    CHECK_MSG(strstr(info, "packed:       3 decoder linears") &&
-                  strstr(info, "; 4 more decoder linears (block types with no exact packing) run as int8 per 32"),
+    CHECK_MSG(strstr(info, "packed:       7 decoder linears") &&
+                  strstr(info, " (4 requantized to int8 per 32: no exact packing)\n"),
               "%s", info);
     static const int tokens[] = {1, 4, 9, 2, 7, 11, 3, 5, 8};
     const int n = 9, vocab = m.cfg.vocab_size;

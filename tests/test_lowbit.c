@@ -159,14 +159,29 @@ static void test_bytes(const tern_model *m) {
 }
 
 // A head stored in a K-quant (llama-quantize's Q6_K output beside TQ2_0
-// matrices) runs as int8 per 32 rather than FP32: here the tied head's packed
-// bytes are dropped and its source type named Q6_K. Bytes per token fall to
-// the q8 size; logits stay within the int8 bound of test_logits.
+// matrices) runs as int8 per 32 rather than FP32: the GGUF reader requantizes
+// it (io/gguf.c requant_q8; test_gguf checks that on real K-quant blocks).
+// Here the tied head's packed bytes are replaced the same way, absmax int8 per
+// 32 from its values with the error recorded, and its source type named
+// Q6_K. Bytes per token are the q8 size; logits stay within the int8 bound of
+// test_logits.
 static void test_kquant_head(tern_model *m, const reference *r) {
     tern_tensor *t = (tern_tensor *)tern_model_find(m, "token_embd.weight");
     tern_free((void *)t->packed); // the model owns it
-    t->packed = NULL, t->packed_bytes = 0;
+    int rows = (int)t->shape[0], cols = (int)t->shape[1];
+    tern_kmatrix km;
+    CHECK_OK(tern_kmatrix_init(&km, tern_kformat_get(TERN_KFMT_Q8), rows, cols, 32, 0, NULL));
+    uint8_t *packed = tern_alloc((size_t)rows * km.row_bytes);
+    int8_t *codes = malloc((size_t)t->numel);
+    float *scales = malloc((size_t)t->numel / 32 * sizeof(float));
+    double e2 = 0, n2 = 0;
+    tern_absmax_q8(t->data, rows, cols, 32, codes, scales, &e2, &n2);
+    CHECK_OK(tern_kpack(&km, packed, codes, scales, NULL, NULL));
+    free(codes), free(scales);
+    t->packed = packed, t->packed_bytes = (size_t)rows * km.row_bytes;
+    t->packed_fmt = TERN_KFMT_Q8, t->packed_group = 32, t->packed_shift = 0, t->packed_err = (float)sqrt(e2 / n2);
     snprintf(t->src_type, sizeof t->src_type, "Q6_K");
+    CHECK(t->packed_err < 1e-2); // 0 here: the values were int8 per 32 already (the file's Q8_0)
     tern_session s;
     tern_packed *p = NULL;
     CHECK_OK(tern_session_init(&s, m, 64, 4));

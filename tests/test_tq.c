@@ -291,7 +291,7 @@ static void check_export(const char *fp_path) {
     const tern_tensor *e = tern_model_find(&fp, "output.weight");
     int8_t *q = malloc((size_t)e->numel);
     float *sc = malloc((size_t)e->numel / 32 * sizeof(float));
-    tern_absmax_q8(e->data, 512, DIM, 32, q, sc);
+    tern_absmax_q8(e->data, 512, DIM, 32, q, sc, NULL, NULL);
     int ok = 1;
     for (int64_t i = 0; i < e->numel; i++)
         ok &= tern_model_find(&t2, "output.weight")->data[i] == tern_f16_to_f32(tern_f32_to_f16(sc[i / 32])) * q[i];

@@ -250,7 +250,7 @@ static int add_tensor(tern_gguf_writer *w, buf_list *bl, const tern_tensor *t, t
     uint8_t *zeros = lin && bits ? malloc(ng) : NULL;
     int rc = codes && scales && (!(shift || plain) || shifts) && (!lin || !bits || zeros) ? 0 : tern_errorf("out of memory");
     if (rc == 0) {
-        if (!lin) tern_absmax_q8(t->data, rows, cols, g, codes, scales);
+        if (!lin) tern_absmax_q8(t->data, rows, cols, g, codes, scales, NULL, NULL);
         else if (bits) rc = recover_rtn_matrix(t, g, bits, meta->method, codes, scales, zeros);
         else if (meta->method[0]) rc = recover_matrix(t, g, shift, meta->method, codes, scales, shifts);
         else plain_codes(j, t, g, codes, scales, shifts, &shift);
@@ -599,7 +599,7 @@ static int add_q8_0(tern_gguf_writer *wr, buf_list *bl, const tern_tensor *t) {
     uint8_t *dst = buf_new(bl, bytes);
     int rc = codes && scales && dst ? 0 : tern_errorf("out of memory");
     if (rc == 0) {
-        tern_absmax_q8(t->data, rows, cols, TERN_GGUF_Q8_0_BLOCK, codes, scales);
+        tern_absmax_q8(t->data, rows, cols, TERN_GGUF_Q8_0_BLOCK, codes, scales, NULL, NULL);
         for (size_t b = 0; b < (size_t)rows * nb; b++)
             tern_gguf_encode_q8_0(codes + b * TERN_GGUF_Q8_0_BLOCK, scales[b], dst + b * TERN_GGUF_Q8_0_BYTES);
         rc = tern_gguf_add_tensor(wr, t->name, TERN_GGUF_TYPE_Q8_0, 2, t->shape, dst, bytes);

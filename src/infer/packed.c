@@ -42,8 +42,9 @@ struct tern_packed {
     double lossy_err2, lossy_norm2; // their squared weight error and squared norm
     int64_t file_bytes; // native: the file's size
     const char *name;   // native: the body format's name ("tern-t2", ...)
-    int requant;        // native: linears in block types with no exact packing, run as q8-row
+    int requant;        // native: linears the loader requantized to q8-row (no exact packing)
     char requant_types[64]; // their types ("Q6_K, Q3_K")
+    float requant_err;  // their largest relative weight error
 };
 
 // The activation buffer of m's input (shared by matrices of the same width and activation group).
@@ -259,20 +260,6 @@ void tern_ternary_error(const float *w, int rows, int cols, int group, const int
 }
 
 // int8 codes with one absmax scale per block of `group` columns.
-void tern_absmax_q8(const float *w, int rows, int cols, int group, int8_t *codes, float *scales) {
-    int n_groups = (cols + group - 1) / group;
-    for (int r = 0; r < rows; r++)
-        for (int g = 0; g < n_groups; g++) {
-            int c0 = g * group, c1 = c0 + group < cols ? c0 + group : cols;
-            const float *x = w + (size_t)r * cols;
-            float amax = 0;
-            for (int c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(x[c]));
-            float scale = amax / 127.0f;
-            scales[(size_t)r * n_groups + g] = scale;
-            for (int c = c0; c < c1; c++) codes[(size_t)r * cols + c] = (int8_t)(scale > 0 ? rintf(x[c] / scale) : 0);
-        }
-}
-
 static void set_packed_hooks(tern_linear *l, plinear *pl) {
     l->apply = packed_apply;
     l->prepare = packed_prepare;
@@ -343,7 +330,7 @@ static int pack_linear(tern_packed *p, plinear *pl, tern_linear *l, tern_kfmt_id
     int8_t *codes = malloc((size_t)rows * cols);
     float *scales = malloc(ng * sizeof(float)), *shifts = malloc(ng * sizeof(float));
     int rc = codes && scales && shifts ? 0 : tern_errorf("out of memory"), kind = TERN_TERNARY_ABSMEAN;
-    if (rc == 0 && fmt == TERN_KFMT_Q8) tern_absmax_q8(l->w, rows, cols, group, codes, scales);
+    if (rc == 0 && fmt == TERN_KFMT_Q8) tern_absmax_q8(l->w, rows, cols, group, codes, scales, NULL, NULL);
     else if (rc == 0) {
         kind = tern_ternary_codes(l->w, rows, cols, group, codes, scales, shifts);
         if (kind == TERN_TERNARY_ABSMEAN && tg && tg != group) {
@@ -436,75 +423,40 @@ static int packed_new(const tern_session *s, tern_packed **out) {
     return p->lins ? tern_kernel_default(&p->impl) : tern_errorf("out of memory");
 }
 
-// A llama.cpp block type ("Q6_K", "IQ4_NL", ...) that the loader could not
-// repack exactly for the kernels (t->packed is NULL).
-static int is_ggml_quant(const tern_tensor *t) {
-    const char *type = t->src_type;
-    return !t->packed && (type[0] == 'Q' || (type[0] == 'I' && type[1] == 'Q'));
-}
-
-// Relative RMS error of w [rows, cols] as absmax int8 per group (tern_absmax_q8's rounding).
-static double q8_rel_error(const float *w, int rows, int cols, int group) {
-    double err2 = 0, norm2 = 0;
-    for (int r = 0; r < rows; r++)
-        for (int c0 = 0; c0 < cols; c0 += group) {
-            const float *x = w + (size_t)r * cols;
-            int c1 = c0 + group < cols ? c0 + group : cols;
-            float amax = 0;
-            for (int c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(x[c]));
-            float scale = amax / 127.0f;
-            for (int c = c0; c < c1; c++) {
-                double d = x[c] - (scale > 0 ? scale * rintf(x[c] / scale) : 0);
-                err2 += d * d, norm2 += (double)x[c] * x[c];
-            }
-        }
-    return norm2 > 0 ? sqrt(err2 / norm2) : 0;
-}
-
-// A linear llama.cpp stored in a block type with no exact packing (Q6_K's
-// scales per 16 values, Q2_K / Q3_K, IQ*; llama-quantize writes TQ2_0 models
-// with a Q6_K output) would stream FP32, four bytes a weight: it runs as int8
-// per 32 instead, and the weight error is summed for one note on stderr.
-static int requant_linear(tern_packed *p, plinear *pl, tern_linear *l, const tern_tensor *t, double *err2,
-                          double *norm2) {
-    const int group = 32;
-    if (pack_linear(p, pl, l, TERN_KFMT_Q8, group, NULL)) return -1;
-    double e = q8_rel_error(l->w, l->rows, l->cols, group), nw = 0;
-    for (size_t i = 0; i < (size_t)l->rows * l->cols; i++) nw += (double)l->w[i] * l->w[i];
-    *err2 += e * e * nw, *norm2 += nw;
+// The note on the linears the loader requantized (tern_tensor.packed_err).
+static void requant_note(tern_packed *p, const tern_tensor *t) {
+    if (!(t->packed_err > 0)) return;
     size_t n = strlen(p->requant_types);
     if (!strstr(p->requant_types, t->src_type) && n + strlen(t->src_type) + 3 < sizeof p->requant_types)
         snprintf(p->requant_types + n, sizeof p->requant_types - n, "%s%s", n ? ", " : "", t->src_type);
     p->requant++;
-    return 0;
+    if (t->packed_err > p->requant_err) p->requant_err = t->packed_err;
 }
 
 int tern_session_use_native(tern_session *s, tern_packed **out) {
     *out = NULL;
     int any = 0;
-    for (int i = 0; i < s->model->n_tensors; i++)
-        any |= s->model->tensors[i].packed != NULL || is_ggml_quant(&s->model->tensors[i]);
-    if (!any) return 0; // FP weights: the FP32 session is the model
+    for (int i = 0; i < s->model->n_tensors; i++) any |= s->model->tensors[i].packed != NULL;
+    if (!any) return 0; // nothing packed: the FP32 session is the model
     tern_packed *p;
     int rc = packed_new(s, &p);
     if (!p) return rc;
     p->native = 1;
-    double err2 = 0, norm2 = 0;
     for (int i = 0; i < p->n_lins && rc == 0; i++) {
         int is_head = i == p->n_lins - 1;
         tern_linear *l = is_head ? &s->head : &s->lin[i];
         const tern_tensor *t = tensor_of(s, i);
         // A head stored as bf16 (BitNet's) runs as bf16: the same values at half the bytes of FP32.
         if (is_head && t && !t->packed && strcmp(t->src_type, "BF16") == 0) rc = bf16_linear(&p->lins[i], p, l);
-        if (t && is_ggml_quant(t)) rc = requant_linear(p, &p->lins[i], l, t, &err2, &norm2);
         if (!t || !t->packed) continue;
         rc = native_linear(p, &p->lins[i], l, t);
+        requant_note(p, t);
         if (rc == 0 && !is_head && !p->name) p->name = tern_kformat_get((tern_kfmt_id)t->packed_fmt)->name;
     }
     if (rc == 0 && p->requant)
-        fprintf(stderr, "note: %d linear%s stored as %s run%s as 8-bit per 32 weights: relative weight error %.2e\n",
+        fprintf(stderr, "note: %d linear%s stored as %s run%s as 8-bit per 32 weights: relative weight error %s%.2e\n",
                 p->requant, p->requant > 1 ? "s" : "", p->requant_types, p->requant > 1 ? "" : "s",
-                sqrt(err2 / (norm2 > 0 ? norm2 : 1)));
+                p->requant > 1 ? "up to " : "", p->requant_err);
     struct stat st;
     // A directory (Hugging Face) has no one size: the weights' bytes count instead.
     p->file_bytes = stat(s->model->path, &st) == 0 && S_ISREG(st.st_mode) ? (int64_t)st.st_size : 0;
@@ -602,7 +554,7 @@ static void fake_quant(float *w, int rows, int cols, int group, int q8) {
         free(codes), free(scales);
         return;
     }
-    if (q8) tern_absmax_q8(w, rows, cols, group, codes, scales);
+    if (q8) tern_absmax_q8(w, rows, cols, group, codes, scales, NULL, NULL);
     else tern_absmean_ternary(w, rows, cols, group, codes, scales);
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) {

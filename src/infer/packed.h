@@ -38,10 +38,9 @@ int tern_session_use_native(tern_session *s, tern_packed **out);
 const char *tern_packed_format_name(const tern_packed *p);
 
 // The PTQ quantizers the packed formats use (exported for `tern export`):
-// absmean ternary codes + scales per group (scales [rows, ceil(cols/group)]),
-// and int8 codes with one absmax scale per block of `group` columns.
+// absmean ternary codes + scales per group (scales [rows, ceil(cols/group)]);
+// q8-row's is tern_absmax_q8 (kernels/formats.h).
 void tern_absmean_ternary(const float *w, int rows, int cols, int group, int8_t *codes, float *scales);
-void tern_absmax_q8(const float *w, int rows, int cols, int group, int8_t *codes, float *scales);
 
 // Exact recovery of one group's ternary structure from its values: at most
 // three distinct levels, symmetric {-a, 0, a} (shift 0) or L < M < H with

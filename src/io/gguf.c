@@ -1291,6 +1291,24 @@ static int repack_affine(const tern_gguf *g, const tern_gguf_tensor *gt, const t
     return rc;
 }
 
+// A layer matrix or head in a llama.cpp block type the loader could not pack
+// exactly (Q6_K, Q3_K and Q2_K with scales per 16 values, IQ4_XS's levels
+// under a 6-bit scale, Q8_0 holding -128), in a quantized model: q8-row at
+// G = 32 requantized from its dequantized values t->data (absmax per 32, the
+// error kept in t->packed_err), so it does not stream FP32.
+static int requant_q8(const tern_gguf *g, const tern_gguf_tensor *gt, tern_tensor *t) {
+    int rows = (int)gt->ne[1], cols = (int)gt->ne[0];
+    int8_t *q = malloc((size_t)gt->numel);
+    float *d = malloc(((size_t)gt->numel / 32 + 1) * sizeof(float));
+    double err2 = 0, norm2 = 0;
+    int rc = q && d ? 0 : tern_errorf("out of memory");
+    if (rc == 0) tern_absmax_q8(t->data, rows, cols, 32, q, d, &err2, &norm2);
+    if (rc == 0) rc = pack_as(g, gt, TERN_KFMT_Q8, 32, q, d, NULL, NULL, t);
+    if (rc == 0) t->packed_err = (float)sqrt(err2 / (norm2 > 0 ? norm2 : 1));
+    free(q), free(d);
+    return rc;
+}
+
 // A ggml d * q matrix repacked losslessly for the kernels (repack_format), or
 // left FP32. A TQ2_0 field of 3 (code 2) is refused: TQ2_0 is ternary.
 static int repack_codes(const tern_gguf *g, const tern_gguf_tensor *gt, int lowbit_file, int packed_file,
@@ -1364,7 +1382,19 @@ int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
     }
     if (rc == 0) rc = dequantize_all(g, outs, g->n_tensors);
     free(outs);
-    if (rc == 0 && strcmp(m->cfg.arch, "bitnet") == 0) rc = tern_bitnet_finish_gguf(m);
+    const int bitnet = strcmp(m->cfg.arch, "bitnet") == 0; // its loader rewrites values below
+    for (int64_t i = 0; rc == 0 && packed_file && !bitnet && i < g->n_tensors; i++) {
+        const tern_gguf_tensor *gt = &g->tensors[i];
+        tern_tensor *t = &m->tensors[base + i];
+        int head = !strcmp(gt->name, "token_embd.weight") || !strcmp(gt->name, "output.weight");
+        if (t->packed || !quantized_type(gt->type) || gt->n_dims != 2 || !(head || layer_matrix(gt)) ||
+            gt->ne[0] > TERN_KMAX_COLS || gt->ne[1] > INT_MAX)
+            continue;
+        rc = requant_q8(g, gt, t);
+        if (rc == 0 && lazy && !strcmp(gt->name, "output.weight")) tern_free(t->data), t->data = NULL;
+        if (rc == 0 && lazy && layer_matrix(gt)) tern_free(t->data), t->data = NULL;
+    }
+    if (rc == 0 && bitnet) rc = tern_bitnet_finish_gguf(m);
     return rc;
 }
 

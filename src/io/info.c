@@ -36,14 +36,13 @@ static double linear_bits(const tern_model *m, int *n_out) {
     return n > 0 ? bits / n : 0.0;
 }
 
-// Decoder linears in a llama.cpp block type that loads without a packing
-// (Q6_K, Q2_K, Q3_K, IQ4_XS, ...): inference runs them as int8 per 32.
-static int unpacked_quant_linears(const tern_model *m) {
+// Packed decoder linears the loader requantized to int8 per 32 (a llama.cpp
+// block type with no exact packing: Q6_K, Q2_K, Q3_K, IQ4_XS, ...).
+static int requantized_linears(const tern_model *m) {
     int n = 0;
     for (int i = 0; i < m->n_tensors; i++) {
         const tern_tensor *t = &m->tensors[i];
-        const char *ty = t->src_type;
-        n += !t->packed && t->ndim == 2 && !strncmp(t->name, "blk.", 4) && (ty[0] == 'Q' || (ty[0] == 'I' && ty[1] == 'Q'));
+        n += t->packed && t->packed_err > 0 && !strncmp(t->name, "blk.", 4);
     }
     return n;
 }
@@ -89,8 +88,8 @@ static void print_json(const tern_model *m, FILE *f, const char *file_type) {
     double lb = linear_bits(m, &n_lin);
     fprintf(f, "]");
     if (n_lin) fprintf(f, ", \"linear_bits_per_weight\": %.4f", lb);
-    int n_rq = unpacked_quant_linears(m);
-    if (n_rq) fprintf(f, ", \"linears_run_as_q8\": %d", n_rq);
+    int n_rq = requantized_linears(m);
+    if (n_rq) fprintf(f, ", \"linears_requantized\": %d", n_rq);
     fprintf(f, "}\n");
 }
 
@@ -123,12 +122,10 @@ void tern_model_print_info(const tern_model *m, FILE *f, int json, const char *f
             (double)params * 4 / (1024.0 * 1024.0));
     int n_lin;
     double lb = linear_bits(m, &n_lin);
-    int n_rq = unpacked_quant_linears(m);
-    if (n_lin)
-        fprintf(f, "packed:       %d decoder linears, %.3f bits per weight on average%s", n_lin, lb, n_rq ? "" : "\n");
-    if (n_rq)
-        fprintf(f, "%s%d%s decoder linears (block types with no exact packing) run as int8 per 32\n",
-                n_lin ? "; " : "packed:       ", n_rq, n_lin ? " more" : "");
+    int n_rq = requantized_linears(m);
+    if (n_lin) fprintf(f, "packed:       %d decoder linears, %.3f bits per weight on average", n_lin, lb);
+    if (n_lin && n_rq) fprintf(f, " (%d requantized to int8 per 32: no exact packing)", n_rq);
+    if (n_lin) fprintf(f, "\n");
     fprintf(f, "\n%-32s %-8s %-20s %12s%s\n", "tensor", "type", "shape", "params", n_lin ? "   bits" : "");
     for (int i = 0; i < m->n_tensors; i++) {
         const tern_tensor *t = &m->tensors[i];

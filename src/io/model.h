@@ -79,6 +79,10 @@ typedef struct {
     const void *packed;
     size_t packed_bytes;
     int packed_fmt, packed_group, packed_shift;
+    // Relative RMS error of the packed values against the file's when the
+    // loader had to requantize them (a llama.cpp block type with no exact
+    // packing, run as q8-row); 0 for an exact (or fp16-rounded) repack.
+    float packed_err;
     // A kernel-layout copy of packed that inference sessions make once and
     // share (infer/packed.c: row-interleaved for AVX-512); NULL until one
     // does. Owned by the model.

@@ -231,6 +231,29 @@ void tern_kilv_unpack_row(const tern_kmatrix *m, int r, uint8_t *dst) {
     ilv_copy(m, r % TERN_KILV_ROWS, m->ilv + tern_kilv_block(m, r), dst, 0);
 }
 
+void tern_absmax_q8(const float *w, int rows, int cols, int group, int8_t *codes, float *scales, double *err2,
+                    double *norm2) {
+    int n_groups = (cols + group - 1) / group;
+    double e2 = 0, n2 = 0;
+    for (int r = 0; r < rows; r++)
+        for (int g = 0; g < n_groups; g++) {
+            int c0 = g * group, c1 = c0 + group < cols ? c0 + group : cols;
+            const float *x = w + (size_t)r * cols;
+            float amax = 0;
+            for (int c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(x[c]));
+            float scale = amax / 127.0f, s16 = tern_f16_to_f32(tern_f32_to_f16(scale));
+            scales[(size_t)r * n_groups + g] = scale;
+            for (int c = c0; c < c1; c++) {
+                int8_t q = (int8_t)(scale > 0 ? rintf(x[c] / scale) : 0);
+                codes[(size_t)r * cols + c] = q;
+                double d = (double)x[c] - (double)s16 * q;
+                e2 += d * d, n2 += (double)x[c] * x[c];
+            }
+        }
+    if (err2) *err2 += e2;
+    if (norm2) *norm2 += n2;
+}
+
 // Stored field for an input code; -1 when out of range.
 static int code_to_field(const tern_kformat *f, int code) {
     if (code < f->code_min || code > f->code_max) return -1;

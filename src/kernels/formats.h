@@ -142,6 +142,13 @@ void tern_kilv_unpack_row(const tern_kmatrix *m, int r, uint8_t *dst);
 // a code or zero point out of range, or a scale that is not finite in fp16.
 int tern_kpack(const tern_kmatrix *m, uint8_t *dst, const int8_t *codes, const float *scales,
                const float *shifts, const uint8_t *zeros);
+// q8-row's quantizer: per group of `group` columns (the last of a row may be
+// shorter) s = max|w| / 127 and codes round(w / s) (0 when s is 0); scales
+// [rows, ceil(cols / group)]. *err2 / *norm2 (may be NULL) get the squared
+// error of s * code against w, s rounded to fp16 as tern_kpack stores it,
+// and the squared values.
+void tern_absmax_q8(const float *w, int rows, int cols, int group, int8_t *codes, float *scales, double *err2,
+                    double *norm2);
 // Inverse of pack (scales come back fp16-rounded). Any output may be NULL.
 void tern_kunpack(const tern_kmatrix *m, int8_t *codes, float *scales, float *shifts, uint8_t *zeros);
 
