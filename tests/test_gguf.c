@@ -538,11 +538,24 @@ static void test_packed_only(const char *path) {
     int dropped = 0, bad = 0;
     for (int i = 0; i < lean.n_tensors; i++) {
         const tern_tensor *t = &lean.tensors[i];
-        int keep = !t->packed || !strcmp(t->name, "token_embd.weight");
-        dropped += !keep;
-        bad += keep ? t->data == NULL : t->data != NULL;
+        if (!strcmp(t->name, "token_embd.weight")) { // packed (the tied head): rows from the file's bytes
+            bad += t->data != NULL || t->rows == NULL;
+            continue;
+        }
+        dropped += t->packed != NULL;
+        bad += t->packed ? t->data != NULL : t->data == NULL;
     }
     CHECK_MSG(dropped > 0 && bad == 0, "%s: %d dropped, %d wrong", path, dropped, bad);
+    // Embedding rows dequantized from the file's bytes equal a full load's.
+    const tern_tensor *ef = tern_model_find(&full, "token_embd.weight"), *el = tern_model_find(&lean, "token_embd.weight");
+    int ids[3] = {0, 5, (int)ef->shape[0] - 1};
+    float *rows = malloc(3 * (size_t)ef->shape[1] * 4);
+    CHECK_OK(tern_tensor_rows(el, ids, 3, rows));
+    for (int k = 0; k < 3; k++)
+        CHECK(!memcmp(rows + k * ef->shape[1], ef->data + (size_t)ids[k] * ef->shape[1], (size_t)ef->shape[1] * 4));
+    int past = (int)ef->shape[0];
+    CHECK_FAILS(tern_tensor_rows(el, &past, 1, rows), "has no row");
+    free(rows);
     static const int tokens[] = {1, 4, 9, 2, 7, 11, 3, 5, 8};
     const int n = 9, vocab = full.cfg.vocab_size;
     float *a = malloc((size_t)n * vocab * 4), *b = malloc((size_t)n * vocab * 4);

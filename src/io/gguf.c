@@ -1183,6 +1183,52 @@ static int keep_packed(const tern_gguf_tensor *gt, tern_tensor *t) {
     return 0;
 }
 
+// A tensor's file bytes kept past the load (a packed-only load's embedding),
+// dequantized a row at a time by the code that dequantizes whole tensors.
+struct tern_row_source {
+    tern_gguf_tensor t; // its descriptor; t.data points into bytes
+    uint8_t *bytes;
+    char path[512];     // the file, for errors
+};
+
+static int keep_rows(const tern_gguf *g, const tern_gguf_tensor *gt, tern_tensor *t) {
+    struct tern_row_source *r = calloc(1, sizeof *r);
+    uint8_t *bytes = r ? malloc((size_t)gt->nbytes ? (size_t)gt->nbytes : 1) : NULL;
+    if (!bytes) {
+        free(r);
+        return tern_errorf("out of memory");
+    }
+    memcpy(bytes, gt->data, (size_t)gt->nbytes);
+    r->t = *gt, r->t.data = bytes, r->bytes = bytes;
+    snprintf(r->path, sizeof r->path, "%s", g->path);
+    t->rows = r;
+    return 0;
+}
+
+void tern_row_source_free(struct tern_row_source *r) {
+    if (r) free(r->bytes), free(r);
+}
+
+int tern_row_source_get(const struct tern_row_source *r, int64_t row, float *out) {
+    const tern_gguf_tensor *t = &r->t;
+    if (t->n_dims != 2 || row < 0 || row >= (int64_t)t->ne[1])
+        return tern_errorf("%s: tensor %s has no row %lld", r->path, t->name, (long long)row);
+    tern_gguf_tensor v = *t; // a one-row view
+    v.ne[1] = 1, v.numel = (int64_t)t->ne[0];
+    if (packed_format(t->type, NULL)) {
+        v.data = t->data + (size_t)row * t->packed_row_bytes, v.nbytes = t->packed_row_bytes;
+        tern_gguf g;
+        memset(&g, 0, sizeof g);
+        snprintf(g.path, sizeof g.path, "%s", r->path);
+        return dequant_packed(&g, &v, out);
+    }
+    const type_info *ti = type_of(t->type);
+    int64_t nb = (int64_t)t->ne[0] / ti->block;
+    v.data = t->data + (size_t)row * (size_t)nb * (size_t)ti->size, v.nbytes = (uint64_t)nb * (uint64_t)ti->size;
+    dequant_blocks(&v, ti, 0, nb, out);
+    return 0;
+}
+
 // A transformer block's 2-D tensor (blk.N.*): a linear layer's weights.
 static int layer_matrix(const tern_gguf_tensor *gt) { return gt->n_dims == 2 && !strncmp(gt->name, "blk.", 4); }
 
@@ -1280,7 +1326,10 @@ static int repack_affine(const tern_gguf *g, const tern_gguf_tensor *gt, const t
     int8_t *q = malloc((size_t)gt->numel);
     float *d = malloc(ns * sizeof(float)), *m = malloc(ns * sizeof(float));
     int rc = q && d && m ? 0 : tern_errorf("out of memory"), hi = 0, fits = 1;
-    for (size_t b = 0; rc == 0 && b < nb; b++) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) reduction(max : hi) if (rc == 0 && nb >= 1024)
+#endif
+    for (size_t b = 0; b < (rc == 0 ? nb : 0); b++) {
         uint8_t u[256];
         ti->affine(gt->data + b * (size_t)ti->size, u, d + b * (ti->block / 32), m + b * (ti->block / 32));
         for (int j = 0; j < ti->block; j++) q[b * (size_t)ti->block + j] = (int8_t)u[j], hi = u[j] > hi ? u[j] : hi;
@@ -1370,14 +1419,17 @@ int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
                                            : repack_codes(g, gt, lowbit_file, packed_file, &m->tensors[base + i]);
     }
     // TERN_LOAD_PACKED: packed linears (and an untied head) get no FP32 copy;
-    // their never-touched allocations go back. BitNet's loader rewrites FP32
-    // values after this, so a bitnet model keeps them.
+    // their never-touched allocations go back. The embedding keeps its file
+    // bytes, for lookups a row at a time. BitNet's loader rewrites FP32 values
+    // after this, so a bitnet model keeps them.
     const int lazy = m->packed_only && strcmp(m->cfg.arch, "bitnet") != 0;
     float **outs = rc ? NULL : malloc((size_t)(g->n_tensors ? g->n_tensors : 1) * sizeof *outs);
     if (rc == 0 && !outs) rc = tern_errorf("out of memory");
     for (int64_t i = 0; rc == 0 && i < g->n_tensors; i++) {
         tern_tensor *t = &m->tensors[base + i];
-        if (lazy && t->packed && strcmp(t->name, "token_embd.weight") != 0) tern_free(t->data), t->data = NULL;
+        int embd = !strcmp(t->name, "token_embd.weight");
+        if (lazy && embd && g->tensors[i].n_dims == 2) rc = keep_rows(g, &g->tensors[i], t);
+        if (lazy && t->packed && (!embd || t->rows)) tern_free(t->data), t->data = NULL;
         outs[i] = t->data;
     }
     if (rc == 0) rc = dequantize_all(g, outs, g->n_tensors);
@@ -1391,8 +1443,13 @@ int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
             gt->ne[0] > TERN_KMAX_COLS || gt->ne[1] > INT_MAX)
             continue;
         rc = requant_q8(g, gt, t);
-        if (rc == 0 && lazy && !strcmp(gt->name, "output.weight")) tern_free(t->data), t->data = NULL;
-        if (rc == 0 && lazy && layer_matrix(gt)) tern_free(t->data), t->data = NULL;
+        if (rc == 0 && lazy && (!head || t->rows || !strcmp(gt->name, "output.weight"))) tern_free(t->data), t->data = NULL;
+    }
+    // The embedding, when its rows come from its file bytes and a tied head
+    // does not read its FP32 values (it is packed, or the head is untied).
+    for (int64_t i = 0; rc == 0 && lazy && i < g->n_tensors; i++) {
+        tern_tensor *t = &m->tensors[base + i];
+        if (t->rows && (t->packed || !m->cfg.tied_embeddings)) tern_free(t->data), t->data = NULL;
     }
     if (rc == 0 && bitnet) rc = tern_bitnet_finish_gguf(m);
     return rc;

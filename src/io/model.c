@@ -118,6 +118,7 @@ uint64_t tern_vocab_fingerprint(const tern_vocab *v) {
 void tern_model_free(tern_model *m) {
     for (int i = 0; i < m->n_tensors; i++) {
         tern_free(m->tensors[i].data);
+        tern_row_source_free(m->tensors[i].rows);
         tern_free((void *)m->tensors[i].packed);
         tern_free(m->tensors[i].packed_copy);
     }
@@ -192,6 +193,18 @@ tern_tensor *tern_model_add_tensor_ex(tern_model *m, const char *name, int ndim,
     t->data = data;
     snprintf(t->src_type, sizeof t->src_type, "%s", src_type ? src_type : "F32");
     return t;
+}
+
+int tern_tensor_rows(const tern_tensor *t, const int *ids, int n, float *out) {
+    const size_t cols = (size_t)t->shape[t->ndim - 1];
+    if (t->data) {
+        for (int i = 0; i < n; i++) memcpy(out + (size_t)i * cols, t->data + (size_t)ids[i] * cols, cols * 4);
+        return 0;
+    }
+    if (!t->rows) return tern_errorf("tensor %s has no values loaded", t->name);
+    for (int i = 0; i < n; i++)
+        if (tern_row_source_get(t->rows, ids[i], out + (size_t)i * cols)) return -1;
+    return 0;
 }
 
 int64_t tern_model_param_count(const tern_model *m) {

@@ -83,6 +83,10 @@ typedef struct {
     // loader had to requantize them (a llama.cpp block type with no exact
     // packing, run as q8-row); 0 for an exact (or fp16-rounded) repack.
     float packed_err;
+    // Packed-only loads (TERN_LOAD_PACKED): the embedding's bytes as the file
+    // holds them when data is NULL; tern_tensor_rows dequantizes rows of it
+    // exactly as a full load would. Owned by the model (io/gguf.c).
+    struct tern_row_source *rows;
     // A kernel-layout copy of packed that inference sessions make once and
     // share (infer/packed.c: row-interleaved for AVX-512); NULL until one
     // does. Owned by the model.
@@ -182,6 +186,14 @@ tern_tensor *tern_model_find(const tern_model *m, const char *name);
 // Rows of a q/k weight (or bias: cols 1) from the rotate-half RoPE layout
 // (Hugging Face, llama.cpp's NEOX) to tern's adjacent pairs, in place.
 int tern_permute_rope_rows(float *data, int heads, int hd, int64_t cols);
+// Rows ids[0..n) of a 2-D tensor (t->shape[1] floats each) into out: from
+// data, or dequantized from t->rows when data is NULL. -1 (error set) when
+// the tensor has neither.
+int tern_tensor_rows(const tern_tensor *t, const int *ids, int n, float *out);
+void tern_row_source_free(struct tern_row_source *r);
+// Row `row` of a row source into out (io/gguf.c); -1 (error set) when out of range.
+int tern_row_source_get(const struct tern_row_source *r, int64_t row, float *out);
+
 // Adds a tensor with freshly allocated float storage (zeroed); returns it or NULL.
 tern_tensor *tern_model_add_tensor(tern_model *m, const char *name, int ndim, const int64_t *shape,
                                    const char *src_type);

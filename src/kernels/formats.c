@@ -235,6 +235,9 @@ void tern_absmax_q8(const float *w, int rows, int cols, int group, int8_t *codes
                     double *norm2) {
     int n_groups = (cols + group - 1) / group;
     double e2 = 0, n2 = 0;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) reduction(+ : e2, n2) if (rows >= 64)
+#endif
     for (int r = 0; r < rows; r++)
         for (int g = 0; g < n_groups; g++) {
             int c0 = g * group, c1 = c0 + group < cols ? c0 + group : cols;
@@ -312,11 +315,22 @@ int tern_kpack(const tern_kmatrix *m, uint8_t *dst, const int8_t *codes, const f
                const float *shifts, const uint8_t *zeros) {
     if (m->has_shift && !shifts) return tern_errorf("%s: matrix has a shift but none was given", m->fmt->name);
     if (tern_kmatrix_zeros(m) && !zeros) return tern_errorf("%s: zero points missing", m->fmt->name);
+    // Rows in parallel (a 1B model's load packs ~10^9 codes); the first bad
+    // row is packed again alone for its error message.
+    int bad = m->rows;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) reduction(min : bad) if (m->rows >= 64)
+#endif
     for (int r = 0; r < m->rows; r++) {
         size_t go = (size_t)r * m->n_groups;
         if (pack_row(m, dst + (size_t)r * m->row_bytes, r, codes + (size_t)r * m->cols, scales + go,
                      shifts ? shifts + go : NULL, zeros ? zeros + go : NULL))
-            return -1;
+            bad = r < bad ? r : bad;
+    }
+    if (bad < m->rows) {
+        size_t go = (size_t)bad * m->n_groups;
+        return pack_row(m, dst + (size_t)bad * m->row_bytes, bad, codes + (size_t)bad * m->cols, scales + go,
+                        shifts ? shifts + go : NULL, zeros ? zeros + go : NULL);
     }
     return 0;
 }

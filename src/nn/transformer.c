@@ -49,6 +49,7 @@ int tern_session_init(tern_session *s, const tern_model *m, int max_seq, int max
     s->cfg = m->cfg;
     const tern_config *c = &s->cfg;
     if (tern_model_bind(m, &s->w)) return -1;
+    s->embd = tern_model_find(m, "token_embd.weight");
     s->lin = calloc((size_t)c->n_layers * TERN_L_COUNT, sizeof *s->lin);
     if (!s->lin) {
         tern_weights_free(&s->w);
@@ -662,7 +663,8 @@ static void step_team(tern_session *s, float *logits_out) {
 static void forward_step(tern_session *s, const int *tokens, int n, int pos0, float *logits_out) {
     const tern_config *c = &s->cfg;
     for (int i = 0; i < n; i++) s->pos[i] = pos0 + i;
-    tern_embedding_forward(s->x, s->w.tok_embd, tokens, n, c->dim);
+    if (s->w.tok_embd) tern_embedding_forward(s->x, s->w.tok_embd, tokens, n, c->dim);
+    else (void)tern_tensor_rows(s->embd, tokens, n, s->x); // cannot fail: tern_forward checked the ids
     if (n == 1 && team_fits(s)) {
         step_team(s, logits_out);
         return;

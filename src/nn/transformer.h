@@ -27,6 +27,7 @@ typedef struct {
     const tern_model *model;
     tern_config cfg;
     tern_weights w;
+    const tern_tensor *embd; // token_embd: rows from w.tok_embd, or (packed-only loads) its file bytes
     tern_linear *lin;   // [n_layers * TERN_L_COUNT]; FP32 views of w unless replaced
     tern_linear head;   // LM head (FP32 view of w.output unless replaced)
     tern_rope rope;
