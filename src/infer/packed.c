@@ -403,7 +403,8 @@ static int native_linear(tern_packed *p, plinear *pl, tern_linear *l, const tern
     if ((size_t)l->rows * pl->m.row_bytes != t->packed_bytes)
         return tern_errorf("packed tensor %s has %zu bytes, expected %zu", t->name, t->packed_bytes,
                            (size_t)l->rows * pl->m.row_bytes);
-    if (interleave_view(p, pl, t)) return -1;
+    if (t->packed_ilv) pl->m.data = NULL, pl->m.ilv = t->packed; // only that layout (any kernel reads it)
+    else if (interleave_view(p, pl, t)) return -1;
     if (!act_for(p, &pl->m)) return tern_errorf("packed inference: cannot allocate activation buffers");
     set_packed_hooks(l, pl);
     l->bytes = (long long)t->packed_bytes;

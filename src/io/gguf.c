@@ -23,6 +23,7 @@
 #include "core/mem.h"
 #include "io/bitnet.h"
 #include "kernels/formats.h"
+#include "kernels/kernels.h"
 
 #define GGUF_DEFAULT_ALIGNMENT 32
 #define GGUF_MAX_ALIGNMENT (1u << 24)
@@ -1358,6 +1359,14 @@ static int requant_q8(const tern_gguf *g, const tern_gguf_tensor *gt, tern_tenso
     return rc;
 }
 
+// Whether gt (loaded as t) is a layer matrix or head in a block type the
+// repack could not pack, in a quantized model: requant_q8's input.
+static int needs_requant(const tern_gguf_tensor *gt, const tern_tensor *t, int packed_file) {
+    int head = !strcmp(gt->name, "token_embd.weight") || !strcmp(gt->name, "output.weight");
+    return packed_file && !t->packed && quantized_type(gt->type) && gt->n_dims == 2 && (head || layer_matrix(gt)) &&
+           gt->ne[0] <= TERN_KMAX_COLS && gt->ne[1] <= INT_MAX;
+}
+
 // A ggml d * q matrix repacked losslessly for the kernels (repack_format), or
 // left FP32. A TQ2_0 field of 3 (code 2) is refused: TQ2_0 is ternary.
 static int repack_codes(const tern_gguf *g, const tern_gguf_tensor *gt, int lowbit_file, int packed_file,
@@ -1384,6 +1393,32 @@ static int repack_codes(const tern_gguf *g, const tern_gguf_tensor *gt, int lowb
     if (fmt >= 0) rc = pack_blocks(g, gt, (tern_kfmt_id)fmt, ti->block, q, d, t);
     free(q), free(d);
     return rc;
+}
+
+// A packed-only load on AVX-512: each packed matrix the interleaved GEMVs read
+// (tern_kilv_ok) is kept in that layout only, instead of the row layout plus
+// the copy every session would make of it (infer/packed.c interleave_view).
+static int interleave_packed(tern_model *m, int base) {
+    tern_kimpl impl;
+    if (tern_kernel_default(&impl) || impl != TERN_KIMPL_AVX512) {
+        tern_clear_error();
+        return 0;
+    }
+    for (int i = base; i < m->n_tensors; i++) {
+        tern_tensor *t = &m->tensors[i];
+        tern_kmatrix km;
+        if (!t->packed || t->ndim != 2 ||
+            tern_kmatrix_init(&km, tern_kformat_get((tern_kfmt_id)t->packed_fmt), (int)t->shape[0], (int)t->shape[1],
+                              t->packed_group, t->packed_shift, t->packed) ||
+            !tern_kilv_ok(&km))
+            continue;
+        uint8_t *ilv = tern_alloc(t->packed_bytes);
+        if (!ilv) return tern_errorf("out of memory");
+        tern_kilv_pack(&km, ilv);
+        tern_free((void *)t->packed);
+        t->packed = t->packed_copy = ilv, t->packed_ilv = 1;
+    }
+    return 0;
 }
 
 int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
@@ -1422,7 +1457,8 @@ int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
     // their never-touched allocations go back. The embedding keeps its file
     // bytes, for lookups a row at a time. BitNet's loader rewrites FP32 values
     // after this, so a bitnet model keeps them.
-    const int lazy = m->packed_only && strcmp(m->cfg.arch, "bitnet") != 0;
+    const int bitnet = strcmp(m->cfg.arch, "bitnet") == 0; // its loader rewrites values below
+    const int lazy = m->packed_only && !bitnet;
     float **outs = rc ? NULL : malloc((size_t)(g->n_tensors ? g->n_tensors : 1) * sizeof *outs);
     if (rc == 0 && !outs) rc = tern_errorf("out of memory");
     for (int64_t i = 0; rc == 0 && i < g->n_tensors; i++) {
@@ -1430,19 +1466,19 @@ int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
         int embd = !strcmp(t->name, "token_embd.weight");
         if (lazy && embd && g->tensors[i].n_dims == 2) rc = keep_rows(g, &g->tensors[i], t);
         if (lazy && t->packed && (!embd || t->rows)) tern_free(t->data), t->data = NULL;
-        outs[i] = t->data;
+        // A lazy load dequantizes what it requantizes below one tensor at a
+        // time, so their FP32 values are never all in memory at once.
+        outs[i] = lazy && needs_requant(&g->tensors[i], t, packed_file) ? NULL : t->data;
     }
     if (rc == 0) rc = dequantize_all(g, outs, g->n_tensors);
     free(outs);
-    const int bitnet = strcmp(m->cfg.arch, "bitnet") == 0; // its loader rewrites values below
-    for (int64_t i = 0; rc == 0 && packed_file && !bitnet && i < g->n_tensors; i++) {
+    for (int64_t i = 0; rc == 0 && !bitnet && i < g->n_tensors; i++) {
         const tern_gguf_tensor *gt = &g->tensors[i];
         tern_tensor *t = &m->tensors[base + i];
+        if (!needs_requant(gt, t, packed_file)) continue;
+        if (lazy) rc = tern_gguf_dequantize(g, gt, t->data);
+        if (rc == 0) rc = requant_q8(g, gt, t);
         int head = !strcmp(gt->name, "token_embd.weight") || !strcmp(gt->name, "output.weight");
-        if (t->packed || !quantized_type(gt->type) || gt->n_dims != 2 || !(head || layer_matrix(gt)) ||
-            gt->ne[0] > TERN_KMAX_COLS || gt->ne[1] > INT_MAX)
-            continue;
-        rc = requant_q8(g, gt, t);
         if (rc == 0 && lazy && (!head || t->rows || !strcmp(gt->name, "output.weight"))) tern_free(t->data), t->data = NULL;
     }
     // The embedding, when its rows come from its file bytes and a tied head
@@ -1451,6 +1487,7 @@ int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
         tern_tensor *t = &m->tensors[base + i];
         if (t->rows && (t->packed || !m->cfg.tied_embeddings)) tern_free(t->data), t->data = NULL;
     }
+    if (rc == 0 && lazy) rc = interleave_packed(m, base);
     if (rc == 0 && bitnet) rc = tern_bitnet_finish_gguf(m);
     return rc;
 }

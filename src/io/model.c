@@ -119,8 +119,8 @@ void tern_model_free(tern_model *m) {
     for (int i = 0; i < m->n_tensors; i++) {
         tern_free(m->tensors[i].data);
         tern_row_source_free(m->tensors[i].rows);
+        if (m->tensors[i].packed_copy != m->tensors[i].packed) tern_free(m->tensors[i].packed_copy);
         tern_free((void *)m->tensors[i].packed);
-        tern_free(m->tensors[i].packed_copy);
     }
     free(m->tensors);
     tern_vocab_free(&m->vocab);

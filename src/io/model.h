@@ -91,6 +91,10 @@ typedef struct {
     // share (infer/packed.c: row-interleaved for AVX-512); NULL until one
     // does. Owned by the model.
     void *packed_copy;
+    // Packed-only loads on AVX-512: packed holds only the row-interleaved
+    // layout (kernels/formats.h tern_kilv_pack; packed_copy is the same
+    // buffer), not the row layout, so the weights are in memory once.
+    int packed_ilv;
 } tern_tensor;
 
 typedef enum {
