@@ -390,6 +390,23 @@ static uint32_t rnd(void) {
     return x;
 }
 
+// The logits of a fixed 9-token sequence in `format`: a 4-token prompt, then
+// one token at a time (the GEMM and the GEMV paths); *name (may be NULL) gets
+// the packed body format's name.
+#define SEQ_N 9
+static void run_seq(const tern_model *m, const char *format, float *out, char name[32]) {
+    static const int tokens[SEQ_N] = {1, 4, 9, 2, 7, 11, 3, 5, 8};
+    tern_session s;
+    tern_packed *p = NULL;
+    CHECK_OK(tern_session_init(&s, m, 16, 16));
+    CHECK_OK(tern_session_set_format(&s, format, 0, &p));
+    CHECK_OK(tern_forward(&s, tokens, 4, 0, out));
+    for (int t = 4; t < SEQ_N; t++) CHECK_OK(tern_forward(&s, tokens + t, 1, t, out + (size_t)t * m->cfg.vocab_size));
+    if (name) snprintf(name, 32, "%s", tern_packed_format_name(p) ? tern_packed_format_name(p) : "none");
+    tern_session_free(&s);
+    tern_packed_free(p);
+}
+
 // Block geometry of the llama.cpp types below: values and bytes per block,
 // and the byte offsets of the fp16 d and dmin (-1: none).
 static void block_geom(uint32_t type, size_t *values, size_t *bytes, int *d_at, int *dmin_at) {
@@ -504,21 +521,13 @@ static void test_kquant_llama(void) {
     CHECK_MSG(strstr(info, "packed:       7 decoder linears") &&
                   strstr(info, " (4 requantized to int8 per 32: no exact packing)\n"),
               "%s", info);
-    static const int tokens[] = {1, 4, 9, 2, 7, 11, 3, 5, 8};
-    const int n = 9, vocab = m.cfg.vocab_size;
-    float *a = malloc((size_t)n * vocab * 4), *b = malloc((size_t)n * vocab * 4);
-    for (int k = 0; k < 2; k++) {
-        tern_session s;
-        tern_packed *p = NULL;
-        CHECK_OK(tern_session_init(&s, &m, 16, 16));
-        CHECK_OK(tern_session_set_format(&s, k ? "native" : "f32", 0, &p));
-        CHECK_OK(tern_forward(&s, tokens, 4, 0, k ? b : a)); // a prompt, then one token at a time
-        for (int t = 4; t < n; t++) CHECK_OK(tern_forward(&s, tokens + t, 1, t, (k ? b : a) + (size_t)t * vocab));
-        if (k) CHECK(p && tern_packed_format_name(p) && !strcmp(tern_packed_format_name(p), "q4g"));
-        tern_session_free(&s);
-        tern_packed_free(p);
-    }
-    double err = test_max_rel_err(b, a, (size_t)n * vocab, 1.0);
+    const size_t n = (size_t)SEQ_N * m.cfg.vocab_size;
+    float *a = malloc(n * 4), *b = malloc(n * 4);
+    run_seq(&m, "f32", a, NULL);
+    char name[32] = "";
+    run_seq(&m, "native", b, name);
+    CHECK_MSG(!strcmp(name, "q4g"), "native format %s", name);
+    double err = test_max_rel_err(b, a, n, 1.0);
     printf("K-quant / IQ4 matrices: native (q4g, q8-row; Q2_K, Q3_K, Q6_K, IQ4_XS requantized) logits vs FP32 %.2e\n",
            err);
     CHECK(err > 0 && err < 3e-2);
@@ -556,20 +565,11 @@ static void test_packed_only(const char *path) {
     int past = (int)ef->shape[0];
     CHECK_FAILS(tern_tensor_rows(el, &past, 1, rows), "has no row");
     free(rows);
-    static const int tokens[] = {1, 4, 9, 2, 7, 11, 3, 5, 8};
-    const int n = 9, vocab = full.cfg.vocab_size;
-    float *a = malloc((size_t)n * vocab * 4), *b = malloc((size_t)n * vocab * 4);
-    for (int k = 0; k < 2; k++) {
-        tern_session s;
-        tern_packed *p = NULL;
-        CHECK_OK(tern_session_init(&s, k ? &lean : &full, 16, 16));
-        CHECK_OK(tern_session_set_format(&s, "native", 0, &p));
-        CHECK_OK(tern_forward(&s, tokens, 4, 0, k ? b : a));
-        for (int t = 4; t < n; t++) CHECK_OK(tern_forward(&s, tokens + t, 1, t, (k ? b : a) + (size_t)t * vocab));
-        tern_session_free(&s);
-        tern_packed_free(p);
-    }
-    CHECK_MSG(memcmp(a, b, (size_t)n * vocab * 4) == 0, "%s: packed-only logits differ", path);
+    const size_t n = (size_t)SEQ_N * full.cfg.vocab_size;
+    float *a = malloc(n * 4), *b = malloc(n * 4);
+    run_seq(&full, "native", a, NULL);
+    run_seq(&lean, "native", b, NULL);
+    CHECK_MSG(memcmp(a, b, n * 4) == 0, "%s: packed-only logits differ", path);
     tern_session s;
     tern_packed *p = NULL;
     CHECK_OK(tern_session_init(&s, &lean, 16, 16));
