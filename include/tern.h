@@ -40,7 +40,9 @@ TERN_API void tern_threads(int n);
 
 typedef struct tern_llm tern_llm;
 
-/* tokenizer may be NULL (the model's own; required for llama2.c checkpoints). */
+/* tokenizer may be NULL (the model's own; required for llama2.c checkpoints).
+   A quantized GGUF or .tern model is loaded for inference only: its packed
+   weights are not expanded to FP32, so it takes about its file's size. */
 TERN_API int tern_llm_load(tern_llm **out, const char *model, const char *tokenizer);
 TERN_API void tern_llm_free(tern_llm *llm);
 TERN_API int tern_llm_n_vocab(const tern_llm *llm);
