@@ -1,6 +1,6 @@
 // Fuzzes the GGUF reader: the low-level header/metadata/tensor-directory
 // parse, dequantization of every tensor, the vocabulary reader, and the full
-// LLaMA model reader.
+// LLaMA model reader (full and packed-only loads).
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,8 +23,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         tern_vocab_free(&v);
     }
     tern_gguf_close(&g);
-    tern_model m = {0};
-    tern_gguf_parse_model(&m, data, size, "fuzz.gguf");
-    tern_model_free(&m);
+    // The model reader twice: a full load, and a packed-only one (no FP32 for
+    // packed matrices, the embedding kept as file bytes and read by rows).
+    for (int packed_only = 0; packed_only < 2; packed_only++) {
+        tern_model m = {0};
+        m.packed_only = packed_only;
+        if (tern_gguf_parse_model(&m, data, size, "fuzz.gguf") == 0 && packed_only) {
+            const tern_tensor *e = tern_model_find(&m, "token_embd.weight");
+            float *row = e && e->ndim == 2 ? malloc((size_t)e->shape[1] * sizeof(float)) : NULL;
+            for (int k = 0; row && k < 2; k++) {
+                int id = k ? (int)e->shape[0] - 1 : 0;
+                tern_tensor_rows(e, &id, 1, row);
+            }
+            free(row);
+        }
+        tern_model_free(&m);
+    }
     return 0;
 }
