@@ -445,20 +445,25 @@ static void *quant_blocks(uint32_t type, size_t n, size_t *nbytes) {
 // types with no exact packing (Q6_K, Q3_K and Q2_K with scales per 16 values,
 // IQ4_XS's non-uniform levels under a 6-bit scale) are requantized to q8-row
 // per 32 at load; the native logits stay near FP32's.
-static void test_kquant_llama(void) {
+static const struct {
+    const char *name;
+    uint32_t type;
+    int rows;
+} kq_mats[] = {{"blk.0.attn_q.weight", TERN_GGML_Q4_K, 256}, {"blk.0.attn_k.weight", TERN_GGML_Q5_K, 128},
+               {"blk.0.attn_v.weight", TERN_GGML_Q3_K, 128}, {"blk.0.attn_output.weight", TERN_GGML_IQ4_XS, 256},
+               {"blk.0.ffn_gate.weight", TERN_GGML_Q2_K, 256}, {"blk.0.ffn_up.weight", TERN_GGML_IQ4_NL, 256},
+               {"blk.0.ffn_down.weight", TERN_GGML_Q6_K, 256}};
+#define N_KQ (sizeof kq_mats / sizeof kq_mats[0])
+
+// Writes that model to path: tied, its embedding / head in Q6_K (as
+// llama-quantize writes a head), or untied with a Q4_K embedding and a Q6_K
+// output (1b's Q4_K_M mix).
+static void write_kquant_llama(const char *path, int untied) {
     tern_model base;
     CHECK_OK(tern_model_load(&base, test_src_path("tests/fixtures/quant_types_llama.gguf"), NULL));
     base.cfg.dim = 256, base.cfg.hidden_dim = 256, base.cfg.n_heads = 2, base.cfg.n_kv_heads = 1, base.cfg.head_dim = 128;
     tern_gguf_writer *w = tern_gguf_writer_new();
     CHECK_OK(tern_gguf_add_model_metadata(w, &base));
-    static const struct {
-        const char *name;
-        uint32_t type;
-        int rows;
-    } mats[] = {{"blk.0.attn_q.weight", TERN_GGML_Q4_K, 256}, {"blk.0.attn_k.weight", TERN_GGML_Q5_K, 128},
-                {"blk.0.attn_v.weight", TERN_GGML_Q3_K, 128}, {"blk.0.attn_output.weight", TERN_GGML_IQ4_XS, 256},
-                {"blk.0.ffn_gate.weight", TERN_GGML_Q2_K, 256}, {"blk.0.ffn_up.weight", TERN_GGML_IQ4_NL, 256},
-                {"blk.0.ffn_down.weight", TERN_GGML_Q6_K, 256}};
     void *keep[16];
     int nk = 0;
     float *ones = malloc(256 * sizeof(float));
@@ -467,31 +472,37 @@ static void test_kquant_llama(void) {
     CHECK_OK(tern_gguf_add_tensor(w, "output_norm.weight", TERN_GGML_F32, 1, vec, ones, 1024));
     CHECK_OK(tern_gguf_add_tensor(w, "blk.0.attn_norm.weight", TERN_GGML_F32, 1, vec, ones, 1024));
     CHECK_OK(tern_gguf_add_tensor(w, "blk.0.ffn_norm.weight", TERN_GGML_F32, 1, vec, ones, 1024));
-    size_t embd_bytes; // the tied embedding / head in Q6_K, as llama-quantize writes a head
-    keep[nk] = quant_blocks(TERN_GGML_Q6_K, 12 * 256, &embd_bytes);
-    CHECK_OK(tern_gguf_add_tensor(w, "token_embd.weight", TERN_GGML_Q6_K, 2, (const int64_t[]){12, 256}, keep[nk++],
-                                  embd_bytes));
-    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
-        size_t nbytes;
-        keep[nk] = quant_blocks(mats[i].type, (size_t)mats[i].rows * 256, &nbytes);
-        CHECK_OK(tern_gguf_add_tensor(w, mats[i].name, mats[i].type, 2, (const int64_t[]){mats[i].rows, 256}, keep[nk],
-                                      nbytes));
+    size_t nbytes;
+    const uint32_t embd_type = untied ? TERN_GGML_Q4_K : TERN_GGML_Q6_K;
+    keep[nk] = quant_blocks(embd_type, 12 * 256, &nbytes);
+    CHECK_OK(tern_gguf_add_tensor(w, "token_embd.weight", embd_type, 2, (const int64_t[]){12, 256}, keep[nk++], nbytes));
+    if (untied) {
+        keep[nk] = quant_blocks(TERN_GGML_Q6_K, 12 * 256, &nbytes);
+        CHECK_OK(tern_gguf_add_tensor(w, "output.weight", TERN_GGML_Q6_K, 2, (const int64_t[]){12, 256}, keep[nk++], nbytes));
+    }
+    for (size_t i = 0; i < N_KQ; i++) {
+        keep[nk] = quant_blocks(kq_mats[i].type, (size_t)kq_mats[i].rows * 256, &nbytes);
+        CHECK_OK(tern_gguf_add_tensor(w, kq_mats[i].name, kq_mats[i].type, 2, (const int64_t[]){kq_mats[i].rows, 256},
+                                      keep[nk], nbytes));
         nk++;
     }
-    const char *path = test_tmp_path("kquant_llama.gguf");
     CHECK_OK(tern_gguf_write(w, path));
     tern_gguf_writer_free(w);
     for (int i = 0; i < nk; i++) free(keep[i]);
     free(ones);
     tern_model_free(&base);
+}
 
+static void test_kquant_llama(void) {
+    const char *path = test_tmp_path("kquant_llama.gguf");
+    write_kquant_llama(path, 0);
     tern_model m;
     int rc = tern_model_load(&m, path, NULL);
     CHECK_MSG(rc == 0, "%s", tern_last_error());
     if (rc) return;
-    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
-        const tern_tensor *t = tern_model_find(&m, mats[i].name);
-        uint32_t type = mats[i].type;
+    for (size_t i = 0; i < N_KQ; i++) {
+        const tern_tensor *t = tern_model_find(&m, kq_mats[i].name);
+        uint32_t type = kq_mats[i].type;
         if (type == TERN_GGML_IQ4_NL) {
             int lo = 0, hi = 0, ok = t && t->packed && t->packed_fmt == TERN_KFMT_Q8 && t->packed_group == 32;
             CHECK_MSG(ok && test_packed_lossless(t, &lo, &hi) && lo >= -127 && hi <= 113, "IQ4_NL not q8-row, lossless");
@@ -503,10 +514,10 @@ static void test_kquant_llama(void) {
         }
         tern_kfmt_id want = type == TERN_GGML_Q4_K ? TERN_KFMT_Q4G : TERN_KFMT_Q8;
         int ok = t && t->packed && t->packed_fmt == (int)want && t->packed_group == 32 && t->packed_shift;
-        CHECK_MSG(ok, "%s not packed as %s with shifts", mats[i].name, tern_kformat_get(want)->name);
+        CHECK_MSG(ok, "%s not packed as %s with shifts", kq_mats[i].name, tern_kformat_get(want)->name);
         double err = ok ? packed_rel_err(t) : INFINITY;
         // > 0: the fp16 rounding is real (random 6-bit scales need 17 bits).
-        CHECK_MSG(err > 0 && err <= ldexp(1, -11), "%s: packed vs FP32 relative error %.3g", mats[i].name, err);
+        CHECK_MSG(err > 0 && err <= ldexp(1, -11), "%s: packed vs FP32 relative error %.3g", kq_mats[i].name, err);
     }
     check_requantized(tern_model_find(&m, "token_embd.weight"));
     // tern info says which linears are packed and which run requantized.
@@ -587,6 +598,8 @@ int main(void) {
     test_kquant_llama();
     test_packed_only(test_src_path("tests/fixtures/quant_types_llama.gguf"));
     test_packed_only(test_tmp_path("kquant_llama.gguf"));
+    write_kquant_llama(test_tmp_path("kquant_llama_untied.gguf"), 1);
+    test_packed_only(test_tmp_path("kquant_llama_untied.gguf"));
     test_truncations();
     return test_report();
 }

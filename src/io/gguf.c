@@ -1395,6 +1395,27 @@ static int repack_codes(const tern_gguf *g, const tern_gguf_tensor *gt, int lowb
     return rc;
 }
 
+// Dequantizes the tensors' FP32 values. A lazy (TERN_LOAD_PACKED) load skips
+// packed matrices, whose never-touched allocations go back, keeps the
+// embedding's file bytes for lookups a row at a time, and leaves what will be
+// requantized for requant_q8, one tensor at a time.
+static int fill_values(const tern_gguf *g, tern_model *m, int base, int lazy, int packed_file) {
+    float **outs = malloc((size_t)(g->n_tensors ? g->n_tensors : 1) * sizeof *outs);
+    int rc = outs ? 0 : tern_errorf("out of memory");
+    for (int64_t i = 0; rc == 0 && i < g->n_tensors; i++) {
+        tern_tensor *t = &m->tensors[base + i];
+        int embd = !strcmp(t->name, "token_embd.weight");
+        if (lazy && embd && g->tensors[i].n_dims == 2) rc = keep_rows(g, &g->tensors[i], t);
+        // An untied embedding with its rows needs no FP32 values at all.
+        int drop = t->packed ? !embd || t->rows : embd && t->rows && !m->cfg.tied_embeddings;
+        if (lazy && drop) tern_free(t->data), t->data = NULL;
+        outs[i] = lazy && needs_requant(&g->tensors[i], t, packed_file) ? NULL : t->data;
+    }
+    if (rc == 0) rc = dequantize_all(g, outs, g->n_tensors);
+    free(outs);
+    return rc;
+}
+
 // A packed-only load on AVX-512: each packed matrix the interleaved GEMVs read
 // (tern_kilv_ok) is kept in that layout only, instead of the row layout plus
 // the copy every session would make of it (infer/packed.c interleave_view).
@@ -1446,40 +1467,25 @@ int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
         const tern_gguf_tensor *gt = &g->tensors[i];
         packed_file |= lowbit_type(gt->type) || (quantized_type(gt->type) && layer_matrix(gt));
     }
+    const int bitnet = strcmp(m->cfg.arch, "bitnet") == 0; // its loader rewrites FP32 values at the end
+    const int lazy = m->packed_only && !bitnet;
     // The packed copies come from the file's blocks, not from the FP32 values.
+    // A lazy load reads an untied embedding only by rows: it is not packed.
     int rc = 0;
     for (int64_t i = 0; i < g->n_tensors && rc == 0; i++) {
         const tern_gguf_tensor *gt = &g->tensors[i];
+        if (lazy && !m->cfg.tied_embeddings && !strcmp(gt->name, "token_embd.weight")) continue;
         rc = packed_format(gt->type, NULL) ? keep_packed(gt, &m->tensors[base + i])
                                            : repack_codes(g, gt, lowbit_file, packed_file, &m->tensors[base + i]);
     }
-    // TERN_LOAD_PACKED: packed linears (and an untied head) get no FP32 copy;
-    // their never-touched allocations go back. The embedding keeps its file
-    // bytes, for lookups a row at a time. BitNet's loader rewrites FP32 values
-    // after this, so a bitnet model keeps them.
-    const int bitnet = strcmp(m->cfg.arch, "bitnet") == 0; // its loader rewrites values below
-    const int lazy = m->packed_only && !bitnet;
-    float **outs = rc ? NULL : malloc((size_t)(g->n_tensors ? g->n_tensors : 1) * sizeof *outs);
-    if (rc == 0 && !outs) rc = tern_errorf("out of memory");
-    for (int64_t i = 0; rc == 0 && i < g->n_tensors; i++) {
-        tern_tensor *t = &m->tensors[base + i];
-        int embd = !strcmp(t->name, "token_embd.weight");
-        if (lazy && embd && g->tensors[i].n_dims == 2) rc = keep_rows(g, &g->tensors[i], t);
-        if (lazy && t->packed && (!embd || t->rows)) tern_free(t->data), t->data = NULL;
-        // A lazy load dequantizes what it requantizes below one tensor at a
-        // time, so their FP32 values are never all in memory at once.
-        outs[i] = lazy && needs_requant(&g->tensors[i], t, packed_file) ? NULL : t->data;
-    }
-    if (rc == 0) rc = dequantize_all(g, outs, g->n_tensors);
-    free(outs);
+    if (rc == 0) rc = fill_values(g, m, base, lazy, packed_file);
     for (int64_t i = 0; rc == 0 && !bitnet && i < g->n_tensors; i++) {
         const tern_gguf_tensor *gt = &g->tensors[i];
         tern_tensor *t = &m->tensors[base + i];
-        if (!needs_requant(gt, t, packed_file)) continue;
-        if (lazy) rc = tern_gguf_dequantize(g, gt, t->data);
+        if (!needs_requant(gt, t, packed_file) || (lazy && !t->data)) continue; // an untied embedding's rows
+        if (lazy) rc = tern_gguf_dequantize(g, gt, t->data); // one at a time (fill_values skipped it)
         if (rc == 0) rc = requant_q8(g, gt, t);
-        int head = !strcmp(gt->name, "token_embd.weight") || !strcmp(gt->name, "output.weight");
-        if (rc == 0 && lazy && (!head || t->rows || !strcmp(gt->name, "output.weight"))) tern_free(t->data), t->data = NULL;
+        if (rc == 0 && lazy) tern_free(t->data), t->data = NULL; // packed now; an embedding has its rows
     }
     // The embedding, when its rows come from its file bytes and a tied head
     // does not read its FP32 values (it is packed, or the head is untied).
