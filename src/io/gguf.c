@@ -1344,18 +1344,30 @@ static int repack_affine(const tern_gguf *g, const tern_gguf_tensor *gt, const t
 // A layer matrix or head in a llama.cpp block type the loader could not pack
 // exactly (Q6_K, Q3_K and Q2_K with scales per 16 values, IQ4_XS's levels
 // under a 6-bit scale, Q8_0 holding -128), in a quantized model: q8-row at
-// G = 32 requantized from its dequantized values t->data (absmax per 32, the
-// error kept in t->packed_err), so it does not stream FP32.
+// G = 32 requantized from its values (absmax per 32, the error kept in
+// t->packed_err), so it does not stream FP32. The values are dequantized from
+// the file's blocks ~4 MB at a time, so a packed-only load never holds the
+// tensor in FP32.
 static int requant_q8(const tern_gguf *g, const tern_gguf_tensor *gt, tern_tensor *t) {
-    int rows = (int)gt->ne[1], cols = (int)gt->ne[0];
+    const type_info *ti = type_of(gt->type);
+    int rows = (int)gt->ne[1], cols = (int)gt->ne[0], step = cols < (1 << 20) ? (1 << 20) / cols : 1;
+    size_t row_bytes = (size_t)(cols / ti->block) * (size_t)ti->size;
     int8_t *q = malloc((size_t)gt->numel);
-    float *d = malloc(((size_t)gt->numel / 32 + 1) * sizeof(float));
+    float *d = malloc(((size_t)gt->numel / 32 + 1) * sizeof(float)), *buf = malloc((size_t)step * cols * sizeof(float));
     double err2 = 0, norm2 = 0;
-    int rc = q && d ? 0 : tern_errorf("out of memory");
-    if (rc == 0) tern_absmax_q8(t->data, rows, cols, 32, q, d, &err2, &norm2);
+    int rc = q && d && buf ? 0 : tern_errorf("out of memory");
+    for (int r0 = 0; rc == 0 && r0 < rows; r0 += step) {
+        int n = rows - r0 < step ? rows - r0 : step;
+        tern_gguf_tensor v = *gt; // rows [r0, r0 + n)
+        v.ne[1] = (uint64_t)n, v.numel = (int64_t)n * cols;
+        v.data = gt->data + (size_t)r0 * row_bytes, v.nbytes = (uint64_t)n * row_bytes;
+        rc = tern_gguf_dequantize(g, &v, buf);
+        if (rc == 0)
+            tern_absmax_q8(buf, n, cols, 32, q + (size_t)r0 * cols, d + (size_t)r0 * (cols / 32), &err2, &norm2);
+    }
     if (rc == 0) rc = pack_as(g, gt, TERN_KFMT_Q8, 32, q, d, NULL, NULL, t);
     if (rc == 0) t->packed_err = (float)sqrt(err2 / (norm2 > 0 ? norm2 : 1));
-    free(q), free(d);
+    free(q), free(d), free(buf);
     return rc;
 }
 
@@ -1396,9 +1408,9 @@ static int repack_codes(const tern_gguf *g, const tern_gguf_tensor *gt, int lowb
 }
 
 // Dequantizes the tensors' FP32 values. A lazy (TERN_LOAD_PACKED) load skips
-// packed matrices, whose never-touched allocations go back, keeps the
-// embedding's file bytes for lookups a row at a time, and leaves what will be
-// requantized for requant_q8, one tensor at a time.
+// packed matrices and what requant_q8 will pack from the file's blocks (their
+// never-touched allocations go back), and keeps the embedding's file bytes for
+// lookups a row at a time.
 static int fill_values(const tern_gguf *g, tern_model *m, int base, int lazy, int packed_file) {
     float **outs = malloc((size_t)(g->n_tensors ? g->n_tensors : 1) * sizeof *outs);
     int rc = outs ? 0 : tern_errorf("out of memory");
@@ -1406,10 +1418,13 @@ static int fill_values(const tern_gguf *g, tern_model *m, int base, int lazy, in
         tern_tensor *t = &m->tensors[base + i];
         int embd = !strcmp(t->name, "token_embd.weight");
         if (lazy && embd && g->tensors[i].n_dims == 2) rc = keep_rows(g, &g->tensors[i], t);
-        // An untied embedding with its rows needs no FP32 values at all.
-        int drop = t->packed ? !embd || t->rows : embd && t->rows && !m->cfg.tied_embeddings;
+        // What will be requantized (from the file's blocks) and an untied
+        // embedding with its rows need no FP32 values either.
+        int drop = t->packed ? !embd || t->rows
+                             : needs_requant(&g->tensors[i], t, packed_file) ? !embd || t->rows
+                                                                            : embd && t->rows && !m->cfg.tied_embeddings;
         if (lazy && drop) tern_free(t->data), t->data = NULL;
-        outs[i] = lazy && needs_requant(&g->tensors[i], t, packed_file) ? NULL : t->data;
+        outs[i] = t->data;
     }
     if (rc == 0) rc = dequantize_all(g, outs, g->n_tensors);
     free(outs);
@@ -1482,10 +1497,9 @@ int tern_gguf_read_model(const tern_gguf *g, tern_model *m) {
     for (int64_t i = 0; rc == 0 && !bitnet && i < g->n_tensors; i++) {
         const tern_gguf_tensor *gt = &g->tensors[i];
         tern_tensor *t = &m->tensors[base + i];
-        if (!needs_requant(gt, t, packed_file) || (lazy && !t->data)) continue; // an untied embedding's rows
-        if (lazy) rc = tern_gguf_dequantize(g, gt, t->data); // one at a time (fill_values skipped it)
-        if (rc == 0) rc = requant_q8(g, gt, t);
-        if (rc == 0 && lazy) tern_free(t->data), t->data = NULL; // packed now; an embedding has its rows
+        if (!needs_requant(gt, t, packed_file)) continue;
+        if (lazy && !m->cfg.tied_embeddings && !strcmp(gt->name, "token_embd.weight")) continue; // read by rows only
+        rc = requant_q8(g, gt, t);
     }
     // The embedding, when its rows come from its file bytes and a tied head
     // does not read its FP32 values (it is packed, or the head is untied).
