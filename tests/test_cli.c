@@ -414,7 +414,35 @@ static void test_chat_inputs(void) {
     free(out), free(err);
 }
 
+// A quantized GGUF (llama.cpp's TQ1_0 / TQ2_0 / Q1_0 / Q2_0 fixture): commands
+// that run only the native format load its packed matrices without FP32
+// copies; another --format loads them (bench --compare with f32, generate
+// --format f32), and both run.
+static void test_packed_only_cli(void) {
+    const char *q = test_src_path("tests/fixtures/lowbit_llama.gguf");
+    char args[4096];
+    snprintf(args, sizeof args, "info --model %s", q);
+    CHECK(run(args, OUT_FILE) == 0);
+    char *out = slurp(OUT_FILE);
+    CHECK_MSG(strstr(out, "packed:       7 decoder linears"), "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "bench --model %s --compare native,f32 -p 4 -n 2 -r 1 -o csv", q);
+    CHECK(run(args, OUT_FILE) == 0);
+    out = slurp(OUT_FILE);
+    CHECK_MSG(strstr(out, "tern-t") && strstr(out, "f32,"), "%s", out);
+    free(out);
+    char *gen[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof args, "generate --model %s -p Hello -n 4 --temp 0 --format %s", q, k ? "f32" : "native");
+        CHECK(run(args, OUT_FILE) == 0);
+        gen[k] = slurp(OUT_FILE);
+    }
+    CHECK_MSG(gen[0][0] && gen[1][0], "'%s' '%s'", gen[0], gen[1]);
+    free(gen[0]), free(gen[1]);
+}
+
 int main(void) {
+    test_packed_only_cli();
     model = test_data_path("models/stories260K/stories260K.bin");
     tokenizer = test_data_path("models/stories260K/tok512.bin");
     text = test_data_path("data/tinystories/valid-sample.txt");
