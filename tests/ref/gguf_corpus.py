@@ -8,7 +8,6 @@ one thing broken; the header attacks are written byte by byte.
 usage: /usr/bin/python3 tests/ref/gguf_corpus.py
 """
 import os
-import shutil
 import struct
 import sys
 
@@ -128,8 +127,10 @@ def main():
     if "--base" in sys.argv:  # the valid model the defects start from, for checking by hand
         sys.stdout.buffer.write(base())
         return
-    shutil.rmtree(OUT, ignore_errors=True)
-    os.makedirs(OUT)
+    # Overwrite, never clear: other generators (gguf_bitnet_corpus.py,
+    # lowbit_gguf_ref.py, gen_tq.py, ...) write into the same folder. A case
+    # renamed or dropped here leaves its old file: delete that by hand.
+    os.makedirs(OUT, exist_ok=True)
     write_files(dict(files()))
 
 
