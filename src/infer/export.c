@@ -23,8 +23,6 @@
 #define TERN_FORMAT_VERSION 1
 #define Q8_GROUP TERN_KQ8_GROUP
 
-static const char *const lin_names[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
-
 // Packed buffers stay alive until the writer has written them.
 typedef struct {
     void **bufs;
@@ -141,7 +139,7 @@ static int linear_id(const char *name) {
     if (sscanf(name, "blk.%d.", &l) != 1 || l < 0 || l >= TERN_EXPORT_MAX_LINEARS / 7) return -1;
     for (int k = 0; k < 7; k++) {
         char want[TERN_NAME_MAX];
-        snprintf(want, sizeof want, "blk.%d.%s.weight", l, lin_names[k]);
+        snprintf(want, sizeof want, "blk.%d.%s.weight", l, tern_linear_names[k]);
         if (!strcmp(name, want)) return l * 7 + k;
     }
     return -1;

@@ -259,7 +259,6 @@ void tern_ternary_error(const float *w, int rows, int cols, int group, const int
         }
 }
 
-// int8 codes with one absmax scale per block of `group` columns.
 static void set_packed_hooks(tern_linear *l, plinear *pl) {
     l->apply = packed_apply;
     l->prepare = packed_prepare;
@@ -384,12 +383,10 @@ void tern_packed_free(tern_packed *p) {
 // The model tensor behind linear i of s (decoder linears layer by layer in
 // TERN_L_* order, then the head); NULL if none.
 static const tern_tensor *tensor_of(const tern_session *s, int i) {
-    static const char *kinds[TERN_L_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
-                                              "ffn_down"};
     char name[TERN_NAME_MAX];
     if (i == s->cfg.n_layers * TERN_L_COUNT)
         snprintf(name, sizeof name, "%s", s->cfg.tied_embeddings ? "token_embd.weight" : "output.weight");
-    else snprintf(name, sizeof name, "blk.%d.%s.weight", i / TERN_L_COUNT, kinds[i % TERN_L_COUNT]);
+    else snprintf(name, sizeof name, "blk.%d.%s.weight", i / TERN_L_COUNT, tern_linear_names[i % TERN_L_COUNT]);
     return tern_model_find(s->model, name);
 }
 
@@ -566,12 +563,11 @@ static void fake_quant(float *w, int rows, int cols, int group, int q8) {
 }
 
 int tern_model_fake_quant_absmean(tern_model *m, int group) {
-    static const char *linears[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
     if (group <= 0) group = 128;
     for (int l = 0; l < m->cfg.n_layers; l++)
-        for (int k = 0; k < 7; k++) {
+        for (int k = 0; k < TERN_L_COUNT; k++) {
             char name[TERN_NAME_MAX];
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, linears[k]);
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, tern_linear_names[k]);
             tern_tensor *t = tern_model_find(m, name);
             if (!t) return tern_errorf("%s: missing tensor %s", m->path, name);
             int cols = (int)t->shape[1];

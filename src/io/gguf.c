@@ -1232,6 +1232,10 @@ int tern_row_source_get(const struct tern_row_source *r, int64_t row, float *out
 
 // A transformer block's 2-D tensor (blk.N.*): a linear layer's weights.
 static int layer_matrix(const tern_gguf_tensor *gt) { return gt->n_dims == 2 && !strncmp(gt->name, "blk.", 4); }
+// The embedding or the output head (the LM head, or the table a tied head reads).
+static int head_matrix(const tern_gguf_tensor *gt) {
+    return !strcmp(gt->name, "token_embd.weight") || !strcmp(gt->name, "output.weight");
+}
 
 // llama.cpp's ternary / 1-2 bit types (ggml ids 34, 35, 41, 42).
 static int lowbit_type(uint32_t t) {
@@ -1257,7 +1261,6 @@ static int quantized_type(uint32_t t) {
 // them: the whole model runs packed. A file of FP layers keeps its Q8_0 / Q5_0
 // tensors FP32.
 static int repack_format(const tern_gguf_tensor *gt, int lowbit_file, int packed_file, int lo, int hi) {
-    int head = !strcmp(gt->name, "token_embd.weight") || !strcmp(gt->name, "output.weight");
     switch (gt->type) {
     case TERN_GGML_TQ1_0: return TERN_KFMT_T1_6;
     case TERN_GGML_TQ2_0: case TERN_GGML_Q1_0: return TERN_KFMT_T2;
@@ -1265,7 +1268,8 @@ static int repack_format(const tern_gguf_tensor *gt, int lowbit_file, int packed
     case TERN_GGML_Q4_0: return lowbit_file && lo >= -1 && hi <= 1 ? TERN_KFMT_T2 : TERN_KFMT_Q4G;
     case TERN_GGML_Q8_0:
     case TERN_GGML_Q5_0:
-    case TERN_GGML_IQ4_NL: return packed_file && (head || layer_matrix(gt)) && lo >= -127 ? TERN_KFMT_Q8 : -1;
+    case TERN_GGML_IQ4_NL:
+        return packed_file && (head_matrix(gt) || layer_matrix(gt)) && lo >= -127 ? TERN_KFMT_Q8 : -1;
     default: return -1;
     }
 }
@@ -1374,8 +1378,8 @@ static int requant_q8(const tern_gguf *g, const tern_gguf_tensor *gt, tern_tenso
 // Whether gt (loaded as t) is a layer matrix or head in a block type the
 // repack could not pack, in a quantized model: requant_q8's input.
 static int needs_requant(const tern_gguf_tensor *gt, const tern_tensor *t, int packed_file) {
-    int head = !strcmp(gt->name, "token_embd.weight") || !strcmp(gt->name, "output.weight");
-    return packed_file && !t->packed && quantized_type(gt->type) && gt->n_dims == 2 && (head || layer_matrix(gt)) &&
+    return packed_file && !t->packed && quantized_type(gt->type) && gt->n_dims == 2 &&
+           (head_matrix(gt) || layer_matrix(gt)) &&
            gt->ne[0] <= TERN_KMAX_COLS && gt->ne[1] <= INT_MAX;
 }
 
@@ -1386,8 +1390,7 @@ static int repack_codes(const tern_gguf *g, const tern_gguf_tensor *gt, int lowb
     const type_info *ti = type_of(gt->type);
     if (!ti || gt->n_dims != 2 || gt->ne[0] > TERN_KMAX_COLS || gt->ne[1] > INT_MAX) return 0;
     if (!lowbit_type(gt->type) && !packed_file) return 0;
-    int head = !strcmp(gt->name, "token_embd.weight") || !strcmp(gt->name, "output.weight");
-    if (ti->affine && (head || layer_matrix(gt))) return repack_affine(g, gt, ti, t);
+    if (ti->affine && (head_matrix(gt) || layer_matrix(gt))) return repack_affine(g, gt, ti, t);
     if (!ti->codes) return 0;
     int rows = (int)gt->ne[1], cols = (int)gt->ne[0], nb = cols / ti->block;
     int8_t *q = malloc((size_t)gt->numel);
@@ -1418,11 +1421,11 @@ static int fill_values(const tern_gguf *g, tern_model *m, int base, int lazy, in
         tern_tensor *t = &m->tensors[base + i];
         int embd = !strcmp(t->name, "token_embd.weight");
         if (lazy && embd && g->tensors[i].n_dims == 2) rc = keep_rows(g, &g->tensors[i], t);
-        // What will be requantized (from the file's blocks) and an untied
-        // embedding with its rows need no FP32 values either.
-        int drop = t->packed ? !embd || t->rows
-                             : needs_requant(&g->tensors[i], t, packed_file) ? !embd || t->rows
-                                                                            : embd && t->rows && !m->cfg.tied_embeddings;
+        // Packed or to be requantized (from the file's blocks): no FP32
+        // values; nor an embedding with its rows, unless an unpacked tied
+        // head reads them.
+        int packs = t->packed || needs_requant(&g->tensors[i], t, packed_file);
+        int drop = embd ? t->rows && (packs || !m->cfg.tied_embeddings) : packs;
         if (lazy && drop) tern_free(t->data), t->data = NULL;
         outs[i] = t->data;
     }

@@ -252,7 +252,10 @@ void tern_absmax_q8(const float *w, int rows, int cols, int group, int8_t *codes
             scales[(size_t)r * n_groups + g] = scale;
             int8_t *q = codes + (size_t)r * cols;
             if (scale > 0)
-                for (int c = c0; c < c1; c++) q[c] = (int8_t)rintf(x[c] / scale);
+                for (int c = c0; c < c1; c++) { // NaN (a corrupt file's value) becomes 0, not an undefined cast
+                    float v = rintf(x[c] / scale);
+                    q[c] = (int8_t)(v >= -127.0f && v <= 127.0f ? v : 0.0f);
+                }
             else
                 for (int c = c0; c < c1; c++) q[c] = 0;
             if (!want) continue;
@@ -298,7 +301,8 @@ static int pack_row(const tern_kmatrix *m, uint8_t *row, int r, const int8_t *co
     // The codes' range first (a loop the compiler vectorizes; the packing of
     // a 1B model's load runs over ~10^9 of them), then the fields.
     int lo = 127, hi = -128;
-    for (int col = 0; col < m->cols; col++) lo = codes[col] < lo ? codes[col] : lo, hi = codes[col] > hi ? codes[col] : hi;
+    for (int col = 0; col < m->cols; col++)
+        lo = codes[col] < lo ? codes[col] : lo, hi = codes[col] > hi ? codes[col] : hi;
     if (lo < f->code_min || hi > f->code_max)
         for (int col = 0; col < m->cols; col++)
             if (code_to_field(f, codes[col]) < 0)

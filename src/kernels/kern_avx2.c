@@ -159,7 +159,7 @@ INL void row_tokens(int fmt, int NT, const tern_kmatrix *w, int r, const tern_qa
         const tern_kkind kind = kind_of(fmt);
         const float alpha = _cvtsh_ss(load_u16(sc, g));
         const float gamma = w->has_shift ? _cvtsh_ss(load_u16(sc, w->n_groups + g)) : 0.0f;
-        const int32_t zero = kind == TERN_KKIND_RTN && !w->has_shift ? sc[2 * (size_t)w->n_groups + g] : 0;
+        const int32_t zero = tern_kmatrix_zeros(w) ? sc[2 * (size_t)w->n_groups + g] : 0;
         for (int k = k0; k < k1; k++) { // activation groups
             const int end = c + cpg < nch ? c + cpg : nch;
             __m256i s32[4];

@@ -343,7 +343,7 @@ INL void SFX(row_tokens)(int fmt, int NT, const tern_kmatrix *w, int r, const te
             const tern_kkind kind = SFX(kind_of)(fmt);
             float alpha = tern_kload_f16(sc, g);
             float gamma = w->has_shift ? tern_kload_f16(sc, w->n_groups + g) : 0.0f;
-            int32_t zero = kind == TERN_KKIND_RTN && !w->has_shift ? sc[2 * (size_t)w->n_groups + g] : 0;
+            int32_t zero = tern_kmatrix_zeros(w) ? sc[2 * (size_t)w->n_groups + g] : 0;
             for (int t = 0; t < NT; t++)
                 acc[t] = tern_kstep_v(kind, w->has_shift, alpha, gamma, zero, vaddvq_s32(s32[t]), gs[t][k],
                                       tern_kact_scale(a, t0 + t, k), acc[t]);

@@ -25,6 +25,8 @@
 #define ATT_ROWS 1
 #endif
 
+const char *const tern_linear_names[TERN_L_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                                      "ffn_gate", "ffn_up", "ffn_down"};
 const char *const tern_phase_names[TERN_PH_COUNT] = {"attn_norm", "qkv", "rope", "attention", "o",
                                                       "ffn_norm", "gate_up", "swiglu", "down", "head"};
 

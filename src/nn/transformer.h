@@ -9,6 +9,8 @@
 
 // The seven linear layers of a decoder block, in this order.
 enum { TERN_L_Q, TERN_L_K, TERN_L_V, TERN_L_O, TERN_L_GATE, TERN_L_UP, TERN_L_DOWN, TERN_L_COUNT };
+// Their tensors' names: blk.N.<name>.weight ("attn_q", ...), in TERN_L_* order.
+extern const char *const tern_linear_names[TERN_L_COUNT];
 
 // Phases of a forward step, for the optional wall-clock profile
 // (tern_session.profile): summed over layers; o and down include their
